@@ -1,0 +1,65 @@
+# Hunter referral sync: developer entry points. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+ARGS ?=
+CFN_LINT := .venv/bin/cfn-lint
+
+.PHONY: demo test test-embedded test-moto lint fmt fmt-check clippy cfn-lint venv build
+
+## demo: run hunter-local (pass options with ARGS="--once --seed 50")
+demo:
+	@if [[ ! -f infra/local/Cargo.toml ]]; then \
+		echo "hunter-local is not built yet: it arrives with the Partner Center sync (issue 3)."; \
+	else \
+		cargo run -p hunter-local --bin hunter-local -- $(ARGS); \
+	fi
+
+## test: everything CI checks, in order
+test:
+	@echo "==> venv"
+	scripts/ensure-venv.sh
+	@echo "==> fmt"
+	cargo fmt --all -- --check
+	@echo "==> clippy"
+	cargo clippy --workspace --all-targets -- -D warnings
+	@echo "==> cfn-lint"
+	$(CFN_LINT) template.yaml
+	@echo "==> cargo test (moto)"
+	scripts/with-moto.sh cargo test --workspace
+
+## test-embedded: the contract suite against the embedded adapters, and hunter-core (no moto)
+test-embedded:
+	@echo "==> contract tests (embedded)"
+	cargo test -p hunter-tests --test contract -- embedded::
+	@echo "==> hunter-core tests"
+	cargo test -p hunter-core
+
+## test-moto: the contract suite against DynamoDB and SQS in moto server
+test-moto: venv
+	@echo "==> contract tests (moto)"
+	scripts/with-moto.sh cargo test -p hunter-tests --test contract -- moto::
+
+lint: fmt-check clippy cfn-lint
+
+fmt:
+	cargo fmt --all
+
+fmt-check:
+	@echo "==> fmt"
+	cargo fmt --all -- --check
+
+clippy:
+	@echo "==> clippy"
+	cargo clippy --workspace --all-targets -- -D warnings
+
+cfn-lint: venv
+	@echo "==> cfn-lint"
+	$(CFN_LINT) template.yaml
+
+venv:
+	@echo "==> venv"
+	scripts/ensure-venv.sh
+
+build:
+	cargo build --workspace

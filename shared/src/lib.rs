@@ -1,0 +1,1 @@
+//! Hunter referral sync core: domain model, rules, ports and adapters.

@@ -1,0 +1,1 @@
+//! Helpers shared by the workspace-level contract and end-to-end tests.
