@@ -1,1 +1,4 @@
 //! Hunter referral sync core: domain model, rules, ports and adapters.
+
+pub mod referral;
+pub mod rules;
