@@ -1,4 +1,16 @@
 //! Hunter referral sync core: domain model, rules, ports and adapters.
+//!
+//! The rules ([`rules`], [`referral`]) are pure functions; the ports ([`ports`]) are traits that
+//! handlers take as parameters; [`adapters`] implements them for AWS (DynamoDB, SQS) and for the
+//! embedded local mode, with the same semantics (one contract suite runs against both).
 
+pub mod adapters;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod fanout;
+pub mod model;
+pub mod ports;
 pub mod referral;
+pub mod retry;
 pub mod rules;

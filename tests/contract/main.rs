@@ -1,1 +1,66 @@
-//! One contract suite for the store and queue ports, run against every backend.
+//! One contract suite for the store and queue ports, run against every backend:
+//! `embedded::*` (in-memory adapters) and `moto::*` (DynamoDB and SQS in moto server over HTTP,
+//! with the real AWS SDK). Run one backend alone with `make test-embedded` or `make test-moto`.
+#![allow(clippy::unwrap_used)]
+
+mod queue;
+mod store;
+
+use std::time::Duration;
+
+/// maxReceiveCount of the queues under test.
+const MAX_RECEIVES: u32 = 2;
+
+macro_rules! contract_suite {
+    ($backend:ident, $store:path, $queue:path) => {
+        mod $backend {
+            use super::*;
+
+            macro_rules! store_test {
+                ($name:ident) => {
+                    #[tokio::test]
+                    async fn $name() {
+                        let fixture = $store().await;
+                        store::$name(fixture.store.as_ref()).await;
+                    }
+                };
+            }
+            macro_rules! queue_test {
+                ($name:ident) => {
+                    #[tokio::test]
+                    async fn $name() {
+                        let fixture = $queue(Duration::from_secs(30), MAX_RECEIVES).await;
+                        queue::$name(fixture.queue.as_ref()).await;
+                    }
+                };
+            }
+
+            store_test!(upsert_inserts_then_a_newer_version_replaces);
+            store_test!(upsert_rejects_a_stale_version);
+            store_test!(upsert_of_an_equal_version_is_idempotent);
+            store_test!(a_record_round_trips_every_field);
+            store_test!(referrals_page_newest_first_with_stable_cursors);
+            store_test!(referrals_filter_by_eligibility_reason_status_and_text);
+            store_test!(a_foreign_cursor_is_rejected);
+            store_test!(leads_are_written_with_a_version_check);
+            store_test!(leads_list_by_score_and_segment);
+            store_test!(audit_entries_are_append_only_and_newest_first);
+            store_test!(sync_runs_list_newest_first);
+            store_test!(sync_state_is_written_with_a_version_check);
+
+            queue_test!(sent_messages_are_received_once_and_deleted);
+            queue_test!(a_batch_with_a_bad_entry_fails_only_that_entry);
+            queue_test!(a_malformed_batch_is_refused_whole_and_not_retryable);
+            queue_test!(a_message_reappears_when_its_visibility_timeout_expires);
+            queue_test!(changing_visibility_to_zero_releases_a_message_now);
+            queue_test!(a_message_moves_to_the_dead_letter_queue_after_max_receives);
+        }
+    };
+}
+
+contract_suite!(
+    embedded,
+    hunter_tests::embedded_store,
+    hunter_tests::embedded_queue
+);
+contract_suite!(moto, hunter_tests::moto_store, hunter_tests::moto_queue);

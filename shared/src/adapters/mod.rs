@@ -1,0 +1,14 @@
+//! Implementations of the ports: DynamoDB and SQS for AWS, embedded ones for local mode.
+//! One contract suite (workspace `tests/contract`) runs against both.
+
+mod keys;
+
+pub mod dynamo_store;
+pub mod memory_queue;
+pub mod memory_store;
+pub mod sqs_queue;
+
+pub use dynamo_store::DynamoStore;
+pub use memory_queue::EmbeddedQueue;
+pub use memory_store::EmbeddedStore;
+pub use sqs_queue::SqsQueue;

@@ -1,0 +1,476 @@
+//! The store contract: every adapter must pass these.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use hunter_core::error::StoreError;
+use hunter_core::model::{
+    AuditEntry, Lead, ReferralRecord, RunStatus, SyncRun, SyncState, SyncStatus,
+};
+use hunter_core::ports::{LeadQuery, ReferralQuery, Store, UpsertOutcome};
+use hunter_core::rules::{Domain, DomainSource, SkipReason, normalize_domain};
+
+fn at(minute: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 10, 1, 8, 0, 0)
+        .single()
+        .expect("valid time")
+        + Duration::minutes(minute)
+}
+
+fn domain(text: &str) -> Domain {
+    normalize_domain(text).expect("valid domain")
+}
+
+fn referral(id: &str, created: i64, updated: i64, etag: &str) -> ReferralRecord {
+    ReferralRecord {
+        id: id.to_owned(),
+        engagement_id: Some(format!("eng-{id}")),
+        name: Some(format!("Referral {id}")),
+        status: Some("New".to_owned()),
+        substatus: Some("Pending".to_owned()),
+        referral_type: Some("Shared".to_owned()),
+        qualification: Some("SalesQualified".to_owned()),
+        direction: Some("Incoming".to_owned()),
+        customer_name: Some("Contoso Ltd".to_owned()),
+        customer_country: Some("US".to_owned()),
+        deal_value: Some(50_000.5),
+        currency: Some("USD".to_owned()),
+        domain: Some(domain("contoso.com")),
+        domain_source: Some(DomainSource::CustomerEmail),
+        eligible: true,
+        skip_reason: None,
+        skip_detail: None,
+        created_date_time: Some(at(created)),
+        updated_date_time: Some(at(updated)),
+        etag: Some(etag.to_owned()),
+        synced_at: at(1000),
+        raw: format!(r#"{{"id":"{id}"}}"#),
+    }
+}
+
+fn skipped(mut record: ReferralRecord, reason: SkipReason) -> ReferralRecord {
+    record.eligible = false;
+    record.skip_reason = Some(reason);
+    record
+}
+
+fn lead(name: &str, score: Option<u8>, segment: Option<&str>) -> Lead {
+    let mut lead = Lead::new(domain(name), at(0));
+    lead.score = score;
+    lead.segment = segment.map(str::to_owned);
+    lead.company_name = Some(format!("{name} Inc"));
+    lead
+}
+
+pub async fn upsert_inserts_then_a_newer_version_replaces(store: &dyn Store) {
+    let first = referral("r1", 0, 10, "\"e1\"");
+    assert_eq!(
+        store.upsert_referral(&first).await.unwrap(),
+        UpsertOutcome::Inserted
+    );
+    let mut newer = referral("r1", 0, 20, "\"e2\"");
+    newer.status = Some("Active".to_owned());
+    assert_eq!(
+        store.upsert_referral(&newer).await.unwrap(),
+        UpsertOutcome::Updated
+    );
+    assert_eq!(store.get_referral("r1").await.unwrap(), Some(newer));
+}
+
+pub async fn upsert_rejects_a_stale_version(store: &dyn Store) {
+    let newer = referral("r1", 0, 20, "\"e2\"");
+    store.upsert_referral(&newer).await.unwrap();
+    let mut older = referral("r1", 0, 10, "\"e1\"");
+    older.status = Some("Closed".to_owned());
+    assert_eq!(
+        store.upsert_referral(&older).await.unwrap(),
+        UpsertOutcome::Stale
+    );
+    assert_eq!(store.get_referral("r1").await.unwrap(), Some(newer));
+}
+
+pub async fn upsert_of_an_equal_version_is_idempotent(store: &dyn Store) {
+    let record = referral("r1", 0, 10, "\"e1\"");
+    store.upsert_referral(&record).await.unwrap();
+    assert_eq!(
+        store.upsert_referral(&record).await.unwrap(),
+        UpsertOutcome::Unchanged
+    );
+    let mut same_time_new_etag = referral("r1", 0, 10, "\"e9\"");
+    same_time_new_etag.substatus = Some("Received".to_owned());
+    assert_eq!(
+        store.upsert_referral(&same_time_new_etag).await.unwrap(),
+        UpsertOutcome::Updated
+    );
+    assert_eq!(
+        store.get_referral("r1").await.unwrap(),
+        Some(same_time_new_etag)
+    );
+}
+
+pub async fn a_record_round_trips_every_field(store: &dyn Store) {
+    let hostile = "<img src=x onerror=alert(1)> \u{202e}\u{0007} 'quoted' \"double\" Bücher";
+    let mut record = referral("r-hostile", 5, 5, "\"e\"");
+    record.name = Some(hostile.to_owned());
+    record.customer_name = None;
+    record.deal_value = None;
+    record.domain = Some(domain("Bücher.de"));
+    let invalid = ReferralRecord::invalid("{not json", "not JSON: expected value", at(3));
+    store.upsert_referral(&record).await.unwrap();
+    store.upsert_referral(&invalid).await.unwrap();
+    assert_eq!(store.get_referral("r-hostile").await.unwrap(), Some(record));
+    assert_eq!(
+        store.get_referral(&invalid.id).await.unwrap(),
+        Some(invalid)
+    );
+    assert_eq!(store.get_referral("missing").await.unwrap(), None);
+}
+
+pub async fn referrals_page_newest_first_with_stable_cursors(store: &dyn Store) {
+    for i in 0..25 {
+        store
+            .upsert_referral(&referral(&format!("r{i:02}"), i, i, "\"e\""))
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    let mut pages = Vec::new();
+    loop {
+        let page = store
+            .list_referrals(&ReferralQuery {
+                limit: Some(10),
+                cursor: cursor.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        pages.push(page.items.len());
+        seen.extend(page.items.into_iter().map(|r| r.id));
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(pages, vec![10, 10, 5]);
+    let expected: Vec<String> = (0..25).rev().map(|i| format!("r{i:02}")).collect();
+    assert_eq!(seen, expected);
+}
+
+pub async fn referrals_filter_by_eligibility_reason_status_and_text(store: &dyn Store) {
+    for i in 0..30 {
+        let mut record = referral(&format!("r{i:02}"), i, i, "\"e\"");
+        if i % 3 == 0 {
+            record = skipped(record, SkipReason::NoDomain);
+            record.domain = None;
+        } else if i % 3 == 1 {
+            record = skipped(record, SkipReason::StatusClosed);
+            record.status = Some("Closed".to_owned());
+        }
+        if i == 7 {
+            record.customer_name = Some("Fabrikam Manufacturing".to_owned());
+        }
+        store.upsert_referral(&record).await.unwrap();
+    }
+    let ids = |items: Vec<ReferralRecord>| items.into_iter().map(|r| r.id).collect::<Vec<_>>();
+
+    let eligible = ReferralQuery {
+        eligible: Some(true),
+        limit: Some(200),
+        ..Default::default()
+    };
+    let eligible = ids(store.list_referrals(&eligible).await.unwrap().items);
+    assert_eq!(eligible.len(), 10);
+    assert!(
+        eligible
+            .iter()
+            .all(|id| id[1..].parse::<u32>().unwrap() % 3 == 2)
+    );
+
+    let no_domain = store
+        .list_referrals(&ReferralQuery {
+            skip_reason: Some(SkipReason::NoDomain),
+            limit: Some(4),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(no_domain.items), vec!["r27", "r24", "r21", "r18"]);
+    assert!(no_domain.next_cursor.is_some());
+
+    let closed = store
+        .list_referrals(&ReferralQuery {
+            status: Some("Closed".to_owned()),
+            limit: Some(3),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(closed.items), vec!["r28", "r25", "r22"]);
+    let closed_next = store
+        .list_referrals(&ReferralQuery {
+            status: Some("Closed".to_owned()),
+            limit: Some(3),
+            cursor: closed.next_cursor,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(closed_next.items), vec!["r19", "r16", "r13"]);
+
+    let ineligible = ReferralQuery {
+        eligible: Some(false),
+        limit: Some(200),
+        ..Default::default()
+    };
+    assert_eq!(
+        store.list_referrals(&ineligible).await.unwrap().items.len(),
+        20
+    );
+
+    let text = ReferralQuery {
+        q: Some("FABRIKAM".to_owned()),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(store.list_referrals(&text).await.unwrap().items),
+        vec!["r07"]
+    );
+}
+
+pub async fn a_foreign_cursor_is_rejected(store: &dyn Store) {
+    store
+        .upsert_referral(&referral("r1", 0, 0, "\"e\""))
+        .await
+        .unwrap();
+    let result = store
+        .list_referrals(&ReferralQuery {
+            cursor: Some("not-a-cursor!".to_owned()),
+            ..Default::default()
+        })
+        .await;
+    assert!(
+        matches!(result, Err(StoreError::InvalidCursor)),
+        "{result:?}"
+    );
+}
+
+pub async fn leads_are_written_with_a_version_check(store: &dyn Store) {
+    let mut contoso = lead("contoso.com", None, None);
+    store.put_lead(&contoso, None).await.unwrap();
+    let again = store.put_lead(&contoso, None).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+
+    contoso.referral_ids.push("r1".to_owned());
+    contoso.referral_count = 1;
+    contoso.version = 2;
+    store.put_lead(&contoso, Some(1)).await.unwrap();
+    let stale = store.put_lead(&contoso, Some(1)).await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict(ref e)) if !e.is_empty()),
+        "{stale:?}"
+    );
+    assert!(stale.is_err_and(|e| e.is_retryable()));
+    assert_eq!(
+        store.get_lead(&domain("contoso.com")).await.unwrap(),
+        Some(contoso)
+    );
+}
+
+pub async fn leads_list_by_score_and_segment(store: &dyn Store) {
+    let leads = [
+        lead("alpha.com", Some(85), Some("Migration")),
+        lead("bravo.com", Some(40), Some("Cold")),
+        lead("charlie.com", Some(72), Some("Existing")),
+        lead("delta.com", Some(90), Some("Migration")),
+        lead("echo.com", None, None),
+    ];
+    for l in &leads {
+        store.put_lead(l, None).await.unwrap();
+    }
+    let mut synced = lead("foxtrot.com", Some(10), Some("Skip"));
+    synced.sync_status = SyncStatus::Synced;
+    store.put_lead(&synced, None).await.unwrap();
+    let domains = |items: Vec<Lead>| {
+        items
+            .into_iter()
+            .map(|l| l.domain.to_string())
+            .collect::<Vec<_>>()
+    };
+
+    let all = store.list_leads(&LeadQuery::default()).await.unwrap();
+    assert_eq!(
+        domains(all.items),
+        [
+            "delta.com",
+            "alpha.com",
+            "charlie.com",
+            "bravo.com",
+            "foxtrot.com",
+            "echo.com"
+        ]
+    );
+
+    let migration = LeadQuery {
+        segment: Some("Migration".to_owned()),
+        ..Default::default()
+    };
+    assert_eq!(
+        domains(store.list_leads(&migration).await.unwrap().items),
+        ["delta.com", "alpha.com"]
+    );
+
+    let strong = store
+        .list_leads(&LeadQuery {
+            min_score: Some(72),
+            limit: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(domains(strong.items), ["delta.com", "alpha.com"]);
+    let rest = store
+        .list_leads(&LeadQuery {
+            min_score: Some(72),
+            limit: Some(2),
+            cursor: strong.next_cursor,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(domains(rest.items), ["charlie.com"]);
+    assert_eq!(rest.next_cursor, None);
+
+    let by_status = LeadQuery {
+        sync_status: Some(SyncStatus::Synced),
+        ..Default::default()
+    };
+    assert_eq!(
+        domains(store.list_leads(&by_status).await.unwrap().items),
+        ["foxtrot.com"]
+    );
+    let by_text = LeadQuery {
+        q: Some("CHARLIE".to_owned()),
+        ..Default::default()
+    };
+    assert_eq!(
+        domains(store.list_leads(&by_text).await.unwrap().items),
+        ["charlie.com"]
+    );
+}
+
+pub async fn audit_entries_are_append_only_and_newest_first(store: &dyn Store) {
+    let contoso = domain("contoso.com");
+    let entry = |id: &str, minute: i64| AuditEntry {
+        id: id.to_owned(),
+        domain: contoso.clone(),
+        at: at(minute),
+        actor: "push-dynamics".to_owned(),
+        action: "upsert_lead".to_owned(),
+        result: "synced".to_owned(),
+        detail: Some(format!("attempt {id}")),
+    };
+    store
+        .put_lead(&lead("contoso.com", None, None), None)
+        .await
+        .unwrap();
+    for (id, minute) in [("a1", 1), ("a2", 3), ("a3", 2)] {
+        store.append_audit(&entry(id, minute)).await.unwrap();
+    }
+    let duplicate = store.append_audit(&entry("a2", 3)).await;
+    assert!(
+        matches!(duplicate, Err(StoreError::Conflict(_))),
+        "{duplicate:?}"
+    );
+    let trail = store.list_audit(&contoso, 10).await.unwrap();
+    assert_eq!(
+        trail.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["a2", "a3", "a1"]
+    );
+    assert_eq!(store.list_audit(&contoso, 1).await.unwrap().len(), 1);
+    assert!(
+        store
+            .list_audit(&domain("other.com"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store.get_lead(&contoso).await.unwrap().is_some(),
+        "audit entries must not disturb the lead item"
+    );
+}
+
+pub async fn sync_runs_list_newest_first(store: &dyn Store) {
+    for i in 0..7 {
+        let run = SyncRun {
+            id: format!("run{i}"),
+            started_at: at(i * 15),
+            finished_at: Some(at(i * 15 + 1)),
+            status: if i == 3 {
+                RunStatus::Failed
+            } else {
+                RunStatus::Succeeded
+            },
+            pages: 2,
+            fetched: 150,
+            enqueued: 150,
+            stored: 149,
+            skipped: BTreeMap::from([("no_domain".to_owned(), 4)]),
+            error: (i == 3).then(|| "401 after refresh".to_owned()),
+        };
+        store.put_sync_run(&run).await.unwrap();
+    }
+    let first = store.list_sync_runs(Some(5), None).await.unwrap();
+    assert_eq!(
+        first
+            .items
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>(),
+        ["run6", "run5", "run4", "run3", "run2"]
+    );
+    let second = store
+        .list_sync_runs(Some(5), first.next_cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(
+        second
+            .items
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>(),
+        ["run1", "run0"]
+    );
+    assert_eq!(second.next_cursor, None);
+    let failed = store.get_sync_run("run3").await.unwrap().unwrap();
+    assert_eq!(
+        (failed.status, failed.error.as_deref()),
+        (RunStatus::Failed, Some("401 after refresh"))
+    );
+    let mut running = failed.clone();
+    running.status = RunStatus::Running;
+    store.put_sync_run(&running).await.unwrap();
+    assert_eq!(store.get_sync_run("run3").await.unwrap(), Some(running));
+}
+
+pub async fn sync_state_is_written_with_a_version_check(store: &dyn Store) {
+    let mut state = SyncState {
+        key: "partner_center_watermark".to_owned(),
+        value: serde_json::json!({"updatedDateTime": "2026-10-29T08:01:12.12Z"}),
+        version: 1,
+        updated_at: at(0),
+    };
+    assert_eq!(store.get_state(&state.key).await.unwrap(), None);
+    store.put_state(&state, None).await.unwrap();
+    state.value = serde_json::json!({"updatedDateTime": "2026-10-30T00:00:00Z", "nextLink": "http://x/?$skiptoken=a"});
+    state.version = 2;
+    store.put_state(&state, Some(1)).await.unwrap();
+    let lost = store.put_state(&state, Some(1)).await;
+    assert!(matches!(lost, Err(StoreError::Conflict(_))), "{lost:?}");
+    assert!(matches!(
+        store.put_state(&state, None).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.get_state(&state.key).await.unwrap(), Some(state));
+}
