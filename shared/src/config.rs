@@ -26,6 +26,14 @@ pub struct Config {
     pub secret_arn: Option<String>,
     /// `HUNTER_RULES_FILE`: a rules file replacing the compiled-in one.
     pub rules_file: Option<String>,
+    /// `HUNTER_PC_DIRECTIONS`: comma-separated `direction` values a sync fetches (default: all).
+    #[serde(default)]
+    pub pc_directions: Vec<String>,
+    /// `HUNTER_PC_STATUSES`: comma-separated `status` values a sync fetches (default: all).
+    #[serde(default)]
+    pub pc_statuses: Vec<String>,
+    /// `HUNTER_PC_PAGE_SIZE`: the `$top` a sync asks for.
+    pub pc_page_size: Option<usize>,
 }
 
 fn default_table() -> String {
@@ -91,6 +99,8 @@ mod tests {
             ("HUNTER_TABLE", "prod-hunter"),
             ("HUNTER_REFERRALS_QUEUE_URL", "http://q/hunter-referrals"),
             ("HUNTER_DYNAMICS_URL", "  "),
+            ("HUNTER_PC_DIRECTIONS", "Incoming"),
+            ("HUNTER_PC_STATUSES", "New,Active"),
             ("OTHER", "x"),
         ]))
         .unwrap();
@@ -100,5 +110,7 @@ mod tests {
             Some("http://q/hunter-referrals")
         );
         assert_eq!(config.dynamics_url, None);
+        assert_eq!(config.pc_directions, vec!["Incoming"]);
+        assert_eq!(config.pc_statuses, vec!["New", "Active"]);
     }
 }

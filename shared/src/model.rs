@@ -163,6 +163,9 @@ pub struct Lead {
     pub referral_types: Vec<String>,
     pub latest_status: Option<String>,
     pub deal_value_total: f64,
+    /// The referrals behind the aggregates above, one entry each.
+    #[serde(default)]
+    pub contributions: Vec<LeadReferral>,
     pub sync_status: SyncStatus,
     pub dynamics_id: Option<String>,
     pub last_synced_at: Option<DateTime<Utc>>,
@@ -189,6 +192,7 @@ impl Lead {
             referral_types: Vec::new(),
             latest_status: None,
             deal_value_total: 0.0,
+            contributions: Vec::new(),
             sync_status: SyncStatus::Pending,
             dynamics_id: None,
             last_synced_at: None,
@@ -210,6 +214,20 @@ impl Lead {
     }
 }
 
+/// What one referral contributes to its lead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeadReferral {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub referral_type: Option<String>,
+    pub status: Option<String>,
+    pub deal_value: Option<f64>,
+    pub currency: Option<String>,
+    pub customer_name: Option<String>,
+    pub updated_date_time: Option<DateTime<Utc>>,
+}
+
 /// How a sync run ended (or that it has not yet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -219,7 +237,8 @@ pub enum RunStatus {
     Failed,
 }
 
-/// One Partner Center sync: what it fetched and enqueued, and how it ended.
+/// One Partner Center sync: what fetch-referrals fetched and enqueued, how it ended, and what
+/// ingest-referral made of it (`stored`, `eligible`, `skipped`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncRun {
@@ -230,9 +249,44 @@ pub struct SyncRun {
     pub pages: u32,
     pub fetched: u32,
     pub enqueued: u32,
+    /// Referrals of this run that ingest stored (written by ingest, one increment each).
     pub stored: u32,
+    pub eligible: u32,
+    /// Stored referrals by skip reason.
     pub skipped: BTreeMap<String, u32>,
+    /// Stored referrals by upsert outcome (inserted, updated, unchanged, stale).
+    #[serde(default)]
+    pub outcomes: BTreeMap<String, u32>,
     pub error: Option<String>,
+    /// When the run's summary was reported (see `SyncStore::claim_run_summary`).
+    #[serde(default)]
+    pub summarized_at: Option<DateTime<Utc>>,
+}
+
+impl SyncRun {
+    /// A new running sync.
+    pub fn start(id: impl Into<String>, started_at: DateTime<Utc>) -> Self {
+        Self {
+            id: id.into(),
+            started_at,
+            finished_at: None,
+            status: RunStatus::Running,
+            pages: 0,
+            fetched: 0,
+            enqueued: 0,
+            stored: 0,
+            eligible: 0,
+            skipped: BTreeMap::new(),
+            outcomes: BTreeMap::new(),
+            error: None,
+            summarized_at: None,
+        }
+    }
+
+    /// Fetching succeeded and ingest has stored every fetched referral.
+    pub fn is_complete(&self) -> bool {
+        self.status == RunStatus::Succeeded && self.stored >= self.fetched
+    }
 }
 
 /// A named piece of sync state (watermark, continuation link, ...), written with a version check.

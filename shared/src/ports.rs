@@ -5,8 +5,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use tokio::time::Instant;
+
 use crate::error::{QueueError, StoreError};
 use crate::model::{AuditEntry, Lead, ReferralRecord, SyncRun, SyncState, SyncStatus};
+use crate::partner_center::{PartnerCenterError, ReferralFilter, ReferralPage};
 use crate::rules::{Domain, SkipReason};
 
 /// Largest page any list call returns.
@@ -34,6 +37,18 @@ pub enum UpsertOutcome {
     Unchanged,
     /// The stored version is newer; the incoming one was ignored.
     Stale,
+}
+
+impl UpsertOutcome {
+    /// The snake_case name used in counters and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inserted => "inserted",
+            Self::Updated => "updated",
+            Self::Unchanged => "unchanged",
+            Self::Stale => "stale",
+        }
+    }
 }
 
 /// Filters for listing referrals (newest `createdDateTime` first).
@@ -100,8 +115,23 @@ pub trait LeadStore: Send + Sync {
 /// Sync runs and sync state.
 #[async_trait]
 pub trait SyncStore: Send + Sync {
-    /// Creates or replaces the run with this id.
+    /// Creates the run, or updates the fields fetch-referrals owns (status, times, pages, fetched,
+    /// enqueued, error); a stored run keeps its ingest counters (stored, eligible, skipped).
     async fn put_sync_run(&self, run: &SyncRun) -> Result<(), StoreError>;
+    /// Counts referral `referral_id` once for run `run_id`: as stored, by upsert outcome, and as
+    /// eligible or skipped. Atomic and idempotent (a redelivered message is not counted again), so
+    /// concurrent ingests add up exactly. Returns whether it counted now; a run that does not
+    /// exist is left alone.
+    async fn count_ingested(
+        &self,
+        run_id: &str,
+        referral_id: &str,
+        outcome: UpsertOutcome,
+        skip_reason: Option<SkipReason>,
+    ) -> Result<bool, StoreError>;
+    /// Marks run `run_id` as summarized; true for the one caller that marked it (so the run's
+    /// summary is reported once, by whichever of fetch and ingest sees it complete first).
+    async fn claim_run_summary(&self, run_id: &str) -> Result<bool, StoreError>;
     async fn get_sync_run(&self, id: &str) -> Result<Option<SyncRun>, StoreError>;
     /// Runs, newest `startedAt` first.
     async fn list_sync_runs(
@@ -195,4 +225,21 @@ pub trait Queue: Send + Sync {
     async fn take_dead_letters(&self, max: usize) -> Result<Vec<ReceivedMessage>, QueueError>;
     /// Moves every dead letter back to the queue; returns how many moved.
     async fn redrive_dead_letters(&self) -> Result<usize, QueueError>;
+}
+
+/// Where referrals come from, page by page: Partner Center (see [`crate::partner_center`]).
+#[async_trait]
+pub trait ReferralSource: Send + Sync {
+    /// The first page of what `filter` selects; retries give up before `deadline`.
+    async fn first_page(
+        &self,
+        filter: &ReferralFilter,
+        deadline: Option<Instant>,
+    ) -> Result<ReferralPage, PartnerCenterError>;
+    /// The page at a `@odata.nextLink`.
+    async fn next_page(
+        &self,
+        next_link: &str,
+        deadline: Option<Instant>,
+    ) -> Result<ReferralPage, PartnerCenterError>;
 }

@@ -416,7 +416,10 @@ pub async fn sync_runs_list_newest_first(store: &dyn Store) {
             fetched: 150,
             enqueued: 150,
             stored: 149,
+            eligible: 145,
             skipped: BTreeMap::from([("no_domain".to_owned(), 4)]),
+            outcomes: BTreeMap::new(),
+            summarized_at: None,
             error: (i == 3).then(|| "401 after refresh".to_owned()),
         };
         store.put_sync_run(&run).await.unwrap();
@@ -473,4 +476,103 @@ pub async fn sync_state_is_written_with_a_version_check(store: &dyn Store) {
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(store.get_state(&state.key).await.unwrap(), Some(state));
+}
+
+pub async fn ingest_counts_add_up_and_survive_run_updates(store: &dyn Store) {
+    let mut run = SyncRun {
+        id: "run-counted".to_owned(),
+        started_at: at(0),
+        finished_at: None,
+        status: RunStatus::Running,
+        pages: 0,
+        fetched: 0,
+        enqueued: 0,
+        stored: 0,
+        eligible: 0,
+        skipped: BTreeMap::new(),
+        outcomes: BTreeMap::new(),
+        summarized_at: None,
+        error: None,
+    };
+    store.put_sync_run(&run).await.unwrap();
+    let counts = [
+        ("r1", UpsertOutcome::Inserted, None),
+        ("r2", UpsertOutcome::Updated, None),
+        ("r3", UpsertOutcome::Inserted, Some(SkipReason::NoDomain)),
+        (
+            "r4",
+            UpsertOutcome::Unchanged,
+            Some(SkipReason::NotIncoming),
+        ),
+        ("r5", UpsertOutcome::Inserted, Some(SkipReason::NoDomain)),
+    ];
+    for (referral, outcome, reason) in counts {
+        assert!(
+            store
+                .count_ingested(&run.id, referral, outcome, reason)
+                .await
+                .unwrap(),
+            "{referral} counted"
+        );
+    }
+    // A redelivered message is not counted twice; an unknown run is left alone.
+    assert!(
+        !store
+            .count_ingested(
+                &run.id,
+                "r3",
+                UpsertOutcome::Unchanged,
+                Some(SkipReason::NoDomain)
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .count_ingested("no-such-run", "r1", UpsertOutcome::Inserted, None)
+            .await
+            .unwrap()
+    );
+
+    run.status = RunStatus::Succeeded;
+    run.finished_at = Some(at(2));
+    run.pages = 1;
+    run.fetched = 5;
+    run.enqueued = 5;
+    store.put_sync_run(&run).await.unwrap();
+
+    let stored = store.get_sync_run(&run.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.status, stored.pages, stored.fetched, stored.enqueued),
+        (RunStatus::Succeeded, 1, 5, 5)
+    );
+    assert_eq!((stored.stored, stored.eligible), (5, 2));
+    assert_eq!(
+        stored.skipped,
+        BTreeMap::from([("no_domain".to_owned(), 2), ("not_incoming".to_owned(), 1)])
+    );
+    assert_eq!(
+        stored.outcomes,
+        BTreeMap::from([
+            ("inserted".to_owned(), 3),
+            ("updated".to_owned(), 1),
+            ("unchanged".to_owned(), 1)
+        ])
+    );
+    assert_eq!(store.get_sync_run("no-such-run").await.unwrap(), None);
+
+    // The summary is claimed once, and a later run update keeps the claim.
+    assert!(store.claim_run_summary(&run.id).await.unwrap());
+    assert!(!store.claim_run_summary(&run.id).await.unwrap());
+    assert!(!store.claim_run_summary("no-such-run").await.unwrap());
+    store.put_sync_run(&run).await.unwrap();
+    assert!(
+        store
+            .get_sync_run(&run.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .summarized_at
+            .is_some()
+    );
 }

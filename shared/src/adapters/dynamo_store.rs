@@ -22,9 +22,11 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ReturnValue, ScalarAttributeType,
+    KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType, TransactWriteItem,
+    Update,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -37,7 +39,7 @@ use crate::model::{AuditEntry, Lead, ReferralRecord, SyncRun, SyncState};
 use crate::ports::{
     LeadQuery, LeadStore, Page, ReferralQuery, ReferralStore, SyncStore, UpsertOutcome, page_size,
 };
-use crate::rules::{Domain, VersionOrder, compare_versions};
+use crate::rules::{Domain, SkipReason, VersionOrder, compare_versions};
 
 type Attributes = HashMap<String, AttributeValue>;
 
@@ -569,17 +571,157 @@ impl LeadStore for DynamoStore {
 #[async_trait]
 impl SyncStore for DynamoStore {
     async fn put_sync_run(&self, run: &SyncRun) -> Result<(), StoreError> {
-        let mut item = Item::new(run_pk(&run.id), "RUN", run);
-        item.gsi1pk = Some("RUNS".to_owned());
-        item.gsi1sk = Some(run_sort_key(run));
-        self.client
-            .put_item()
+        let attribute = |v: serde_json::Value| -> Result<AttributeValue, StoreError> {
+            serde_dynamo::to_attribute_value(v).map_err(invalid)
+        };
+        let json = serde_json::to_value(run).map_err(invalid)?;
+        let mut request = self
+            .client
+            .update_item()
             .table_name(&self.table)
-            .set_item(Some(to_item(&item)?))
+            .key("pk", s(run_pk(&run.id)))
+            .key("sk", s("RUN"))
+            .expression_attribute_values(":gpk", s("RUNS"))
+            .expression_attribute_values(":gsk", s(run_sort_key(run)));
+        let mut sets = vec!["gsi1pk = :gpk".to_owned(), "gsi1sk = :gsk".to_owned()];
+        for (i, field) in [
+            "id",
+            "startedAt",
+            "finishedAt",
+            "status",
+            "pages",
+            "fetched",
+            "enqueued",
+            "error",
+        ]
+        .iter()
+        .enumerate()
+        {
+            sets.push(format!("#f{i} = :f{i}"));
+            request = request
+                .expression_attribute_names(format!("#f{i}"), *field)
+                .expression_attribute_values(format!(":f{i}"), attribute(json[field].clone())?);
+        }
+        for (i, field) in ["stored", "eligible", "skipped", "outcomes"]
+            .iter()
+            .enumerate()
+        {
+            sets.push(format!("#c{i} = if_not_exists(#c{i}, :c{i})"));
+            request = request
+                .expression_attribute_names(format!("#c{i}"), *field)
+                .expression_attribute_values(format!(":c{i}"), attribute(json[field].clone())?);
+        }
+        request
+            .update_expression(format!("SET {}", sets.join(", ")))
             .send()
             .await
             .map_err(store_error)?;
         Ok(())
+    }
+
+    async fn count_ingested(
+        &self,
+        run_id: &str,
+        referral_id: &str,
+        outcome: UpsertOutcome,
+        skip_reason: Option<SkipReason>,
+    ) -> Result<bool, StoreError> {
+        // One transaction: a marker item per (run, referral) that must not exist yet, and the
+        // counter increments on the run, which must exist.
+        let marker = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(run_pk(run_id)))
+            .item("sk", s(format!("COUNTED#{referral_id}")))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(invalid)?;
+        let (decision, name) = match skip_reason {
+            None => ("#eligible = if_not_exists(#eligible, :zero) + :one", None),
+            Some(reason) => (
+                "#skipped.#reason = if_not_exists(#skipped.#reason, :zero) + :one",
+                Some(reason.as_str()),
+            ),
+        };
+        let mut counters = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(run_pk(run_id)))
+            .key("sk", s("RUN"))
+            .condition_expression("attribute_exists(pk)")
+            .update_expression(format!(
+                "SET #stored = if_not_exists(#stored, :zero) + :one, #outcomes.#outcome = if_not_exists(#outcomes.#outcome, :zero) + :one, {decision}"
+            ))
+            .expression_attribute_names("#stored", "stored")
+            .expression_attribute_names("#outcomes", "outcomes")
+            .expression_attribute_names("#outcome", outcome.as_str())
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":zero", n(0));
+        counters = match name {
+            None => counters.expression_attribute_names("#eligible", "eligible"),
+            Some(reason) => counters
+                .expression_attribute_names("#skipped", "skipped")
+                .expression_attribute_names("#reason", reason),
+        };
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(marker).build())
+            .transact_items(
+                TransactWriteItem::builder()
+                    .update(counters.build().map_err(invalid)?)
+                    .build(),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) => {
+                let only_conditions_failed = err
+                    .as_service_error()
+                    .and_then(|e| match e {
+                        TransactWriteItemsError::TransactionCanceledException(c) => {
+                            c.cancellation_reasons.as_ref()
+                        }
+                        _ => None,
+                    })
+                    .is_some_and(|reasons| {
+                        reasons
+                            .iter()
+                            .any(|r| r.code() == Some("ConditionalCheckFailed"))
+                            && reasons.iter().all(|r| {
+                                matches!(r.code(), None | Some("None" | "ConditionalCheckFailed"))
+                            })
+                    });
+                if only_conditions_failed {
+                    // Counted before (a redelivery), or the run is unknown: nothing to do.
+                    Ok(false)
+                } else {
+                    Err(StoreError::Unavailable(
+                        DisplayErrorContext(&err).to_string(),
+                    ))
+                }
+            }
+        }
+    }
+
+    async fn claim_run_summary(&self, run_id: &str) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(run_pk(run_id)))
+            .key("sk", s("RUN"))
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(#at)")
+            .update_expression("SET #at = :now")
+            .expression_attribute_names("#at", "summarizedAt")
+            .expression_attribute_values(":now", s(crate::clock::sortable(&crate::clock::now())))
+            .send()
+            .await
+            .map_err(store_error);
+        match result {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(err) => Err(err),
+        }
     }
 
     async fn get_sync_run(&self, id: &str) -> Result<Option<SyncRun>, StoreError> {

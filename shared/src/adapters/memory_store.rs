@@ -1,7 +1,7 @@
 //! The embedded store: everything in memory, with the DynamoDB adapter's semantics
 //! (conditional writes, versions, ordering, opaque cursors).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -14,7 +14,7 @@ use crate::model::{AuditEntry, Lead, ReferralRecord, SyncRun, SyncState};
 use crate::ports::{
     LeadQuery, LeadStore, Page, ReferralQuery, ReferralStore, SyncStore, UpsertOutcome, page_size,
 };
-use crate::rules::{Domain, VersionOrder, compare_versions};
+use crate::rules::{Domain, SkipReason, VersionOrder, compare_versions};
 
 /// In-memory [`crate::ports::Store`] for local mode and tests.
 #[derive(Debug, Default)]
@@ -29,6 +29,8 @@ struct Inner {
     audit: HashMap<Domain, Vec<AuditEntry>>,
     runs: HashMap<String, SyncRun>,
     states: HashMap<String, SyncState>,
+    /// (run id, referral id) pairs already counted by `count_ingested`.
+    counted: HashSet<(String, String)>,
 }
 
 impl EmbeddedStore {
@@ -200,8 +202,54 @@ impl LeadStore for EmbeddedStore {
 #[async_trait]
 impl SyncStore for EmbeddedStore {
     async fn put_sync_run(&self, run: &SyncRun) -> Result<(), StoreError> {
-        self.lock().runs.insert(run.id.clone(), run.clone());
+        let mut inner = self.lock();
+        let mut run = run.clone();
+        if let Some(stored) = inner.runs.get(&run.id) {
+            run.stored = stored.stored;
+            run.eligible = stored.eligible;
+            run.skipped = stored.skipped.clone();
+            run.outcomes = stored.outcomes.clone();
+            run.summarized_at = stored.summarized_at;
+        }
+        inner.runs.insert(run.id.clone(), run);
         Ok(())
+    }
+
+    async fn count_ingested(
+        &self,
+        run_id: &str,
+        referral_id: &str,
+        outcome: UpsertOutcome,
+        skip_reason: Option<SkipReason>,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let Some(run) = inner.runs.get_mut(run_id) else {
+            return Ok(false);
+        };
+        if !inner
+            .counted
+            .insert((run_id.to_owned(), referral_id.to_owned()))
+        {
+            return Ok(false);
+        }
+        run.stored += 1;
+        *run.outcomes.entry(outcome.as_str().to_owned()).or_default() += 1;
+        match skip_reason {
+            None => run.eligible += 1,
+            Some(reason) => *run.skipped.entry(reason.to_string()).or_default() += 1,
+        }
+        Ok(true)
+    }
+
+    async fn claim_run_summary(&self, run_id: &str) -> Result<bool, StoreError> {
+        match self.lock().runs.get_mut(run_id) {
+            Some(run) if run.summarized_at.is_none() => {
+                run.summarized_at = Some(crate::clock::now());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn get_sync_run(&self, id: &str) -> Result<Option<SyncRun>, StoreError> {

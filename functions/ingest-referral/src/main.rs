@@ -1,0 +1,33 @@
+//! ingest-referral on Lambda: builds the adapters once, then serves SQS batches.
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use hunter_core::retry::Backoff;
+use hunter_core::rules::Rules;
+use hunter_core::{config::Config, telemetry, wiring};
+use ingest_referral::{IngestDeps, handle};
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    telemetry::init(telemetry::LogFormat::Lambda);
+    let config = Config::from_env()?;
+    let rules = Rules::load(config.rules_file.as_deref().map(std::path::Path::new))?;
+    let sdk = wiring::aws_sdk_config().await;
+    let store = wiring::dynamo_store(&sdk, &config);
+    let push_queue = wiring::sqs_queue(
+        &sdk,
+        config.dynamics_queue_url.as_deref(),
+        "HUNTER_DYNAMICS_QUEUE_URL",
+    )
+    .await?;
+    let deps = IngestDeps {
+        store: &store,
+        push_queue: &push_queue,
+        rules: &rules,
+        send_backoff: Backoff::default(),
+    };
+    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
+        handle(&deps, event)
+    }))
+    .await
+}

@@ -1,0 +1,4 @@
+//! Simulators of the external services, faithful to their public contracts, with fault injection.
+
+pub mod partner_center;
+pub mod seed;

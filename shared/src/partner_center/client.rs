@@ -1,0 +1,243 @@
+//! Referral pages over HTTP: one retry loop for throttling, server errors, timeouts and expired tokens.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use serde_json::Value;
+use tokio::time::Instant;
+use url::Url;
+
+use super::auth::PartnerCenterAuth;
+use super::error::PartnerCenterError;
+use super::query::ReferralFilter;
+use crate::retry::{Backoff, parse_retry_after};
+
+const REFERRALS_PATH: &str = "v1.0/engagements/referrals";
+
+/// One page of referrals, each kept as the raw JSON Microsoft sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReferralPage {
+    pub referrals: Vec<Value>,
+    /// `@odata.nextLink`, exactly as sent.
+    pub next_link: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// The Referrals API client.
+#[derive(Debug)]
+pub struct PartnerCenterClient {
+    http: reqwest::Client,
+    base: Url,
+    auth: PartnerCenterAuth,
+    backoff: Backoff,
+}
+
+/// The `request-id` header of an answer.
+pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn retryable_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504 | 509)
+}
+
+impl PartnerCenterClient {
+    /// `base_url` is `https://api.partner.microsoft.com` (or a simulator).
+    pub fn new(
+        http: reqwest::Client,
+        base_url: &str,
+        auth: PartnerCenterAuth,
+        backoff: Backoff,
+    ) -> Result<Self, PartnerCenterError> {
+        let mut base = Url::parse(base_url).map_err(|e| {
+            PartnerCenterError::InvalidResponse(format!("base URL {base_url}: {e}"), None)
+        })?;
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        Ok(Self {
+            http,
+            base,
+            auth,
+            backoff,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::ports::ReferralSource for PartnerCenterClient {
+    /// The first page of the referrals `filter` selects.
+    async fn first_page(
+        &self,
+        filter: &ReferralFilter,
+        deadline: Option<Instant>,
+    ) -> Result<ReferralPage, PartnerCenterError> {
+        let mut url = self
+            .base
+            .join(REFERRALS_PATH)
+            .map_err(|e| PartnerCenterError::InvalidResponse(e.to_string(), None))?;
+        url.query_pairs_mut().extend_pairs(filter.query_pairs());
+        self.page(url, deadline).await
+    }
+
+    /// The page at a `@odata.nextLink`, followed verbatim (relative links resolve against the base).
+    /// The bearer token goes to the base host only: a link to another host or port is refused, and
+    /// the documented `http://` link is upgraded to `https://` when the base is HTTPS.
+    async fn next_page(
+        &self,
+        next_link: &str,
+        deadline: Option<Instant>,
+    ) -> Result<ReferralPage, PartnerCenterError> {
+        let refuse = |why: &str| {
+            PartnerCenterError::InvalidResponse(format!("nextLink {next_link}: {why}"), None)
+        };
+        let mut url = Url::parse(next_link)
+            .or_else(|_| self.base.join(next_link))
+            .map_err(|e| refuse(&e.to_string()))?;
+        if url.host_str() != self.base.host_str() {
+            return Err(refuse("another host than the API base"));
+        }
+        if self.base.scheme() == "https" && url.scheme() == "http" {
+            url.set_scheme("https")
+                .map_err(|()| refuse("cannot use https"))?;
+            url.set_port(self.base.port())
+                .map_err(|()| refuse("cannot set the port"))?;
+        } else if url.port_or_known_default() != self.base.port_or_known_default() {
+            return Err(refuse("another port than the API base"));
+        }
+        self.page(url, deadline).await
+    }
+}
+
+impl PartnerCenterClient {
+    async fn page(
+        &self,
+        url: Url,
+        deadline: Option<Instant>,
+    ) -> Result<ReferralPage, PartnerCenterError> {
+        let (body, request_id) = self.get_json(url, deadline).await?;
+        let referrals = match body.get("value") {
+            Some(Value::Array(items)) => items.clone(),
+            _ => {
+                return Err(PartnerCenterError::InvalidResponse(
+                    "page without a `value` array".to_owned(),
+                    request_id,
+                ));
+            }
+        };
+        let next_link = body
+            .get("@odata.nextLink")
+            .and_then(Value::as_str)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned);
+        Ok(ReferralPage {
+            referrals,
+            next_link,
+            request_id,
+        })
+    }
+
+    /// Waits `delay` unless that passes the deadline.
+    async fn pause(
+        &self,
+        delay: Duration,
+        deadline: Option<Instant>,
+    ) -> Result<(), PartnerCenterError> {
+        if deadline.is_some_and(|d| Instant::now() + delay > d) {
+            return Err(PartnerCenterError::Deadline(delay));
+        }
+        tokio::time::sleep(delay).await;
+        Ok(())
+    }
+
+    async fn get_json(
+        &self,
+        url: Url,
+        deadline: Option<Instant>,
+    ) -> Result<(Value, Option<String>), PartnerCenterError> {
+        let mut token = self.auth.access_token().await?;
+        let mut refreshed = false;
+        let mut retry = 0;
+        loop {
+            let sent = self
+                .http
+                .get(url.clone())
+                .bearer_auth(token.expose())
+                .header("Accept", "application/json")
+                .header("client-request-id", uuid::Uuid::new_v4().to_string())
+                .send()
+                .await;
+            let response = match sent {
+                Ok(response) => response,
+                Err(err) if retry < self.backoff.max_retries => {
+                    tracing::warn!(event = "partner_center_request_failed", error = %err, retry, path = url.path());
+                    self.pause(self.backoff.delay(retry), deadline).await?;
+                    retry += 1;
+                    continue;
+                }
+                Err(err) => return Err(PartnerCenterError::Transport(err.to_string())),
+            };
+            let status = response.status();
+            let request_id = request_id(response.headers());
+            if status.is_success() {
+                let body = response.json::<Value>().await.map_err(|e| {
+                    PartnerCenterError::InvalidResponse(e.to_string(), request_id.clone())
+                })?;
+                return Ok((body, request_id));
+            }
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now()));
+            let error: Value = response.json().await.unwrap_or(Value::Null);
+            let code = error["error"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let message = error["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            tracing::warn!(
+                event = "partner_center_request_failed",
+                status = status.as_u16(),
+                code = %code,
+                request_id = ?request_id,
+                retry,
+                path = url.path()
+            );
+            match status {
+                StatusCode::UNAUTHORIZED if !refreshed => {
+                    refreshed = true;
+                    token = self.auth.renew_after_rejection(&token).await?;
+                }
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    return Err(PartnerCenterError::Auth {
+                        status: status.as_u16(),
+                        message: format!("{code}: {message}"),
+                        request_id,
+                    });
+                }
+                s if retryable_status(s) && retry < self.backoff.max_retries => {
+                    self.pause(self.backoff.delay_with_hint(retry, retry_after), deadline)
+                        .await?;
+                    retry += 1;
+                }
+                s => {
+                    return Err(PartnerCenterError::Http {
+                        status: s.as_u16(),
+                        code,
+                        message,
+                        request_id,
+                        retryable: retryable_status(s),
+                    });
+                }
+            }
+        }
+    }
+}
