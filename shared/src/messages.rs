@@ -3,10 +3,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::referral::InvalidPayload;
+use crate::referral::{InvalidPayload, MAX_PAYLOAD_BYTES};
 
 /// SQS's largest message body, in bytes.
-pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+pub const MAX_MESSAGE_BYTES: usize = MAX_PAYLOAD_BYTES;
 
 /// A referral on the referrals queue, with the sync run that fetched it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,6 +27,9 @@ impl ReferralMessage {
 
     /// Reads a message body: the envelope, or a bare referral object (e.g. redriven by hand).
     pub fn from_body(body: &str) -> Result<Self, InvalidPayload> {
+        if body.len() > MAX_MESSAGE_BYTES {
+            return Err(InvalidPayload::TooLarge { bytes: body.len() });
+        }
         let value: Value =
             serde_json::from_str(body).map_err(|e| InvalidPayload::NotJson(e.to_string()))?;
         let Value::Object(mut object) = value else {

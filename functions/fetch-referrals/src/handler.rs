@@ -136,16 +136,21 @@ impl From<StoreError> for RunFailure {
     }
 }
 
-/// One invocation: continue or start a run, fetch and enqueue pages until done, out of pages or
-/// out of time. Only a store failure before the run is recorded is an `Err`.
+/// One invocation: continue the stored run, or start a new one (with id `new_run_id` when
+/// given); fetch and enqueue pages until done, out of pages or out of time. Only a store failure
+/// that prevents recording the run is an `Err`.
 pub async fn fetch_referrals(
     deps: &FetchDeps<'_>,
+    new_run_id: Option<String>,
     deadline: Option<Instant>,
 ) -> Result<FetchSummary, StoreError> {
     let (cursor, cursor_version) = load_cursor(deps.store).await?;
     let mut sync = match &cursor.continuation {
         Some(c) => Sync::resume(deps.store, c).await?,
-        None => Sync::start(cursor.watermark),
+        None => Sync::start(
+            new_run_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            cursor.watermark,
+        ),
     };
     deps.store.put_sync_run(&sync.run).await?;
     let work_deadline = deadline.map(|d| d.checked_sub(deps.settings.deadline_margin).unwrap_or(d));
@@ -223,9 +228,9 @@ struct Sync {
 }
 
 impl Sync {
-    fn start(watermark: Option<DateTime<Utc>>) -> Self {
+    fn start(run_id: String, watermark: Option<DateTime<Utc>>) -> Self {
         Self {
-            run: SyncRun::start(uuid::Uuid::new_v4().to_string(), clock::now()),
+            run: SyncRun::start(run_id, clock::now()),
             filter_since: watermark,
             max_updated: None,
             recorded_invalid: 0,
@@ -494,12 +499,39 @@ pub fn settings_from(config: &hunter_core::config::Config) -> FetchSettings {
     }
 }
 
-/// The Lambda entry: any scheduled (EventBridge) or on-demand JSON event starts or continues a sync.
+/// A run that failed, as the Lambda's error (so the function's Errors metric and alarm see it).
+#[derive(Debug, thiserror::Error)]
+#[error("sync run {run_id} failed (retryable: {retryable}): {message}")]
+pub struct SyncFailed {
+    pub run_id: String,
+    pub message: String,
+    pub retryable: bool,
+}
+
+/// The Lambda entry: any scheduled (EventBridge) or on-demand JSON event starts or continues a
+/// sync; an on-demand event may name the new run (`{"runId": "..."}`). A failed run is answered
+/// with [`SyncFailed`]; every other outcome with the [`FetchSummary`].
 pub async fn handle(
     deps: &FetchDeps<'_>,
     event: lambda_runtime::LambdaEvent<serde_json::Value>,
 ) -> Result<FetchSummary, lambda_runtime::Error> {
-    tracing::info!(event = "fetch_referrals_invoked", source = event.payload["source"].as_str(), request_id = %event.context.request_id);
+    tracing::info!(
+        event = "fetch_referrals_invoked",
+        source = event.payload["source"].as_str(),
+        request_id = %event.context.request_id
+    );
     let deadline = deadline_from_epoch_ms(event.context.deadline);
-    Ok(fetch_referrals(deps, deadline).await?)
+    let run_id = event.payload["runId"]
+        .as_str()
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned);
+    let summary = fetch_referrals(deps, run_id, deadline).await?;
+    if summary.status == FetchStatus::Failed {
+        return Err(Box::new(SyncFailed {
+            run_id: summary.run_id,
+            message: summary.error.unwrap_or_default(),
+            retryable: summary.retryable.unwrap_or(false),
+        }));
+    }
+    Ok(summary)
 }

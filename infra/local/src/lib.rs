@@ -1,3 +1,107 @@
-//! hunter-local: the production handlers on one machine, with simulators of the external services.
+//! hunter-local: the production handlers on one machine, with simulators of the external
+//! services, the embedded store and queues (or DynamoDB/SQS), and the API.
 
+pub mod api;
+pub mod cli;
 pub mod sim;
+pub mod stack;
+pub mod summary;
+pub mod worker;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hunter_core::secret::Secret;
+use tokio::sync::mpsc;
+
+use crate::cli::Args;
+use crate::stack::Stack;
+use crate::summary::OnceSummary;
+
+/// Runs hunter-local as `args` say: one sync with `--once`, else serve until interrupted.
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let stack = Arc::new(Stack::build(&args).await?);
+    if args.once {
+        let summary = run_once(&stack).await?;
+        println!("{}", serde_json::to_string(&summary)?);
+        return Ok(if summary.is_success() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    serve(stack, &args).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One sync, every queue drained, and its summary.
+pub async fn run_once(stack: &Stack) -> anyhow::Result<OnceSummary> {
+    let started = std::time::Instant::now();
+    let fetch = worker::run_sync(stack, None).await?;
+    worker::drain_referrals(stack).await?;
+    let run = stack
+        .store
+        .get_sync_run(&fetch.run_id)
+        .await?
+        .with_context(|| format!("sync run {} is not stored", fetch.run_id))?;
+    let mut summary = OnceSummary::new(&fetch, &run);
+    summary.leads_upserted = worker::leads_changed_since(stack, run.started_at).await?;
+    summary.pushes_queued = stack.push_queue.depth().await?.visible;
+    summary.dlq = worker::dead_letters(stack).await?;
+    summary.duration_ms = started.elapsed().as_millis();
+    Ok(summary)
+}
+
+/// Serves the API on 127.0.0.1, syncs every `--sync-interval` seconds and on `POST /sync`.
+async fn serve(stack: Arc<Stack>, args: &Args) -> anyhow::Result<()> {
+    let api_token = match std::env::var("HUNTER_API_TOKEN") {
+        Ok(token) if !token.trim().is_empty() => Secret::new(token),
+        _ => Secret::new(uuid::Uuid::new_v4().simple().to_string()),
+    };
+    let (sync_requests, mut requested) = mpsc::channel::<String>(1);
+    let state = api::ApiState {
+        stack: stack.clone(),
+        api_token: api_token.clone(),
+        sync_requests,
+    };
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
+    let url = format!("http://{}/", listener.local_addr()?);
+    // For the person at the terminal: the URL and the token to use (never logged).
+    println!(
+        "Hunter is running at {url}  (API token: {})",
+        api_token.expose()
+    );
+    tracing::info!(event = "hunter_local_ready", url = %url, aws = args.aws);
+
+    let syncing = stack.clone();
+    let interval = Duration::from_secs(args.sync_interval.max(1));
+    tokio::spawn(async move {
+        let mut next_run_id = None;
+        loop {
+            match worker::run_sync(&syncing, next_run_id.take()).await {
+                Ok(summary) => {
+                    tracing::info!(event = "local_sync_finished", run_id = %summary.run_id, status = ?summary.status)
+                }
+                Err(err) => tracing::error!(event = "local_sync_failed", error = %err),
+            }
+            match tokio::time::timeout(interval, requested.recv()).await {
+                Ok(Some(run_id)) => next_run_id = Some(run_id),
+                Ok(None) => return,
+                Err(_elapsed) => {}
+            }
+        }
+    });
+    let draining = stack.clone();
+    tokio::spawn(async move { worker::drain_forever(&draining).await });
+
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

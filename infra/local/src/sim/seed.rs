@@ -1,0 +1,888 @@
+//! Deterministic referral fixtures in Microsoft's Partner Center shape, and loading them from a file.
+//!
+//! [`generate_referrals`] gives the same output for the same `(count, seed)` on every machine: all
+//! dates are relative to [`SEED_EPOCH`], never to the clock. The mix covers every ingestion outcome
+//! of Hunter's rules: eligible referrals whose domain comes from a customer e-mail, an `External`
+//! profile id (bare domain or URL) or a website field; and every skip reason (`not_incoming`,
+//! `status_closed`, `substatus_excluded`, `no_domain`, `invalid_payload`). The first 16 referrals
+//! of any seed cover each of these cases once (in a seed-dependent order); the rest are drawn at
+//! random with realistic weights.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Value, json};
+
+/// `2026-11-01T00:00:00Z` in Unix seconds: every generated date lies in the 90 days before it.
+pub const SEED_EPOCH_UNIX: i64 = 1_793_491_200;
+/// [`SEED_EPOCH_UNIX`] as text.
+pub const SEED_EPOCH: &str = "2026-11-01T00:00:00Z";
+
+/// Our own partner organization (the top-level `team` and `organization*` fields).
+const ORGANIZATION_ID: &str = "0e1d2c3b-4a59-6877-8695-a4b3c2d1e0f9";
+const ORGANIZATION_NAME: &str = "Ridgeline IT Partners";
+const PARTNER_DOMAIN: &str = "ridgeline-partners.com";
+
+#[derive(Debug, Clone, Copy)]
+struct Company {
+    name: &'static str,
+    /// Unicode form for IDN companies (e.g. `bücher-gmbh.de`).
+    domain: &'static str,
+    country: &'static str,
+    state: Option<&'static str>,
+    city: &'static str,
+    currency: &'static str,
+    locale: &'static str,
+}
+
+const fn company(
+    name: &'static str,
+    domain: &'static str,
+    country: &'static str,
+    state: Option<&'static str>,
+    city: &'static str,
+    currency: &'static str,
+    locale: &'static str,
+) -> Company {
+    Company {
+        name,
+        domain,
+        country,
+        state,
+        city,
+        currency,
+        locale,
+    }
+}
+
+/// Companies with ASCII domains; drawn with a bias to the first ones so domains repeat.
+const COMPANIES: &[Company] = &[
+    company(
+        "Contoso Ltd",
+        "contoso.com",
+        "US",
+        Some("WA"),
+        "Redmond",
+        "USD",
+        "en-US",
+    ),
+    company(
+        "Fabrikam Inc",
+        "fabrikam.com",
+        "US",
+        Some("WA"),
+        "Seattle",
+        "USD",
+        "en-US",
+    ),
+    company(
+        "Northwind Traders",
+        "northwindtraders.com",
+        "US",
+        Some("OR"),
+        "Portland",
+        "USD",
+        "en-US",
+    ),
+    company(
+        "Adventure Works Cycles",
+        "adventure-works.com",
+        "US",
+        Some("WA"),
+        "Bothell",
+        "USD",
+        "en-US",
+    ),
+    company(
+        "Tailspin Toys UK",
+        "tailspintoys.co.uk",
+        "GB",
+        None,
+        "Manchester",
+        "GBP",
+        "en-GB",
+    ),
+    company(
+        "Wide World Importers",
+        "wideworldimporters.com",
+        "US",
+        Some("CA"),
+        "San Francisco",
+        "USD",
+        "en-US",
+    ),
+    company(
+        "Woodgrove Bank",
+        "woodgrovebank.com",
+        "US",
+        Some("NY"),
+        "New York",
+        "USD",
+        "en-US",
+    ),
+    company(
+        "Alpine Ski House",
+        "alpineskihouse.com",
+        "AT",
+        None,
+        "Innsbruck",
+        "EUR",
+        "de-AT",
+    ),
+    company(
+        "Litware Inc",
+        "litwareinc.com",
+        "US",
+        Some("TX"),
+        "Austin",
+        "USD",
+        "en-US",
+    ),
+    company(
+        "Proseware Inc",
+        "proseware.com",
+        "US",
+        Some("IL"),
+        "Chicago",
+        "USD",
+        "en-US",
+    ),
+    company(
+        "Coho Winery",
+        "cohowinery.com",
+        "US",
+        Some("CA"),
+        "Napa",
+        "USD",
+        "en-US",
+    ),
+    company(
+        "Lamna Healthcare",
+        "lamnahealthcare.com",
+        "US",
+        Some("MA"),
+        "Boston",
+        "USD",
+        "en-US",
+    ),
+    company(
+        "Trey Research",
+        "treyresearch.net",
+        "GB",
+        None,
+        "London",
+        "GBP",
+        "en-GB",
+    ),
+    company(
+        "Relecloud",
+        "relecloud.com",
+        "NL",
+        None,
+        "Amsterdam",
+        "EUR",
+        "nl-NL",
+    ),
+    company(
+        "A. Datum Corporation",
+        "adatum.com",
+        "US",
+        Some("CO"),
+        "Denver",
+        "USD",
+        "en-US",
+    ),
+];
+
+/// Companies whose domain is an IDN (Unicode; Hunter must punycode it).
+const IDN_COMPANIES: &[Company] = &[
+    company(
+        "Bücher GmbH",
+        "bücher-gmbh.de",
+        "DE",
+        None,
+        "München",
+        "EUR",
+        "de-DE",
+    ),
+    company(
+        "Café Lumière SARL",
+        "café-lumière.fr",
+        "FR",
+        None,
+        "Lyon",
+        "EUR",
+        "fr-FR",
+    ),
+    company(
+        "Ålesund Fisk AS",
+        "ålesundfisk.no",
+        "NO",
+        None,
+        "Ålesund",
+        "NOK",
+        "nb-NO",
+    ),
+    company(
+        "Müller Maschinenbau AG",
+        "müller-maschinenbau.ch",
+        "CH",
+        None,
+        "Zürich",
+        "CHF",
+        "de-CH",
+    ),
+];
+
+/// Free-mail domains (all in Hunter's consumer list).
+const CONSUMER_DOMAINS: &[&str] = &[
+    "gmail.com",
+    "outlook.com",
+    "hotmail.com",
+    "yahoo.com",
+    "icloud.com",
+    "gmx.de",
+    "web.de",
+    "yahoo.co.uk",
+    "proton.me",
+    "hotmail.fr",
+    "live.com",
+    "googlemail.com",
+];
+
+const FIRST_NAMES: &[&str] = &[
+    "Ada", "Grace", "Alan", "Linus", "Margaret", "Dennis", "Barbara", "Ken", "Frances", "Jürgen",
+    "Chloé", "Søren", "Priya", "Kenji", "Amara", "Mateo",
+];
+const LAST_NAMES: &[&str] = &[
+    "Lovelace",
+    "Hopper",
+    "Turing",
+    "Torvalds",
+    "Hamilton",
+    "Ritchie",
+    "Liskov",
+    "Thompson",
+    "Allen",
+    "Weiß",
+    "Lefèvre",
+    "Østergaard",
+    "Natarajan",
+    "Sato",
+    "Okafor",
+    "García",
+];
+const PARTNER_PEOPLE: &[(&str, &str)] = &[
+    ("Sam", "Seller"),
+    ("Riley", "Architect"),
+    ("Jordan", "Presales"),
+];
+
+/// (referral name suffix, product id, service id, solution id, solution name)
+const NEEDS: &[(&str, &str, &str, &str, &str)] = &[
+    (
+        "Microsoft 365 migration",
+        "Microsoft365",
+        "Licensing",
+        "SOL-123-456",
+        "Mail migration",
+    ),
+    (
+        "Azure landing zone",
+        "Azure",
+        "Consulting",
+        "SOL-234-567",
+        "Cloud adoption",
+    ),
+    (
+        "Teams Phone rollout",
+        "Teams",
+        "Deployment",
+        "SOL-345-678",
+        "Modern calling",
+    ),
+    (
+        "Dynamics 365 Sales",
+        "Dynamics365",
+        "Implementation",
+        "SOL-456-789",
+        "CRM onboarding",
+    ),
+    (
+        "Defender for Business",
+        "Security",
+        "ManagedServices",
+        "SOL-567-890",
+        "Managed security",
+    ),
+    (
+        "Copilot readiness",
+        "Copilot",
+        "Consulting",
+        "SOL-678-901",
+        "AI readiness",
+    ),
+];
+const INDUSTRIES: &[&str] = &[
+    "Education",
+    "Healthcare",
+    "Manufacturing",
+    "Retail",
+    "FinancialServices",
+    "Government",
+];
+/// Contract: "1to9employees, 10to50employees, ... Morethan20000employees"; the middle ones are a guess.
+const SIZES: &[&str] = &[
+    "1to9employees",
+    "10to50employees",
+    "51to250employees",
+    "251to1000employees",
+    "1001to5000employees",
+    "5001to10000employees",
+    "10001to20000employees",
+    "Morethan20000employees",
+];
+
+/// Where the customer's domain can (or cannot) be found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ContactStyle {
+    /// Company e-mails only (first contact decides).
+    Company,
+    /// First contact on a consumer domain, second on the company domain.
+    ConsumerThenCompany,
+    /// Consumer e-mails only; `ids` has an `External` id holding the bare domain.
+    ConsumerWithExternalId,
+    /// Consumer e-mails only; the `External` id is a URL.
+    ConsumerWithExternalUrl,
+    /// Company e-mails on an IDN domain.
+    Idn,
+    /// Company e-mails on a subdomain (`mail.contoso.com`).
+    Subdomain,
+    /// No contacts, `ids` is `{}`, a website field holds the URL.
+    WebsiteOnly,
+    /// Consumer e-mails only and nothing else: `no_domain`.
+    ConsumerOnly,
+    /// No usable customer profile at all: `no_domain`.
+    NoProfile,
+}
+
+/// (direction, status, substatus)
+type Lifecycle = (&'static str, &'static str, &'static str);
+
+const NEW_PENDING: Lifecycle = ("Incoming", "New", "Pending");
+const NEW_RECEIVED: Lifecycle = ("Incoming", "New", "Received");
+const ACTIVE_ACCEPTED: Lifecycle = ("Incoming", "Active", "Accepted");
+const CLOSED_WON: Lifecycle = ("Incoming", "Closed", "Won");
+const CLOSED_LOST: Lifecycle = ("Incoming", "Closed", "Lost");
+const CLOSED_DECLINED: Lifecycle = ("Incoming", "Closed", "Declined");
+const CLOSED_EXPIRED: Lifecycle = ("Incoming", "Closed", "Expired");
+const OUT_NEW_PENDING: Lifecycle = ("Outgoing", "New", "Pending");
+const OUT_ACTIVE_ACCEPTED: Lifecycle = ("Outgoing", "Active", "Accepted");
+const OUT_CLOSED_WON: Lifecycle = ("Outgoing", "Closed", "Won");
+/// Off-contract on purpose: an open status with an ending substatus (`substatus_excluded`).
+const NEW_EXPIRED: Lifecycle = ("Incoming", "New", "Expired");
+/// Off-contract on purpose: Hunter's plan names an `Error` substatus Microsoft does not document.
+const ACTIVE_ERROR: Lifecycle = ("Incoming", "Active", "Error");
+
+#[derive(Debug, Clone, Copy)]
+struct Scenario {
+    lifecycle: Lifecycle,
+    contacts: ContactStyle,
+    /// Index into [`COMPANIES`], else drawn at random.
+    company: Option<usize>,
+    /// The referral has no `id` (`invalid_payload`).
+    invalid: bool,
+}
+
+const fn scenario(
+    lifecycle: Lifecycle,
+    contacts: ContactStyle,
+    company: Option<usize>,
+) -> Scenario {
+    Scenario {
+        lifecycle,
+        contacts,
+        company,
+        invalid: false,
+    }
+}
+
+/// One of each case; the first `min(count, 16)` referrals are these, shuffled by the seed.
+/// The first three are eligible referrals of the same company found three different ways.
+const COVERAGE: &[Scenario] = &[
+    scenario(NEW_PENDING, ContactStyle::Company, Some(0)),
+    scenario(NEW_RECEIVED, ContactStyle::ConsumerThenCompany, Some(0)),
+    scenario(
+        ACTIVE_ACCEPTED,
+        ContactStyle::ConsumerWithExternalId,
+        Some(0),
+    ),
+    scenario(NEW_PENDING, ContactStyle::Idn, None),
+    scenario(ACTIVE_ACCEPTED, ContactStyle::WebsiteOnly, Some(1)),
+    scenario(NEW_PENDING, ContactStyle::Subdomain, Some(4)),
+    scenario(CLOSED_WON, ContactStyle::Company, None),
+    scenario(CLOSED_LOST, ContactStyle::Company, None),
+    scenario(CLOSED_DECLINED, ContactStyle::ConsumerWithExternalUrl, None),
+    scenario(CLOSED_EXPIRED, ContactStyle::Company, None),
+    scenario(OUT_NEW_PENDING, ContactStyle::Company, None),
+    scenario(OUT_ACTIVE_ACCEPTED, ContactStyle::ConsumerOnly, None),
+    scenario(NEW_EXPIRED, ContactStyle::Company, None),
+    scenario(NEW_PENDING, ContactStyle::ConsumerOnly, None),
+    scenario(NEW_RECEIVED, ContactStyle::NoProfile, None),
+    Scenario {
+        lifecycle: NEW_PENDING,
+        contacts: ContactStyle::Company,
+        company: None,
+        invalid: true,
+    },
+];
+
+/// Picks from `(item, weight)` pairs.
+fn weighted<T: Copy>(rng: &mut fastrand::Rng, items: &[(T, u32)]) -> T {
+    let total: u32 = items.iter().map(|(_, w)| w).sum();
+    let mut roll = rng.u32(0..total.max(1));
+    for &(item, weight) in items {
+        if roll < weight {
+            return item;
+        }
+        roll -= weight;
+    }
+    items[items.len() - 1].0
+}
+
+fn pick<T: Copy>(rng: &mut fastrand::Rng, items: &[T]) -> T {
+    items[rng.usize(..items.len())]
+}
+
+fn random_scenario(rng: &mut fastrand::Rng) -> Scenario {
+    let lifecycle = weighted(
+        rng,
+        &[
+            (NEW_PENDING, 30),
+            (NEW_RECEIVED, 10),
+            (ACTIVE_ACCEPTED, 20),
+            (CLOSED_WON, 5),
+            (CLOSED_LOST, 4),
+            (CLOSED_DECLINED, 4),
+            (CLOSED_EXPIRED, 5),
+            (OUT_NEW_PENDING, 6),
+            (OUT_ACTIVE_ACCEPTED, 4),
+            (OUT_CLOSED_WON, 2),
+            (NEW_EXPIRED, 1),
+            (ACTIVE_ERROR, 1),
+        ],
+    );
+    let contacts = weighted(
+        rng,
+        &[
+            (ContactStyle::Company, 45),
+            (ContactStyle::ConsumerThenCompany, 10),
+            (ContactStyle::ConsumerWithExternalId, 8),
+            (ContactStyle::ConsumerWithExternalUrl, 5),
+            (ContactStyle::Idn, 5),
+            (ContactStyle::Subdomain, 5),
+            (ContactStyle::WebsiteOnly, 6),
+            (ContactStyle::ConsumerOnly, 8),
+            (ContactStyle::NoProfile, 3),
+        ],
+    );
+    Scenario {
+        lifecycle,
+        contacts,
+        company: None,
+        invalid: false,
+    }
+}
+
+fn uuid(rng: &mut fastrand::Rng) -> String {
+    // Version 4 / RFC 4122 variant bits, so ids look like Microsoft's GUIDs.
+    let bits = (rng.u128(..) & !(0xf000_u128 << 64) & !(0xc000_u128 << 48))
+        | (0x4000_u128 << 64)
+        | (0x8000_u128 << 48);
+    uuid::Uuid::from_u128(bits).to_string()
+}
+
+/// Fractional seconds the way Partner Center varies them: 7 digits, 2, 3 or none.
+fn timestamp(t: DateTime<Utc>, rng: &mut fastrand::Rng) -> String {
+    let base = t.format("%Y-%m-%dT%H:%M:%S");
+    let ticks = t.timestamp_subsec_nanos() / 100;
+    match rng.u8(0..10) {
+        0..=4 => format!("{base}.{ticks:07}Z"),
+        5 | 6 => format!("{base}.{:02}Z", ticks / 100_000),
+        7 => format!("{base}.{:03}Z", ticks / 10_000),
+        _ => format!("{base}Z"),
+    }
+}
+
+fn plain_timestamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// ASCII local part of an e-mail address for a (possibly accented) name.
+fn ascii_fold(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars().flat_map(char::to_lowercase) {
+        match c {
+            'ä' | 'æ' => out.push_str("ae"),
+            'ö' | 'ø' => out.push_str("oe"),
+            'ü' => out.push_str("ue"),
+            'å' => out.push_str("aa"),
+            'ß' => out.push_str("ss"),
+            'é' | 'è' | 'ê' => out.push('e'),
+            'í' => out.push('i'),
+            'á' | 'à' => out.push('a'),
+            c if c.is_ascii_alphanumeric() => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn contact(rng: &mut fastrand::Rng, email_domain: &str, consumer: bool, locale: &str) -> Value {
+    let first = pick(rng, FIRST_NAMES);
+    let last = pick(rng, LAST_NAMES);
+    let (f, l) = (ascii_fold(first), ascii_fold(last));
+    let local = if consumer {
+        format!("{f}.{l}{}", rng.u8(1..99))
+    } else {
+        match rng.u8(0..3) {
+            0 => format!("{f}.{l}"),
+            1 => format!("{}{l}", f.chars().next().unwrap_or('x')),
+            _ => f,
+        }
+    };
+    let mut email = format!("{local}@{email_domain}");
+    if !consumer && rng.u8(0..12) == 0 {
+        // Real data is not normalized: mixed case and stray spaces happen.
+        email = format!(
+            " {}",
+            email.replace(email_domain, &email_domain.to_uppercase())
+        );
+    }
+    json!({
+        "firstName": first,
+        "lastName": last,
+        "phoneNumber": format!("+1 555 01{:02}", rng.u8(0..100)),
+        "email": email,
+        "contactPreference": {"locale": locale, "disableNotifications": rng.u8(0..5) == 0},
+    })
+}
+
+fn duns(rng: &mut fastrand::Rng) -> Value {
+    json!({"profileType": "Duns", "id": format!("{:09}", rng.u32(100_000_000..1_000_000_000))})
+}
+
+/// `customerProfile` (or `null`/absent for some `NoProfile` referrals) for a scenario.
+fn customer_profile(
+    rng: &mut fastrand::Rng,
+    style: ContactStyle,
+    company: &Company,
+) -> Option<Value> {
+    let consumer = |rng: &mut fastrand::Rng| pick(rng, CONSUMER_DOMAINS);
+    let mut team = Vec::new();
+    let mut ids = json!([]);
+    let mut website = None;
+    match style {
+        ContactStyle::Company | ContactStyle::Idn => {
+            for _ in 0..rng.usize(1..=3) {
+                team.push(contact(rng, company.domain, false, company.locale));
+            }
+        }
+        ContactStyle::Subdomain => {
+            let sub = pick(rng, &["mail", "corp", "eu", "sales"]);
+            team.push(contact(
+                rng,
+                &format!("{sub}.{}", company.domain),
+                false,
+                company.locale,
+            ));
+            if rng.bool() {
+                team.push(contact(rng, company.domain, false, company.locale));
+            }
+        }
+        ContactStyle::ConsumerThenCompany => {
+            let free = consumer(rng);
+            team.push(contact(rng, free, true, company.locale));
+            team.push(contact(rng, company.domain, false, company.locale));
+        }
+        ContactStyle::ConsumerWithExternalId | ContactStyle::ConsumerWithExternalUrl => {
+            for _ in 0..rng.usize(1..=2) {
+                let free = consumer(rng);
+                team.push(contact(rng, free, true, company.locale));
+            }
+            let external = if style == ContactStyle::ConsumerWithExternalId {
+                company.domain.to_owned()
+            } else {
+                pick(rng, &["https://www.{}/", "http://{}/about", "https://{}"])
+                    .replace("{}", company.domain)
+            };
+            ids = json!([duns(rng), {"profileType": "External", "id": external}]);
+        }
+        ContactStyle::WebsiteOnly => {
+            ids = json!({});
+            let key = pick(rng, &["website", "websiteUrl", "companyWebsite"]);
+            website = Some((key, format!("https://www.{}", company.domain)));
+        }
+        ContactStyle::ConsumerOnly => {
+            for _ in 0..rng.usize(1..=2) {
+                let free = consumer(rng);
+                team.push(contact(rng, free, true, company.locale));
+            }
+            ids = if rng.bool() {
+                json!({})
+            } else {
+                json!([duns(rng)])
+            };
+        }
+        ContactStyle::NoProfile => match rng.u8(0..3) {
+            0 => return None,
+            1 => return Some(Value::Null),
+            _ => ids = json!({}),
+        },
+    }
+    let mut address = json!({
+        "addressLine1": format!("{} Main St", rng.u16(1..2000)),
+        "city": company.city,
+        "postalCode": format!("{:05}", rng.u32(1000..99_999)),
+        "country": company.country,
+    });
+    if let Some(state) = company.state {
+        address["state"] = json!(state);
+    }
+    let mut profile = json!({
+        "name": company.name,
+        "size": pick(rng, SIZES),
+        "address": address,
+        "team": team,
+        "ids": ids,
+    });
+    if let Some((key, url)) = website {
+        profile[key] = json!(url);
+    }
+    Some(profile)
+}
+
+fn partner_team(rng: &mut fastrand::Rng, shared: bool) -> Value {
+    let mut team = Vec::new();
+    for &(first, last) in PARTNER_PEOPLE.iter().take(rng.usize(1..=2)) {
+        team.push(json!({
+            "firstName": first,
+            "lastName": last,
+            "email": format!("{}@{PARTNER_DOMAIN}", ascii_fold(first)),
+        }));
+    }
+    if shared && rng.bool() {
+        // A Microsoft seller involved (co-sell); never a customer contact.
+        team.push(json!({"firstName": "Morgan", "lastName": "Microsoft", "email": "morgan.seller@microsoft.com"}));
+    }
+    Value::Array(team)
+}
+
+fn referral(
+    rng: &mut fastrand::Rng,
+    scenario: Scenario,
+    previous_engagement: Option<&str>,
+) -> Value {
+    let epoch = DateTime::from_timestamp(SEED_EPOCH_UNIX, 0).unwrap_or_default();
+    let (direction, status, substatus) = scenario.lifecycle;
+    let company = match (scenario.contacts, scenario.company) {
+        (ContactStyle::Idn, _) => pick(rng, IDN_COMPANIES),
+        (_, Some(index)) => COMPANIES[index % COMPANIES.len()],
+        // Biased to the first companies, so several referrals share a domain.
+        _ => {
+            COMPANIES[rng
+                .usize(..COMPANIES.len())
+                .min(rng.usize(..COMPANIES.len()))]
+        }
+    };
+    let id = uuid(rng);
+    let engagement_id = match previous_engagement {
+        Some(previous) if rng.u8(0..8) == 0 => previous.to_owned(),
+        _ => uuid(rng),
+    };
+    let age = Duration::seconds(rng.i64(3_600..90 * 86_400))
+        + Duration::nanoseconds(rng.i64(0..1_000_000_000));
+    let created = epoch - age;
+    let max_update = age.num_seconds().min(20 * 86_400);
+    let updated = created
+        + Duration::seconds(rng.i64(0..=max_update.max(0)))
+        + Duration::milliseconds(rng.i64(0..1000));
+    let updated = updated.min(epoch);
+    let accepted = (status != "New").then(|| created + (updated - created) / 2);
+    let closed = (status == "Closed").then_some(updated);
+    let expiration = (status == "New").then(|| created + Duration::days(14));
+    let referral_type = if rng.u8(0..100) < 45 {
+        "Shared"
+    } else {
+        "Independent"
+    };
+    let qualification = weighted(
+        rng,
+        &[
+            ("SalesQualified", 35),
+            ("MarketingQualified", 30),
+            ("Direct", 20),
+            ("None", 15),
+        ],
+    );
+    let need = pick(rng, NEEDS);
+    let deal = u64::from(rng.u32(10..500)) * 500;
+    let deal_value = match rng.u8(0..20) {
+        0 => Value::Null,
+        1 => json!(deal.to_string()),
+        _ => json!(deal),
+    };
+    let profile = customer_profile(rng, scenario.contacts, &company);
+    let target_type = if rng.u8(0..4) == 0 {
+        "BusinessProfileLocation"
+    } else {
+        "SolutionProfile"
+    };
+    let target_id = if target_type == "SolutionProfile" {
+        need.3.to_owned()
+    } else {
+        uuid(rng)
+    };
+    let closing = plain_timestamp(epoch + Duration::days(rng.i64(30..180)));
+    let mut referral = json!({
+        "id": id,
+        "engagementId": engagement_id,
+        "name": format!("{} - {}", company.name, need.0),
+        "organizationId": ORGANIZATION_ID,
+        "organizationName": ORGANIZATION_NAME,
+        "externalReferenceId": null,
+        "createdDateTime": timestamp(created, rng),
+        "updatedDateTime": timestamp(updated, rng),
+        "expirationDateTime": expiration.map(plain_timestamp),
+        "acceptedDateTime": accepted.map(|t| timestamp(t, rng)),
+        "closedDateTime": closed.map(|t| timestamp(t, rng)),
+        "status": status,
+        "substatus": substatus,
+        "statusReason": null,
+        "qualification": qualification,
+        "type": referral_type,
+        "direction": direction,
+        "eTag": format!("\"{}\"", uuid(rng)),
+        "quality": "Unknown",
+        "isSpam": false,
+        "salesStage": if status == "Closed" && substatus == "Won" { json!("100") } else { Value::Null },
+        "target": [{"type": target_type, "id": target_id}],
+        "consent": {
+            "consentToToShareInfoWithOthers": true,
+            "consentToContact": true,
+            "consentToShareReferralWithMicrosoftSellers": referral_type == "Shared",
+        },
+        "details": {
+            "notes": format!("{} for {} ({} seats)", need.0, company.name, rng.u16(5..2000)),
+            "dealValue": deal_value,
+            "currency": company.currency,
+            "closingDateTime": closing,
+            "requirements": {
+                "industries": [{"id": pick(rng, INDUSTRIES)}],
+                "products": [{"id": need.1}],
+                "services": [{"id": need.2}],
+                "solutions": [{"id": need.3, "name": need.4, "type": "Name"}],
+            },
+        },
+        "team": partner_team(rng, referral_type == "Shared"),
+        "inviteContext": {"notes": "", "assistanceRequestCode": "Unknown"},
+        "links": {"self": {"uri": format!("https://api.partner.microsoft.com/v1.0/engagements/referrals/{id}"), "method": "GET"}},
+    });
+    if let (Some(profile), Value::Object(object)) = (profile, &mut referral) {
+        object.insert("customerProfile".into(), profile);
+    }
+    if scenario.invalid {
+        if let Value::Object(object) = &mut referral {
+            object.remove("id");
+            object.remove("links");
+        }
+    }
+    referral
+}
+
+/// `count` referrals in Partner Center's shape, the same for the same `seed` (see the module docs).
+pub fn generate_referrals(count: usize, seed: u64) -> Vec<Value> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut coverage = COVERAGE.to_vec();
+    rng.shuffle(&mut coverage);
+    let mut referrals: Vec<Value> = Vec::with_capacity(count);
+    for n in 0..count {
+        let scenario = match coverage.get(n) {
+            Some(&scenario) => scenario,
+            None => random_scenario(&mut rng),
+        };
+        let previous = referrals
+            .last()
+            .and_then(|r| r.get("engagementId"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        referrals.push(referral(&mut rng, scenario, previous.as_deref()));
+    }
+    referrals
+}
+
+/// Reads referrals from a file holding a JSON array of referral objects (kept as they are).
+pub fn load_referrals_file(path: &Path) -> anyhow::Result<Vec<Value>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read referrals file {}", path.display()))?;
+    let value: Value = serde_json::from_str(&text)
+        .with_context(|| format!("referrals file {} is not valid JSON", path.display()))?;
+    let found = match value {
+        Value::Array(referrals) => return Ok(referrals),
+        Value::Object(object) if object.contains_key("value") => {
+            "an object (it looks like an API page: save its `value` array instead)"
+        }
+        Value::Object(_) => "an object",
+        Value::String(_) => "a string",
+        Value::Number(_) => "a number",
+        Value::Bool(_) => "a boolean",
+        Value::Null => "null",
+    };
+    bail!(
+        "referrals file {} must hold a JSON array of referrals, found {found}",
+        path.display()
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn when_folding_names_should_give_ascii() {
+        assert_eq!(ascii_fold("Jürgen"), "juergen");
+        assert_eq!(ascii_fold("Østergaard"), "oestergaard");
+        assert_eq!(ascii_fold("Weiß"), "weiss");
+        assert_eq!(ascii_fold("Chloé"), "chloe");
+    }
+
+    #[test]
+    fn when_formatting_timestamps_should_parse_back_to_the_same_second() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let t = DateTime::from_timestamp(SEED_EPOCH_UNIX, 123_456_700).unwrap();
+        for _ in 0..50 {
+            let text = timestamp(t, &mut rng);
+            let parsed = DateTime::parse_from_rfc3339(&text).unwrap();
+            assert_eq!(parsed.timestamp(), SEED_EPOCH_UNIX, "{text}");
+        }
+    }
+
+    #[test]
+    fn when_generating_uuids_should_be_v4_shaped() {
+        let mut rng = fastrand::Rng::with_seed(1);
+        let id = uuid::Uuid::parse_str(&uuid(&mut rng)).unwrap();
+        assert_eq!(id.get_version_num(), 4);
+    }
+
+    #[test]
+    fn when_seed_epoch_is_named_should_match_the_unix_value() {
+        assert_eq!(
+            DateTime::parse_from_rfc3339(SEED_EPOCH)
+                .unwrap()
+                .timestamp(),
+            SEED_EPOCH_UNIX
+        );
+    }
+}

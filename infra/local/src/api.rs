@@ -1,0 +1,218 @@
+//! The minimal `/api/v1` of hunter-local: health, referrals, sync runs, and starting a sync.
+//! (The full API and UI are their own capability.)
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hunter_core::error::StoreError;
+use hunter_core::ports::ReferralQuery;
+use hunter_core::rules::SkipReason;
+use hunter_core::secret::Secret;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::stack::Stack;
+
+/// What the routes share.
+#[allow(missing_debug_implementations, reason = "trait objects")]
+#[derive(Clone)]
+pub struct ApiState {
+    pub stack: Arc<Stack>,
+    pub api_token: Secret,
+    /// Run ids of requested syncs, for the sync loop.
+    pub sync_requests: mpsc::Sender<String>,
+}
+
+/// The routes under `/api/v1`; all but `/health` need `Authorization: Bearer <token>`.
+pub fn router(state: ApiState) -> Router {
+    let protected = Router::new()
+        .route("/referrals", get(list_referrals))
+        .route("/referrals/{id}", get(get_referral))
+        .route("/sync-runs", get(list_sync_runs))
+        .route("/sync", post(start_sync))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let api = Router::new()
+        .route("/health", get(health))
+        .merge(protected)
+        .with_state(state);
+    Router::new().nest("/api/v1", api)
+}
+
+/// An error answer: `{"error": {"code", "message"}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_request",
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": {"code": self.code, "message": self.message}})),
+        )
+            .into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::InvalidCursor => Self::bad_request("invalid cursor"),
+            other => {
+                tracing::error!(event = "api_store_failed", error = %other);
+                Self {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    code: "store_unavailable",
+                    message: "the store is unavailable, try again".to_owned(),
+                }
+            }
+        }
+    }
+}
+
+async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if constant_time_eq(presented.as_bytes(), state.api_token.expose().as_bytes()) {
+        next.run(request).await
+    } else {
+        let mut response = ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: "send Authorization: Bearer <API token>".to_owned(),
+        }
+        .into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        response
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReferralParams {
+    status: Option<String>,
+    substatus: Option<String>,
+    eligible: Option<bool>,
+    skip_reason: Option<String>,
+    q: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+async fn list_referrals(
+    State(state): State<ApiState>,
+    Query(params): Query<ReferralParams>,
+) -> Result<Json<Value>, ApiError> {
+    let skip_reason = params
+        .skip_reason
+        .as_deref()
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            r.parse::<SkipReason>()
+                .map_err(|e| ApiError::bad_request(e.to_string()))
+        })
+        .transpose()?;
+    let query = ReferralQuery {
+        status: params.status.filter(|s| !s.is_empty()),
+        substatus: params.substatus.filter(|s| !s.is_empty()),
+        eligible: params.eligible,
+        skip_reason,
+        q: params.q.filter(|s| !s.is_empty()),
+        limit: params.limit,
+        cursor: params.cursor.filter(|s| !s.is_empty()),
+    };
+    let page = state.stack.store.list_referrals(&query).await?;
+    let items: Vec<Value> = page
+        .items
+        .iter()
+        .map(|r| {
+            let mut item = serde_json::to_value(r).unwrap_or(Value::Null);
+            if let Some(object) = item.as_object_mut() {
+                object.remove("raw");
+            }
+            item
+        })
+        .collect();
+    Ok(Json(
+        json!({"items": items, "nextCursor": page.next_cursor}),
+    ))
+}
+
+async fn get_referral(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    match state.stack.store.get_referral(&id).await? {
+        Some(record) => Ok(Json(record).into_response()),
+        None => Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            message: format!("no referral {id}"),
+        }),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PageParams {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+async fn list_sync_runs(
+    State(state): State<ApiState>,
+    Query(params): Query<PageParams>,
+) -> Result<Json<Value>, ApiError> {
+    let page = state
+        .stack
+        .store
+        .list_sync_runs(params.limit, params.cursor.as_deref())
+        .await?;
+    Ok(Json(
+        json!({"items": page.items, "nextCursor": page.next_cursor}),
+    ))
+}
+
+async fn start_sync(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let run_id = uuid::Uuid::new_v4().to_string();
+    match state.sync_requests.try_send(run_id.clone()) {
+        Ok(()) => Ok((StatusCode::ACCEPTED, Json(json!({"runId": run_id}))).into_response()),
+        Err(_) => Err(ApiError {
+            status: StatusCode::CONFLICT,
+            code: "sync_pending",
+            message: "a sync is already waiting to start".to_owned(),
+        }),
+    }
+}

@@ -1,0 +1,158 @@
+//! The adapters hunter-local runs the handlers with: embedded or AWS, simulator or real service.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use fetch_referrals::FetchSettings;
+use hunter_core::adapters::{DynamoStore, EmbeddedQueue, EmbeddedStore, SqsQueue};
+use hunter_core::config::Config;
+use hunter_core::credentials::Credentials;
+use hunter_core::partner_center::PartnerCenterClient;
+use hunter_core::ports::{Queue, Store};
+use hunter_core::rules::Rules;
+use hunter_core::secret::Secret;
+use hunter_core::wiring;
+
+use crate::cli::Args;
+use crate::sim::partner_center::{PartnerCenterSim, RunningSim, SimConfig};
+use crate::sim::seed::{generate_referrals, load_referrals_file};
+
+/// Receives before a message is dead-lettered (as `maxReceiveCount` in template.yaml).
+pub const MAX_RECEIVE_COUNT: u32 = 5;
+/// Visibility timeout of the queues (as in template.yaml).
+pub const VISIBILITY: Duration = Duration::from_secs(360);
+/// Seed of the generated referrals: the same N referrals on every run.
+const SEED_RNG: u64 = 42;
+
+/// Everything the handlers need, built once.
+#[allow(missing_debug_implementations, reason = "trait objects")]
+pub struct Stack {
+    pub store: Arc<dyn Store>,
+    pub referrals_queue: Arc<dyn Queue>,
+    pub push_queue: Arc<dyn Queue>,
+    pub source: PartnerCenterClient,
+    pub rules: Rules,
+    pub fetch_settings: FetchSettings,
+    /// The built-in Partner Center simulator, when no external one was named.
+    pub partner_center_sim: Option<RunningSim>,
+}
+
+impl Stack {
+    pub async fn build(args: &Args) -> anyhow::Result<Self> {
+        let mut config = Config::from_env().context("reading HUNTER_* configuration")?;
+        let mut credentials = Credentials::from_vars(std::env::vars());
+        let rules = Rules::load(config.rules_file.as_deref().map(std::path::Path::new))?;
+
+        let partner_center_sim = match (&args.partner_center_url, &args.partner_center_token_url) {
+            (Some(url), Some(token_url)) => {
+                config.partner_center_url.clone_from(url);
+                config.partner_center_token_url.clone_from(token_url);
+                None
+            }
+            _ => {
+                let referrals = match &args.referrals {
+                    Some(path) => load_referrals_file(path)?,
+                    None => generate_referrals(args.seed, SEED_RNG),
+                };
+                let sim_config = SimConfig::default();
+                if credentials.pc_refresh_token.is_empty() {
+                    credentials.pc_refresh_token =
+                        Secret::new(sim_config.initial_refresh_token.clone());
+                }
+                if credentials.pc_client_id.is_empty() {
+                    credentials.pc_client_id = "hunter-local".to_owned();
+                }
+                let sim = PartnerCenterSim::new(referrals, sim_config)
+                    .serve(([127, 0, 0, 1], 0).into())
+                    .await
+                    .context("starting the Partner Center simulator")?;
+                config.partner_center_url.clone_from(&sim.base_url);
+                config.partner_center_token_url.clone_from(&sim.token_url);
+                Some(sim)
+            }
+        };
+
+        let (store, referrals_queue, push_queue) = if args.aws {
+            aws_adapters(&config).await?
+        } else {
+            embedded_adapters()
+        };
+        let source =
+            wiring::partner_center(wiring::http_client()?, &config, &credentials, store.clone())?;
+        Ok(Self {
+            store,
+            referrals_queue,
+            push_queue,
+            source,
+            rules,
+            fetch_settings: fetch_referrals::settings_from(&config),
+            partner_center_sim,
+        })
+    }
+}
+
+type Adapters = (Arc<dyn Store>, Arc<dyn Queue>, Arc<dyn Queue>);
+
+fn embedded_adapters() -> Adapters {
+    (
+        Arc::new(EmbeddedStore::new()),
+        Arc::new(EmbeddedQueue::new(
+            "hunter-referrals",
+            VISIBILITY,
+            MAX_RECEIVE_COUNT,
+        )),
+        Arc::new(EmbeddedQueue::new(
+            "hunter-dynamics-push",
+            VISIBILITY,
+            MAX_RECEIVE_COUNT,
+        )),
+    )
+}
+
+/// DynamoDB and SQS, created when missing: the table `HUNTER_TABLE` and each queue under the name
+/// that ends its URL (`hunter-referrals`, `hunter-dynamics-push` by default), with its DLQ.
+async fn aws_adapters(config: &Config) -> anyhow::Result<Adapters> {
+    let sdk = wiring::aws_sdk_config().await;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table.clone());
+    store
+        .ensure_table()
+        .await
+        .with_context(|| format!("creating table {}", config.table))?;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let referrals_name = queue_name(config.referrals_queue_url.as_deref(), "hunter-referrals");
+    let push_name = queue_name(config.dynamics_queue_url.as_deref(), "hunter-dynamics-push");
+    let referrals = SqsQueue::ensure(sqs.clone(), &referrals_name, VISIBILITY, MAX_RECEIVE_COUNT)
+        .await
+        .with_context(|| format!("creating queue {referrals_name}"))?;
+    let pushes = SqsQueue::ensure(sqs, &push_name, VISIBILITY, MAX_RECEIVE_COUNT)
+        .await
+        .with_context(|| format!("creating queue {push_name}"))?;
+    Ok((Arc::new(store), Arc::new(referrals), Arc::new(pushes)))
+}
+
+/// The queue name that ends `url`, or `default`.
+fn queue_name(url: Option<&str>, default: &str) -> String {
+    url.and_then(|u| u.trim_end_matches('/').rsplit('/').next())
+        .filter(|name| !name.is_empty())
+        .unwrap_or(default)
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::queue_name;
+
+    #[test]
+    fn when_a_queue_url_is_given_should_use_its_last_segment() {
+        assert_eq!(
+            queue_name(
+                Some("http://localhost:4566/000000000000/prod-referrals"),
+                "x"
+            ),
+            "prod-referrals"
+        );
+        assert_eq!(queue_name(Some("https://sqs/1/q/"), "x"), "q");
+        assert_eq!(queue_name(None, "hunter-referrals"), "hunter-referrals");
+    }
+}

@@ -1,0 +1,145 @@
+//! Drives the production handlers locally: fetch-referrals until the run is complete, then
+//! ingest-referral over the referrals queue, as Lambda and SQS would.
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use fetch_referrals::{FetchDeps, FetchStatus, FetchSummary, fetch_referrals};
+use hunter_core::error::{QueueError, StoreError};
+use hunter_core::ports::{LeadQuery, ReceivedMessage};
+use hunter_core::retry::Backoff;
+use ingest_referral::{IngestDeps, handle_batch};
+use tokio::time::Instant;
+
+use crate::stack::Stack;
+
+/// The Lambda timeout of fetch-referrals (template.yaml): each local invocation gets as long.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
+/// A failed message is received again after this times its receive count (at most 5 s).
+const REDELIVERY_STEP: Duration = Duration::from_millis(200);
+
+/// One sync: invocations of fetch-referrals until the run is no longer `continued`.
+pub async fn run_sync(stack: &Stack, run_id: Option<String>) -> Result<FetchSummary, StoreError> {
+    let deps = FetchDeps {
+        store: stack.store.as_ref(),
+        queue: stack.referrals_queue.as_ref(),
+        source: &stack.source,
+        settings: &stack.fetch_settings,
+    };
+    let mut summary = fetch_referrals(&deps, run_id, Some(Instant::now() + FETCH_TIMEOUT)).await?;
+    while summary.status == FetchStatus::Continued {
+        summary = fetch_referrals(&deps, None, Some(Instant::now() + FETCH_TIMEOUT)).await?;
+    }
+    Ok(summary)
+}
+
+/// What a drain did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DrainReport {
+    pub handled: usize,
+    pub redelivered: usize,
+}
+
+/// Hands referral messages to ingest-referral in batches of 10 until none is visible or in
+/// flight. Failed ones become visible again after a short backoff; after the queue's
+/// maxReceiveCount they move to its dead-letter queue.
+pub async fn drain_referrals(stack: &Stack) -> Result<DrainReport, QueueError> {
+    let deps = IngestDeps {
+        store: stack.store.as_ref(),
+        push_queue: stack.push_queue.as_ref(),
+        rules: &stack.rules,
+        send_backoff: Backoff::default(),
+    };
+    let queue = stack.referrals_queue.as_ref();
+    let mut report = DrainReport::default();
+    loop {
+        let messages = queue.receive(10, None, Duration::ZERO).await?;
+        if messages.is_empty() {
+            let depth = queue.depth().await?;
+            if depth.visible == 0 && depth.in_flight == 0 {
+                return Ok(report);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        let response = handle_batch(&deps, sqs_event(&messages)).await;
+        for message in &messages {
+            let failed = response
+                .batch_item_failures
+                .iter()
+                .any(|f| f.item_identifier == message.message_id);
+            if failed {
+                report.redelivered += 1;
+                let delay = REDELIVERY_STEP
+                    .saturating_mul(message.receive_count)
+                    .min(Duration::from_secs(5));
+                queue.change_visibility(&message.receipt, delay).await?;
+            } else {
+                report.handled += 1;
+                queue.delete(&message.receipt).await?;
+            }
+        }
+    }
+}
+
+/// The event Lambda's SQS event source would deliver for `messages`.
+pub fn sqs_event(messages: &[ReceivedMessage]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = messages
+        .iter()
+        .map(|m| {
+            let mut record = SqsMessage::default();
+            record.message_id = Some(m.message_id.clone());
+            record.receipt_handle = Some(m.receipt.clone());
+            record.body = Some(m.body.clone());
+            record.attributes.insert(
+                "ApproximateReceiveCount".to_owned(),
+                m.receive_count.to_string(),
+            );
+            record.event_source = Some("aws:sqs".to_owned());
+            record
+        })
+        .collect();
+    event
+}
+
+/// Leads created or changed since `since`.
+pub async fn leads_changed_since(
+    stack: &Stack,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Result<usize, StoreError> {
+    let mut count = 0;
+    let mut query = LeadQuery {
+        limit: Some(hunter_core::ports::MAX_PAGE_SIZE),
+        ..LeadQuery::default()
+    };
+    loop {
+        let page = stack.store.list_leads(&query).await?;
+        count += page
+            .items
+            .iter()
+            .filter(|lead| lead.updated_at >= since)
+            .count();
+        match page.next_cursor {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => return Ok(count),
+        }
+    }
+}
+
+/// Dead letters in both queues.
+pub async fn dead_letters(stack: &Stack) -> Result<u64, QueueError> {
+    let referrals = stack.referrals_queue.depth().await?;
+    let pushes = stack.push_queue.depth().await?;
+    Ok(referrals.dead_letters + pushes.dead_letters)
+}
+
+/// Keeps a queue's work moving while hunter-local serves.
+pub async fn drain_forever(stack: &Stack) {
+    loop {
+        if let Err(err) = drain_referrals(stack).await {
+            tracing::warn!(event = "local_drain_failed", error = %err);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

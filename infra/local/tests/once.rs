@@ -1,0 +1,116 @@
+//! `hunter-local --once` as a user runs it: the binary, its summary JSON and its exit status,
+//! on the embedded adapters and on DynamoDB/SQS (moto server).
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn run(args: &[&str], env: &[(&str, String)]) -> (Value, std::process::ExitStatus) {
+    let output = Command::new(env!("CARGO_BIN_EXE_hunter-local"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON summary ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (summary, output.status)
+}
+
+fn assert_accounted_for(summary: &Value, expected: u64) {
+    let count = |key: &str| {
+        summary[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key} missing: {summary}"))
+    };
+    assert_eq!(summary["status"], "succeeded", "{summary}");
+    assert_eq!(count("fetched"), expected, "{summary}");
+    assert_eq!(
+        count("stored"),
+        count("fetched"),
+        "every fetched referral is stored: {summary}"
+    );
+    let skipped: u64 = summary["skipped"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(count("eligible") + skipped, count("stored"), "{summary}");
+    assert!(
+        count("eligible") > 0 && skipped > 0,
+        "a realistic mix: {summary}"
+    );
+    assert!(
+        count("leadsUpserted") > 0 && count("leadsUpserted") <= count("eligible"),
+        "{summary}"
+    );
+    assert_eq!(count("dlq"), 0);
+    for key in ["dynamicsPushed", "dynamicsFailed", "durationMs"] {
+        assert!(summary[key].is_u64(), "{key}: {summary}");
+    }
+}
+
+#[test]
+fn once_with_500_seeded_referrals_accounts_for_every_one_on_the_embedded_adapters() {
+    let (summary, status) = run(&["--once", "--seed", "500"], &[]);
+    assert!(status.success(), "{summary}");
+    assert_accounted_for(&summary, 500);
+}
+
+#[test]
+fn once_with_a_referrals_file_serves_exactly_that_file() {
+    let dir = std::env::temp_dir().join(format!("hunter-once-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("referrals.json");
+    let referrals = serde_json::json!([
+        {"id": "a", "status": "New", "substatus": "Pending", "direction": "Incoming", "updatedDateTime": "2026-11-01T08:00:00Z",
+         "customerProfile": {"name": "Contoso", "team": [{"email": "ada@contoso.com"}]}},
+        {"id": "b", "status": "Closed", "substatus": "Lost", "direction": "Incoming", "updatedDateTime": "2026-11-01T09:00:00Z",
+         "customerProfile": {"team": [{"email": "bob@fabrikam.com"}]}},
+        {"name": "no id"}
+    ]);
+    std::fs::write(&file, referrals.to_string()).unwrap();
+
+    let (summary, status) = run(&["--once", "--referrals", file.to_str().unwrap()], &[]);
+
+    assert!(status.success(), "{summary}");
+    assert_eq!(summary["fetched"], 3);
+    assert_eq!(summary["stored"], 3);
+    assert_eq!(summary["eligible"], 1);
+    assert_eq!(summary["skipped"]["status_closed"], 1, "{summary}");
+    assert_eq!(summary["skipped"]["invalid_payload"], 1, "{summary}");
+}
+
+#[test]
+fn once_with_aws_accounts_for_every_referral_on_dynamodb_and_sqs() {
+    let moto = std::env::var("HUNTER_MOTO_URL").expect(
+        "HUNTER_MOTO_URL is not set: run `make test-moto` (scripts/with-moto.sh starts moto)",
+    );
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let env = [
+        ("AWS_ENDPOINT_URL", moto.clone()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("HUNTER_TABLE", format!("hunter-{suffix}")),
+        (
+            "HUNTER_REFERRALS_QUEUE_URL",
+            format!("{moto}/123456789012/referrals-{suffix}"),
+        ),
+        (
+            "HUNTER_DYNAMICS_QUEUE_URL",
+            format!("{moto}/123456789012/push-{suffix}"),
+        ),
+    ];
+    let (summary, status) = run(&["--once", "--aws", "--seed", "500"], &env);
+    assert!(status.success(), "{summary}");
+    assert_accounted_for(&summary, 500);
+}

@@ -1,0 +1,408 @@
+//! fetch-referrals against the Partner Center simulator: paging, throttling, server errors,
+//! token expiry, refused tokens, continuation and the watermark.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use fetch_referrals::{FetchStatus, SYNC_STATE_KEY};
+use hunter_core::model::RunStatus;
+use hunter_core::ports::ReferralQuery;
+use hunter_core::rules::SkipReason;
+use hunter_local::sim::partner_center::{Faults, SimConfig};
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::support::{SyncFixture, referral, referrals};
+
+fn pages_of(size: usize) -> SimConfig {
+    SimConfig {
+        page_size: size,
+        ..SimConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn paging_follows_the_odd_next_link_across_five_pages_and_enqueues_each_referral_once() {
+    let f = SyncFixture::start(referrals(23), pages_of(5)).await;
+
+    let summary = f.fetch().await;
+
+    assert_eq!(summary.status, FetchStatus::Succeeded, "{summary:?}");
+    assert_eq!(
+        (summary.pages, summary.fetched, summary.enqueued),
+        (5, 23, 23)
+    );
+    let ids: Vec<String> = f.queued_ids().await;
+    assert_eq!(ids.len(), 23);
+    assert_eq!(
+        ids.iter().collect::<BTreeSet<_>>().len(),
+        23,
+        "no referral enqueued twice"
+    );
+    let paths: Vec<String> = f
+        .sim
+        .sim
+        .requests()
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.starts_with("/v1.0/engagements/referrals")),
+        "{paths:?}"
+    );
+    assert_eq!(
+        paths
+            .iter()
+            .filter(|p| p.starts_with("/v1.0/referrals"))
+            .count(),
+        4,
+        "next pages via the nextLink shape: {paths:?}"
+    );
+    let run = f
+        .store()
+        .get_sync_run(&summary.run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (run.status, run.pages, run.fetched, run.enqueued),
+        (RunStatus::Succeeded, 5, 23, 23)
+    );
+    assert_eq!(
+        summary.watermark.unwrap().to_rfc3339(),
+        "2026-11-01T08:22:00.123456700+00:00"
+    );
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_is_waited_out_and_the_sync_succeeds() {
+    let f = SyncFixture::start(referrals(12), pages_of(5)).await;
+    f.sim.sim.set_faults(Faults {
+        fail_next: vec![429],
+        retry_after_secs: 1,
+        ..Faults::default()
+    });
+
+    let started = std::time::Instant::now();
+    let summary = f.fetch().await;
+
+    assert_eq!(summary.status, FetchStatus::Succeeded, "{summary:?}");
+    assert_eq!(summary.enqueued, 12);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After: 1 was honoured"
+    );
+    let statuses: Vec<u16> = f
+        .sim
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("referrals"))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses.first(), Some(&429), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn a_503_then_success_is_retried() {
+    let f = SyncFixture::start(referrals(8), pages_of(5)).await;
+    f.sim.sim.set_faults(Faults {
+        fail_next: vec![503, 500],
+        ..Faults::default()
+    });
+
+    let summary = f.fetch().await;
+
+    assert_eq!(summary.status, FetchStatus::Succeeded, "{summary:?}");
+    assert_eq!((summary.pages, summary.enqueued), (2, 8));
+    assert_eq!(f.queued_ids().await.len(), 8);
+}
+
+#[tokio::test]
+async fn a_token_that_expires_mid_run_is_renewed_once_and_paging_goes_on() {
+    let f = SyncFixture::start(
+        referrals(20),
+        SimConfig {
+            faults: Faults {
+                expire_token_after_pages: Some(2),
+                ..Faults::default()
+            },
+            ..pages_of(5)
+        },
+    )
+    .await;
+    let first_refresh_token = f.sim.sim.current_refresh_token();
+
+    let summary = f.fetch().await;
+
+    assert_eq!(summary.status, FetchStatus::Succeeded, "{summary:?}");
+    assert_eq!((summary.pages, summary.enqueued), (4, 20));
+    assert_eq!(
+        f.queued_ids().await.len(),
+        20,
+        "the page refused with 401 was not enqueued twice"
+    );
+    let statuses: Vec<u16> = f
+        .sim
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("referrals"))
+        .map(|r| r.status)
+        .collect();
+    assert!(statuses.contains(&401), "{statuses:?}");
+    // The rotated refresh token is the one kept for the next run.
+    let rotated = f.sim.sim.current_refresh_token();
+    assert_ne!(rotated, first_refresh_token);
+    let state = f
+        .store()
+        .get_state("partner_center_refresh_token")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.value["refreshToken"], rotated);
+}
+
+#[tokio::test]
+async fn a_401_after_the_refresh_fails_the_run_with_a_typed_error_and_enqueues_nothing_twice() {
+    let mut f = SyncFixture::start(referrals(15), pages_of(5)).await;
+    f.settings.page_limit = 1;
+    let first = f.fetch().await;
+    assert_eq!((first.status, first.enqueued), (FetchStatus::Continued, 5));
+    // From now on every request is refused, even with a freshly renewed token.
+    f.sim.sim.set_faults(Faults {
+        fail_next: vec![401, 401, 401, 401],
+        ..Faults::default()
+    });
+
+    let failed = f.fetch().await;
+
+    assert_eq!(failed.run_id, first.run_id);
+    assert_eq!(failed.status, FetchStatus::Failed, "{failed:?}");
+    assert_eq!(
+        failed.retryable,
+        Some(false),
+        "auth failures need a person, not a retry loop"
+    );
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("authentication"),
+        "{failed:?}"
+    );
+    let run = f
+        .store()
+        .get_sync_run(&failed.run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Failed);
+    assert!(run.error.is_some());
+    let refused = f
+        .sim
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.status == 401)
+        .count();
+    assert_eq!(
+        refused, 2,
+        "one renewal, then the typed error: no retry loop"
+    );
+    let ids = f.queued_ids().await;
+    assert_eq!(ids.len(), 5, "only the first page was enqueued");
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 5);
+    // Neither watermark nor continuation: the next run starts over from the old watermark.
+    let state = f.store().get_state(SYNC_STATE_KEY).await.unwrap().unwrap();
+    assert!(
+        state.value["watermark"].is_null() && state.value["continuation"].is_null(),
+        "{state:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_page_limit_leaves_a_continuation_that_the_next_invocation_resumes() {
+    let mut f = SyncFixture::start(referrals(17), pages_of(5)).await;
+    f.settings.page_limit = 2;
+
+    let first = f.fetch().await;
+    assert_eq!(first.status, FetchStatus::Continued, "{first:?}");
+    assert_eq!((first.pages, first.enqueued), (2, 10));
+    let state = f.store().get_state(SYNC_STATE_KEY).await.unwrap().unwrap();
+    assert!(
+        state.value["continuation"]["nextLink"]
+            .as_str()
+            .unwrap()
+            .contains("skiptoken"),
+        "{state:?}"
+    );
+    assert!(
+        state.value["watermark"].is_null(),
+        "not advanced before the last page"
+    );
+
+    let second = f.fetch().await;
+    assert_eq!(second.run_id, first.run_id, "the same run goes on");
+    assert_eq!(second.status, FetchStatus::Succeeded, "{second:?}");
+    assert_eq!((second.pages, second.fetched, second.enqueued), (4, 17, 17));
+    let ids = f.queued_ids().await;
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 17);
+    assert_eq!(ids.len(), 17);
+}
+
+#[tokio::test]
+async fn a_near_deadline_stops_between_pages_and_saves_the_place() {
+    let mut f = SyncFixture::start(referrals(12), pages_of(5)).await;
+    f.settings.deadline_margin = Duration::from_secs(5);
+    // The deadline is already inside the margin: one page, then the continuation.
+    let summary = f
+        .fetch_until(Some(Instant::now() + Duration::from_secs(3)))
+        .await;
+    assert_eq!(summary.status, FetchStatus::Continued, "{summary:?}");
+    assert_eq!(summary.pages, 1);
+    let resumed = f.fetch().await;
+    assert_eq!(
+        (resumed.status, resumed.enqueued),
+        (FetchStatus::Succeeded, 12)
+    );
+}
+
+#[tokio::test]
+async fn the_next_run_asks_only_for_referrals_updated_since_the_watermark() {
+    let f = SyncFixture::start(referrals(6), pages_of(5)).await;
+    let first = f.fetch().await;
+    assert_eq!(first.enqueued, 6);
+    f.queued().await;
+
+    let mut changed = referral(3);
+    changed["updatedDateTime"] = json!("2026-11-02T09:00:00Z");
+    changed["status"] = json!("Active");
+    f.sim.sim.upsert_referrals(vec![changed]);
+    let second = f.fetch().await;
+
+    assert_eq!(second.status, FetchStatus::Succeeded);
+    let last_query = f
+        .sim
+        .sim
+        .requests()
+        .iter()
+        .rev()
+        .find(|r| r.path.starts_with("/v1.0/engagements"))
+        .unwrap()
+        .path
+        .clone();
+    assert!(last_query.contains("updatedDateTime"), "{last_query}");
+    let ids = f.queued_ids().await;
+    // The referral at the watermark itself is fetched again (ge), and the changed one.
+    assert!(ids.contains(&"ref-0003".to_owned()), "{ids:?}");
+    assert!(ids.len() <= 2, "{ids:?}");
+    assert_eq!(
+        second.watermark.unwrap().to_rfc3339(),
+        "2026-11-02T09:00:00+00:00"
+    );
+}
+
+#[tokio::test]
+async fn a_referral_too_large_for_a_message_is_stored_as_invalid_payload_not_dropped() {
+    let mut big = referral(1);
+    big["details"]["notes"] = json!("x".repeat(300 * 1024));
+    let f = SyncFixture::start(vec![referral(0), big], pages_of(5)).await;
+
+    let summary = f.fetch().await;
+
+    assert_eq!(summary.status, FetchStatus::Succeeded, "{summary:?}");
+    assert_eq!(
+        (summary.fetched, summary.enqueued, summary.recorded_invalid),
+        (2, 1, 1)
+    );
+    let invalid = f
+        .store()
+        .list_referrals(&ReferralQuery {
+            skip_reason: Some(SkipReason::InvalidPayload),
+            ..ReferralQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(invalid.items.len(), 1);
+    assert!(
+        invalid.items[0]
+            .skip_detail
+            .as_deref()
+            .unwrap()
+            .contains("bytes")
+    );
+    assert!(invalid.items[0].raw.len() <= hunter_core::model::INVALID_RAW_MAX_BYTES);
+    let run = f
+        .store()
+        .get_sync_run(&summary.run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.skipped.get("invalid_payload"), Some(&1));
+}
+
+#[tokio::test]
+async fn the_lambda_entry_accepts_a_real_eventbridge_scheduled_event() {
+    let f = SyncFixture::start(referrals(3), pages_of(5)).await;
+    let payload: serde_json::Value = serde_json::from_str(include_str!(
+        "../fixtures/events/eventbridge-scheduled.json"
+    ))
+    .unwrap();
+    let mut context = lambda_runtime::Context::default();
+    context.request_id = "req-1".to_owned();
+    context.deadline = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap() + 120_000;
+    let deps = fetch_referrals::FetchDeps {
+        store: f.store(),
+        queue: f.queue.as_ref(),
+        source: &f.client,
+        settings: &f.settings,
+    };
+
+    let answer = fetch_referrals::handle(&deps, lambda_runtime::LambdaEvent::new(payload, context))
+        .await
+        .unwrap();
+
+    let json = serde_json::to_value(&answer).unwrap();
+    assert_eq!(json["status"], "succeeded");
+    assert_eq!(
+        (
+            json["pages"].as_u64(),
+            json["fetched"].as_u64(),
+            json["enqueued"].as_u64()
+        ),
+        (Some(1), Some(3), Some(3))
+    );
+}
+
+#[tokio::test]
+async fn the_lambda_entry_answers_a_failed_run_with_a_typed_error() {
+    let f = SyncFixture::start(referrals(3), pages_of(5)).await;
+    f.sim.sim.set_faults(Faults {
+        fail_next: vec![401, 401],
+        ..Faults::default()
+    });
+    let deps = fetch_referrals::FetchDeps {
+        store: f.store(),
+        queue: f.queue.as_ref(),
+        source: &f.client,
+        settings: &f.settings,
+    };
+
+    let error = fetch_referrals::handle(
+        &deps,
+        lambda_runtime::LambdaEvent::new(json!({}), lambda_runtime::Context::default()),
+    )
+    .await
+    .unwrap_err();
+
+    let failed = error
+        .downcast_ref::<fetch_referrals::SyncFailed>()
+        .expect("a SyncFailed");
+    assert!(!failed.retryable);
+    assert!(failed.message.contains("authentication"), "{failed:?}");
+    assert!(f.queued_ids().await.is_empty());
+}

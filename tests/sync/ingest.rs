@@ -1,0 +1,478 @@
+//! ingest-referral: versions, poison input, transient failures, leads and pushes, run counters.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use hunter_core::adapters::{EmbeddedQueue, EmbeddedStore};
+use hunter_core::error::StoreError;
+use hunter_core::messages::{PushMessage, ReferralMessage};
+use hunter_core::model::{AuditEntry, Lead, ReferralRecord, SyncRun, SyncState};
+use hunter_core::ports::{
+    LeadQuery, LeadStore, Page, ReferralQuery, ReferralStore, SyncStore, UpsertOutcome,
+};
+use hunter_core::retry::Backoff;
+use hunter_core::rules::{Domain, Rules, SkipReason, normalize_domain};
+use ingest_referral::{IngestDeps, handle_batch, ingest_message};
+use serde_json::{Value, json};
+
+use crate::support::{SyncFixture, referral, referrals, take_all};
+
+fn event(bodies: &[(&str, String)]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = bodies
+        .iter()
+        .map(|(id, body)| {
+            let mut m = SqsMessage::default();
+            m.message_id = Some((*id).to_owned());
+            m.body = Some(body.clone());
+            m
+        })
+        .collect();
+    event
+}
+
+fn envelope(run_id: Option<&str>, referral: Value) -> String {
+    ReferralMessage {
+        run_id: run_id.map(str::to_owned),
+        referral,
+    }
+    .to_body()
+}
+
+struct Deps {
+    store: EmbeddedStore,
+    push: EmbeddedQueue,
+}
+
+impl Deps {
+    fn new() -> Self {
+        Self {
+            store: EmbeddedStore::new(),
+            push: EmbeddedQueue::new("push", Duration::from_secs(60), 5),
+        }
+    }
+    fn ingest(&self) -> IngestDeps<'_> {
+        IngestDeps {
+            store: &self.store,
+            push_queue: &self.push,
+            rules: Rules::embedded(),
+            send_backoff: Backoff {
+                base: Duration::from_millis(1),
+                cap: Duration::from_millis(2),
+                max_retries: 1,
+            },
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_referral_delivered_twice_and_out_of_order_keeps_the_newest_version() {
+    let deps = Deps::new();
+    let older = referral(1);
+    let mut newer = referral(1);
+    newer["updatedDateTime"] = json!("2026-11-03T10:00:00Z");
+    newer["status"] = json!("Active");
+    newer["substatus"] = json!("Accepted");
+
+    let outcomes = [
+        ingest_message(&deps.ingest(), &envelope(None, newer.clone()))
+            .await
+            .unwrap()
+            .outcome,
+        ingest_message(&deps.ingest(), &envelope(None, older))
+            .await
+            .unwrap()
+            .outcome,
+        ingest_message(&deps.ingest(), &envelope(None, newer))
+            .await
+            .unwrap()
+            .outcome,
+    ];
+
+    assert_eq!(
+        outcomes,
+        [
+            UpsertOutcome::Inserted,
+            UpsertOutcome::Stale,
+            UpsertOutcome::Unchanged
+        ]
+    );
+    let stored = deps.store.get_referral("ref-0001").await.unwrap().unwrap();
+    assert_eq!(stored.status.as_deref(), Some("Active"));
+    let lead = deps
+        .store
+        .get_lead(&normalize_domain("company1.de").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(lead.referral_count, 1, "a duplicate does not count twice");
+    assert_eq!(
+        lead.latest_status.as_deref(),
+        Some("Active"),
+        "the stale version did not touch the lead"
+    );
+}
+
+#[tokio::test]
+async fn poison_input_is_stored_with_its_reason_and_acknowledged() {
+    let deps = Deps::new();
+    let huge = format!(
+        "{{\"id\": \"big\", \"notes\": \"{}\"}}",
+        "x".repeat(300 * 1024)
+    );
+    let cases = [
+        ("m1", "definitely not json".to_owned(), "not valid JSON"),
+        ("m2", "[1, 2, 3]".to_owned(), "not a JSON object"),
+        (
+            "m3",
+            envelope(Some("run-x"), json!({"name": "no id"})),
+            "no id",
+        ),
+        ("m4", huge, "limit"),
+        (
+            "m5",
+            "{\"id\": \"\\u0000 <script>alert(1)</script>\\u202e\", \"status\": 7}".to_owned(),
+            "",
+        ),
+    ];
+    let response = handle_batch(
+        &deps.ingest(),
+        event(
+            &cases
+                .iter()
+                .map(|(id, b, _)| (*id, b.clone()))
+                .collect::<Vec<_>>(),
+        ),
+    )
+    .await;
+
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "poison is never retried: {:?}",
+        response.batch_item_failures
+    );
+    let invalid = deps
+        .store
+        .list_referrals(&ReferralQuery {
+            skip_reason: Some(SkipReason::InvalidPayload),
+            ..ReferralQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        invalid.items.len(),
+        4,
+        "{:?}",
+        invalid
+            .items
+            .iter()
+            .map(|r| &r.skip_detail)
+            .collect::<Vec<_>>()
+    );
+    for (_, body, why) in &cases[..4] {
+        let record = invalid
+            .items
+            .iter()
+            .find(|r| body.contains(&r.raw.replace("…[truncated]", "")))
+            .unwrap();
+        assert!(
+            record.skip_detail.as_deref().unwrap().contains(why),
+            "{:?} for {why}",
+            record.skip_detail
+        );
+        assert!(record.raw.len() <= hunter_core::model::INVALID_RAW_MAX_BYTES);
+    }
+    // Hostile but readable strings are data: stored as given, skipped for a real reason.
+    let hostile = deps
+        .store
+        .get_referral("\u{0} <script>alert(1)</script>\u{202e}")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        hostile.skip_reason,
+        Some(SkipReason::NotIncoming),
+        "stored as data and skipped for a real reason"
+    );
+    assert_eq!(
+        hostile.status.as_deref(),
+        Some("7"),
+        "a number where text belongs is kept as text"
+    );
+}
+
+/// A store that is unavailable for one referral id.
+struct FlakyStore {
+    inner: EmbeddedStore,
+    failing_id: String,
+}
+
+#[async_trait]
+impl ReferralStore for FlakyStore {
+    async fn upsert_referral(&self, record: &ReferralRecord) -> Result<UpsertOutcome, StoreError> {
+        if record.id == self.failing_id {
+            return Err(StoreError::Unavailable("throttled".into()));
+        }
+        self.inner.upsert_referral(record).await
+    }
+    async fn get_referral(&self, id: &str) -> Result<Option<ReferralRecord>, StoreError> {
+        self.inner.get_referral(id).await
+    }
+    async fn list_referrals(
+        &self,
+        query: &ReferralQuery,
+    ) -> Result<Page<ReferralRecord>, StoreError> {
+        self.inner.list_referrals(query).await
+    }
+}
+
+#[async_trait]
+impl LeadStore for FlakyStore {
+    async fn get_lead(&self, domain: &Domain) -> Result<Option<Lead>, StoreError> {
+        self.inner.get_lead(domain).await
+    }
+    async fn put_lead(&self, lead: &Lead, expected_version: Option<u64>) -> Result<(), StoreError> {
+        self.inner.put_lead(lead, expected_version).await
+    }
+    async fn list_leads(&self, query: &LeadQuery) -> Result<Page<Lead>, StoreError> {
+        self.inner.list_leads(query).await
+    }
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.inner.append_audit(entry).await
+    }
+    async fn list_audit(
+        &self,
+        domain: &Domain,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.inner.list_audit(domain, limit).await
+    }
+}
+
+#[async_trait]
+impl SyncStore for FlakyStore {
+    async fn put_sync_run(&self, run: &SyncRun) -> Result<(), StoreError> {
+        self.inner.put_sync_run(run).await
+    }
+    async fn count_ingested(
+        &self,
+        run_id: &str,
+        referral_id: &str,
+        outcome: UpsertOutcome,
+        skip_reason: Option<SkipReason>,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .count_ingested(run_id, referral_id, outcome, skip_reason)
+            .await
+    }
+    async fn claim_run_summary(&self, run_id: &str) -> Result<bool, StoreError> {
+        self.inner.claim_run_summary(run_id).await
+    }
+    async fn get_sync_run(&self, id: &str) -> Result<Option<SyncRun>, StoreError> {
+        self.inner.get_sync_run(id).await
+    }
+    async fn list_sync_runs(
+        &self,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<Page<SyncRun>, StoreError> {
+        self.inner.list_sync_runs(limit, cursor).await
+    }
+    async fn get_state(&self, key: &str) -> Result<Option<SyncState>, StoreError> {
+        self.inner.get_state(key).await
+    }
+    async fn put_state(
+        &self,
+        state: &SyncState,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        self.inner.put_state(state, expected_version).await
+    }
+}
+
+#[tokio::test]
+async fn a_batch_of_good_poison_and_transiently_failing_messages_reports_only_the_transient_one() {
+    let store = FlakyStore {
+        inner: EmbeddedStore::new(),
+        failing_id: "ref-0002".into(),
+    };
+    let push = EmbeddedQueue::new("push", Duration::from_secs(60), 5);
+    let deps = IngestDeps {
+        store: &store,
+        push_queue: &push,
+        rules: Rules::embedded(),
+        send_backoff: Backoff::default(),
+    };
+    let batch = event(&[
+        ("good", envelope(None, referral(1))),
+        ("poison", "{\"id\": ".to_owned()),
+        ("transient", envelope(None, referral(2))),
+    ]);
+
+    let response = handle_batch(&deps, batch).await;
+
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, vec!["transient"]);
+    assert!(
+        store
+            .get_referral("ref-0001")
+            .await
+            .unwrap()
+            .is_some_and(|r| r.eligible)
+    );
+    let poison = store
+        .list_referrals(&ReferralQuery {
+            skip_reason: Some(SkipReason::InvalidPayload),
+            ..ReferralQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(poison.items.len(), 1);
+    assert_eq!(poison.items[0].raw, "{\"id\": ");
+    assert!(store.get_referral("ref-0002").await.unwrap().is_none());
+    let json = serde_json::to_value(&response).unwrap();
+    assert_eq!(
+        json,
+        json!({"batchItemFailures": [{"itemIdentifier": "transient"}]})
+    );
+}
+
+#[tokio::test]
+async fn the_lambda_entry_handles_a_real_sqs_event() {
+    let deps = Deps::new();
+    let fixture: SqsEvent =
+        serde_json::from_str(include_str!("../fixtures/events/sqs-referrals.json")).unwrap();
+    let mut run = SyncRun::start("run-fixture", chrono::Utc::now());
+    run.fetched = 1;
+    deps.store.put_sync_run(&run).await.unwrap();
+
+    let answer = ingest_referral::handle(
+        &deps.ingest(),
+        lambda_runtime::LambdaEvent::new(fixture, lambda_runtime::Context::default()),
+    )
+    .await
+    .unwrap();
+
+    assert!(answer.batch_item_failures.is_empty());
+    let good = deps
+        .store
+        .get_referral("2f1c6b7e-3a55-4c1e-9a0b-1d2e3f405162")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(good.eligible, "{good:?}");
+    assert_eq!(
+        good.domain.as_ref().map(Domain::as_str),
+        Some("contoso.com")
+    );
+    let bare = deps.store.get_referral("bare-1").await.unwrap().unwrap();
+    assert_eq!(bare.skip_reason, Some(SkipReason::NoDomain), "{bare:?}");
+    let invalid = deps
+        .store
+        .list_referrals(&ReferralQuery {
+            skip_reason: Some(SkipReason::InvalidPayload),
+            ..ReferralQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(invalid.items[0].raw, "{\"id\": \"truncated");
+    let run = deps
+        .store
+        .get_sync_run("run-fixture")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (run.stored, run.eligible),
+        (1, 1),
+        "only the enveloped message belongs to the run"
+    );
+    assert!(
+        run.summarized_at.is_none(),
+        "fetching has not finished, so no summary yet"
+    );
+}
+
+#[tokio::test]
+async fn referrals_of_one_domain_make_one_lead_and_each_change_requests_a_push() {
+    let deps = Deps::new();
+    // Referrals 0 and 7 both name company0.de.
+    for n in [0, 7] {
+        let ingested = ingest_message(&deps.ingest(), &envelope(None, referral(n)))
+            .await
+            .unwrap();
+        assert!(ingested.lead_changed && ingested.push_requested);
+    }
+    let again = ingest_message(&deps.ingest(), &envelope(None, referral(7)))
+        .await
+        .unwrap();
+    assert!(!again.lead_changed);
+
+    let lead = deps
+        .store
+        .get_lead(&normalize_domain("company0.de").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (lead.referral_count, lead.referral_ids.clone()),
+        (2, vec!["ref-0000".to_owned(), "ref-0007".to_owned()])
+    );
+    assert!((lead.deal_value_total - 2000.0).abs() < 1e-9);
+    assert_eq!(lead.version, 2);
+    let pushes: Vec<PushMessage> = take_all(&deps.push)
+        .await
+        .iter()
+        .map(|m| serde_json::from_str(&m.body).unwrap())
+        .collect();
+    assert_eq!(
+        pushes
+            .iter()
+            .filter(|p| p.domain == "company0.de")
+            .map(|p| p.lead_version)
+            .max(),
+        Some(2)
+    );
+    assert!(pushes.len() >= 2);
+}
+
+#[tokio::test]
+async fn a_whole_sync_is_accounted_for_and_summarized_once() {
+    let mut set = referrals(30);
+    set[3]["direction"] = json!("Outgoing");
+    set.push(json!({"name": "no id at all", "updatedDateTime": "2026-11-01T07:00:00Z"}));
+    let f = SyncFixture::start(
+        set,
+        hunter_local::sim::partner_center::SimConfig {
+            page_size: 7,
+            ..Default::default()
+        },
+    )
+    .await;
+
+    let summary = f.fetch().await;
+    let messages = f.queued().await;
+    let response = handle_batch(&f.ingest_deps(), hunter_local::worker::sqs_event(&messages)).await;
+    assert!(response.batch_item_failures.is_empty());
+
+    let run = f
+        .store()
+        .get_sync_run(&summary.run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.fetched, summary.fetched);
+    assert_eq!(run.stored, run.fetched, "{run:?}");
+    assert_eq!(run.eligible + run.skipped.values().sum::<u32>(), run.stored);
+    assert_eq!(run.skipped.get("not_incoming"), Some(&1));
+    assert_eq!(run.skipped.get("invalid_payload"), Some(&1));
+    assert!(
+        run.summarized_at.is_some(),
+        "the last ingest reported the summary"
+    );
+}

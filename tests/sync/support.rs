@@ -1,0 +1,178 @@
+//! A Partner Center simulator, embedded store and queues, and the real client, wired like
+//! hunter-local wires them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fetch_referrals::{FetchDeps, FetchSettings, FetchSummary, fetch_referrals};
+use hunter_core::adapters::{EmbeddedQueue, EmbeddedStore};
+use hunter_core::config::Config;
+use hunter_core::credentials::Credentials;
+use hunter_core::messages::ReferralMessage;
+use hunter_core::partner_center::PartnerCenterClient;
+use hunter_core::ports::{Queue, ReceivedMessage, Store};
+use hunter_core::retry::Backoff;
+use hunter_core::rules::Rules;
+use hunter_core::secret::Secret;
+use hunter_core::wiring;
+use hunter_local::sim::partner_center::{PartnerCenterSim, RunningSim, SimConfig};
+use ingest_referral::IngestDeps;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+/// Referral `n` of a test set: incoming, new, a company contact, updated `n` minutes after 08:00.
+pub fn referral(n: usize) -> Value {
+    json!({
+        "id": format!("ref-{n:04}"),
+        "engagementId": format!("eng-{n:04}"),
+        "name": format!("Referral {n}"),
+        "createdDateTime": "2026-11-01T08:00:00Z",
+        "updatedDateTime": format!("2026-11-01T{:02}:{:02}:00.1234567Z", 8 + n / 60, n % 60),
+        "status": "New",
+        "substatus": "Pending",
+        "type": "Independent",
+        "direction": "Incoming",
+        "eTag": format!("\"etag-{n}\""),
+        "customerProfile": {
+            "name": format!("Company {}", n % 7),
+            "address": {"country": "DE"},
+            "team": [{"firstName": "Ada", "email": format!("ada@company{}.de", n % 7)}],
+            "ids": []
+        },
+        "details": {"dealValue": 1000, "currency": "EUR"},
+        "team": [{"email": "seller@partner.example"}]
+    })
+}
+
+pub fn referrals(count: usize) -> Vec<Value> {
+    (0..count).map(referral).collect()
+}
+
+/// Everything a sync test needs.
+#[allow(missing_debug_implementations)]
+pub struct SyncFixture {
+    pub store: Arc<EmbeddedStore>,
+    pub queue: Arc<EmbeddedQueue>,
+    pub push_queue: Arc<EmbeddedQueue>,
+    pub sim: RunningSim,
+    pub client: PartnerCenterClient,
+    pub settings: FetchSettings,
+    pub rules: &'static Rules,
+}
+
+impl SyncFixture {
+    pub async fn start(referrals: Vec<Value>, sim_config: SimConfig) -> Self {
+        let refresh_token = sim_config.initial_refresh_token.clone();
+        let sim = PartnerCenterSim::new(referrals, sim_config)
+            .serve(([127, 0, 0, 1], 0).into())
+            .await
+            .unwrap();
+        let store = Arc::new(EmbeddedStore::new());
+        let config = Config {
+            partner_center_url: sim.base_url.clone(),
+            partner_center_token_url: sim.token_url.clone(),
+            ..Config::from_vars(Vec::new()).unwrap()
+        };
+        let credentials = Credentials {
+            pc_client_id: "hunter-tests".to_owned(),
+            pc_refresh_token: Secret::new(refresh_token),
+            ..Credentials::default()
+        };
+        let client = wiring::partner_center(
+            wiring::http_client().unwrap(),
+            &config,
+            &credentials,
+            store.clone(),
+        )
+        .unwrap();
+        Self {
+            store,
+            queue: Arc::new(EmbeddedQueue::new(
+                "hunter-referrals",
+                Duration::from_secs(60),
+                5,
+            )),
+            push_queue: Arc::new(EmbeddedQueue::new(
+                "hunter-dynamics-push",
+                Duration::from_secs(60),
+                5,
+            )),
+            sim,
+            client,
+            settings: FetchSettings {
+                page_size: 100,
+                send_backoff: Backoff {
+                    base: Duration::from_millis(1),
+                    cap: Duration::from_millis(5),
+                    max_retries: 3,
+                },
+                ..FetchSettings::default()
+            },
+            rules: Rules::embedded(),
+        }
+    }
+
+    pub async fn fetch(&self) -> FetchSummary {
+        self.fetch_until(None).await
+    }
+
+    pub async fn fetch_until(&self, deadline: Option<Instant>) -> FetchSummary {
+        let deps = FetchDeps {
+            store: self.store.as_ref(),
+            queue: self.queue.as_ref(),
+            source: &self.client,
+            settings: &self.settings,
+        };
+        fetch_referrals(&deps, None, deadline).await.unwrap()
+    }
+
+    pub fn ingest_deps(&self) -> IngestDeps<'_> {
+        IngestDeps {
+            store: self.store.as_ref(),
+            push_queue: self.push_queue.as_ref(),
+            rules: self.rules,
+            send_backoff: Backoff {
+                base: Duration::from_millis(1),
+                cap: Duration::from_millis(5),
+                max_retries: 2,
+            },
+        }
+    }
+
+    /// Every message on the referrals queue (left in flight).
+    pub async fn queued(&self) -> Vec<ReceivedMessage> {
+        take_all(self.queue.as_ref()).await
+    }
+
+    /// The referral ids on the referrals queue.
+    pub async fn queued_ids(&self) -> Vec<String> {
+        self.queued()
+            .await
+            .iter()
+            .map(|m| {
+                ReferralMessage::from_body(&m.body).unwrap().referral["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+}
+
+pub async fn take_all(queue: &dyn Queue) -> Vec<ReceivedMessage> {
+    let mut all = Vec::new();
+    loop {
+        let batch = queue
+            .receive(10, Some(Duration::from_secs(600)), Duration::ZERO)
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            return all;
+        }
+        all.extend(batch);
+    }
+}
