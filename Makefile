@@ -9,11 +9,7 @@ CFN_LINT := .venv/bin/cfn-lint
 
 ## demo: run hunter-local (pass options with ARGS="--once --seed 50")
 demo:
-	@if [[ ! -f infra/local/Cargo.toml ]]; then \
-		echo "hunter-local is not built yet: it arrives with the Partner Center sync (issue 3)."; \
-	else \
-		cargo run -p hunter-local --bin hunter-local -- $(ARGS); \
-	fi
+	cargo run -p hunter-local --bin hunter-local -- $(ARGS)
 
 ## test: everything CI checks, in order
 test:
@@ -28,17 +24,22 @@ test:
 	@echo "==> cargo test (moto)"
 	scripts/with-moto.sh cargo test --workspace
 
-## test-embedded: the contract suite against the embedded adapters, and hunter-core (no moto)
+## test-embedded: everything that needs no moto: contract suite (embedded), sync suite, unit tests
 test-embedded:
 	@echo "==> contract tests (embedded)"
 	cargo test -p hunter-tests --test contract -- embedded::
-	@echo "==> hunter-core tests"
-	cargo test -p hunter-core
+	@echo "==> sync tests (simulator + embedded adapters)"
+	cargo test -p hunter-tests --test sync
+	@echo "==> unit tests, simulator tests, hunter-local --once (embedded)"
+	cargo test -p hunter-core -p fetch-referrals -p ingest-referral
+	cargo test -p hunter-local -- --skip aws
 
-## test-moto: the contract suite against DynamoDB and SQS in moto server
+## test-moto: the contract suite and hunter-local --once --aws against DynamoDB and SQS in moto server
 test-moto: venv
 	@echo "==> contract tests (moto)"
 	scripts/with-moto.sh cargo test -p hunter-tests --test contract -- moto::
+	@echo "==> hunter-local --once --aws (moto)"
+	scripts/with-moto.sh cargo test -p hunter-local --test once -- aws
 
 lint: fmt-check clippy cfn-lint
 

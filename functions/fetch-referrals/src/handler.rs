@@ -309,7 +309,7 @@ impl Sync {
             run_id = %self.run.id,
             page = self.run.pages,
             count = page.referrals.len(),
-            request_id = ?page.request_id,
+            request_id = page.request_id.as_deref(),
         );
         let mut messages = Vec::with_capacity(page.referrals.len());
         for (i, referral) in page.referrals.iter().enumerate() {

@@ -34,6 +34,32 @@ pub struct Args {
     #[arg(long)]
     pub no_dynamics: bool,
     /// Seconds between scheduled syncs when serving.
-    #[arg(long, default_value_t = 60, hide = true)]
+    #[arg(long, default_value_t = 60)]
     pub sync_interval: u64,
+    #[command(flatten)]
+    pub sim: SimFaultArgs,
+}
+
+/// Faults the built-in Partner Center simulator injects (also settable at run time with
+/// `PUT /_sim/faults` on the simulator, whose URL hunter-local logs).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SimFaultArgs {
+    /// Share of list requests answered 500 or 503.
+    #[arg(long, env = "HUNTER_SIM_ERROR_RATE", default_value_t = 0.0)]
+    pub sim_error_rate: f64,
+    /// Share of list requests answered 429 with Retry-After.
+    #[arg(long, env = "HUNTER_SIM_THROTTLE_RATE", default_value_t = 0.0)]
+    pub sim_throttle_rate: f64,
+    /// The Retry-After of those 429s, in seconds.
+    #[arg(long, env = "HUNTER_SIM_RETRY_AFTER", default_value_t = 1)]
+    pub sim_retry_after: u64,
+    /// Added latency of every API request, in milliseconds.
+    #[arg(long, env = "HUNTER_SIM_LATENCY_MS", default_value_t = 0)]
+    pub sim_latency_ms: u64,
+    /// Access tokens expire after this many pages (a token expiring mid-pagination).
+    #[arg(long, env = "HUNTER_SIM_EXPIRE_TOKEN_AFTER_PAGES")]
+    pub sim_expire_token_after_pages: Option<u32>,
+    /// The simulator's page size.
+    #[arg(long, env = "HUNTER_SIM_PAGE_SIZE", default_value_t = 100)]
+    pub sim_page_size: usize,
 }

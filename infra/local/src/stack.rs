@@ -15,7 +15,7 @@ use hunter_core::secret::Secret;
 use hunter_core::wiring;
 
 use crate::cli::Args;
-use crate::sim::partner_center::{PartnerCenterSim, RunningSim, SimConfig};
+use crate::sim::partner_center::{Faults, PartnerCenterSim, RunningSim, SimConfig};
 use crate::sim::seed::{generate_referrals, load_referrals_file};
 
 /// Receives before a message is dead-lettered (as `maxReceiveCount` in template.yaml).
@@ -55,7 +55,18 @@ impl Stack {
                     Some(path) => load_referrals_file(path)?,
                     None => generate_referrals(args.seed, SEED_RNG),
                 };
-                let sim_config = SimConfig::default();
+                let sim_config = SimConfig {
+                    page_size: args.sim.sim_page_size.max(1),
+                    faults: Faults {
+                        error_rate: args.sim.sim_error_rate,
+                        throttle_rate: args.sim.sim_throttle_rate,
+                        retry_after_secs: args.sim.sim_retry_after,
+                        latency_ms: args.sim.sim_latency_ms,
+                        expire_token_after_pages: args.sim.sim_expire_token_after_pages,
+                        ..Faults::default()
+                    },
+                    ..SimConfig::default()
+                };
                 if credentials.pc_refresh_token.is_empty() {
                     credentials.pc_refresh_token =
                         Secret::new(sim_config.initial_refresh_token.clone());
@@ -67,6 +78,7 @@ impl Stack {
                     .serve(([127, 0, 0, 1], 0).into())
                     .await
                     .context("starting the Partner Center simulator")?;
+                tracing::info!(event = "partner_center_simulator_started", url = %sim.base_url, referrals = sim.sim.referrals().len());
                 config.partner_center_url.clone_from(&sim.base_url);
                 config.partner_center_token_url.clone_from(&sim.token_url);
                 Some(sim)

@@ -8,6 +8,14 @@ use std::process::Command;
 use serde_json::Value;
 
 fn run(args: &[&str], env: &[(&str, String)]) -> (Value, std::process::ExitStatus) {
+    let (summary, status, _) = run_with_logs(args, env);
+    (summary, status)
+}
+
+fn run_with_logs(
+    args: &[&str],
+    env: &[(&str, String)],
+) -> (Value, std::process::ExitStatus, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_hunter-local"))
         .args(args)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
@@ -21,7 +29,11 @@ fn run(args: &[&str], env: &[(&str, String)]) -> (Value, std::process::ExitStatu
             String::from_utf8_lossy(&output.stderr)
         )
     });
-    (summary, output.status)
+    (
+        summary,
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 fn assert_accounted_for(summary: &Value, expected: u64) {
@@ -63,6 +75,49 @@ fn once_with_500_seeded_referrals_accounts_for_every_one_on_the_embedded_adapter
     let (summary, status) = run(&["--once", "--seed", "500"], &[]);
     assert!(status.success(), "{summary}");
     assert_accounted_for(&summary, 500);
+}
+
+#[test]
+fn once_through_server_errors_throttling_and_expiring_tokens_still_accounts_for_every_referral() {
+    let args = [
+        "--once",
+        "--seed",
+        "150",
+        "--sim-page-size",
+        "10",
+        "--sim-error-rate",
+        "0.2",
+        "--sim-throttle-rate",
+        "0.2",
+        "--sim-retry-after",
+        "0",
+        "--sim-expire-token-after-pages",
+        "3",
+    ];
+    let (summary, status, logs) = run_with_logs(&args, &[]);
+    assert!(status.success(), "{summary}");
+    assert_accounted_for(&summary, 150);
+    let failures = logs
+        .lines()
+        .filter(|l| l.contains("\"partner_center_request_failed\""))
+        .collect::<Vec<_>>();
+    assert!(
+        failures.iter().any(|l| l.contains("\"status\":401")),
+        "a token expired mid-run: {logs}"
+    );
+    assert!(
+        failures.iter().any(|l| l.contains("\"status\":429")),
+        "throttled: {logs}"
+    );
+    assert!(
+        failures.iter().any(|l| l.contains("\"status\":50")),
+        "server errors: {logs}"
+    );
+    assert!(
+        !logs.contains("sim-refresh-token"),
+        "no secret in a log line"
+    );
+    assert_eq!(summary["pages"], 15);
 }
 
 #[test]

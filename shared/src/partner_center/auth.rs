@@ -213,7 +213,7 @@ impl PartnerCenterAuth {
         if !status.is_success() {
             let error: OAuthError = serde_json::from_str(&body).unwrap_or_default();
             let message = format!("{}: {}", error.error, error.error_description);
-            tracing::warn!(event = "partner_center_token_refused", status = status.as_u16(), code = %error.error, request_id = ?request_id);
+            tracing::warn!(event = "partner_center_token_refused", status = status.as_u16(), code = %error.error, request_id = request_id.as_deref());
             return Err(if status.is_server_error() || status.as_u16() == 429 {
                 PartnerCenterError::Http {
                     status: status.as_u16(),

@@ -207,7 +207,7 @@ impl PartnerCenterClient {
                 event = "partner_center_request_failed",
                 status = status.as_u16(),
                 code = %code,
-                request_id = ?request_id,
+                request_id = request_id.as_deref(),
                 retry,
                 path = url.path()
             );

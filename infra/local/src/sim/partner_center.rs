@@ -1308,7 +1308,7 @@ async fn envelope(State(sim): State<PartnerCenterSim>, request: Request, next: N
         auth_ok,
         error_code,
         request_id = %request_id,
-        client_request_id = ?client_request_id,
+        client_request_id = client_request_id.as_deref(),
         elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     );
     if !path.starts_with("/_sim/") {
