@@ -479,21 +479,7 @@ pub async fn sync_state_is_written_with_a_version_check(store: &dyn Store) {
 }
 
 pub async fn ingest_counts_add_up_and_survive_run_updates(store: &dyn Store) {
-    let mut run = SyncRun {
-        id: "run-counted".to_owned(),
-        started_at: at(0),
-        finished_at: None,
-        status: RunStatus::Running,
-        pages: 0,
-        fetched: 0,
-        enqueued: 0,
-        stored: 0,
-        eligible: 0,
-        skipped: BTreeMap::new(),
-        outcomes: BTreeMap::new(),
-        summarized_at: None,
-        error: None,
-    };
+    let mut run = SyncRun::start("run-counted", at(0));
     store.put_sync_run(&run).await.unwrap();
     let counts = [
         ("r1", UpsertOutcome::Inserted, None),

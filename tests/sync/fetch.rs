@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use fetch_referrals::{FetchStatus, SYNC_STATE_KEY};
 use hunter_core::model::RunStatus;
-use hunter_core::ports::ReferralQuery;
-use hunter_core::rules::SkipReason;
 use hunter_local::sim::partner_center::{Faults, SimConfig};
 use serde_json::json;
 use tokio::time::Instant;
@@ -94,14 +92,7 @@ async fn a_429_with_retry_after_is_waited_out_and_the_sync_succeeds() {
         started.elapsed() >= Duration::from_secs(1),
         "Retry-After: 1 was honoured"
     );
-    let statuses: Vec<u16> = f
-        .sim
-        .sim
-        .requests()
-        .iter()
-        .filter(|r| r.path.contains("referrals"))
-        .map(|r| r.status)
-        .collect();
+    let statuses = f.referral_statuses();
     assert_eq!(statuses.first(), Some(&429), "{statuses:?}");
 }
 
@@ -144,14 +135,7 @@ async fn a_token_that_expires_mid_run_is_renewed_once_and_paging_goes_on() {
         20,
         "the page refused with 401 was not enqueued twice"
     );
-    let statuses: Vec<u16> = f
-        .sim
-        .sim
-        .requests()
-        .iter()
-        .filter(|r| r.path.contains("referrals"))
-        .map(|r| r.status)
-        .collect();
+    let statuses = f.referral_statuses();
     assert!(statuses.contains(&401), "{statuses:?}");
     // The rotated refresh token is the one kept for the next run.
     let rotated = f.sim.sim.current_refresh_token();
@@ -319,23 +303,10 @@ async fn a_referral_too_large_for_a_message_is_stored_as_invalid_payload_not_dro
         (summary.fetched, summary.enqueued, summary.recorded_invalid),
         (2, 1, 1)
     );
-    let invalid = f
-        .store()
-        .list_referrals(&ReferralQuery {
-            skip_reason: Some(SkipReason::InvalidPayload),
-            ..ReferralQuery::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(invalid.items.len(), 1);
-    assert!(
-        invalid.items[0]
-            .skip_detail
-            .as_deref()
-            .unwrap()
-            .contains("bytes")
-    );
-    assert!(invalid.items[0].raw.len() <= hunter_core::model::INVALID_RAW_MAX_BYTES);
+    let invalid = crate::support::invalid_referrals(f.store()).await;
+    assert_eq!(invalid.len(), 1);
+    assert!(invalid[0].skip_detail.as_deref().unwrap().contains("bytes"));
+    assert!(invalid[0].raw.len() <= hunter_core::model::INVALID_RAW_MAX_BYTES);
     let run = f
         .store()
         .get_sync_run(&summary.run_id)
@@ -355,12 +326,7 @@ async fn the_lambda_entry_accepts_a_real_eventbridge_scheduled_event() {
     let mut context = lambda_runtime::Context::default();
     context.request_id = "req-1".to_owned();
     context.deadline = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap() + 120_000;
-    let deps = fetch_referrals::FetchDeps {
-        store: f.store(),
-        queue: f.queue.as_ref(),
-        source: &f.client,
-        settings: &f.settings,
-    };
+    let deps = f.fetch_deps();
 
     let answer = fetch_referrals::handle(&deps, lambda_runtime::LambdaEvent::new(payload, context))
         .await
@@ -385,12 +351,7 @@ async fn the_lambda_entry_answers_a_failed_run_with_a_typed_error() {
         fail_next: vec![401, 401],
         ..Faults::default()
     });
-    let deps = fetch_referrals::FetchDeps {
-        store: f.store(),
-        queue: f.queue.as_ref(),
-        source: &f.client,
-        settings: &f.settings,
-    };
+    let deps = f.fetch_deps();
 
     let error = fetch_referrals::handle(
         &deps,

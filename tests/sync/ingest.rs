@@ -152,27 +152,15 @@ async fn poison_input_is_stored_with_its_reason_and_acknowledged() {
         "poison is never retried: {:?}",
         response.batch_item_failures
     );
-    let invalid = deps
-        .store
-        .list_referrals(&ReferralQuery {
-            skip_reason: Some(SkipReason::InvalidPayload),
-            ..ReferralQuery::default()
-        })
-        .await
-        .unwrap();
+    let invalid = crate::support::invalid_referrals(&deps.store).await;
     assert_eq!(
-        invalid.items.len(),
+        invalid.len(),
         4,
         "{:?}",
-        invalid
-            .items
-            .iter()
-            .map(|r| &r.skip_detail)
-            .collect::<Vec<_>>()
+        invalid.iter().map(|r| &r.skip_detail).collect::<Vec<_>>()
     );
     for (_, body, why) in &cases[..4] {
         let record = invalid
-            .items
             .iter()
             .find(|r| body.contains(&r.raw.replace("…[truncated]", "")))
             .unwrap();
@@ -325,15 +313,9 @@ async fn a_batch_of_good_poison_and_transiently_failing_messages_reports_only_th
             .unwrap()
             .is_some_and(|r| r.eligible)
     );
-    let poison = store
-        .list_referrals(&ReferralQuery {
-            skip_reason: Some(SkipReason::InvalidPayload),
-            ..ReferralQuery::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(poison.items.len(), 1);
-    assert_eq!(poison.items[0].raw, "{\"id\": ");
+    let poison = crate::support::invalid_referrals(&store).await;
+    assert_eq!(poison.len(), 1);
+    assert_eq!(poison[0].raw, "{\"id\": ");
     assert!(store.get_referral("ref-0002").await.unwrap().is_none());
     let json = serde_json::to_value(&response).unwrap();
     assert_eq!(
@@ -372,15 +354,8 @@ async fn the_lambda_entry_handles_a_real_sqs_event() {
     );
     let bare = deps.store.get_referral("bare-1").await.unwrap().unwrap();
     assert_eq!(bare.skip_reason, Some(SkipReason::NoDomain), "{bare:?}");
-    let invalid = deps
-        .store
-        .list_referrals(&ReferralQuery {
-            skip_reason: Some(SkipReason::InvalidPayload),
-            ..ReferralQuery::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(invalid.items[0].raw, "{\"id\": \"truncated");
+    let invalid = crate::support::invalid_referrals(&deps.store).await;
+    assert_eq!(invalid[0].raw, "{\"id\": \"truncated");
     let run = deps
         .store
         .get_sync_run("run-fixture")

@@ -9,10 +9,12 @@ use hunter_core::adapters::{EmbeddedQueue, EmbeddedStore};
 use hunter_core::config::Config;
 use hunter_core::credentials::Credentials;
 use hunter_core::messages::ReferralMessage;
+use hunter_core::model::ReferralRecord;
 use hunter_core::partner_center::PartnerCenterClient;
-use hunter_core::ports::{Queue, ReceivedMessage, Store};
+use hunter_core::ports::{Queue, ReceivedMessage, ReferralQuery, Store};
 use hunter_core::retry::Backoff;
 use hunter_core::rules::Rules;
+use hunter_core::rules::SkipReason;
 use hunter_core::secret::Secret;
 use hunter_core::wiring;
 use hunter_local::sim::partner_center::{PartnerCenterSim, RunningSim, SimConfig};
@@ -117,13 +119,29 @@ impl SyncFixture {
     }
 
     pub async fn fetch_until(&self, deadline: Option<Instant>) -> FetchSummary {
-        let deps = FetchDeps {
+        fetch_referrals(&self.fetch_deps(), None, deadline)
+            .await
+            .unwrap()
+    }
+
+    pub fn fetch_deps(&self) -> FetchDeps<'_> {
+        FetchDeps {
             store: self.store.as_ref(),
             queue: self.queue.as_ref(),
             source: &self.client,
             settings: &self.settings,
-        };
-        fetch_referrals(&deps, None, deadline).await.unwrap()
+        }
+    }
+
+    /// Statuses the simulator answered to referral requests, in order.
+    pub fn referral_statuses(&self) -> Vec<u16> {
+        self.sim
+            .sim
+            .requests()
+            .iter()
+            .filter(|r| r.path.contains("referrals"))
+            .map(|r| r.status)
+            .collect()
     }
 
     pub fn ingest_deps(&self) -> IngestDeps<'_> {
@@ -161,6 +179,15 @@ impl SyncFixture {
     pub fn store(&self) -> &dyn Store {
         self.store.as_ref()
     }
+}
+
+/// The stored `invalid_payload` records.
+pub async fn invalid_referrals(store: &dyn Store) -> Vec<ReferralRecord> {
+    let query = ReferralQuery {
+        skip_reason: Some(SkipReason::InvalidPayload),
+        ..ReferralQuery::default()
+    };
+    store.list_referrals(&query).await.unwrap().items
 }
 
 pub async fn take_all(queue: &dyn Queue) -> Vec<ReceivedMessage> {
