@@ -26,6 +26,8 @@ pub struct Config {
     pub secret_arn: Option<String>,
     /// `HUNTER_RULES_FILE`: a rules file replacing the compiled-in one.
     pub rules_file: Option<String>,
+    /// `HUNTER_MAPPING_FILE`: a Dynamics mapping file replacing the compiled-in one.
+    pub mapping_file: Option<String>,
     /// `HUNTER_PC_DIRECTIONS`: comma-separated `direction` values a sync fetches (default: all).
     #[serde(default)]
     pub pc_directions: Vec<String>,

@@ -8,6 +8,7 @@ pub mod adapters;
 pub mod clock;
 pub mod config;
 pub mod credentials;
+pub mod dynamics;
 pub mod error;
 pub mod fanout;
 pub mod leads;
