@@ -171,6 +171,9 @@ pub struct Lead {
     pub last_synced_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub sync_attempts: u32,
+    /// The lead `version` whose content Dynamics last received (pushes of it or older are skipped).
+    #[serde(default)]
+    pub synced_version: Option<u64>,
     /// Optimistic-concurrency counter: 1 on creation, +1 on every write.
     pub version: u64,
     pub updated_at: DateTime<Utc>,
@@ -198,6 +201,7 @@ impl Lead {
             last_synced_at: None,
             last_error: None,
             sync_attempts: 0,
+            synced_version: None,
             version: 1,
             updated_at: now,
         }

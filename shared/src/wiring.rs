@@ -7,6 +7,9 @@ use std::time::Duration;
 use crate::adapters::{DynamoStore, SqsQueue};
 use crate::config::Config;
 use crate::credentials::Credentials;
+use crate::dynamics::{
+    DataverseAuth, DataverseClient, DataverseError, DataverseLeadSink, DynamicsMapping,
+};
 use crate::error::QueueError;
 use crate::partner_center::{
     PartnerCenterAuth, PartnerCenterClient, PartnerCenterError, StateRefreshTokenStore,
@@ -60,4 +63,34 @@ pub fn partner_center(
         Arc::new(StateRefreshTokenStore::new(tokens)),
     );
     PartnerCenterClient::new(http, &config.partner_center_url, auth, Backoff::default())
+}
+
+/// The Dataverse lead sink of `HUNTER_DYNAMICS_URL` (required) with the D365 credentials; the
+/// token URL defaults to the tenant's Entra endpoint.
+pub fn dataverse_sink(
+    http: reqwest::Client,
+    config: &Config,
+    credentials: &Credentials,
+    mapping: &DynamicsMapping,
+) -> Result<DataverseLeadSink, DataverseError> {
+    let org_url = config.dynamics_url.as_deref().ok_or_else(|| {
+        DataverseError::InvalidRequest("HUNTER_DYNAMICS_URL is not set".to_owned())
+    })?;
+    let token_url = config.dynamics_token_url.clone().unwrap_or_else(|| {
+        let tenant = if credentials.d365_tenant.is_empty() {
+            "organizations"
+        } else {
+            credentials.d365_tenant.as_str()
+        };
+        format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token")
+    });
+    let auth = DataverseAuth::new(
+        http.clone(),
+        token_url,
+        credentials.d365_client_id.clone(),
+        credentials.d365_client_secret.clone(),
+        org_url,
+    );
+    let client = DataverseClient::new(http, org_url, auth, Backoff::default())?;
+    Ok(DataverseLeadSink::new(client, mapping))
 }

@@ -178,6 +178,7 @@ async fn request_push(deps: &IngestDeps<'_>, lead: &Lead) -> Result<(), IngestEr
     let body = PushMessage {
         domain: lead.domain.to_string(),
         lead_version: lead.version,
+        force: false,
     }
     .to_body();
     let report = send_all(

@@ -10,8 +10,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hunter_core::error::StoreError;
-use hunter_core::ports::ReferralQuery;
-use hunter_core::rules::SkipReason;
+use hunter_core::fanout::send_all;
+use hunter_core::messages::PushMessage;
+use hunter_core::model::{Lead, SyncStatus};
+use hunter_core::ports::{LeadQuery, MAX_PAGE_SIZE, OutgoingMessage, ReferralQuery};
+use hunter_core::retry::Backoff;
+use hunter_core::rules::{SkipReason, normalize_domain};
 use hunter_core::secret::Secret;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -36,6 +40,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/referrals/{id}", get(get_referral))
         .route("/sync-runs", get(list_sync_runs))
         .route("/sync", post(start_sync))
+        .route("/dynamics/sync/{domain}", post(push_one))
+        .route("/dynamics/bulk-sync", post(push_all))
+        .route("/dynamics/status/{domain}", get(push_status))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let api = Router::new()
         .route("/health", get(health))
@@ -215,4 +222,109 @@ async fn start_sync(State(state): State<ApiState>) -> Result<Response, ApiError>
             message: "a sync is already waiting to start".to_owned(),
         }),
     }
+}
+
+fn not_found(what: String) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "not_found",
+        message: what,
+    }
+}
+
+async fn lead_of(state: &ApiState, domain: &str) -> Result<Lead, ApiError> {
+    let domain = normalize_domain(domain)
+        .map_err(|e| ApiError::bad_request(format!("domain {domain:?}: {e}")))?;
+    state
+        .stack
+        .store
+        .get_lead(&domain)
+        .await?
+        .ok_or_else(|| not_found(format!("no lead for {domain}")))
+}
+
+/// Queues forced pushes of `leads`; returns how many were queued.
+async fn queue_pushes(state: &ApiState, leads: &[Lead]) -> Result<usize, ApiError> {
+    let messages: Vec<OutgoingMessage> = leads
+        .iter()
+        .enumerate()
+        .map(|(i, lead)| {
+            let body = PushMessage {
+                domain: lead.domain.to_string(),
+                lead_version: lead.version,
+                force: true,
+            }
+            .to_body();
+            OutgoingMessage::new(i.to_string(), body)
+        })
+        .collect();
+    let report = send_all(
+        state.stack.push_queue.as_ref(),
+        &messages,
+        &Backoff::default(),
+    )
+    .await
+    .map_err(|e| {
+        tracing::error!(event = "api_queue_failed", error = %e);
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "queue_unavailable",
+            message: "the push queue is unavailable".to_owned(),
+        }
+    })?;
+    Ok(report.sent)
+}
+
+async fn push_one(
+    State(state): State<ApiState>,
+    Path(domain): Path<String>,
+) -> Result<Response, ApiError> {
+    let lead = lead_of(&state, &domain).await?;
+    queue_pushes(&state, std::slice::from_ref(&lead)).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"domain": lead.domain, "queued": true})),
+    )
+        .into_response())
+}
+
+/// Queues a push of every lead not synced (pending or failed).
+async fn push_all(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let mut waiting = Vec::new();
+    for status in [SyncStatus::Pending, SyncStatus::Failed] {
+        let mut query = LeadQuery {
+            sync_status: Some(status),
+            limit: Some(MAX_PAGE_SIZE),
+            ..LeadQuery::default()
+        };
+        loop {
+            let page = state.stack.store.list_leads(&query).await?;
+            waiting.extend(page.items);
+            match page.next_cursor {
+                Some(cursor) => query.cursor = Some(cursor),
+                None => break,
+            }
+        }
+    }
+    let queued = queue_pushes(&state, &waiting).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"queued": queued}))).into_response())
+}
+
+async fn push_status(
+    State(state): State<ApiState>,
+    Path(domain): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let lead = lead_of(&state, &domain).await?;
+    let audit = state.stack.store.list_audit(&lead.domain, 20).await?;
+    Ok(Json(json!({
+        "domain": lead.domain,
+        "syncStatus": lead.sync_status,
+        "dynamicsId": lead.dynamics_id,
+        "lastSyncedAt": lead.last_synced_at,
+        "lastError": lead.last_error,
+        "syncAttempts": lead.sync_attempts,
+        "version": lead.version,
+        "syncedVersion": lead.synced_version,
+        "audit": audit,
+    })))
 }

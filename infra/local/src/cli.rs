@@ -23,6 +23,12 @@ pub struct Args {
     /// The token endpoint of that Partner Center API.
     #[arg(long, value_name = "URL", requires = "partner_center_url")]
     pub partner_center_token_url: Option<String>,
+    /// Use this Dataverse (Dynamics 365 org URL) instead of the built-in simulator.
+    #[arg(long, value_name = "URL", requires = "dynamics_token_url")]
+    pub dynamics_url: Option<String>,
+    /// The token endpoint for that org (`https://login.microsoftonline.com/TENANT/oauth2/v2.0/token`).
+    #[arg(long, value_name = "URL", requires = "dynamics_url")]
+    pub dynamics_token_url: Option<String>,
     /// DynamoDB and SQS (standard AWS environment, HUNTER_* names) instead of the embedded adapters.
     #[arg(long)]
     pub aws: bool,
@@ -62,4 +68,20 @@ pub struct SimFaultArgs {
     /// The simulator's page size.
     #[arg(long, env = "HUNTER_SIM_PAGE_SIZE", default_value_t = 100)]
     pub sim_page_size: usize,
+    /// Requests the Dataverse simulator accepts per window before answering 429.
+    #[arg(
+        long,
+        env = "HUNTER_SIM_DATAVERSE_MAX_REQUESTS",
+        default_value_t = 6000
+    )]
+    pub sim_dataverse_max_requests: u32,
+    /// The Dataverse simulator's service-protection window, in seconds.
+    #[arg(long, env = "HUNTER_SIM_DATAVERSE_WINDOW", default_value_t = 300)]
+    pub sim_dataverse_window: u64,
+    /// Retry-After of the Dataverse simulator's 429s, in seconds.
+    #[arg(long, env = "HUNTER_SIM_DATAVERSE_RETRY_AFTER", default_value_t = 1)]
+    pub sim_dataverse_retry_after: u64,
+    /// Share of Dataverse requests answered 500 or 503.
+    #[arg(long, env = "HUNTER_SIM_DATAVERSE_ERROR_RATE", default_value_t = 0.0)]
+    pub sim_dataverse_error_rate: f64,
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use hunter_core::model::SyncStatus;
 use hunter_core::secret::Secret;
 use tokio::sync::mpsc;
 
@@ -41,13 +42,17 @@ pub async fn run_once(stack: &Stack) -> anyhow::Result<OnceSummary> {
     let started = std::time::Instant::now();
     let fetch = worker::run_sync(stack, None).await?;
     worker::drain_referrals(stack).await?;
+    worker::drain_pushes(stack).await?;
     let run = stack
         .store
         .get_sync_run(&fetch.run_id)
         .await?
         .with_context(|| format!("sync run {} is not stored", fetch.run_id))?;
     let mut summary = OnceSummary::new(&fetch, &run);
-    summary.leads_upserted = worker::leads_changed_since(stack, run.started_at).await?;
+    let leads = worker::leads_changed_since(stack, run.started_at).await?;
+    summary.leads_upserted = leads.len();
+    summary.dynamics_pushed = worker::count_status(&leads, SyncStatus::Synced);
+    summary.dynamics_failed = worker::count_status(&leads, SyncStatus::Failed);
     summary.pushes_queued = stack.push_queue.depth().await?.visible;
     summary.dlq = worker::dead_letters(stack).await?;
     summary.duration_ms = started.elapsed().as_millis();

@@ -8,6 +8,7 @@ use fetch_referrals::FetchSettings;
 use hunter_core::adapters::{DynamoStore, EmbeddedQueue, EmbeddedStore, SqsQueue};
 use hunter_core::config::Config;
 use hunter_core::credentials::Credentials;
+use hunter_core::dynamics::{DataverseLeadSink, DynamicsMapping};
 use hunter_core::partner_center::PartnerCenterClient;
 use hunter_core::ports::{Queue, Store};
 use hunter_core::rules::Rules;
@@ -15,6 +16,10 @@ use hunter_core::secret::Secret;
 use hunter_core::wiring;
 
 use crate::cli::Args;
+use crate::sim::dataverse::{
+    DataverseConfig, DataverseSim, Faults as DataverseFaults, Limits as DataverseLimits,
+    RunningDataverse,
+};
 use crate::sim::partner_center::{Faults, PartnerCenterSim, RunningSim, SimConfig};
 use crate::sim::seed::{generate_referrals, load_referrals_file};
 
@@ -36,6 +41,11 @@ pub struct Stack {
     pub fetch_settings: FetchSettings,
     /// The built-in Partner Center simulator, when no external one was named.
     pub partner_center_sim: Option<RunningSim>,
+    pub mapping: DynamicsMapping,
+    /// Where leads are pushed; `None` with `--no-dynamics`.
+    pub dynamics: Option<DataverseLeadSink>,
+    /// The built-in Dataverse simulator, when pushing and no external org was named.
+    pub dataverse_sim: Option<RunningDataverse>,
 }
 
 impl Stack {
@@ -85,6 +95,56 @@ impl Stack {
             }
         };
 
+        let mapping =
+            DynamicsMapping::load(config.mapping_file.as_deref().map(std::path::Path::new))?;
+        let dataverse_sim = match (&args.dynamics_url, &args.dynamics_token_url) {
+            _ if args.no_dynamics => None,
+            (Some(url), Some(token_url)) => {
+                config.dynamics_url = Some(url.clone());
+                config.dynamics_token_url = Some(token_url.clone());
+                None
+            }
+            _ => {
+                let sim_config = DataverseConfig {
+                    limits: DataverseLimits {
+                        max_requests: args.sim.sim_dataverse_max_requests.max(1),
+                        window: Duration::from_secs(args.sim.sim_dataverse_window.max(1)),
+                        retry_after_secs: args.sim.sim_dataverse_retry_after,
+                        ..DataverseLimits::default()
+                    },
+                    faults: DataverseFaults {
+                        error_rate: args.sim.sim_dataverse_error_rate,
+                        retry_after_secs: args.sim.sim_dataverse_retry_after,
+                        ..DataverseFaults::default()
+                    },
+                    key_column: mapping.key_column().to_owned(),
+                    ..DataverseConfig::default()
+                };
+                if credentials.d365_client_id.is_empty() {
+                    credentials.d365_client_id.clone_from(&sim_config.client_id);
+                    credentials.d365_client_secret = Secret::new(sim_config.client_secret.clone());
+                }
+                let sim = DataverseSim::new(sim_config)
+                    .serve(([127, 0, 0, 1], 0).into())
+                    .await
+                    .context("starting the Dataverse simulator")?;
+                tracing::info!(event = "dataverse_simulator_started", url = %sim.base_url);
+                config.dynamics_url = Some(sim.base_url.clone());
+                config.dynamics_token_url = Some(sim.token_url.clone());
+                Some(sim)
+            }
+        };
+        let dynamics = if args.no_dynamics {
+            None
+        } else {
+            Some(wiring::dataverse_sink(
+                wiring::http_client()?,
+                &config,
+                &credentials,
+                &mapping,
+            )?)
+        };
+
         let (store, referrals_queue, push_queue) = if args.aws {
             aws_adapters(&config).await?
         } else {
@@ -100,6 +160,9 @@ impl Stack {
             rules,
             fetch_settings: fetch_referrals::settings_from(&config),
             partner_center_sim,
+            mapping,
+            dynamics,
+            dataverse_sim,
         })
     }
 }

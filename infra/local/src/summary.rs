@@ -23,8 +23,10 @@ pub struct OnceSummary {
     pub outcomes: BTreeMap<String, u32>,
     pub leads_upserted: usize,
     pub pushes_queued: u64,
-    pub dynamics_pushed: u32,
-    pub dynamics_failed: u32,
+    /// Leads of this sync now in Dynamics (`synced`).
+    pub dynamics_pushed: usize,
+    /// Leads of this sync Dynamics refused for good (`failed`, with the reason on the lead).
+    pub dynamics_failed: usize,
     pub dlq: u64,
     pub duration_ms: u128,
     pub error: Option<String>,

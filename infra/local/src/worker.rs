@@ -3,12 +3,16 @@
 
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use std::future::Future;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use fetch_referrals::{FetchDeps, FetchStatus, FetchSummary, fetch_referrals};
 use hunter_core::error::{QueueError, StoreError};
-use hunter_core::ports::{LeadQuery, ReceivedMessage};
+use hunter_core::model::{Lead, SyncStatus};
+use hunter_core::ports::{LeadQuery, Queue, ReceivedMessage};
 use hunter_core::retry::Backoff;
 use ingest_referral::{IngestDeps, handle_batch};
+use push_dynamics::PushDeps;
 use tokio::time::Instant;
 
 use crate::stack::Stack;
@@ -50,7 +54,39 @@ pub async fn drain_referrals(stack: &Stack) -> Result<DrainReport, QueueError> {
         rules: &stack.rules,
         send_backoff: Backoff::default(),
     };
-    let queue = stack.referrals_queue.as_ref();
+    drain(stack.referrals_queue.as_ref(), |event| {
+        handle_batch(&deps, event)
+    })
+    .await
+}
+
+/// Hands push requests to push-dynamics the same way (nothing with `--no-dynamics`: the queue
+/// keeps them and leads stay pending).
+pub async fn drain_pushes(stack: &Stack) -> Result<DrainReport, QueueError> {
+    let Some(sink) = &stack.dynamics else {
+        return Ok(DrainReport::default());
+    };
+    // Locally the drain below paces redeliveries, so the handler need not touch visibility.
+    let deps = PushDeps {
+        store: stack.store.as_ref(),
+        sink,
+        mapping: &stack.mapping,
+        queue: None,
+    };
+    drain(stack.push_queue.as_ref(), |event| {
+        push_dynamics::handle_batch(&deps, event)
+    })
+    .await
+}
+
+/// Receives batches of 10 and hands them to `handler` as Lambda's SQS event source would, until
+/// the queue has nothing visible or in flight: handled messages are deleted, failed ones come
+/// back after a short backoff (and reach the dead-letter queue after maxReceiveCount).
+async fn drain<F, Fut>(queue: &dyn Queue, handler: F) -> Result<DrainReport, QueueError>
+where
+    F: Fn(SqsEvent) -> Fut,
+    Fut: Future<Output = SqsBatchResponse>,
+{
     let mut report = DrainReport::default();
     loop {
         let messages = queue.receive(10, None, Duration::ZERO).await?;
@@ -62,7 +98,7 @@ pub async fn drain_referrals(stack: &Stack) -> Result<DrainReport, QueueError> {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         }
-        let response = handle_batch(&deps, sqs_event(&messages)).await;
+        let response = handler(sqs_event(&messages)).await;
         for message in &messages {
             let failed = response
                 .batch_item_failures
@@ -107,24 +143,32 @@ pub fn sqs_event(messages: &[ReceivedMessage]) -> SqsEvent {
 pub async fn leads_changed_since(
     stack: &Stack,
     since: chrono::DateTime<chrono::Utc>,
-) -> Result<usize, StoreError> {
-    let mut count = 0;
+) -> Result<Vec<Lead>, StoreError> {
+    let mut changed = Vec::new();
     let mut query = LeadQuery {
         limit: Some(hunter_core::ports::MAX_PAGE_SIZE),
         ..LeadQuery::default()
     };
     loop {
         let page = stack.store.list_leads(&query).await?;
-        count += page
-            .items
-            .iter()
-            .filter(|lead| lead.updated_at >= since)
-            .count();
+        changed.extend(
+            page.items
+                .into_iter()
+                .filter(|lead| lead.updated_at >= since),
+        );
         match page.next_cursor {
             Some(cursor) => query.cursor = Some(cursor),
-            None => return Ok(count),
+            None => return Ok(changed),
         }
     }
+}
+
+/// How many of `leads` are in `status`.
+pub fn count_status(leads: &[Lead], status: SyncStatus) -> usize {
+    leads
+        .iter()
+        .filter(|lead| lead.sync_status == status)
+        .count()
 }
 
 /// Dead letters in both queues.
@@ -134,11 +178,14 @@ pub async fn dead_letters(stack: &Stack) -> Result<u64, QueueError> {
     Ok(referrals.dead_letters + pushes.dead_letters)
 }
 
-/// Keeps a queue's work moving while hunter-local serves.
+/// Keeps the queues' work moving while hunter-local serves.
 pub async fn drain_forever(stack: &Stack) {
     loop {
         if let Err(err) = drain_referrals(stack).await {
-            tracing::warn!(event = "local_drain_failed", error = %err);
+            tracing::warn!(event = "local_drain_failed", queue = "referrals", error = %err);
+        }
+        if let Err(err) = drain_pushes(stack).await {
+            tracing::warn!(event = "local_drain_failed", queue = "dynamics-push", error = %err);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

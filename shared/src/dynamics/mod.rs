@@ -2,8 +2,12 @@
 
 pub mod client;
 pub mod error;
+pub mod input;
 pub mod mapping;
+pub mod sink;
 
 pub use client::{DataverseAuth, DataverseClient, ExistingRecord, UpsertResult};
 pub use error::DataverseError;
+pub use input::lead_input;
 pub use mapping::{DynamicsMapping, MappingError, MappingInput};
+pub use sink::{DataverseLeadSink, LeadSink, PushedLead};

@@ -1,0 +1,223 @@
+//! push-dynamics: one message per lead (domain + version) → map → upsert in Dynamics by key →
+//! sync state on the lead and one audit entry per attempt.
+//!
+//! Pushes of a version Dynamics already has are skipped. Retryable failures (throttling, 5xx,
+//! network) are batch item failures whose visibility is extended to the `Retry-After`; permanent
+//! ones (validation, a lead that cannot be mapped) mark the lead `failed` with the reason and are
+//! acknowledged.
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use hunter_core::clock;
+use hunter_core::dynamics::{DynamicsMapping, LeadSink, PushedLead, lead_input};
+use hunter_core::error::StoreError;
+use hunter_core::messages::PushMessage;
+use hunter_core::model::{AuditEntry, Lead, SyncStatus};
+use hunter_core::ports::{Queue, Store};
+use hunter_core::referral::{Referral, parse_referral};
+
+/// Who the audit trail names for pushes.
+pub const ACTOR: &str = "push-dynamics";
+/// Optimistic writes of the lead's sync state before giving up (the message is retried).
+const LEAD_WRITE_ATTEMPTS: u32 = 5;
+
+/// What the function works with.
+#[allow(missing_debug_implementations, reason = "trait objects")]
+pub struct PushDeps<'a> {
+    pub store: &'a dyn Store,
+    pub sink: &'a dyn LeadSink,
+    pub mapping: &'a DynamicsMapping,
+    /// The dynamics-push queue, to extend a throttled message's visibility.
+    pub queue: Option<&'a dyn Queue>,
+}
+
+/// What became of one push message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PushOutcome {
+    Synced(PushedLead),
+    /// Dynamics has this version (or a newer one) already, or the lead is gone.
+    Skipped(&'static str),
+    /// Recorded as `failed`; not retried.
+    Failed(String),
+    /// Try again after the delay (if the service named one).
+    Retry {
+        error: String,
+        after: Option<Duration>,
+    },
+}
+
+/// The SQS batch handler.
+pub async fn handle_batch(deps: &PushDeps<'_>, event: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for record in event.records {
+        let message_id = record.message_id.unwrap_or_default();
+        let outcome = match push_message(deps, record.body.as_deref().unwrap_or_default()).await {
+            Ok(outcome) => outcome,
+            Err(err) => PushOutcome::Retry {
+                error: err.to_string(),
+                after: None,
+            },
+        };
+        if let PushOutcome::Retry { error, after } = outcome {
+            tracing::warn!(event = "dynamics_push_retry", message_id = %message_id, error = %error, retry_after_ms = after.map(|d| d.as_millis()));
+            if let (Some(queue), Some(receipt), Some(after)) =
+                (deps.queue, record.receipt_handle.as_deref(), after)
+            {
+                if let Err(err) = queue
+                    .change_visibility(receipt, after.min(Duration::from_secs(12 * 3600)))
+                    .await
+                {
+                    tracing::warn!(event = "dynamics_push_visibility_failed", message_id = %message_id, error = %err);
+                }
+            }
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = message_id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}
+
+/// One push message. `Err` only for store failures (retried).
+pub async fn push_message(deps: &PushDeps<'_>, body: &str) -> Result<PushOutcome, StoreError> {
+    let message: PushMessage = match serde_json::from_str(body) {
+        Ok(message) => message,
+        Err(err) => {
+            tracing::error!(event = "dynamics_push_unreadable", error = %err, body = %hunter_core::referral::cap_text(body, 512));
+            return Ok(PushOutcome::Skipped("unreadable message"));
+        }
+    };
+    let Some(lead) = find_lead(deps.store, &message.domain).await? else {
+        tracing::warn!(event = "dynamics_push_skipped", domain = %message.domain, reason = "no such lead");
+        return Ok(PushOutcome::Skipped("no such lead"));
+    };
+    if !message.force
+        && lead
+            .synced_version
+            .is_some_and(|v| v >= message.lead_version)
+    {
+        tracing::info!(event = "dynamics_push_skipped", domain = %lead.domain, reason = "already synced", version = message.lead_version);
+        return Ok(PushOutcome::Skipped("already synced"));
+    }
+    let referral = newest_referral(deps.store, &lead).await?;
+    let outcome = match deps.mapping.map(&lead_input(&lead, referral.as_ref())) {
+        Err(err) => PushOutcome::Failed(err.to_string()),
+        Ok(record) => {
+            match deps
+                .sink
+                .upsert_lead(
+                    lead.domain.as_str(),
+                    lead.domain.as_str(),
+                    &record,
+                    lead.dynamics_id.is_none(),
+                )
+                .await
+            {
+                Ok(pushed) => PushOutcome::Synced(pushed),
+                Err(err) if err.is_retryable() => PushOutcome::Retry {
+                    error: err.to_string(),
+                    after: err.retry_after(),
+                },
+                Err(err) => PushOutcome::Failed(err.to_string()),
+            }
+        }
+    };
+    record_attempt(deps.store, &lead, &outcome).await?;
+    Ok(outcome)
+}
+
+async fn find_lead(store: &dyn Store, domain: &str) -> Result<Option<Lead>, StoreError> {
+    match hunter_core::rules::normalize_domain(domain) {
+        Ok(domain) => store.get_lead(&domain).await,
+        Err(_) => Ok(None),
+    }
+}
+
+/// The lead's most recently updated referral, read from its stored raw payload.
+async fn newest_referral(store: &dyn Store, lead: &Lead) -> Result<Option<Referral>, StoreError> {
+    let newest = lead
+        .contributions
+        .iter()
+        .max_by(|a, b| (a.updated_date_time, &a.id).cmp(&(b.updated_date_time, &b.id)));
+    let Some(newest) = newest else {
+        return Ok(None);
+    };
+    Ok(store
+        .get_referral(&newest.id)
+        .await?
+        .and_then(|record| parse_referral(&record.raw).ok()))
+}
+
+/// Writes the attempt's sync state on the lead (re-reading on conflicts, so concurrent ingest
+/// changes are kept) and appends its audit entry.
+async fn record_attempt(
+    store: &dyn Store,
+    pushed: &Lead,
+    outcome: &PushOutcome,
+) -> Result<(), StoreError> {
+    let now = clock::now();
+    let (action, result, detail) = match outcome {
+        PushOutcome::Synced(p) => (
+            if p.adopted { "adopt" } else { "upsert" },
+            "synced",
+            Some(format!("dynamicsId {}", p.id)),
+        ),
+        PushOutcome::Failed(error) => ("upsert", "failed", Some(error.clone())),
+        PushOutcome::Retry { error, .. } => ("upsert", "retry", Some(error.clone())),
+        PushOutcome::Skipped(_) => return Ok(()),
+    };
+    for _ in 0..LEAD_WRITE_ATTEMPTS {
+        let Some(mut lead) = store.get_lead(&pushed.domain).await? else {
+            return Ok(());
+        };
+        let expected = lead.version;
+        lead.sync_attempts += 1;
+        match outcome {
+            PushOutcome::Synced(p) => {
+                lead.dynamics_id = Some(p.id.clone());
+                lead.last_synced_at = Some(now);
+                lead.last_error = None;
+                lead.synced_version = Some(pushed.version.max(lead.synced_version.unwrap_or(0)));
+                // A change ingested meanwhile keeps the lead pending (its own push is queued).
+                lead.sync_status = if lead.version == pushed.version {
+                    SyncStatus::Synced
+                } else {
+                    SyncStatus::Pending
+                };
+            }
+            PushOutcome::Failed(error) => {
+                lead.sync_status = SyncStatus::Failed;
+                lead.last_error = Some(error.clone());
+            }
+            PushOutcome::Retry { error, .. } => lead.last_error = Some(error.clone()),
+            PushOutcome::Skipped(_) => {}
+        }
+        lead.version = expected + 1;
+        lead.updated_at = now;
+        match store.put_lead(&lead, Some(expected)).await {
+            Ok(()) => break,
+            Err(StoreError::Conflict(_)) => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    let entry = AuditEntry {
+        id: uuid::Uuid::new_v4().to_string(),
+        domain: pushed.domain.clone(),
+        at: now,
+        actor: ACTOR.to_owned(),
+        action: action.to_owned(),
+        result: result.to_owned(),
+        detail,
+    };
+    tracing::info!(event = "dynamics_push_attempt", domain = %pushed.domain, action, result, version = pushed.version);
+    store.append_audit(&entry).await
+}
+
+/// The Lambda entry: an SQS event from the dynamics-push queue.
+pub async fn handle(
+    deps: &PushDeps<'_>,
+    event: lambda_runtime::LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+    Ok(handle_batch(deps, event.payload).await)
+}

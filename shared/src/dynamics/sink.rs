@@ -1,0 +1,84 @@
+//! The port push-dynamics writes leads through, and its Dataverse adapter.
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use super::client::DataverseClient;
+use super::error::DataverseError;
+use super::mapping::DynamicsMapping;
+
+/// What a push did in Dynamics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedLead {
+    /// The Dataverse row id.
+    pub id: String,
+    pub created: bool,
+    /// A record made by hand for the domain was taken over (keyed) instead of creating another.
+    pub adopted: bool,
+}
+
+/// Where leads go: upsert by Hunter's key, idempotent.
+#[async_trait]
+pub trait LeadSink: Send + Sync {
+    /// Upserts `record` under `key`. On a lead's first push (`adopt`), a record people made by
+    /// hand for `domain` is keyed and updated instead of creating a duplicate.
+    async fn upsert_lead(
+        &self,
+        key: &str,
+        domain: &str,
+        record: &Map<String, Value>,
+        adopt: bool,
+    ) -> Result<PushedLead, DataverseError>;
+}
+
+/// [`LeadSink`] in Dataverse, with the mapping's entity set and key column.
+#[derive(Debug)]
+pub struct DataverseLeadSink {
+    client: DataverseClient,
+    entity_set: String,
+    key_column: String,
+}
+
+impl DataverseLeadSink {
+    pub fn new(client: DataverseClient, mapping: &DynamicsMapping) -> Self {
+        Self {
+            client,
+            entity_set: mapping.entity_set().to_owned(),
+            key_column: mapping.key_column().to_owned(),
+        }
+    }
+}
+
+#[async_trait]
+impl LeadSink for DataverseLeadSink {
+    async fn upsert_lead(
+        &self,
+        key: &str,
+        domain: &str,
+        record: &Map<String, Value>,
+        adopt: bool,
+    ) -> Result<PushedLead, DataverseError> {
+        let mut adopted = false;
+        if adopt {
+            let existing = self
+                .client
+                .find_by_domain(&self.entity_set, &self.key_column, domain)
+                .await?;
+            if let Some(existing) = existing.filter(|e| e.key.is_none()) {
+                self.client
+                    .link_key(&self.entity_set, &existing.id, &self.key_column, key)
+                    .await?;
+                adopted = true;
+            }
+        }
+        let result = self
+            .client
+            .upsert_by_key(&self.entity_set, &self.key_column, key, record)
+            .await?;
+        Ok(PushedLead {
+            id: result.id,
+            created: result.created && !adopted,
+            adopted,
+        })
+    }
+}

@@ -1,0 +1,260 @@
+//! push-dynamics against the Dataverse simulator: create, duplicate, adoption, permanent and
+//! retryable failures, with the lead's sync state and audit trail.
+
+#![allow(clippy::unwrap_used, missing_debug_implementations)]
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use hunter_core::adapters::{EmbeddedQueue, EmbeddedStore};
+use hunter_core::dynamics::{DataverseAuth, DataverseClient, DataverseLeadSink, DynamicsMapping};
+use hunter_core::messages::{PushMessage, ReferralMessage};
+use hunter_core::model::{Lead, SyncStatus};
+use hunter_core::ports::{LeadStore, Queue};
+use hunter_core::retry::Backoff;
+use hunter_core::rules::{Rules, normalize_domain};
+use hunter_core::secret::Secret;
+use hunter_local::sim::dataverse::{DataverseConfig, DataverseSim, Faults, RunningDataverse};
+use ingest_referral::{IngestDeps, ingest_message};
+use push_dynamics::{PushDeps, PushOutcome, handle_batch, push_message};
+use serde_json::json;
+
+struct Fixture {
+    store: EmbeddedStore,
+    push_queue: EmbeddedQueue,
+    dataverse: RunningDataverse,
+    sink: DataverseLeadSink,
+}
+
+impl Fixture {
+    async fn start(config: DataverseConfig) -> Self {
+        let (client_id, client_secret) = (config.client_id.clone(), config.client_secret.clone());
+        let dataverse = DataverseSim::new(config)
+            .serve(([127, 0, 0, 1], 0).into())
+            .await
+            .unwrap();
+        let http = reqwest::Client::new();
+        let auth = DataverseAuth::new(
+            http.clone(),
+            dataverse.token_url.clone(),
+            client_id,
+            Secret::new(client_secret),
+            &dataverse.base_url,
+        );
+        let backoff = Backoff {
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(5),
+            max_retries: 1,
+        };
+        let client = DataverseClient::new(http, &dataverse.base_url, auth, backoff).unwrap();
+        let sink = DataverseLeadSink::new(client, DynamicsMapping::embedded());
+        Self {
+            store: EmbeddedStore::new(),
+            push_queue: EmbeddedQueue::new("push", Duration::from_secs(60), 5),
+            dataverse,
+            sink,
+        }
+    }
+
+    fn deps(&self) -> PushDeps<'_> {
+        PushDeps {
+            store: &self.store,
+            sink: &self.sink,
+            mapping: DynamicsMapping::embedded(),
+            queue: Some(&self.push_queue),
+        }
+    }
+
+    /// Ingests a referral for `domain` (so a lead and a push message exist); returns the message.
+    async fn ingest(&self, id: &str, domain: &str) -> String {
+        let referral = json!({
+            "id": id, "status": "New", "substatus": "Pending", "direction": "Incoming",
+            "updatedDateTime": "2026-11-01T08:00:00Z",
+            "customerProfile": {"name": "Contoso Ltd", "team": [{"firstName": "Ada", "lastName": "Lovelace", "email": format!("ada@{domain}")}]},
+            "details": {"dealValue": 5000, "notes": "40 mailboxes"}
+        });
+        let deps = IngestDeps {
+            store: &self.store,
+            push_queue: &self.push_queue,
+            rules: Rules::embedded(),
+            send_backoff: Backoff::default(),
+        };
+        ingest_message(
+            &deps,
+            &ReferralMessage {
+                run_id: None,
+                referral,
+            }
+            .to_body(),
+        )
+        .await
+        .unwrap();
+        let received = self
+            .push_queue
+            .receive(10, None, Duration::ZERO)
+            .await
+            .unwrap();
+        received.last().unwrap().body.clone()
+    }
+
+    async fn lead(&self, domain: &str) -> Lead {
+        self.store
+            .get_lead(&normalize_domain(domain).unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_push_creates_the_lead_once_and_a_duplicate_message_is_skipped() {
+    let f = Fixture::start(DataverseConfig::default()).await;
+    let message = f.ingest("r1", "contoso.com").await;
+
+    let first = push_message(&f.deps(), &message).await.unwrap();
+    let requests_after_first = f.dataverse.sim.requests().len();
+    let second = push_message(&f.deps(), &message).await.unwrap();
+
+    assert!(
+        matches!(first, PushOutcome::Synced(ref p) if p.created && !p.adopted),
+        "{first:?}"
+    );
+    assert_eq!(second, PushOutcome::Skipped("already synced"));
+    assert_eq!(
+        f.dataverse.sim.requests().len(),
+        requests_after_first,
+        "the duplicate never reached Dynamics"
+    );
+    let leads = f.dataverse.sim.records("leads");
+    assert_eq!(leads.len(), 1);
+    assert_eq!(leads[0]["hnt_hunterkey"], "contoso.com");
+    assert_eq!(leads[0]["subject"], "Hunter: contoso.com");
+    assert_eq!(leads[0]["emailaddress1"], "ada@contoso.com");
+    assert_eq!(leads[0]["lastname"], "Lovelace");
+    let lead = f.lead("contoso.com").await;
+    assert_eq!(lead.sync_status, SyncStatus::Synced);
+    assert_eq!(lead.dynamics_id.as_deref(), leads[0]["leadid"].as_str());
+    assert_eq!(lead.sync_attempts, 1);
+    assert!(lead.last_synced_at.is_some() && lead.last_error.is_none());
+    let audit = f.store.list_audit(&lead.domain, 10).await.unwrap();
+    assert_eq!(
+        (
+            audit.len(),
+            audit[0].action.as_str(),
+            audit[0].result.as_str()
+        ),
+        (1, "upsert", "synced")
+    );
+}
+
+#[tokio::test]
+async fn a_lead_created_by_hand_in_dynamics_is_adopted_not_duplicated() {
+    let f = Fixture::start(DataverseConfig::default()).await;
+    let by_hand = f.dataverse.sim.insert_record("leads", json!({"companyname": "Contoso (sales rep)", "lastname": "Rep", "websiteurl": "https://www.contoso.com"}));
+    let message = f.ingest("r1", "contoso.com").await;
+
+    let outcome = push_message(&f.deps(), &message).await.unwrap();
+
+    assert!(
+        matches!(outcome, PushOutcome::Synced(ref p) if p.adopted && p.id == by_hand),
+        "{outcome:?}"
+    );
+    let leads = f.dataverse.sim.records("leads");
+    assert_eq!(leads.len(), 1, "{leads:?}");
+    assert_eq!(leads[0]["hnt_hunterkey"], "contoso.com");
+    assert_eq!(leads[0]["subject"], "Hunter: contoso.com");
+    let audit = f
+        .store
+        .list_audit(&normalize_domain("contoso.com").unwrap(), 10)
+        .await
+        .unwrap();
+    assert_eq!(audit[0].action, "adopt");
+}
+
+#[tokio::test]
+async fn a_validation_error_is_recorded_as_failed_and_acknowledged() {
+    let mut config = DataverseConfig::default();
+    config.column_limits.insert("companyname".to_owned(), 5);
+    let f = Fixture::start(config).await;
+    let message = f.ingest("r1", "contoso.com").await;
+    let mut event = SqsEvent::default();
+    let mut record = SqsMessage::default();
+    record.message_id = Some("m1".into());
+    record.body = Some(message);
+    event.records = vec![record];
+
+    let response = handle_batch(&f.deps(), event).await;
+
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "permanent: not retried"
+    );
+    let lead = f.lead("contoso.com").await;
+    assert_eq!(lead.sync_status, SyncStatus::Failed);
+    assert!(
+        lead.last_error.as_deref().unwrap().contains("0x80044331"),
+        "{:?}",
+        lead.last_error
+    );
+    assert!(f.dataverse.sim.records("leads").is_empty());
+    let audit = f.store.list_audit(&lead.domain, 10).await.unwrap();
+    assert_eq!(audit[0].result, "failed");
+}
+
+#[tokio::test]
+async fn throttling_beyond_the_retries_is_a_batch_failure_and_the_lead_stays_pending() {
+    let f = Fixture::start(DataverseConfig::default()).await;
+    let body = f.ingest("r1", "contoso.com").await;
+    f.push_queue
+        .send_batch(&[hunter_core::ports::OutgoingMessage::new("0", body)])
+        .await
+        .unwrap();
+    let received = f.push_queue.receive(1, None, Duration::ZERO).await.unwrap();
+    f.dataverse.sim.set_faults(Faults {
+        fail_next: vec![429, 429, 429, 429, 429, 429],
+        retry_after_secs: 1,
+        ..Faults::default()
+    });
+    let mut event = SqsEvent::default();
+    let mut record = SqsMessage::default();
+    record.message_id = Some(received[0].message_id.clone());
+    record.receipt_handle = Some(received[0].receipt.clone());
+    record.body = Some(received[0].body.clone());
+    event.records = vec![record];
+
+    let response = handle_batch(&f.deps(), event).await;
+
+    assert_eq!(response.batch_item_failures.len(), 1);
+    let lead = f.lead("contoso.com").await;
+    assert_eq!(lead.sync_status, SyncStatus::Pending);
+    assert_eq!(lead.sync_attempts, 1);
+    assert!(lead.last_error.is_some());
+    let audit = f.store.list_audit(&lead.domain, 10).await.unwrap();
+    assert_eq!(audit[0].result, "retry");
+
+    // Once Dynamics answers again, the redelivered message syncs the lead.
+    f.dataverse.sim.set_faults(Faults::default());
+    let again = push_message(&f.deps(), &received[0].body).await.unwrap();
+    assert!(matches!(again, PushOutcome::Synced(_)), "{again:?}");
+    assert_eq!(f.lead("contoso.com").await.sync_status, SyncStatus::Synced);
+    assert_eq!(f.dataverse.sim.records("leads").len(), 1);
+}
+
+#[tokio::test]
+async fn a_push_of_an_older_version_after_a_newer_one_is_skipped() {
+    let f = Fixture::start(DataverseConfig::default()).await;
+    let old = f.ingest("r1", "contoso.com").await;
+    let new = f.ingest("r2", "contoso.com").await;
+    assert_ne!(old, new);
+
+    assert!(matches!(
+        push_message(&f.deps(), &new).await.unwrap(),
+        PushOutcome::Synced(_)
+    ));
+    assert_eq!(
+        push_message(&f.deps(), &old).await.unwrap(),
+        PushOutcome::Skipped("already synced")
+    );
+    let message: PushMessage = serde_json::from_str(&new).unwrap();
+    assert!(f.lead("contoso.com").await.synced_version >= Some(message.lead_version));
+}
