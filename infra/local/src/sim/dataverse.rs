@@ -14,10 +14,11 @@
 //! `POST /_sim/expire-tokens`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::server::{self, ServerTask};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, Request, State};
@@ -29,8 +30,6 @@ use axum::{Json, Router};
 use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// Path prefix of the Web API.
 pub const API_PREFIX: &str = "/api/data/v9.2/";
@@ -409,8 +408,7 @@ pub struct RunningDataverse {
     pub addr: SocketAddr,
     /// The simulator, to inspect or steer while it serves.
     pub sim: DataverseSim,
-    shutdown: Option<oneshot::Sender<()>>,
-    handle: JoinHandle<std::io::Result<()>>,
+    server: ServerTask,
 }
 
 impl RunningDataverse {
@@ -420,22 +418,13 @@ impl RunningDataverse {
     }
 
     /// Stops accepting requests, lets open ones finish and waits for the server to end.
-    pub async fn shutdown(mut self) -> std::io::Result<()> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        self.wait().await
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        self.server.shutdown().await
     }
 
-    /// Waits until the server ends (it only ends by [`RunningDataverse::shutdown`], a drop or an error).
+    /// Waits until the server ends (by [`RunningDataverse::shutdown`], a drop or an error).
     pub async fn wait(self) -> std::io::Result<()> {
-        let Self {
-            handle, shutdown, ..
-        } = self;
-        // Keep the sender alive while waiting so waiting does not stop the server.
-        let result = handle.await;
-        drop(shutdown);
-        result.map_err(std::io::Error::other)?
+        self.server.wait().await
     }
 }
 
@@ -521,32 +510,17 @@ impl DataverseSim {
 
     /// Binds `addr` (port 0 picks a free port), serves in a spawned task and returns at once.
     pub async fn serve(self, addr: SocketAddr) -> std::io::Result<RunningDataverse> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let local = listener.local_addr()?;
-        let ip = match local.ip() {
-            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ip => ip,
-        };
-        let base_url = format!("http://{}", SocketAddr::new(ip, local.port()));
+        let bound = server::bind(addr).await?;
+        let (base_url, local) = (bound.base_url, bound.addr);
         self.set_base_url(&base_url);
-        let (tx, rx) = oneshot::channel::<()>();
-        let app = self.router();
-        let handle = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await
-        });
+        let server = ServerTask::spawn(bound.listener, self.router());
         tracing::info!(event = "dataverse_sim_started", base_url = %base_url);
         Ok(RunningDataverse {
             token_url: format!("{base_url}/{SIM_TENANT}/oauth2/v2.0/token"),
             base_url,
             addr: local,
             sim: self,
-            shutdown: Some(tx),
-            handle,
+            server,
         })
     }
 

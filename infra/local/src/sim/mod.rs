@@ -3,3 +3,4 @@
 pub mod dataverse;
 pub mod partner_center;
 pub mod seed;
+pub mod server;

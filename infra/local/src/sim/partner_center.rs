@@ -10,10 +10,11 @@
 //! Referrals are kept as the raw JSON they were given, malformed ones included.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::server::{self, ServerTask};
 use axum::body::Bytes;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, Query, Request, State};
@@ -27,8 +28,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// Path of the first page of the referral list.
 pub const REFERRALS_PATH: &str = "/v1.0/engagements/referrals";
@@ -241,28 +240,18 @@ pub struct RunningSim {
     pub addr: SocketAddr,
     /// The simulator, to inspect or steer while it serves.
     pub sim: PartnerCenterSim,
-    shutdown: Option<oneshot::Sender<()>>,
-    handle: JoinHandle<std::io::Result<()>>,
+    server: ServerTask,
 }
 
 impl RunningSim {
     /// Stops accepting requests, lets open ones finish and waits for the server to end.
-    pub async fn shutdown(mut self) -> std::io::Result<()> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        self.wait().await
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        self.server.shutdown().await
     }
 
-    /// Waits until the server ends (it only ends by [`RunningSim::shutdown`], a drop or an error).
+    /// Waits until the server ends (by [`RunningSim::shutdown`], a drop or an error).
     pub async fn wait(self) -> std::io::Result<()> {
-        let Self {
-            handle, shutdown, ..
-        } = self;
-        // Keep the sender alive while waiting so waiting does not stop the server.
-        let result = handle.await;
-        drop(shutdown);
-        result.map_err(std::io::Error::other)?
+        self.server.wait().await
     }
 }
 
@@ -332,24 +321,10 @@ impl PartnerCenterSim {
 
     /// Binds `addr` (port 0 picks a free port), serves in a spawned task and returns at once.
     pub async fn serve(self, addr: SocketAddr) -> std::io::Result<RunningSim> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let local = listener.local_addr()?;
-        let ip = match local.ip() {
-            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ip => ip,
-        };
-        let base_url = format!("http://{}", SocketAddr::new(ip, local.port()));
+        let bound = server::bind(addr).await?;
+        let (base_url, local) = (bound.base_url, bound.addr);
         self.set_base_url(&base_url);
-        let (tx, rx) = oneshot::channel::<()>();
-        let app = self.router();
-        let handle = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await
-        });
+        let server = ServerTask::spawn(bound.listener, self.router());
         tracing::info!(event = "partner_center_sim_started", base_url = %base_url);
         Ok(RunningSim {
             token_url: format!("{base_url}/{SIM_TENANT}/oauth2/v2.0/token"),
@@ -357,8 +332,7 @@ impl PartnerCenterSim {
             base_url,
             addr: local,
             sim: self,
-            shutdown: Some(tx),
-            handle,
+            server,
         })
     }
 
