@@ -26,6 +26,7 @@ pub fn merge_referral(lead: &mut Lead, record: &ReferralRecord, now: DateTime<Ut
         None => lead.contributions.push(contribution),
     }
     recompute(lead);
+    lead.content_version += 1;
     lead.updated_at = now;
     true
 }

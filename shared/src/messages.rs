@@ -55,7 +55,7 @@ impl ReferralMessage {
 #[serde(rename_all = "camelCase")]
 pub struct PushMessage {
     pub domain: String,
-    /// The lead version that asked for the push (a newer stored one supersedes it).
+    /// The lead's `content_version` that asked for the push (a newer one supersedes it).
     pub lead_version: u64,
     /// Push even if Dynamics has this version already (a person asked for it).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -171,7 +171,11 @@ pub struct Lead {
     pub last_synced_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub sync_attempts: u32,
-    /// The lead `version` whose content Dynamics last received (pushes of it or older are skipped).
+    /// +1 whenever a referral changes what the lead says (push-state writes leave it alone);
+    /// push requests name it.
+    #[serde(default)]
+    pub content_version: u64,
+    /// The `content_version` Dynamics last received (pushes of it or older are skipped).
     #[serde(default)]
     pub synced_version: Option<u64>,
     /// Optimistic-concurrency counter: 1 on creation, +1 on every write.
@@ -201,6 +205,7 @@ impl Lead {
             last_synced_at: None,
             last_error: None,
             sync_attempts: 0,
+            content_version: 0,
             synced_version: None,
             version: 1,
             updated_at: now,

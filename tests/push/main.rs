@@ -14,7 +14,9 @@ use hunter_core::ports::{LeadStore, Queue};
 use hunter_core::retry::Backoff;
 use hunter_core::rules::{Rules, normalize_domain};
 use hunter_core::secret::Secret;
-use hunter_local::sim::dataverse::{DataverseConfig, DataverseSim, Faults, RunningDataverse};
+use hunter_local::sim::dataverse::{
+    DataverseConfig, DataverseSim, Faults, Limits, RunningDataverse,
+};
 use ingest_referral::{IngestDeps, ingest_message};
 use push_dynamics::{PushDeps, PushOutcome, handle_batch, push_message};
 use serde_json::json;
@@ -28,6 +30,10 @@ struct Fixture {
 
 impl Fixture {
     async fn start(config: DataverseConfig) -> Self {
+        Self::start_with_retries(config, 1).await
+    }
+
+    async fn start_with_retries(config: DataverseConfig, max_retries: u32) -> Self {
         let (client_id, client_secret) = (config.client_id.clone(), config.client_secret.clone());
         let dataverse = DataverseSim::new(config)
             .serve(([127, 0, 0, 1], 0).into())
@@ -44,7 +50,7 @@ impl Fixture {
         let backoff = Backoff {
             base: Duration::from_millis(1),
             cap: Duration::from_millis(5),
-            max_retries: 1,
+            max_retries,
         };
         let client = DataverseClient::new(http, &dataverse.base_url, auth, backoff).unwrap();
         let sink = DataverseLeadSink::new(client, DynamicsMapping::embedded());
@@ -257,4 +263,79 @@ async fn a_push_of_an_older_version_after_a_newer_one_is_skipped() {
     );
     let message: PushMessage = serde_json::from_str(&new).unwrap();
     assert!(f.lead("contoso.com").await.synced_version >= Some(message.lead_version));
+}
+
+#[tokio::test]
+async fn a_batch_of_pushes_runs_concurrently_under_throttling_and_lands_each_lead_once() {
+    let limits = Limits {
+        max_requests: 6,
+        window: Duration::from_secs(1),
+        retry_after_secs: 1,
+        ..Limits::default()
+    };
+    let f = Fixture::start_with_retries(
+        DataverseConfig {
+            limits,
+            ..DataverseConfig::default()
+        },
+        8,
+    )
+    .await;
+    let mut event = SqsEvent::default();
+    for n in 0..12 {
+        let mut record = SqsMessage::default();
+        record.message_id = Some(format!("m{n}"));
+        record.body = Some(f.ingest(&format!("r{n}"), &format!("company{n}.com")).await);
+        event.records.push(record);
+    }
+
+    let response = handle_batch(&f.deps(), event).await;
+
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "{:?}",
+        response.batch_item_failures
+    );
+    let records = f.dataverse.sim.records("leads");
+    assert_eq!(records.len(), 12);
+    for n in 0..12 {
+        let key = format!("company{n}.com");
+        assert_eq!(
+            records
+                .iter()
+                .filter(|r| r["hnt_hunterkey"] == key.as_str())
+                .count(),
+            1,
+            "{key}"
+        );
+        assert_eq!(f.lead(&key).await.sync_status, SyncStatus::Synced);
+    }
+    assert!(
+        f.dataverse.sim.requests().iter().any(|r| r.status == 429),
+        "the limit was reached"
+    );
+}
+
+#[tokio::test]
+async fn two_pushes_of_one_lead_in_a_batch_leave_it_synced_and_in_dynamics_once() {
+    let f = Fixture::start(DataverseConfig::default()).await;
+    let mut event = SqsEvent::default();
+    for (n, id) in ["r1", "r2"].iter().enumerate() {
+        let mut record = SqsMessage::default();
+        record.message_id = Some(format!("m{n}"));
+        record.body = Some(f.ingest(id, "contoso.com").await);
+        event.records.push(record);
+    }
+
+    let response = handle_batch(&f.deps(), event).await;
+
+    assert!(response.batch_item_failures.is_empty());
+    let lead = f.lead("contoso.com").await;
+    assert_eq!(
+        lead.sync_status,
+        SyncStatus::Synced,
+        "a concurrent push of the same content is no pending change"
+    );
+    assert_eq!(lead.synced_version, Some(lead.content_version));
+    assert_eq!(f.dataverse.sim.records("leads").len(), 1);
 }

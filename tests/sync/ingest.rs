@@ -399,7 +399,7 @@ async fn referrals_of_one_domain_make_one_lead_and_each_change_requests_a_push()
         (2, vec!["ref-0000".to_owned(), "ref-0007".to_owned()])
     );
     assert!((lead.deal_value_total - 2000.0).abs() < 1e-9);
-    assert_eq!(lead.version, 2);
+    assert_eq!((lead.version, lead.content_version), (2, 2));
     let pushes: Vec<PushMessage> = take_all(&deps.push)
         .await
         .iter()

@@ -177,7 +177,7 @@ async fn update_lead(
 async fn request_push(deps: &IngestDeps<'_>, lead: &Lead) -> Result<(), IngestError> {
     let body = PushMessage {
         domain: lead.domain.to_string(),
-        lead_version: lead.version,
+        lead_version: lead.content_version,
         force: false,
     }
     .to_body();

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use futures_util::StreamExt as _;
 use hunter_core::clock;
 use hunter_core::dynamics::{DynamicsMapping, LeadSink, PushedLead, lead_input};
 use hunter_core::error::StoreError;
@@ -47,18 +48,26 @@ pub enum PushOutcome {
     },
 }
 
-/// The SQS batch handler.
+/// The SQS batch handler: messages are pushed concurrently, as many at once as the sink allows
+/// (Dataverse's `x-ms-dop-hint`).
 pub async fn handle_batch(deps: &PushDeps<'_>, event: SqsEvent) -> SqsBatchResponse {
+    let pushes = futures_util::stream::iter(event.records)
+        .map(|record| async move {
+            let outcome = match push_message(deps, record.body.as_deref().unwrap_or_default()).await
+            {
+                Ok(outcome) => outcome,
+                Err(err) => PushOutcome::Retry {
+                    error: err.to_string(),
+                    after: None,
+                },
+            };
+            (record, outcome)
+        })
+        .buffer_unordered(deps.sink.concurrency());
+    let outcomes: Vec<_> = pushes.collect().await;
     let mut response = SqsBatchResponse::default();
-    for record in event.records {
+    for (record, outcome) in outcomes {
         let message_id = record.message_id.unwrap_or_default();
-        let outcome = match push_message(deps, record.body.as_deref().unwrap_or_default()).await {
-            Ok(outcome) => outcome,
-            Err(err) => PushOutcome::Retry {
-                error: err.to_string(),
-                after: None,
-            },
-        };
         if let PushOutcome::Retry { error, after } = outcome {
             tracing::warn!(event = "dynamics_push_retry", message_id = %message_id, error = %error, retry_after_ms = after.map(|d| d.as_millis()));
             if let (Some(queue), Some(receipt), Some(after)) =
@@ -178,9 +187,10 @@ async fn record_attempt(
                 lead.dynamics_id = Some(p.id.clone());
                 lead.last_synced_at = Some(now);
                 lead.last_error = None;
-                lead.synced_version = Some(pushed.version.max(lead.synced_version.unwrap_or(0)));
+                lead.synced_version =
+                    Some(pushed.content_version.max(lead.synced_version.unwrap_or(0)));
                 // A change ingested meanwhile keeps the lead pending (its own push is queued).
-                lead.sync_status = if lead.version == pushed.version {
+                lead.sync_status = if lead.content_version == pushed.content_version {
                     SyncStatus::Synced
                 } else {
                     SyncStatus::Pending
@@ -210,7 +220,7 @@ async fn record_attempt(
         result: result.to_owned(),
         detail,
     };
-    tracing::info!(event = "dynamics_push_attempt", domain = %pushed.domain, action, result, version = pushed.version);
+    tracing::info!(event = "dynamics_push_attempt", domain = %pushed.domain, action, result, content_version = pushed.content_version);
     store.append_audit(&entry).await
 }
 

@@ -251,7 +251,7 @@ async fn queue_pushes(state: &ApiState, leads: &[Lead]) -> Result<usize, ApiErro
         .map(|(i, lead)| {
             let body = PushMessage {
                 domain: lead.domain.to_string(),
-                lead_version: lead.version,
+                lead_version: lead.content_version,
                 force: true,
             }
             .to_body();
@@ -323,7 +323,7 @@ async fn push_status(
         "lastSyncedAt": lead.last_synced_at,
         "lastError": lead.last_error,
         "syncAttempts": lead.sync_attempts,
-        "version": lead.version,
+        "contentVersion": lead.content_version,
         "syncedVersion": lead.synced_version,
         "audit": audit,
     })))

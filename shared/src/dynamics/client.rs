@@ -197,6 +197,9 @@ pub struct DataverseClient {
     backoff: Backoff,
     /// Latest `x-ms-dop-hint` (0 = none seen yet).
     dop_hint: AtomicU32,
+    /// After a 429, no request of this client is sent before this instant, so concurrent pushes
+    /// wait out `Retry-After` together instead of adding to the storm.
+    paused_until: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 /// A request before it is sent (it may be sent several times).
@@ -322,6 +325,7 @@ impl DataverseClient {
             auth,
             backoff,
             dop_hint: AtomicU32::new(0),
+            paused_until: std::sync::Mutex::new(None),
         })
     }
 
@@ -603,6 +607,29 @@ impl DataverseClient {
         }
     }
 
+    /// Holds every request of this client until `delay` from now (a later pause wins).
+    fn pause_all(&self, delay: Duration) {
+        let until = tokio::time::Instant::now() + delay;
+        let mut paused = self
+            .paused_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if paused.is_none_or(|current| current < until) {
+            *paused = Some(until);
+        }
+    }
+
+    /// Waits while the client is paused by a 429.
+    async fn wait_if_paused(&self) {
+        let until = *self
+            .paused_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(until) = until {
+            tokio::time::sleep_until(until).await;
+        }
+    }
+
     /// Sends `call` with the OData headers; the one retry loop: 429/5xx and transport errors retried
     /// up to `backoff.max_retries` (honouring `Retry-After`), 401 renews the token once.
     async fn send(&self, call: Call) -> Result<Answer, DataverseError> {
@@ -624,6 +651,7 @@ impl DataverseClient {
                     Err(err) => return Err(err),
                 },
             };
+            self.wait_if_paused().await;
             let mut request = self
                 .http
                 .request(call.method.clone(), call.url.clone())
@@ -687,6 +715,9 @@ impl DataverseClient {
                 retry_after_ms = retry_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                 retry,
             );
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                self.pause_all(self.backoff.delay_with_hint(retry, retry_after));
+            }
             if status == StatusCode::UNAUTHORIZED && !renewed {
                 renewed = true;
                 token = Some(self.auth.renew_after_rejection(&current).await?);

@@ -29,6 +29,11 @@ pub trait LeadSink: Send + Sync {
         record: &Map<String, Value>,
         adopt: bool,
     ) -> Result<PushedLead, DataverseError>;
+
+    /// How many pushes may run at once.
+    fn concurrency(&self) -> usize {
+        1
+    }
 }
 
 /// [`LeadSink`] in Dataverse, with the mapping's entity set and key column.
@@ -49,8 +54,21 @@ impl DataverseLeadSink {
     }
 }
 
+/// Pushes at once before Dataverse has named its degree of parallelism (`x-ms-dop-hint`).
+const DEFAULT_CONCURRENCY: usize = 4;
+
 #[async_trait]
 impl LeadSink for DataverseLeadSink {
+    /// Dataverse's `x-ms-dop-hint` (at most 16).
+    fn concurrency(&self) -> usize {
+        self.client
+            .dop_hint()
+            .map_or(DEFAULT_CONCURRENCY, |hint| {
+                usize::try_from(hint).unwrap_or(1)
+            })
+            .clamp(1, 16)
+    }
+
     async fn upsert_lead(
         &self,
         key: &str,
