@@ -36,6 +36,10 @@ pub struct Config {
     pub pc_statuses: Vec<String>,
     /// `HUNTER_PC_PAGE_SIZE`: the `$top` a sync asks for.
     pub pc_page_size: Option<usize>,
+    /// `HUNTER_PC_WRITE_BACK`: after a push, write the Dynamics id into the referral's
+    /// `externalReferenceId` in Partner Center (default off).
+    #[serde(default)]
+    pub pc_write_back: bool,
 }
 
 fn default_table() -> String {

@@ -18,8 +18,16 @@ pub fn merge_referral(lead: &mut Lead, record: &ReferralRecord, now: DateTime<Ut
         updated_date_time: record.updated_date_time,
     };
     match lead.contributions.iter_mut().find(|c| c.id == record.id) {
-        Some(existing) if *existing == contribution => return false,
         Some(existing) if existing.updated_date_time > contribution.updated_date_time => {
+            return false;
+        }
+        // Only the time moved (e.g. Partner Center stored our write-back): nothing to show or push.
+        Some(existing)
+            if LeadReferral {
+                updated_date_time: existing.updated_date_time,
+                ..contribution.clone()
+            } == *existing =>
+        {
             return false;
         }
         Some(existing) => *existing = contribution,
@@ -140,6 +148,10 @@ mod tests {
             &record("a", "New", 1000.0, 1),
             at(7)
         ));
+        assert!(
+            !merge_referral(&mut lead, &record("a", "Active", 3000.0, 9), at(7)),
+            "only the time moved"
+        );
         assert_eq!(lead, before);
         assert!(contains(&lead, "a") && !contains(&lead, "z"));
     }

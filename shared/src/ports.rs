@@ -243,3 +243,16 @@ pub trait ReferralSource: Send + Sync {
         deadline: Option<Instant>,
     ) -> Result<ReferralPage, PartnerCenterError>;
 }
+
+/// Writes Hunter's result back onto the referral in Partner Center.
+#[async_trait]
+pub trait ReferralWriteBack: Send + Sync {
+    /// Sets the referral's `externalReferenceId` (the CRM record id), as Microsoft's own CRM
+    /// connector does; `etag` makes it conditional (`If-Match`, 412 when the referral changed).
+    async fn set_external_reference(
+        &self,
+        referral_id: &str,
+        etag: Option<&str>,
+        reference: &str,
+    ) -> Result<(), PartnerCenterError>;
+}

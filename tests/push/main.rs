@@ -68,6 +68,7 @@ impl Fixture {
             sink: &self.sink,
             mapping: DynamicsMapping::embedded(),
             queue: Some(&self.push_queue),
+            write_back: None,
         }
     }
 
@@ -338,4 +339,120 @@ async fn two_pushes_of_one_lead_in_a_batch_leave_it_synced_and_in_dynamics_once(
     );
     assert_eq!(lead.synced_version, Some(lead.content_version));
     assert_eq!(f.dataverse.sim.records("leads").len(), 1);
+}
+
+#[tokio::test]
+async fn with_write_back_the_dynamics_id_lands_on_the_referral_in_partner_center() {
+    use hunter_core::config::Config;
+    use hunter_core::credentials::Credentials;
+    use hunter_local::sim::partner_center::{PartnerCenterSim, SimConfig};
+
+    let f = Fixture::start(DataverseConfig::default()).await;
+    let referral = json!({
+        "id": "wb-1", "status": "Active", "substatus": "Accepted", "direction": "Incoming",
+        "updatedDateTime": "2026-11-01T08:00:00Z", "eTag": "\"v1\"", "externalReferenceId": null,
+        "customerProfile": {"name": "Contoso Ltd", "team": [{"email": "ada@contoso.com"}]}
+    });
+    let sim_config = SimConfig::default();
+    let refresh = sim_config.initial_refresh_token.clone();
+    let pc = PartnerCenterSim::new(vec![referral.clone()], sim_config)
+        .serve(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let config = Config {
+        partner_center_url: pc.base_url.clone(),
+        partner_center_token_url: pc.token_url.clone(),
+        ..Config::from_vars(Vec::new()).unwrap()
+    };
+    let credentials = Credentials {
+        pc_client_id: "t".into(),
+        pc_refresh_token: Secret::new(refresh),
+        ..Credentials::default()
+    };
+    let client = hunter_core::wiring::partner_center(
+        reqwest::Client::new(),
+        &config,
+        &credentials,
+        std::sync::Arc::new(EmbeddedStore::new()),
+    )
+    .unwrap();
+    let deps_ingest = IngestDeps {
+        store: &f.store,
+        push_queue: &f.push_queue,
+        rules: Rules::embedded(),
+        send_backoff: Backoff::default(),
+    };
+    ingest_message(
+        &deps_ingest,
+        &ReferralMessage {
+            run_id: None,
+            referral,
+        }
+        .to_body(),
+    )
+    .await
+    .unwrap();
+    let message = f
+        .push_queue
+        .receive(10, None, Duration::ZERO)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap()
+        .body;
+    let deps = PushDeps {
+        write_back: Some(&client),
+        ..f.deps()
+    };
+
+    let outcome = push_message(&deps, &message).await.unwrap();
+
+    let PushOutcome::Synced(pushed) = outcome else {
+        panic!("{outcome:?}")
+    };
+    let stored = pc
+        .sim
+        .referrals()
+        .into_iter()
+        .find(|r| r["id"] == "wb-1")
+        .unwrap();
+    assert_eq!(stored["externalReferenceId"], pushed.id.as_str());
+    assert_ne!(
+        stored["eTag"], "\"v1\"",
+        "Partner Center gave it a new eTag"
+    );
+    let audit = f
+        .store
+        .list_audit(&normalize_domain("contoso.com").unwrap(), 10)
+        .await
+        .unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "write_back" && a.result == "done"),
+        "{audit:?}"
+    );
+
+    // Our stored eTag is now stale: a forced push's write-back is refused (412), audited, and the
+    // push itself still counts.
+    let forced = PushMessage {
+        force: true,
+        ..serde_json::from_str(&message).unwrap()
+    }
+    .to_body();
+    let again = push_message(&deps, &forced).await.unwrap();
+    assert!(matches!(again, PushOutcome::Synced(_)));
+    let audit = f
+        .store
+        .list_audit(&normalize_domain("contoso.com").unwrap(), 10)
+        .await
+        .unwrap();
+    let refused = audit
+        .iter()
+        .find(|a| a.action == "write_back" && a.result == "failed")
+        .expect("a refused write-back");
+    assert!(
+        refused.detail.as_deref().unwrap().contains("412"),
+        "{refused:?}"
+    );
 }

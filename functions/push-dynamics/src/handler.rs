@@ -15,7 +15,7 @@ use hunter_core::dynamics::{DynamicsMapping, LeadSink, PushedLead, lead_input};
 use hunter_core::error::StoreError;
 use hunter_core::messages::PushMessage;
 use hunter_core::model::{AuditEntry, Lead, SyncStatus};
-use hunter_core::ports::{Queue, Store};
+use hunter_core::ports::{Queue, ReferralWriteBack, Store};
 use hunter_core::referral::{Referral, parse_referral};
 
 /// Who the audit trail names for pushes.
@@ -31,6 +31,8 @@ pub struct PushDeps<'a> {
     pub mapping: &'a DynamicsMapping,
     /// The dynamics-push queue, to extend a throttled message's visibility.
     pub queue: Option<&'a dyn Queue>,
+    /// Partner Center, to write the Dynamics id back onto the referrals (off when `None`).
+    pub write_back: Option<&'a dyn ReferralWriteBack>,
 }
 
 /// What became of one push message.
@@ -133,7 +135,50 @@ pub async fn push_message(deps: &PushDeps<'_>, body: &str) -> Result<PushOutcome
         }
     };
     record_attempt(deps.store, &lead, &outcome).await?;
+    if let (PushOutcome::Synced(pushed), Some(writer)) = (&outcome, deps.write_back) {
+        write_back(deps.store, writer, &lead, &pushed.id).await?;
+    }
     Ok(outcome)
+}
+
+/// Sets each referral's `externalReferenceId` to the Dynamics id (unless it is already), with
+/// the stored eTag as `If-Match`. A refusal is audited and logged; the push stays done.
+async fn write_back(
+    store: &dyn Store,
+    writer: &dyn ReferralWriteBack,
+    lead: &Lead,
+    dynamics_id: &str,
+) -> Result<(), StoreError> {
+    for contribution in &lead.contributions {
+        let Some(record) = store.get_referral(&contribution.id).await? else {
+            continue;
+        };
+        let current = serde_json::from_str::<serde_json::Value>(&record.raw)
+            .ok()
+            .and_then(|raw| raw["externalReferenceId"].as_str().map(str::to_owned));
+        if current.as_deref() == Some(dynamics_id) {
+            continue;
+        }
+        let result = writer
+            .set_external_reference(&record.id, record.etag.as_deref(), dynamics_id)
+            .await;
+        let (outcome, detail) = match &result {
+            Ok(()) => ("done", format!("referral {}", record.id)),
+            Err(err) => ("failed", format!("referral {}: {err}", record.id)),
+        };
+        tracing::info!(event = "partner_center_write_back", domain = %lead.domain, referral_id = %record.id, result = outcome);
+        let entry = AuditEntry {
+            id: uuid::Uuid::new_v4().to_string(),
+            domain: lead.domain.clone(),
+            at: clock::now(),
+            actor: ACTOR.to_owned(),
+            action: "write_back".to_owned(),
+            result: outcome.to_owned(),
+            detail: Some(detail),
+        };
+        store.append_audit(&entry).await?;
+    }
+    Ok(())
 }
 
 async fn find_lead(store: &dyn Store, domain: &str) -> Result<Option<Lead>, StoreError> {

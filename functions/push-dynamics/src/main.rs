@@ -2,6 +2,7 @@
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use hunter_core::dynamics::DynamicsMapping;
+use hunter_core::ports::ReferralWriteBack;
 use hunter_core::{config::Config, credentials::Credentials, telemetry, wiring};
 use lambda_runtime::{LambdaEvent, service_fn};
 use push_dynamics::{PushDeps, handle};
@@ -13,7 +14,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let mapping = DynamicsMapping::load(config.mapping_file.as_deref().map(std::path::Path::new))?;
     let sdk = wiring::aws_sdk_config().await;
     let credentials = Credentials::load(&sdk, config.secret_arn.as_deref()).await?;
-    let store = wiring::dynamo_store(&sdk, &config);
+    let store = std::sync::Arc::new(wiring::dynamo_store(&sdk, &config));
     let queue = wiring::sqs_queue(
         &sdk,
         config.dynamics_queue_url.as_deref(),
@@ -21,11 +22,21 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     )
     .await?;
     let sink = wiring::dataverse_sink(wiring::http_client()?, &config, &credentials, &mapping)?;
+    let partner_center = match config.pc_write_back {
+        true => Some(wiring::partner_center(
+            wiring::http_client()?,
+            &config,
+            &credentials,
+            store.clone(),
+        )?),
+        false => None,
+    };
     let deps = PushDeps {
-        store: &store,
+        store: store.as_ref(),
         sink: &sink,
         mapping: &mapping,
         queue: Some(&queue),
+        write_back: partner_center.as_ref().map(|c| c as &dyn ReferralWriteBack),
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         handle(&deps, event)

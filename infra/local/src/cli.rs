@@ -39,6 +39,10 @@ pub struct Args {
     /// Push nothing to Dynamics 365 (leads stay pending).
     #[arg(long)]
     pub no_dynamics: bool,
+    /// After a push, write the Dynamics id into the referral's `externalReferenceId` in Partner
+    /// Center (also `HUNTER_PC_WRITE_BACK=true`).
+    #[arg(long)]
+    pub write_back: bool,
     /// Seconds between scheduled syncs when serving.
     #[arg(long, default_value_t = 60)]
     pub sync_interval: u64,

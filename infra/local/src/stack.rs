@@ -46,6 +46,8 @@ pub struct Stack {
     pub dynamics: Option<DataverseLeadSink>,
     /// The built-in Dataverse simulator, when pushing and no external org was named.
     pub dataverse_sim: Option<RunningDataverse>,
+    /// Write the Dynamics id back onto the referrals in Partner Center.
+    pub write_back: bool,
 }
 
 impl Stack {
@@ -163,6 +165,7 @@ impl Stack {
             mapping,
             dynamics,
             dataverse_sim,
+            write_back: args.write_back || config.pc_write_back,
         })
     }
 }

@@ -9,7 +9,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use fetch_referrals::{FetchDeps, FetchStatus, FetchSummary, fetch_referrals};
 use hunter_core::error::{QueueError, StoreError};
 use hunter_core::model::{Lead, SyncStatus};
-use hunter_core::ports::{LeadQuery, Queue, ReceivedMessage};
+use hunter_core::ports::{LeadQuery, Queue, ReceivedMessage, ReferralWriteBack};
 use hunter_core::retry::Backoff;
 use ingest_referral::{IngestDeps, handle_batch};
 use push_dynamics::PushDeps;
@@ -72,6 +72,9 @@ pub async fn drain_pushes(stack: &Stack) -> Result<DrainReport, QueueError> {
         sink,
         mapping: &stack.mapping,
         queue: None,
+        write_back: stack
+            .write_back
+            .then_some(&stack.source as &dyn ReferralWriteBack),
     };
     drain(stack.push_queue.as_ref(), |event| {
         push_dynamics::handle_batch(&deps, event)

@@ -2,8 +2,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::time::Instant;
 use url::Url;
@@ -113,13 +113,37 @@ impl crate::ports::ReferralSource for PartnerCenterClient {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::ports::ReferralWriteBack for PartnerCenterClient {
+    async fn set_external_reference(
+        &self,
+        referral_id: &str,
+        etag: Option<&str>,
+        reference: &str,
+    ) -> Result<(), PartnerCenterError> {
+        let mut url = self
+            .base
+            .join(REFERRALS_PATH)
+            .map_err(|e| PartnerCenterError::InvalidResponse(e.to_string(), None))?;
+        url.path_segments_mut()
+            .map_err(|()| {
+                PartnerCenterError::InvalidResponse("base URL cannot have a path".to_owned(), None)
+            })?
+            .push(referral_id);
+        let patch = serde_json::json!([{"op": "replace", "path": "/externalReferenceId", "value": reference}]);
+        self.send(Method::PATCH, url, Some((&patch, etag)), None)
+            .await
+            .map(|_| ())
+    }
+}
+
 impl PartnerCenterClient {
     async fn page(
         &self,
         url: Url,
         deadline: Option<Instant>,
     ) -> Result<ReferralPage, PartnerCenterError> {
-        let (body, request_id) = self.get_json(url, deadline).await?;
+        let (body, request_id) = self.send(Method::GET, url, None, deadline).await?;
         let referrals = match body.get("value") {
             Some(Value::Array(items)) => items.clone(),
             _ => {
@@ -154,23 +178,34 @@ impl PartnerCenterClient {
         Ok(())
     }
 
-    async fn get_json(
+    /// The one retry loop: 408/429/5xx and transport errors retried (honouring `Retry-After`),
+    /// 401 renews the token once. `patch` is a JSON Patch sent with `If-Match` when given.
+    async fn send(
         &self,
+        method: Method,
         url: Url,
+        patch: Option<(&Value, Option<&str>)>,
         deadline: Option<Instant>,
     ) -> Result<(Value, Option<String>), PartnerCenterError> {
         let mut token = self.auth.access_token().await?;
         let mut refreshed = false;
         let mut retry = 0;
         loop {
-            let sent = self
+            let mut request = self
                 .http
-                .get(url.clone())
+                .request(method.clone(), url.clone())
                 .bearer_auth(token.expose())
                 .header("Accept", "application/json")
-                .header("client-request-id", uuid::Uuid::new_v4().to_string())
-                .send()
-                .await;
+                .header("client-request-id", uuid::Uuid::new_v4().to_string());
+            if let Some((body, if_match)) = patch {
+                request = request
+                    .header("Content-Type", "application/json-patch+json")
+                    .body(body.to_string());
+                if let Some(etag) = if_match {
+                    request = request.header("If-Match", etag);
+                }
+            }
+            let sent = request.send().await;
             let response = match sent {
                 Ok(response) => response,
                 Err(err) if retry < self.backoff.max_retries => {
@@ -183,6 +218,9 @@ impl PartnerCenterClient {
             };
             let status = response.status();
             let request_id = request_id(response.headers());
+            if status == StatusCode::NO_CONTENT {
+                return Ok((Value::Null, request_id));
+            }
             if status.is_success() {
                 let body = response.json::<Value>().await.map_err(|e| {
                     PartnerCenterError::InvalidResponse(e.to_string(), request_id.clone())
