@@ -40,6 +40,9 @@ pub struct Config {
     /// `externalReferenceId` in Partner Center (default off).
     #[serde(default)]
     pub pc_write_back: bool,
+    /// `HUNTER_D365_OPPORTUNITIES`: accepted referrals become account + contact + opportunity
+    /// in Dynamics (default on).
+    pub d365_opportunities: Option<bool>,
 }
 
 fn default_table() -> String {

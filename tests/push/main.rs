@@ -69,6 +69,7 @@ impl Fixture {
             mapping: DynamicsMapping::embedded(),
             queue: Some(&self.push_queue),
             write_back: None,
+            opportunities: true,
         }
     }
 
@@ -455,4 +456,162 @@ async fn with_write_back_the_dynamics_id_lands_on_the_referral_in_partner_center
         refused.detail.as_deref().unwrap().contains("412"),
         "{refused:?}"
     );
+}
+
+#[tokio::test]
+async fn an_accepted_referral_becomes_a_linked_account_contact_and_opportunity_once() {
+    let f = Fixture::start(DataverseConfig::default()).await;
+    let accepted = json!({
+        "id": "acc-1", "name": "Contoso - M365 migration", "status": "Active", "substatus": "Accepted",
+        "direction": "Incoming", "updatedDateTime": "2026-11-02T08:00:00Z",
+        "customerProfile": {"name": "Contoso Ltd", "team": [{"firstName": "Ada", "lastName": "Lovelace", "email": "ada@contoso.com"}]},
+        "details": {"dealValue": 50000}
+    });
+    let deps_ingest = IngestDeps {
+        store: &f.store,
+        push_queue: &f.push_queue,
+        rules: Rules::embedded(),
+        send_backoff: Backoff::default(),
+    };
+    ingest_message(
+        &deps_ingest,
+        &ReferralMessage {
+            run_id: None,
+            referral: accepted,
+        }
+        .to_body(),
+    )
+    .await
+    .unwrap();
+    let message = f
+        .push_queue
+        .receive(10, None, Duration::ZERO)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap()
+        .body;
+
+    assert!(matches!(
+        push_message(&f.deps(), &message).await.unwrap(),
+        PushOutcome::Synced(_)
+    ));
+    let forced = PushMessage {
+        force: true,
+        ..serde_json::from_str(&message).unwrap()
+    }
+    .to_body();
+    assert!(matches!(
+        push_message(&f.deps(), &forced).await.unwrap(),
+        PushOutcome::Synced(_)
+    ));
+
+    let sim = &f.dataverse.sim;
+    let (accounts, contacts, opportunities) = (
+        sim.records("accounts"),
+        sim.records("contacts"),
+        sim.records("opportunities"),
+    );
+    assert_eq!(
+        (accounts.len(), contacts.len(), opportunities.len()),
+        (1, 1, 1),
+        "a second push upserts the same records"
+    );
+    assert_eq!(accounts[0]["hnt_hunterkey"], "contoso.com");
+    assert_eq!(contacts[0]["hnt_hunterkey"], "ada@contoso.com");
+    assert_eq!(
+        contacts[0]["_parentcustomerid_account_value"],
+        accounts[0]["accountid"]
+    );
+    let opportunity = &opportunities[0];
+    assert_eq!(opportunity["hnt_hunterkey"], "acc-1");
+    assert_eq!(opportunity["estimatedvalue"], 50000.0);
+    assert_eq!(
+        opportunity["_customerid_account_value"],
+        accounts[0]["accountid"]
+    );
+    assert_eq!(
+        opportunity["_parentcontactid_value"],
+        contacts[0]["contactid"]
+    );
+    let audit = f
+        .store
+        .list_audit(&normalize_domain("contoso.com").unwrap(), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|a| a.action == "opportunity" && a.result == "synced")
+            .count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_new_referral_makes_no_opportunity() {
+    let f = Fixture::start(DataverseConfig::default()).await;
+    let message = f.ingest("r1", "contoso.com").await;
+    assert!(matches!(
+        push_message(&f.deps(), &message).await.unwrap(),
+        PushOutcome::Synced(_)
+    ));
+    assert!(f.dataverse.sim.records("opportunities").is_empty());
+    assert!(f.dataverse.sim.records("accounts").is_empty());
+}
+
+#[tokio::test]
+async fn a_refused_opportunity_change_set_leaves_nothing_behind_and_is_audited() {
+    let mut config = DataverseConfig::default();
+    config.column_limits.insert("name".to_owned(), 3);
+    let f = Fixture::start(config).await;
+    let accepted = json!({
+        "id": "acc-1", "status": "Active", "substatus": "Accepted", "direction": "Incoming",
+        "updatedDateTime": "2026-11-02T08:00:00Z",
+        "customerProfile": {"name": "Contoso Ltd", "team": [{"email": "ada@contoso.com"}]}
+    });
+    let deps_ingest = IngestDeps {
+        store: &f.store,
+        push_queue: &f.push_queue,
+        rules: Rules::embedded(),
+        send_backoff: Backoff::default(),
+    };
+    ingest_message(
+        &deps_ingest,
+        &ReferralMessage {
+            run_id: None,
+            referral: accepted,
+        }
+        .to_body(),
+    )
+    .await
+    .unwrap();
+    let message = f
+        .push_queue
+        .receive(10, None, Duration::ZERO)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap()
+        .body;
+
+    let outcome = push_message(&f.deps(), &message).await.unwrap();
+
+    assert!(
+        matches!(outcome, PushOutcome::Synced(_)),
+        "the lead itself went through: {outcome:?}"
+    );
+    let sim = &f.dataverse.sim;
+    assert!(
+        sim.records("accounts").is_empty()
+            && sim.records("contacts").is_empty()
+            && sim.records("opportunities").is_empty()
+    );
+    let audit = f
+        .store
+        .list_audit(&normalize_domain("contoso.com").unwrap(), 10)
+        .await
+        .unwrap();
+    let failed = audit.iter().find(|a| a.action == "opportunity").unwrap();
+    assert_eq!(failed.result, "failed");
 }

@@ -11,7 +11,9 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use futures_util::StreamExt as _;
 use hunter_core::clock;
-use hunter_core::dynamics::{DynamicsMapping, LeadSink, PushedLead, lead_input};
+use hunter_core::dynamics::{
+    DataverseError, DynamicsMapping, LeadSink, PushedLead, lead_input, opportunity_records,
+};
 use hunter_core::error::StoreError;
 use hunter_core::messages::PushMessage;
 use hunter_core::model::{AuditEntry, Lead, SyncStatus};
@@ -33,6 +35,8 @@ pub struct PushDeps<'a> {
     pub queue: Option<&'a dyn Queue>,
     /// Partner Center, to write the Dynamics id back onto the referrals (off when `None`).
     pub write_back: Option<&'a dyn ReferralWriteBack>,
+    /// Accepted referrals become account + contact + opportunity (`HUNTER_D365_OPPORTUNITIES`).
+    pub opportunities: bool,
 }
 
 /// What became of one push message.
@@ -125,7 +129,13 @@ pub async fn push_message(deps: &PushDeps<'_>, body: &str) -> Result<PushOutcome
                 )
                 .await
             {
-                Ok(pushed) => PushOutcome::Synced(pushed),
+                Ok(pushed) => match sync_opportunities(deps, &lead).await? {
+                    Err(err) if err.is_retryable() => PushOutcome::Retry {
+                        error: err.to_string(),
+                        after: err.retry_after(),
+                    },
+                    _ => PushOutcome::Synced(pushed),
+                },
                 Err(err) if err.is_retryable() => PushOutcome::Retry {
                     error: err.to_string(),
                     after: err.retry_after(),
@@ -139,6 +149,55 @@ pub async fn push_message(deps: &PushDeps<'_>, body: &str) -> Result<PushOutcome
         write_back(deps.store, writer, &lead, &pushed.id).await?;
     }
     Ok(outcome)
+}
+
+/// Upserts the opportunity (with account and contact) of each accepted referral of the lead, in
+/// one change set each. A permanent refusal is audited and the push stays done; the first
+/// retryable failure is returned so the message is retried (the upserts are idempotent).
+async fn sync_opportunities(
+    deps: &PushDeps<'_>,
+    lead: &Lead,
+) -> Result<Result<(), DataverseError>, StoreError> {
+    if !deps.opportunities {
+        return Ok(Ok(()));
+    }
+    for contribution in lead.contributions.iter().filter(|c| {
+        c.status
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case("Active"))
+    }) {
+        let Some(referral) = deps
+            .store
+            .get_referral(&contribution.id)
+            .await?
+            .and_then(|record| parse_referral(&record.raw).ok())
+        else {
+            continue;
+        };
+        let Some(records) = opportunity_records(lead, &referral) else {
+            continue;
+        };
+        let (result, detail) = match deps.sink.upsert_opportunity(&records).await {
+            Ok(id) => (
+                "synced",
+                format!("referral {} → opportunity {id}", referral.id),
+            ),
+            Err(err) if err.is_retryable() => return Ok(Err(err)),
+            Err(err) => ("failed", format!("referral {}: {err}", referral.id)),
+        };
+        tracing::info!(event = "dynamics_opportunity_upserted", domain = %lead.domain, referral_id = %referral.id, result);
+        let entry = AuditEntry {
+            id: uuid::Uuid::new_v4().to_string(),
+            domain: lead.domain.clone(),
+            at: clock::now(),
+            actor: ACTOR.to_owned(),
+            action: "opportunity".to_owned(),
+            result: result.to_owned(),
+            detail: Some(detail),
+        };
+        deps.store.append_audit(&entry).await?;
+    }
+    Ok(Ok(()))
 }
 
 /// Sets each referral's `externalReferenceId` to the Dynamics id (unless it is already), with

@@ -37,6 +37,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         mapping: &mapping,
         queue: Some(&queue),
         write_back: partner_center.as_ref().map(|c| c as &dyn ReferralWriteBack),
+        opportunities: config.d365_opportunities.unwrap_or(true),
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         handle(&deps, event)

@@ -48,6 +48,8 @@ pub struct Stack {
     pub dataverse_sim: Option<RunningDataverse>,
     /// Write the Dynamics id back onto the referrals in Partner Center.
     pub write_back: bool,
+    /// Accepted referrals become opportunities (`HUNTER_D365_OPPORTUNITIES`, default on).
+    pub opportunities: bool,
 }
 
 impl Stack {
@@ -166,6 +168,7 @@ impl Stack {
             dynamics,
             dataverse_sim,
             write_back: args.write_back || config.pc_write_back,
+            opportunities: config.d365_opportunities.unwrap_or(true),
         })
     }
 }

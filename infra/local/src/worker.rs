@@ -75,6 +75,7 @@ pub async fn drain_pushes(stack: &Stack) -> Result<DrainReport, QueueError> {
         write_back: stack
             .write_back
             .then_some(&stack.source as &dyn ReferralWriteBack),
+        opportunities: stack.opportunities,
     };
     drain(stack.push_queue.as_ref(), |event| {
         push_dynamics::handle_batch(&deps, event)

@@ -21,7 +21,7 @@ async fn once_with_500_referrals_puts_every_eligible_lead_in_dynamics_exactly_on
         "--seed",
         "500",
         "--sim-dataverse-max-requests",
-        "8",
+        "20",
         "--sim-dataverse-window",
         "1",
         "--sim-dataverse-retry-after",

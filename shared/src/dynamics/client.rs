@@ -202,6 +202,15 @@ pub struct DataverseClient {
     paused_until: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
+/// One record of a change set, upserted by its alternate key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyedRecord {
+    pub entity_set: String,
+    pub key_column: String,
+    pub key_value: String,
+    pub record: Map<String, Value>,
+}
+
 /// A request before it is sent (it may be sent several times).
 struct Call {
     op: &'static str,
@@ -504,6 +513,77 @@ impl DataverseClient {
     /// Upserts up to [`MAX_BATCH_ITEMS`] `(key value, record)` pairs in one `$batch`, one change set
     /// per item with `Prefer: odata.continue-on-error`, so one failing item does not roll back the
     /// others. The outer `Err` is for the batch as a whole; the inner results follow `items`.
+    /// Upserts `items` by their alternate keys in ONE change set (all or nothing). A record may
+    /// reference an earlier item with `"nav@odata.bind": "$N"` (N = its 1-based position).
+    pub async fn upsert_change_set(
+        &self,
+        items: &[KeyedRecord],
+    ) -> Result<Vec<UpsertResult>, DataverseError> {
+        if items.is_empty() || items.len() > MAX_BATCH_ITEMS {
+            return Err(DataverseError::InvalidRequest(format!(
+                "a change set of {} items",
+                items.len()
+            )));
+        }
+        let batch = format!("batch_{}", uuid::Uuid::new_v4());
+        let changeset = format!("changeset_{}", uuid::Uuid::new_v4());
+        let mut text =
+            format!("--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n");
+        for (n, item) in items.iter().enumerate() {
+            let path = Self::key_path(&item.entity_set, &item.key_column, &item.key_value)?;
+            let mut body = item.record.clone();
+            body.remove(&item.key_column);
+            let json = serde_json::to_string(&body)
+                .map_err(|e| DataverseError::InvalidRequest(format!("record: {e}")))?;
+            let _ = write!(
+                text,
+                "--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\
+                 Content-ID: {id}\r\n\r\n\
+                 PATCH {api}{path} HTTP/1.1\r\nContent-Type: application/json; type=entry\r\n\r\n{json}\r\n",
+                id = n + 1,
+                api = self.api,
+            );
+        }
+        let _ = write!(text, "--{changeset}--\r\n--{batch}--\r\n");
+        let answer = self
+            .send(Call {
+                op: "upsert_change_set",
+                method: Method::POST,
+                url: self.url("$batch")?,
+                headers: Vec::new(),
+                body: Some((
+                    format!("multipart/mixed; boundary={batch}"),
+                    text.into_bytes(),
+                )),
+            })
+            .await?;
+        let invalid = |why: String| DataverseError::InvalidResponse(why, answer.request_id.clone());
+        let content_type = answer
+            .headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let boundary = multipart::boundary(content_type)
+            .ok_or_else(|| invalid(format!("$batch answer of type '{content_type}'")))?;
+        let responses = multipart::responses(&answer.body, &boundary).map_err(invalid)?;
+        // A failed change set answers with the failing request only.
+        let results: Vec<Result<UpsertResult, DataverseError>> = responses
+            .into_iter()
+            .map(|r| r.into_result(answer.request_id.clone()))
+            .collect();
+        if let Some(failure) = results.iter().find_map(|r| r.as_ref().err()) {
+            return Err(failure.clone());
+        }
+        if results.len() != items.len() {
+            return Err(invalid(format!(
+                "{} answers to a change set of {}",
+                results.len(),
+                items.len()
+            )));
+        }
+        results.into_iter().collect()
+    }
+
     pub async fn batch_upsert(
         &self,
         entity_set: &str,

@@ -6,8 +6,8 @@ pub mod input;
 pub mod mapping;
 pub mod sink;
 
-pub use client::{DataverseAuth, DataverseClient, ExistingRecord, UpsertResult};
+pub use client::{DataverseAuth, DataverseClient, ExistingRecord, KeyedRecord, UpsertResult};
 pub use error::DataverseError;
-pub use input::lead_input;
+pub use input::{lead_input, opportunity_records};
 pub use mapping::{DynamicsMapping, MappingError, MappingInput};
-pub use sink::{DataverseLeadSink, LeadSink, PushedLead};
+pub use sink::{DataverseLeadSink, LeadSink, OpportunityRecords, PushedLead};

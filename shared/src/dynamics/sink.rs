@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use super::client::DataverseClient;
+use super::client::{DataverseClient, KeyedRecord};
 use super::error::DataverseError;
 use super::mapping::DynamicsMapping;
 
@@ -30,10 +30,27 @@ pub trait LeadSink: Send + Sync {
         adopt: bool,
     ) -> Result<PushedLead, DataverseError>;
 
+    /// Upserts an accepted referral as account (by domain), contact (by e-mail, when known) and
+    /// opportunity (by referral id), linked, in one change set; returns the opportunity id.
+    async fn upsert_opportunity(
+        &self,
+        opportunity: &OpportunityRecords,
+    ) -> Result<String, DataverseError>;
+
     /// How many pushes may run at once.
     fn concurrency(&self) -> usize {
         1
     }
+}
+
+/// The Dataverse records of an accepted referral (keys are the alternate-key values).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpportunityRecords {
+    pub account_key: String,
+    pub account: Map<String, Value>,
+    pub contact: Option<(String, Map<String, Value>)>,
+    pub opportunity_key: String,
+    pub opportunity: Map<String, Value>,
 }
 
 /// [`LeadSink`] in Dataverse, with the mapping's entity set and key column.
@@ -97,6 +114,46 @@ impl LeadSink for DataverseLeadSink {
             id: result.id,
             created: result.created && !adopted,
             adopted,
+        })
+    }
+
+    async fn upsert_opportunity(
+        &self,
+        records: &OpportunityRecords,
+    ) -> Result<String, DataverseError> {
+        let keyed = |set: &str, key: &str, record: Map<String, Value>| KeyedRecord {
+            entity_set: set.to_owned(),
+            key_column: self.key_column.clone(),
+            key_value: key.to_owned(),
+            record,
+        };
+        let mut items = vec![keyed(
+            "accounts",
+            &records.account_key,
+            records.account.clone(),
+        )];
+        let mut opportunity = records.opportunity.clone();
+        opportunity.insert(
+            "customerid_account@odata.bind".to_owned(),
+            Value::from("$1"),
+        );
+        if let Some((key, contact)) = &records.contact {
+            let mut contact = contact.clone();
+            contact.insert(
+                "parentcustomerid_account@odata.bind".to_owned(),
+                Value::from("$1"),
+            );
+            items.push(keyed("contacts", key, contact));
+            opportunity.insert("parentcontactid@odata.bind".to_owned(), Value::from("$2"));
+        }
+        items.push(keyed(
+            "opportunities",
+            &records.opportunity_key,
+            opportunity,
+        ));
+        let results = self.client.upsert_change_set(&items).await?;
+        results.last().map(|r| r.id.clone()).ok_or_else(|| {
+            DataverseError::InvalidResponse("empty change set answer".to_owned(), None)
         })
     }
 }
