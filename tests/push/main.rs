@@ -615,3 +615,51 @@ async fn a_refused_opportunity_change_set_leaves_nothing_behind_and_is_audited()
     let failed = audit.iter().find(|a| a.action == "opportunity").unwrap();
     assert_eq!(failed.result, "failed");
 }
+
+#[tokio::test]
+async fn a_token_that_expires_in_the_middle_of_a_batch_is_renewed_and_every_lead_lands() {
+    let f = Fixture::start(DataverseConfig {
+        faults: Faults {
+            latency_ms: 150,
+            ..Faults::default()
+        },
+        ..DataverseConfig::default()
+    })
+    .await;
+    let mut event = SqsEvent::default();
+    for n in 0..8 {
+        let mut record = SqsMessage::default();
+        record.message_id = Some(format!("m{n}"));
+        record.body = Some(f.ingest(&format!("r{n}"), &format!("company{n}.com")).await);
+        event.records.push(record);
+    }
+    let sim = f.dataverse.sim.clone();
+    let expire = tokio::spawn(async move {
+        // Once the first requests are answered (16 are needed, 150 ms each, 4 at a time).
+        while sim.requests().iter().filter(|r| r.status < 300).count() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        sim.expire_all_tokens();
+    });
+
+    let response = handle_batch(&f.deps(), event).await;
+    expire.await.unwrap();
+
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "{:?}",
+        response.batch_item_failures
+    );
+    assert_eq!(f.dataverse.sim.records("leads").len(), 8);
+    let statuses: Vec<u16> = f
+        .dataverse
+        .sim
+        .requests()
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert!(
+        statuses.contains(&401),
+        "the expiry hit requests in flight: {statuses:?}"
+    );
+}
