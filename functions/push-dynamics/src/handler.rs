@@ -174,16 +174,17 @@ async fn sync_opportunities(
         else {
             continue;
         };
-        let Some(records) = opportunity_records(lead, &referral) else {
-            continue;
-        };
-        let (result, detail) = match deps.sink.upsert_opportunity(&records).await {
-            Ok(id) => (
-                "synced",
-                format!("referral {} → opportunity {id}", referral.id),
-            ),
-            Err(err) if err.is_retryable() => return Ok(Err(err)),
+        let (result, detail) = match opportunity_records(deps.mapping, lead, &referral) {
+            Ok(None) => continue,
             Err(err) => ("failed", format!("referral {}: {err}", referral.id)),
+            Ok(Some(records)) => match deps.sink.upsert_opportunity(&records).await {
+                Ok(id) => (
+                    "synced",
+                    format!("referral {} → opportunity {id}", referral.id),
+                ),
+                Err(err) if err.is_retryable() => return Ok(Err(err)),
+                Err(err) => ("failed", format!("referral {}: {err}", referral.id)),
+            },
         };
         tracing::info!(event = "dynamics_opportunity_upserted", domain = %lead.domain, referral_id = %referral.id, result);
         let entry = AuditEntry {

@@ -3,7 +3,8 @@
 use crate::model::Lead;
 use crate::referral::Referral;
 
-use super::mapping::MappingInput;
+use super::mapping::{DynamicsMapping, MappingError, MappingInput, map_columns};
+use super::sink::{OpportunityRecords, Table};
 
 /// Where pushed leads come from (the `source` field).
 pub const SOURCE: &str = "PartnerCenter";
@@ -16,7 +17,12 @@ pub fn lead_input(lead: &Lead, referral: Option<&Referral>) -> MappingInput {
         .set("domain", domain)
         .set("subject", format!("Hunter: {domain}"))
         .set("website_url", format!("https://{domain}"))
-        .set("company_name", lead.company_name.clone())
+        .set(
+            "company_name",
+            lead.company_name
+                .clone()
+                .or_else(|| referral.and_then(|r| r.customer_name.clone())),
+        )
         .set("deal_value", lead.deal_value_total)
         .set("score", lead.score)
         .set("priority", lead.priority)
@@ -92,63 +98,61 @@ mod tests {
     }
 }
 
-/// The account, contact and opportunity of an accepted referral (status Active, substatus
-/// Accepted), or `None` for any other referral.
-pub fn opportunity_records(lead: &Lead, referral: &Referral) -> Option<super::OpportunityRecords> {
+/// The account, contact and opportunity records of an accepted referral (status Active,
+/// substatus Accepted) as `mapping` names them; `None` for any other referral, or when the
+/// mapping has no account or opportunity table.
+pub fn opportunity_records(
+    mapping: &DynamicsMapping,
+    lead: &Lead,
+    referral: &Referral,
+) -> Result<Option<OpportunityRecords>, MappingError> {
     let is = |value: &Option<String>, expected: &str| {
         value
             .as_deref()
             .is_some_and(|v| v.eq_ignore_ascii_case(expected))
     };
     if !(is(&referral.status, "Active") && is(&referral.substatus, "Accepted")) {
-        return None;
+        return Ok(None);
     }
-    let domain = lead.domain.as_str();
-    let company = lead
-        .company_name
-        .clone()
-        .or_else(|| referral.customer_name.clone())
-        .unwrap_or_else(|| domain.to_owned());
-    let mut account = serde_json::Map::new();
-    account.insert("name".to_owned(), cut(&company, 160).into());
-    account.insert("websiteurl".to_owned(), format!("https://{domain}").into());
-    let contact = referral.customer_contacts.iter().find_map(|c| {
-        let email = c.email.as_deref()?.trim().to_lowercase();
-        let mut record = serde_json::Map::new();
-        record.insert("emailaddress1".to_owned(), cut(&email, 100).into());
-        if let Some(first) = &c.first_name {
-            record.insert("firstname".to_owned(), cut(first, 50).into());
-        }
-        record.insert(
-            "lastname".to_owned(),
-            cut(c.last_name.as_deref().unwrap_or(&company), 50).into(),
-        );
-        Some((email, record))
-    });
-    let mut opportunity = serde_json::Map::new();
-    let name = referral
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("Hunter: {domain}"));
-    opportunity.insert("name".to_owned(), cut(&name, 300).into());
-    opportunity.insert("hnt_referralid".to_owned(), referral.id.clone().into());
-    if let Some(value) = referral.deal_value.filter(|v| v.is_finite()) {
-        opportunity.insert("estimatedvalue".to_owned(), value.into());
+    let Some((account_table, contact_table, opportunity_table)) = mapping.opportunity_tables()
+    else {
+        return Ok(None);
+    };
+    let mut input = lead_input(lead, Some(referral));
+    input
+        .set("referral_name", referral.name.clone())
+        .set("deal_value", referral.deal_value.filter(|v| v.is_finite()));
+    if let Some(stage) = lead
+        .score
+        .and_then(|score| mapping.opportunity_stage(score))
+    {
+        input.set("opportunity_stage", stage);
     }
-    if let Some(notes) = &referral.notes {
-        opportunity.insert("description".to_owned(), cut(notes, 2000).into());
-    }
-    Some(super::OpportunityRecords {
-        account_key: domain.to_owned(),
-        account,
+    let email = input
+        .get("contact_email")
+        .and_then(|v| v.as_str())
+        .map(|e| e.trim().to_lowercase());
+    let contact = match (contact_table, email) {
+        (Some(table), Some(email)) => Some(Table::new(
+            table,
+            email,
+            map_columns(&table.column, &input)?,
+        )),
+        _ => None,
+    };
+    Ok(Some(OpportunityRecords {
+        account: Table::new(
+            account_table,
+            lead.domain.to_string(),
+            map_columns(&account_table.column, &input)?,
+        ),
         contact,
-        opportunity_key: referral.id.clone(),
-        opportunity,
-    })
-}
-
-fn cut(text: &str, max_chars: usize) -> String {
-    text.chars().take(max_chars).collect()
+        opportunity: Table::new(
+            opportunity_table,
+            referral.id.clone(),
+            map_columns(&opportunity_table.column, &input)?,
+        ),
+    }))
 }
 
 #[cfg(test)]
@@ -162,6 +166,52 @@ mod opportunity_tests {
     use crate::rules::normalize_domain;
 
     #[test]
+    fn when_an_org_renames_opportunity_columns_in_the_file_should_follow() {
+        let file = r#"
+            entity_set = "leads"
+            key_column = "new_key"
+            [[column]]
+            name = "subject"
+            source = "subject"
+            [account]
+            entity_set = "accounts"
+            [[account.column]]
+            name = "new_accountname"
+            source = "company_name"
+            [opportunity]
+            entity_set = "new_deals"
+            account_link = "new_account"
+            [[opportunity.column]]
+            name = "new_amount"
+            source = "deal_value"
+        "#;
+        let mapping = DynamicsMapping::from_toml_str(file).unwrap();
+        let lead = Lead::new(normalize_domain("contoso.com").unwrap(), Utc::now());
+        let referral = parse_referral_value(json!({
+            "id": "r1", "status": "Active", "substatus": "Accepted", "details": {"dealValue": 7},
+            "customerProfile": {"name": "Contoso Ltd", "team": [{"email": "ada@contoso.com"}]}
+        }))
+        .unwrap();
+        let records = opportunity_records(&mapping, &lead, &referral)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            records.account.record,
+            json!({"new_accountname": "Contoso Ltd"})
+                .as_object()
+                .unwrap()
+                .clone()
+        );
+        assert!(records.contact.is_none(), "no contact table in this file");
+        assert_eq!(records.opportunity.entity_set, "new_deals");
+        assert_eq!(
+            records.opportunity.account_link.as_deref(),
+            Some("new_account")
+        );
+        assert_eq!(records.opportunity.record["new_amount"], 7.0);
+    }
+
+    #[test]
     fn when_a_referral_is_accepted_should_make_account_contact_and_opportunity() {
         let lead = Lead::new(normalize_domain("contoso.com").unwrap(), Utc::now());
         let referral = parse_referral_value(json!({
@@ -170,17 +220,33 @@ mod opportunity_tests {
             "customerProfile": {"name": "Contoso Ltd", "team": [{"firstName": "Ada", "email": "Ada@Contoso.com"}]}
         }))
         .unwrap();
-        let records = opportunity_records(&lead, &referral).unwrap();
-        assert_eq!(records.account_key, "contoso.com");
-        assert_eq!(records.account["name"], "Contoso Ltd");
-        let (key, contact) = records.contact.unwrap();
+        let records = opportunity_records(DynamicsMapping::embedded(), &lead, &referral)
+            .unwrap()
+            .unwrap();
         assert_eq!(
-            (key.as_str(), &contact["lastname"]),
+            (
+                records.account.entity_set.as_str(),
+                records.account.key.as_str()
+            ),
+            ("accounts", "contoso.com")
+        );
+        assert_eq!(records.account.record["name"], "Contoso Ltd");
+        let contact = records.contact.unwrap();
+        assert_eq!(
+            (contact.key.as_str(), &contact.record["lastname"]),
             ("ada@contoso.com", &json!("Contoso Ltd"))
         );
-        assert_eq!(records.opportunity_key, "r1");
-        assert_eq!(records.opportunity["estimatedvalue"], 50000.0);
-        assert_eq!(records.opportunity["name"], "M365 migration");
+        assert_eq!(
+            contact.account_link.as_deref(),
+            Some("parentcustomerid_account")
+        );
+        assert_eq!(records.opportunity.key, "r1");
+        assert_eq!(records.opportunity.record["estimatedvalue"], 50000.0);
+        assert_eq!(records.opportunity.record["name"], "M365 migration");
+        assert_eq!(
+            records.opportunity.contact_link.as_deref(),
+            Some("parentcontactid")
+        );
     }
 
     #[test]
@@ -191,7 +257,9 @@ mod opportunity_tests {
                 parse_referral_value(json!({"id": "r1", "status": status, "substatus": substatus}))
                     .unwrap();
             assert!(
-                opportunity_records(&lead, &referral).is_none(),
+                opportunity_records(DynamicsMapping::embedded(), &lead, &referral)
+                    .unwrap()
+                    .is_none(),
                 "{status}/{substatus}"
             );
         }

@@ -21,8 +21,9 @@ static EMBEDDED: LazyLock<DynamicsMapping> = LazyLock::new(
 );
 
 /// The Hunter fields a column may read (see [`MappingInput`]).
-pub const HUNTER_FIELDS: [&str; 22] = [
+pub const HUNTER_FIELDS: [&str; 23] = [
     "domain",
+    "referral_name",
     "subject",
     "company_name",
     "website_url",
@@ -74,6 +75,22 @@ struct MappingFile {
     opportunity_stage: Vec<StageRow>,
     #[serde(default)]
     lead_source_by_segment: BTreeMap<String, i64>,
+    /// The records of an accepted referral; absent sections mean "no opportunities".
+    account: Option<TableMapping>,
+    contact: Option<TableMapping>,
+    opportunity: Option<TableMapping>,
+}
+
+/// The columns of one more table (account, contact, opportunity), keyed like leads.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableMapping {
+    pub entity_set: String,
+    /// The navigation property that links this record to the account (e.g. `customerid_account`).
+    pub account_link: Option<String>,
+    /// The navigation property that links this record to the contact (e.g. `parentcontactid`).
+    pub contact_link: Option<String>,
+    pub column: Vec<ColumnRule>,
 }
 
 /// One Dataverse column and where its value comes from.
@@ -149,34 +166,52 @@ impl DynamicsMapping {
         if file.entity_set.trim().is_empty() || file.key_column.trim().is_empty() {
             return invalid("entity_set and key_column must be set".to_owned());
         }
-        let mut seen = std::collections::BTreeSet::new();
-        for column in &file.column {
-            if !seen.insert(column.name.as_str()) {
-                return invalid(format!("column {} is mapped twice", column.name));
+        check_columns(&file.column)?;
+        for table in [&file.account, &file.contact, &file.opportunity]
+            .into_iter()
+            .flatten()
+        {
+            if table.entity_set.trim().is_empty() {
+                return invalid("every table needs an entity_set".to_owned());
             }
-            if column.source.is_none() && column.default.is_none() {
-                return invalid(format!(
-                    "column {} needs a source or a default",
-                    column.name
-                ));
-            }
-            for field in column.source.iter().chain(&column.fallback) {
-                if !HUNTER_FIELDS.contains(&field.as_str()) {
-                    return invalid(format!(
-                        "column {} reads unknown Hunter field {field:?}",
-                        column.name
-                    ));
-                }
-            }
-            if column.max_length == Some(0) {
-                return invalid(format!("column {} has max_length 0", column.name));
-            }
+            check_columns(&table.column)?;
         }
         file.opportunity_stage
             .sort_by_key(|row| std::cmp::Reverse(row.min_score));
         Ok(Self { file })
     }
+}
 
+/// Unique names, a source or default each, known Hunter fields only, no zero length.
+fn check_columns(columns: &[ColumnRule]) -> Result<(), MappingError> {
+    let invalid = |why: String| Err(MappingError::Invalid(why));
+    let mut seen = std::collections::BTreeSet::new();
+    for column in columns {
+        if !seen.insert(column.name.as_str()) {
+            return invalid(format!("column {} is mapped twice", column.name));
+        }
+        if column.source.is_none() && column.default.is_none() {
+            return invalid(format!(
+                "column {} needs a source or a default",
+                column.name
+            ));
+        }
+        for field in column.source.iter().chain(&column.fallback) {
+            if !HUNTER_FIELDS.contains(&field.as_str()) {
+                return invalid(format!(
+                    "column {} reads unknown Hunter field {field:?}",
+                    column.name
+                ));
+            }
+        }
+        if column.max_length == Some(0) {
+            return invalid(format!("column {} has max_length 0", column.name));
+        }
+    }
+    Ok(())
+}
+
+impl DynamicsMapping {
     /// The embedded mapping, or the file at `path`.
     pub fn load(path: Option<&Path>) -> Result<Self, MappingError> {
         match path {
@@ -239,49 +274,70 @@ impl DynamicsMapping {
         {
             input.set("lead_source", source);
         }
-        let mut record = Map::new();
-        for column in &self.file.column {
-            let found = column
-                .source
-                .iter()
-                .chain(&column.fallback)
-                .find_map(|field| input.get(field));
-            let value = match (found, &column.options) {
-                (Some(Value::String(text)), Some(options)) => {
-                    options.get(text).map(|n| Value::from(*n))
-                }
-                (Some(value), _) => Some(value.clone()),
-                (None, _) => None,
-            }
-            .or_else(|| column.default.clone());
-            match value {
-                Some(Value::String(text)) => {
-                    let text = match column.max_length {
-                        Some(max) => truncate_chars(&text, max),
-                        None => text,
-                    };
-                    record.insert(column.name.clone(), Value::String(text));
-                }
-                Some(value) => {
-                    record.insert(column.name.clone(), value);
-                }
-                None if column.required => {
-                    let sources: Vec<&str> = column
-                        .source
-                        .iter()
-                        .chain(&column.fallback)
-                        .map(String::as_str)
-                        .collect();
-                    return Err(MappingError::MissingRequired {
-                        column: column.name.clone(),
-                        sources: sources.join(", "),
-                    });
-                }
-                None => {}
-            }
-        }
-        Ok(record)
+        map_columns(&self.file.column, &input)
     }
+
+    /// The account, contact and opportunity tables (all `None` when the file has no account or
+    /// no opportunity section).
+    pub fn opportunity_tables(
+        &self,
+    ) -> Option<(&TableMapping, Option<&TableMapping>, &TableMapping)> {
+        Some((
+            self.file.account.as_ref()?,
+            self.file.contact.as_ref(),
+            self.file.opportunity.as_ref()?,
+        ))
+    }
+}
+
+/// One record from `columns`: each from its first source with a value (or its default), option
+/// sets translated, strings cut to `max_length`; a required column without a value is an error.
+pub fn map_columns(
+    columns: &[ColumnRule],
+    input: &MappingInput,
+) -> Result<Map<String, Value>, MappingError> {
+    let mut record = Map::new();
+    for column in columns {
+        let found = column
+            .source
+            .iter()
+            .chain(&column.fallback)
+            .find_map(|field| input.get(field));
+        let value = match (found, &column.options) {
+            (Some(Value::String(text)), Some(options)) => {
+                options.get(text).map(|n| Value::from(*n))
+            }
+            (Some(value), _) => Some(value.clone()),
+            (None, _) => None,
+        }
+        .or_else(|| column.default.clone());
+        match value {
+            Some(Value::String(text)) => {
+                let text = match column.max_length {
+                    Some(max) => truncate_chars(&text, max),
+                    None => text,
+                };
+                record.insert(column.name.clone(), Value::String(text));
+            }
+            Some(value) => {
+                record.insert(column.name.clone(), value);
+            }
+            None if column.required => {
+                let sources: Vec<&str> = column
+                    .source
+                    .iter()
+                    .chain(&column.fallback)
+                    .map(String::as_str)
+                    .collect();
+                return Err(MappingError::MissingRequired {
+                    column: column.name.clone(),
+                    sources: sources.join(", "),
+                });
+            }
+            None => {}
+        }
+    }
+    Ok(record)
 }
 
 /// `text` cut to at most `max` characters (Dataverse limits count characters).

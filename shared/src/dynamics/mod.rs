@@ -9,5 +9,5 @@ pub mod sink;
 pub use client::{DataverseAuth, DataverseClient, ExistingRecord, KeyedRecord, UpsertResult};
 pub use error::DataverseError;
 pub use input::{lead_input, opportunity_records};
-pub use mapping::{DynamicsMapping, MappingError, MappingInput};
-pub use sink::{DataverseLeadSink, LeadSink, OpportunityRecords, PushedLead};
+pub use mapping::{DynamicsMapping, MappingError, MappingInput, TableMapping};
+pub use sink::{DataverseLeadSink, LeadSink, OpportunityRecords, PushedLead, Table};

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::client::{DataverseClient, KeyedRecord};
 use super::error::DataverseError;
-use super::mapping::DynamicsMapping;
+use super::mapping::{DynamicsMapping, TableMapping};
 
 /// What a push did in Dynamics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,14 +43,36 @@ pub trait LeadSink: Send + Sync {
     }
 }
 
-/// The Dataverse records of an accepted referral (keys are the alternate-key values).
+/// One record of an accepted referral: its table, alternate-key value, columns and links.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    pub entity_set: String,
+    pub key: String,
+    pub record: Map<String, Value>,
+    /// Navigation property to the account, if this record links to it.
+    pub account_link: Option<String>,
+    /// Navigation property to the contact, if this record links to it.
+    pub contact_link: Option<String>,
+}
+
+impl Table {
+    pub fn new(mapping: &TableMapping, key: String, record: Map<String, Value>) -> Self {
+        Self {
+            entity_set: mapping.entity_set.clone(),
+            key,
+            record,
+            account_link: mapping.account_link.clone(),
+            contact_link: mapping.contact_link.clone(),
+        }
+    }
+}
+
+/// The Dataverse records of an accepted referral.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpportunityRecords {
-    pub account_key: String,
-    pub account: Map<String, Value>,
-    pub contact: Option<(String, Map<String, Value>)>,
-    pub opportunity_key: String,
-    pub opportunity: Map<String, Value>,
+    pub account: Table,
+    pub contact: Option<Table>,
+    pub opportunity: Table,
 }
 
 /// [`LeadSink`] in Dataverse, with the mapping's entity set and key column.
@@ -121,36 +143,29 @@ impl LeadSink for DataverseLeadSink {
         &self,
         records: &OpportunityRecords,
     ) -> Result<String, DataverseError> {
-        let keyed = |set: &str, key: &str, record: Map<String, Value>| KeyedRecord {
-            entity_set: set.to_owned(),
-            key_column: self.key_column.clone(),
-            key_value: key.to_owned(),
-            record,
+        // Content-IDs: $1 the account, $2 the contact (when there is one), last the opportunity.
+        let keyed = |table: &Table, contact_id: Option<&str>| {
+            let mut record = table.record.clone();
+            if let Some(link) = &table.account_link {
+                record.insert(format!("{link}@odata.bind"), Value::from("$1"));
+            }
+            if let (Some(link), Some(id)) = (&table.contact_link, contact_id) {
+                record.insert(format!("{link}@odata.bind"), Value::from(id));
+            }
+            KeyedRecord {
+                entity_set: table.entity_set.clone(),
+                key_column: self.key_column.clone(),
+                key_value: table.key.clone(),
+                record,
+            }
         };
-        let mut items = vec![keyed(
-            "accounts",
-            &records.account_key,
-            records.account.clone(),
-        )];
-        let mut opportunity = records.opportunity.clone();
-        opportunity.insert(
-            "customerid_account@odata.bind".to_owned(),
-            Value::from("$1"),
-        );
-        if let Some((key, contact)) = &records.contact {
-            let mut contact = contact.clone();
-            contact.insert(
-                "parentcustomerid_account@odata.bind".to_owned(),
-                Value::from("$1"),
-            );
-            items.push(keyed("contacts", key, contact));
-            opportunity.insert("parentcontactid@odata.bind".to_owned(), Value::from("$2"));
+        let mut items = vec![keyed(&records.account, None)];
+        let mut contact_id = None;
+        if let Some(contact) = &records.contact {
+            items.push(keyed(contact, None));
+            contact_id = Some("$2");
         }
-        items.push(keyed(
-            "opportunities",
-            &records.opportunity_key,
-            opportunity,
-        ));
+        items.push(keyed(&records.opportunity, contact_id));
         let results = self.client.upsert_change_set(&items).await?;
         results.last().map(|r| r.id.clone()).ok_or_else(|| {
             DataverseError::InvalidResponse("empty change set answer".to_owned(), None)
