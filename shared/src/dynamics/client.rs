@@ -545,41 +545,26 @@ impl DataverseClient {
             );
         }
         let _ = write!(text, "--{changeset}--\r\n--{batch}--\r\n");
-        let answer = self
-            .send(Call {
-                op: "upsert_change_set",
-                method: Method::POST,
-                url: self.url("$batch")?,
-                headers: Vec::new(),
-                body: Some((
-                    format!("multipart/mixed; boundary={batch}"),
-                    text.into_bytes(),
-                )),
-            })
+        let (responses, request_id) = self
+            .post_batch("upsert_change_set", &batch, text, Vec::new())
             .await?;
-        let invalid = |why: String| DataverseError::InvalidResponse(why, answer.request_id.clone());
-        let content_type = answer
-            .headers
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        let boundary = multipart::boundary(content_type)
-            .ok_or_else(|| invalid(format!("$batch answer of type '{content_type}'")))?;
-        let responses = multipart::responses(&answer.body, &boundary).map_err(invalid)?;
         // A failed change set answers with the failing request only.
         let results: Vec<Result<UpsertResult, DataverseError>> = responses
             .into_iter()
-            .map(|r| r.into_result(answer.request_id.clone()))
+            .map(|r| r.into_result(request_id.clone()))
             .collect();
         if let Some(failure) = results.iter().find_map(|r| r.as_ref().err()) {
             return Err(failure.clone());
         }
         if results.len() != items.len() {
-            return Err(invalid(format!(
-                "{} answers to a change set of {}",
-                results.len(),
-                items.len()
-            )));
+            return Err(DataverseError::InvalidResponse(
+                format!(
+                    "{} answers to a change set of {}",
+                    results.len(),
+                    items.len()
+                ),
+                request_id,
+            ));
         }
         results.into_iter().collect()
     }
@@ -620,12 +605,70 @@ impl DataverseClient {
             );
         }
         let _ = write!(text, "--{batch}--\r\n");
+        let prefer = vec![("Prefer", "odata.continue-on-error".to_owned())];
+        let (responses, request_id) = self
+            .post_batch("batch_upsert", &batch, text, prefer)
+            .await?;
+        let mut results: Vec<Option<Result<UpsertResult, DataverseError>>> =
+            (0..items.len()).map(|_| None).collect();
+        for (position, response) in responses.into_iter().enumerate() {
+            let index = response
+                .content_id
+                .as_deref()
+                .and_then(|id| id.trim().parse::<usize>().ok())
+                .and_then(|id| id.checked_sub(1))
+                .unwrap_or(position);
+            let Some(slot) = results.get_mut(index) else {
+                continue;
+            };
+            *slot = Some(response.into_result(request_id.clone()));
+        }
+        let results: Vec<_> = results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(DataverseError::InvalidResponse(
+                        "no answer for this item in the $batch".to_owned(),
+                        request_id.clone(),
+                    ))
+                })
+            })
+            .collect();
+        let failed = results.iter().filter(|r| r.is_err()).count();
+        tracing::info!(
+            event = "dataverse_batch_upserted",
+            entity_set,
+            items = items.len(),
+            failed,
+            request_id = request_id.as_deref()
+        );
+        Ok(results)
+    }
+
+    fn note_dop_hint(&self, headers: &HeaderMap) {
+        if let Some(hint) = headers
+            .get("x-ms-dop-hint")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u32>().ok())
+        {
+            self.dop_hint.store(hint, Ordering::Relaxed);
+        }
+    }
+
+    /// POSTs a multipart `$batch` body (boundary `batch`) and splits the answer into its parts.
+    async fn post_batch(
+        &self,
+        op: &'static str,
+        batch: &str,
+        text: String,
+        headers: Vec<(&'static str, String)>,
+    ) -> Result<(Vec<multipart::PartResponse>, Option<String>), DataverseError> {
         let answer = self
             .send(Call {
-                op: "batch_upsert",
+                op,
                 method: Method::POST,
                 url: self.url("$batch")?,
-                headers: vec![("Prefer", "odata.continue-on-error".to_owned())],
+                headers,
                 body: Some((
                     format!("multipart/mixed; boundary={batch}"),
                     text.into_bytes(),
@@ -641,50 +684,7 @@ impl DataverseClient {
         let boundary = multipart::boundary(content_type)
             .ok_or_else(|| invalid(format!("$batch answer of type '{content_type}'")))?;
         let responses = multipart::responses(&answer.body, &boundary).map_err(invalid)?;
-        let mut results: Vec<Option<Result<UpsertResult, DataverseError>>> =
-            (0..items.len()).map(|_| None).collect();
-        for (position, response) in responses.into_iter().enumerate() {
-            let index = response
-                .content_id
-                .as_deref()
-                .and_then(|id| id.trim().parse::<usize>().ok())
-                .and_then(|id| id.checked_sub(1))
-                .unwrap_or(position);
-            let Some(slot) = results.get_mut(index) else {
-                continue;
-            };
-            *slot = Some(response.into_result(answer.request_id.clone()));
-        }
-        let results: Vec<_> = results
-            .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| {
-                    Err(DataverseError::InvalidResponse(
-                        "no answer for this item in the $batch".to_owned(),
-                        answer.request_id.clone(),
-                    ))
-                })
-            })
-            .collect();
-        let failed = results.iter().filter(|r| r.is_err()).count();
-        tracing::info!(
-            event = "dataverse_batch_upserted",
-            entity_set,
-            items = items.len(),
-            failed,
-            request_id = answer.request_id.as_deref()
-        );
-        Ok(results)
-    }
-
-    fn note_dop_hint(&self, headers: &HeaderMap) {
-        if let Some(hint) = headers
-            .get("x-ms-dop-hint")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u32>().ok())
-        {
-            self.dop_hint.store(hint, Ordering::Relaxed);
-        }
+        Ok((responses, answer.request_id))
     }
 
     /// Holds every request of this client until `delay` from now (a later pause wins).
