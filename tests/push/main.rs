@@ -81,6 +81,11 @@ impl Fixture {
             "customerProfile": {"name": "Contoso Ltd", "team": [{"firstName": "Ada", "lastName": "Lovelace", "email": format!("ada@{domain}")}]},
             "details": {"dealValue": 5000, "notes": "40 mailboxes"}
         });
+        self.ingest_referral(referral).await
+    }
+
+    /// Ingests `referral` (making its lead and a push request); returns the push message body.
+    async fn ingest_referral(&self, referral: serde_json::Value) -> String {
         let deps = IngestDeps {
             store: &self.store,
             push_queue: &self.push_queue,
@@ -377,30 +382,7 @@ async fn with_write_back_the_dynamics_id_lands_on_the_referral_in_partner_center
         std::sync::Arc::new(EmbeddedStore::new()),
     )
     .unwrap();
-    let deps_ingest = IngestDeps {
-        store: &f.store,
-        push_queue: &f.push_queue,
-        rules: Rules::embedded(),
-        send_backoff: Backoff::default(),
-    };
-    ingest_message(
-        &deps_ingest,
-        &ReferralMessage {
-            run_id: None,
-            referral,
-        }
-        .to_body(),
-    )
-    .await
-    .unwrap();
-    let message = f
-        .push_queue
-        .receive(10, None, Duration::ZERO)
-        .await
-        .unwrap()
-        .pop()
-        .unwrap()
-        .body;
+    let message = f.ingest_referral(referral).await;
     let deps = PushDeps {
         write_back: Some(&client),
         ..f.deps()
@@ -467,30 +449,7 @@ async fn an_accepted_referral_becomes_a_linked_account_contact_and_opportunity_o
         "customerProfile": {"name": "Contoso Ltd", "team": [{"firstName": "Ada", "lastName": "Lovelace", "email": "ada@contoso.com"}]},
         "details": {"dealValue": 50000}
     });
-    let deps_ingest = IngestDeps {
-        store: &f.store,
-        push_queue: &f.push_queue,
-        rules: Rules::embedded(),
-        send_backoff: Backoff::default(),
-    };
-    ingest_message(
-        &deps_ingest,
-        &ReferralMessage {
-            run_id: None,
-            referral: accepted,
-        }
-        .to_body(),
-    )
-    .await
-    .unwrap();
-    let message = f
-        .push_queue
-        .receive(10, None, Duration::ZERO)
-        .await
-        .unwrap()
-        .pop()
-        .unwrap()
-        .body;
+    let message = f.ingest_referral(accepted).await;
 
     assert!(matches!(
         push_message(&f.deps(), &message).await.unwrap(),
@@ -570,30 +529,7 @@ async fn a_refused_opportunity_change_set_leaves_nothing_behind_and_is_audited()
         "updatedDateTime": "2026-11-02T08:00:00Z",
         "customerProfile": {"name": "Contoso Ltd", "team": [{"email": "ada@contoso.com"}]}
     });
-    let deps_ingest = IngestDeps {
-        store: &f.store,
-        push_queue: &f.push_queue,
-        rules: Rules::embedded(),
-        send_backoff: Backoff::default(),
-    };
-    ingest_message(
-        &deps_ingest,
-        &ReferralMessage {
-            run_id: None,
-            referral: accepted,
-        }
-        .to_body(),
-    )
-    .await
-    .unwrap();
-    let message = f
-        .push_queue
-        .receive(10, None, Duration::ZERO)
-        .await
-        .unwrap()
-        .pop()
-        .unwrap()
-        .body;
+    let message = f.ingest_referral(accepted).await;
 
     let outcome = push_message(&f.deps(), &message).await.unwrap();
 
