@@ -28,10 +28,10 @@ test:
 test-embedded:
 	@echo "==> contract tests (embedded)"
 	cargo test -p hunter-tests --test contract -- embedded::
-	@echo "==> sync and push tests (simulators + embedded adapters)"
-	cargo test -p hunter-tests --test sync --test push
+	@echo "==> sync, push and API tests (simulators + embedded adapters)"
+	cargo test -p hunter-tests --test sync --test push --test api
 	@echo "==> unit tests, simulator tests, hunter-local --once (embedded)"
-	cargo test -p hunter-core -p fetch-referrals -p ingest-referral -p push-dynamics
+	cargo test -p hunter-core -p fetch-referrals -p ingest-referral -p push-dynamics -p http-api
 	cargo test -p hunter-local -- --skip aws
 
 ## test-moto: the contract suite and hunter-local --once --aws against DynamoDB and SQS in moto server

@@ -24,6 +24,9 @@ pub struct Config {
     pub dynamics_token_url: Option<String>,
     /// `HUNTER_SECRET_ARN`: Secrets Manager secret holding the credentials, when set.
     pub secret_arn: Option<String>,
+    /// `HUNTER_FETCH_FUNCTION`: name or ARN of fetch-referrals, which http-api invokes for
+    /// `POST /api/v1/sync`.
+    pub fetch_function: Option<String>,
     /// `HUNTER_RULES_FILE`: a rules file replacing the compiled-in one.
     pub rules_file: Option<String>,
     /// `HUNTER_MAPPING_FILE`: a Dynamics mapping file replacing the compiled-in one.

@@ -41,3 +41,24 @@ impl QueueError {
         matches!(self, Self::Unavailable(_))
     }
 }
+
+/// A sync that could not be requested.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    /// A requested sync is already waiting to start.
+    #[error("a sync is already waiting to start")]
+    Busy,
+    /// The trigger is misconfigured (no such function, no permission); retrying will not help.
+    #[error("sync trigger misconfigured: {0}")]
+    Invalid(String),
+    /// Throttling, network or service failure; retrying may help.
+    #[error("sync trigger unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl TriggerError {
+    /// Whether the same call may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Busy | Self::Unavailable(_))
+    }
+}

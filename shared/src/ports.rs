@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use tokio::time::Instant;
 
-use crate::error::{QueueError, StoreError};
+use crate::error::{QueueError, StoreError, TriggerError};
 use crate::model::{AuditEntry, Lead, ReferralRecord, SyncRun, SyncState, SyncStatus};
 use crate::partner_center::{PartnerCenterError, ReferralFilter, ReferralPage};
 use crate::rules::{Domain, SkipReason};
@@ -255,4 +255,12 @@ pub trait ReferralWriteBack: Send + Sync {
         etag: Option<&str>,
         reference: &str,
     ) -> Result<(), PartnerCenterError>;
+}
+
+/// Starts a Partner Center sync outside the schedule: hunter-local wakes its sync loop, on AWS
+/// fetch-referrals is invoked asynchronously.
+#[async_trait]
+pub trait SyncTrigger: Send + Sync {
+    /// Asks for a sync run with id `run_id`; returns once the request was accepted.
+    async fn request_sync(&self, run_id: &str) -> Result<(), TriggerError>;
 }

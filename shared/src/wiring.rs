@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::adapters::{DynamoStore, SqsQueue};
+use crate::adapters::{DynamoStore, LambdaSyncTrigger, SqsQueue};
 use crate::config::Config;
 use crate::credentials::Credentials;
 use crate::dynamics::{
     DataverseAuth, DataverseClient, DataverseError, DataverseLeadSink, DynamicsMapping,
 };
-use crate::error::QueueError;
+use crate::error::{QueueError, TriggerError};
 use crate::partner_center::{
     PartnerCenterAuth, PartnerCenterClient, PartnerCenterError, StateRefreshTokenStore,
 };
@@ -45,6 +45,21 @@ pub async fn sqs_queue(
 ) -> Result<SqsQueue, QueueError> {
     let url = url.ok_or_else(|| QueueError::Invalid(format!("{variable} is not set")))?;
     SqsQueue::from_url(aws_sdk_sqs::Client::new(sdk), url).await
+}
+
+/// The trigger of on-demand syncs: the fetch-referrals function `HUNTER_FETCH_FUNCTION` names.
+pub fn lambda_sync_trigger(
+    sdk: &aws_config::SdkConfig,
+    config: &Config,
+) -> Result<LambdaSyncTrigger, TriggerError> {
+    let function = config
+        .fetch_function
+        .as_deref()
+        .ok_or_else(|| TriggerError::Invalid("HUNTER_FETCH_FUNCTION is not set".to_owned()))?;
+    Ok(LambdaSyncTrigger::new(
+        aws_sdk_lambda::Client::new(sdk),
+        function,
+    ))
 }
 
 /// The Partner Center client; the rotated refresh token is kept in `tokens`.

@@ -1,7 +1,6 @@
 //! hunter-local: the production handlers on one machine, with simulators of the external
 //! services, the embedded store and queues (or DynamoDB/SQS), and the API.
 
-pub mod api;
 pub mod cli;
 pub mod sim;
 pub mod stack;
@@ -13,7 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use async_trait::async_trait;
+use http_api::ApiState;
+use hunter_core::error::TriggerError;
 use hunter_core::model::SyncStatus;
+use hunter_core::ports::SyncTrigger;
 use hunter_core::secret::Secret;
 use tokio::sync::mpsc;
 
@@ -66,11 +69,7 @@ async fn serve(stack: Arc<Stack>, args: &Args) -> anyhow::Result<()> {
         _ => Secret::new(uuid::Uuid::new_v4().simple().to_string()),
     };
     let (sync_requests, mut requested) = mpsc::channel::<String>(1);
-    let state = api::ApiState {
-        stack: stack.clone(),
-        api_token: api_token.clone(),
-        sync_requests,
-    };
+    let state = api_state(&stack, api_token.clone(), sync_requests);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
         .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
@@ -103,10 +102,40 @@ async fn serve(stack: Arc<Stack>, args: &Args) -> anyhow::Result<()> {
     let draining = stack.clone();
     tokio::spawn(async move { worker::drain_forever(&draining).await });
 
-    axum::serve(listener, api::router(state))
+    axum::serve(listener, http_api::router(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
     Ok(())
+}
+
+/// The API over `stack`; `POST /sync` hands its run id to the sync loop through `sync_requests`.
+pub fn api_state(
+    stack: &Stack,
+    api_token: Secret,
+    sync_requests: mpsc::Sender<String>,
+) -> ApiState {
+    ApiState {
+        store: stack.store.clone(),
+        push_queue: stack.push_queue.clone(),
+        sync: Arc::new(LoopSyncTrigger(sync_requests)),
+        api_token,
+    }
+}
+
+/// [`SyncTrigger`] of hunter-local: wakes the sync loop, which holds at most one request.
+#[derive(Debug)]
+struct LoopSyncTrigger(mpsc::Sender<String>);
+
+#[async_trait]
+impl SyncTrigger for LoopSyncTrigger {
+    async fn request_sync(&self, run_id: &str) -> Result<(), TriggerError> {
+        self.0.try_send(run_id.to_owned()).map_err(|err| match err {
+            mpsc::error::TrySendError::Full(_) => TriggerError::Busy,
+            mpsc::error::TrySendError::Closed(_) => {
+                TriggerError::Unavailable("the sync loop has stopped".to_owned())
+            }
+        })
+    }
 }

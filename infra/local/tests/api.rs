@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use clap::Parser;
+use http_api::router;
 use hunter_core::ports::LeadQuery;
 use hunter_core::secret::Secret;
-use hunter_local::api::{ApiState, router};
 use hunter_local::cli::Args;
 use hunter_local::stack::Stack;
 use reqwest::StatusCode;
@@ -28,11 +28,7 @@ async fn the_api_answers_with_a_token_and_queues_syncs_and_pushes() {
     );
     hunter_local::run_once(&stack).await.unwrap();
     let (sync_requests, _requested) = tokio::sync::mpsc::channel(1);
-    let state = ApiState {
-        stack: stack.clone(),
-        api_token: Secret::new("t0k"),
-        sync_requests,
-    };
+    let state = hunter_local::api_state(&stack, Secret::new("t0k"), sync_requests);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router(state)).await });

@@ -1,5 +1,5 @@
-//! The minimal `/api/v1` of hunter-local: health, referrals, sync runs, and starting a sync.
-//! (The full API and UI are their own capability.)
+//! The `/api/v1` HTTP API: health, referrals, sync runs, starting a sync, Dynamics pushes.
+//! The same router serves API Gateway (payload 2.0) on Lambda and hunter-local's listener.
 
 use std::sync::Arc;
 
@@ -9,28 +9,46 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hunter_core::error::StoreError;
+use hunter_core::error::{StoreError, TriggerError};
 use hunter_core::fanout::send_all;
 use hunter_core::messages::PushMessage;
 use hunter_core::model::{Lead, SyncStatus};
-use hunter_core::ports::{LeadQuery, MAX_PAGE_SIZE, OutgoingMessage, ReferralQuery};
+use hunter_core::ports::{
+    LeadQuery, MAX_PAGE_SIZE, OutgoingMessage, Queue, ReferralQuery, Store, SyncTrigger,
+};
 use hunter_core::retry::Backoff;
 use hunter_core::rules::{SkipReason, normalize_domain};
 use hunter_core::secret::Secret;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
-
-use crate::stack::Stack;
 
 /// What the routes share.
 #[allow(missing_debug_implementations, reason = "trait objects")]
 #[derive(Clone)]
 pub struct ApiState {
-    pub stack: Arc<Stack>,
+    pub store: Arc<dyn Store>,
+    /// The dynamics-push queue.
+    pub push_queue: Arc<dyn Queue>,
+    /// Starts `POST /sync` runs.
+    pub sync: Arc<dyn SyncTrigger>,
+    /// The bearer token every route but `/health` requires; never empty (see [`api_token`]).
     pub api_token: Secret,
-    /// Run ids of requested syncs, for the sync loop.
-    pub sync_requests: mpsc::Sender<String>,
+}
+
+/// The API cannot start without a bearer token: an empty one would let anyone in.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "HUNTER_API_TOKEN is not set (in the secret or the environment): the API refuses to run open"
+)]
+pub struct MissingApiToken;
+
+/// `token`, unless it is empty.
+pub fn api_token(token: Secret) -> Result<Secret, MissingApiToken> {
+    if token.expose().trim().is_empty() {
+        Err(MissingApiToken)
+    } else {
+        Ok(token)
+    }
 }
 
 /// The routes under `/api/v1`; all but `/health` need `Authorization: Bearer <token>`.
@@ -48,7 +66,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/health", get(health))
         .merge(protected)
         .with_state(state);
-    Router::new().nest("/api/v1", api)
+    Router::new().nest("/api/v1", api).fallback(unknown_route)
+}
+
+async fn unknown_route() -> ApiError {
+    not_found("no such route".to_owned())
 }
 
 /// An error answer: `{"error": {"code", "message"}}`.
@@ -102,7 +124,8 @@ async fn require_token(State(state): State<ApiState>, request: Request, next: Ne
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    if constant_time_eq(presented.as_bytes(), state.api_token.expose().as_bytes()) {
+    let expected = state.api_token.expose();
+    if !expected.is_empty() && constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
         next.run(request).await
     } else {
         let mut response = ApiError {
@@ -161,7 +184,7 @@ async fn list_referrals(
         limit: params.limit,
         cursor: params.cursor.filter(|s| !s.is_empty()),
     };
-    let page = state.stack.store.list_referrals(&query).await?;
+    let page = state.store.list_referrals(&query).await?;
     let items: Vec<Value> = page
         .items
         .iter()
@@ -182,7 +205,7 @@ async fn get_referral(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    match state.stack.store.get_referral(&id).await? {
+    match state.store.get_referral(&id).await? {
         Some(record) => Ok(Json(record).into_response()),
         None => Err(ApiError {
             status: StatusCode::NOT_FOUND,
@@ -203,7 +226,6 @@ async fn list_sync_runs(
     Query(params): Query<PageParams>,
 ) -> Result<Json<Value>, ApiError> {
     let page = state
-        .stack
         .store
         .list_sync_runs(params.limit, params.cursor.as_deref())
         .await?;
@@ -214,13 +236,21 @@ async fn list_sync_runs(
 
 async fn start_sync(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let run_id = uuid::Uuid::new_v4().to_string();
-    match state.sync_requests.try_send(run_id.clone()) {
+    match state.sync.request_sync(&run_id).await {
         Ok(()) => Ok((StatusCode::ACCEPTED, Json(json!({"runId": run_id}))).into_response()),
-        Err(_) => Err(ApiError {
+        Err(TriggerError::Busy) => Err(ApiError {
             status: StatusCode::CONFLICT,
             code: "sync_pending",
             message: "a sync is already waiting to start".to_owned(),
         }),
+        Err(err) => {
+            tracing::error!(event = "api_sync_request_failed", run_id, retryable = err.is_retryable(), error = %err);
+            Err(ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "sync_unavailable",
+                message: "the sync could not be started, try again".to_owned(),
+            })
+        }
     }
 }
 
@@ -236,7 +266,6 @@ async fn lead_of(state: &ApiState, domain: &str) -> Result<Lead, ApiError> {
     let domain = normalize_domain(domain)
         .map_err(|e| ApiError::bad_request(format!("domain {domain:?}: {e}")))?;
     state
-        .stack
         .store
         .get_lead(&domain)
         .await?
@@ -258,20 +287,16 @@ async fn queue_pushes(state: &ApiState, leads: &[Lead]) -> Result<usize, ApiErro
             OutgoingMessage::new(i.to_string(), body)
         })
         .collect();
-    let report = send_all(
-        state.stack.push_queue.as_ref(),
-        &messages,
-        &Backoff::default(),
-    )
-    .await
-    .map_err(|e| {
-        tracing::error!(event = "api_queue_failed", error = %e);
-        ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "queue_unavailable",
-            message: "the push queue is unavailable".to_owned(),
-        }
-    })?;
+    let report = send_all(state.push_queue.as_ref(), &messages, &Backoff::default())
+        .await
+        .map_err(|e| {
+            tracing::error!(event = "api_queue_failed", error = %e);
+            ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "queue_unavailable",
+                message: "the push queue is unavailable".to_owned(),
+            }
+        })?;
     Ok(report.sent)
 }
 
@@ -298,7 +323,7 @@ async fn push_all(State(state): State<ApiState>) -> Result<Response, ApiError> {
             ..LeadQuery::default()
         };
         loop {
-            let page = state.stack.store.list_leads(&query).await?;
+            let page = state.store.list_leads(&query).await?;
             waiting.extend(page.items);
             match page.next_cursor {
                 Some(cursor) => query.cursor = Some(cursor),
@@ -315,7 +340,7 @@ async fn push_status(
     Path(domain): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let lead = lead_of(&state, &domain).await?;
-    let audit = state.stack.store.list_audit(&lead.domain, 20).await?;
+    let audit = state.store.list_audit(&lead.domain, 20).await?;
     Ok(Json(json!({
         "domain": lead.domain,
         "syncStatus": lead.sync_status,

@@ -1,0 +1,27 @@
+//! http-api on Lambda: builds the adapters once, then serves API Gateway (payload 2.0) requests.
+
+use std::sync::Arc;
+
+use http_api::{ApiState, api_token, router};
+use hunter_core::{config::Config, credentials::Credentials, telemetry, wiring};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    telemetry::init(telemetry::LogFormat::Lambda);
+    let config = Config::from_env()?;
+    let sdk = wiring::aws_sdk_config().await;
+    let credentials = Credentials::load(&sdk, config.secret_arn.as_deref()).await?;
+    let push_queue = wiring::sqs_queue(
+        &sdk,
+        config.dynamics_queue_url.as_deref(),
+        "HUNTER_DYNAMICS_QUEUE_URL",
+    )
+    .await?;
+    let state = ApiState {
+        store: Arc::new(wiring::dynamo_store(&sdk, &config)),
+        push_queue: Arc::new(push_queue),
+        sync: Arc::new(wiring::lambda_sync_trigger(&sdk, &config)?),
+        api_token: api_token(credentials.api_token)?,
+    };
+    lambda_http::run(router(state)).await
+}

@@ -1,0 +1,271 @@
+//! The http-api function as Lambda runs it: API Gateway HTTP API (payload 2.0) event JSON in,
+//! through lambda_http's own adapter, API Gateway response JSON out; and its sync trigger, the
+//! asynchronous Lambda invocation of fetch-referrals, over real HTTP with the AWS SDK.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use clap::Parser;
+use http_api::{ApiState, api_token, router};
+use hunter_core::adapters::LambdaSyncTrigger;
+use hunter_core::error::TriggerError;
+use hunter_core::ports::SyncTrigger;
+use hunter_core::secret::Secret;
+use hunter_local::cli::Args;
+use hunter_local::stack::Stack;
+use lambda_http::request::LambdaRequest;
+use lambda_http::tower::ServiceExt as _;
+use lambda_http::{Adapter, Context, LambdaEvent};
+use serde_json::Value;
+
+const TOKEN: &str = "fixture-token";
+
+/// Remembers the run ids it was asked to start.
+#[derive(Debug, Default)]
+struct RecordingTrigger(Mutex<Vec<String>>);
+
+#[async_trait]
+impl SyncTrigger for RecordingTrigger {
+    async fn request_sync(&self, run_id: &str) -> Result<(), TriggerError> {
+        self.0.lock().unwrap().push(run_id.to_owned());
+        Ok(())
+    }
+}
+
+/// A store and queue holding one synced run of `seed` generated referrals.
+async fn synced_stack(seed: &str) -> Stack {
+    let stack = Stack::build(&Args::parse_from([
+        "hunter-local",
+        "--once",
+        "--no-dynamics",
+        "--seed",
+        seed,
+    ]))
+    .await
+    .unwrap();
+    hunter_local::run_once(&stack).await.unwrap();
+    stack
+}
+
+fn state(stack: &Stack, sync: Arc<dyn SyncTrigger>) -> ApiState {
+    ApiState {
+        store: stack.store.clone(),
+        push_queue: stack.push_queue.clone(),
+        sync,
+        api_token: Secret::new(TOKEN),
+    }
+}
+
+/// `event` through lambda_http's adapter, as `lambda_http::run` serves it; the response as
+/// API Gateway receives it (`statusCode`, `headers`, `body`).
+async fn invoke(state: ApiState, event: Value) -> Value {
+    let request: LambdaRequest = serde_json::from_value(event).unwrap();
+    let response = Adapter::from(router(state))
+        .oneshot(LambdaEvent::new(request, Context::default()))
+        .await
+        .unwrap();
+    serde_json::to_value(response).unwrap()
+}
+
+fn fixture(name: &str) -> Value {
+    let text = match name {
+        "health" => include_str!("../fixtures/events/apigw-http-health.json"),
+        "referrals" => include_str!("../fixtures/events/apigw-http-referrals.json"),
+        "sync" => include_str!("../fixtures/events/apigw-http-sync.json"),
+        other => panic!("no fixture {other}"),
+    };
+    serde_json::from_str(text).unwrap()
+}
+
+fn body(response: &Value) -> Value {
+    serde_json::from_str(response["body"].as_str().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn api_gateway_events_reach_the_routes_and_get_api_gateway_answers() {
+    let stack = synced_stack("30").await;
+    let trigger = Arc::new(RecordingTrigger::default());
+    let state = state(&stack, trigger.clone());
+
+    let health = invoke(state.clone(), fixture("health")).await;
+    assert_eq!(health["statusCode"], 200);
+    assert_eq!(body(&health)["status"], "ok");
+
+    let referrals = invoke(state.clone(), fixture("referrals")).await;
+    assert_eq!(referrals["statusCode"], 200, "{referrals}");
+    assert_eq!(referrals["headers"]["content-type"], "application/json");
+    let listed = body(&referrals);
+    let items = listed["items"].as_array().unwrap();
+    assert!(
+        !items.is_empty() && items.len() <= 5,
+        "limit=5 honoured: {}",
+        items.len()
+    );
+    assert!(
+        items.iter().all(|r| r["eligible"] == false),
+        "eligible=false filter applied"
+    );
+    assert!(
+        items.iter().all(|r| r.get("raw").is_none()),
+        "lists omit raw"
+    );
+    assert!(
+        listed["nextCursor"].is_string(),
+        "more skipped referrals follow"
+    );
+
+    let sync = invoke(state.clone(), fixture("sync")).await;
+    assert_eq!(sync["statusCode"], 202, "{sync}");
+    let run_id = body(&sync)["runId"].as_str().unwrap().to_owned();
+    assert_eq!(*trigger.0.lock().unwrap(), vec![run_id]);
+}
+
+#[tokio::test]
+async fn events_without_the_right_bearer_token_are_refused() {
+    let stack = synced_stack("5").await;
+    let trigger = Arc::new(RecordingTrigger::default());
+    let state = state(&stack, trigger.clone());
+
+    let mut missing = fixture("sync");
+    missing["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("authorization");
+    let mut wrong = fixture("referrals");
+    wrong["headers"]["authorization"] = Value::from("Bearer fixture-tokeN");
+    for event in [missing, wrong] {
+        let answer = invoke(state.clone(), event).await;
+        assert_eq!(answer["statusCode"], 401, "{answer}");
+        assert_eq!(answer["headers"]["www-authenticate"], "Bearer");
+        assert_eq!(body(&answer)["error"]["code"], "unauthorized");
+    }
+    assert!(
+        trigger.0.lock().unwrap().is_empty(),
+        "no sync started without auth"
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_answer_a_json_404() {
+    let stack = synced_stack("1").await;
+    let mut event = fixture("referrals");
+    event["rawPath"] = Value::from("/api/v1/nothing-here");
+    event["requestContext"]["http"]["path"] = Value::from("/api/v1/nothing-here");
+    let answer = invoke(state(&stack, Arc::new(RecordingTrigger::default())), event).await;
+    assert_eq!(answer["statusCode"], 404, "{answer}");
+    assert_eq!(body(&answer)["error"]["code"], "not_found");
+}
+
+#[test]
+fn the_api_refuses_to_run_without_a_token() {
+    assert!(api_token(Secret::new("")).is_err());
+    assert!(api_token(Secret::new("  \n")).is_err());
+    assert_eq!(api_token(Secret::new("s3cret")).unwrap().expose(), "s3cret");
+}
+
+/// What a fake Lambda endpoint saw, and the answer it gives.
+#[derive(Debug, Default)]
+struct LambdaEndpoint {
+    seen: Mutex<Vec<(String, Option<String>, Value)>>,
+    /// `(status, x-amzn-ErrorType)` to answer instead of 202.
+    failure: Option<(StatusCode, &'static str)>,
+}
+
+async fn invocations(
+    State(endpoint): State<Arc<LambdaEndpoint>>,
+    Path(function): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> axum::response::Response {
+    let invocation_type = headers
+        .get("x-amz-invocation-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    endpoint.seen.lock().unwrap().push((
+        function,
+        invocation_type,
+        serde_json::from_str(&body).unwrap(),
+    ));
+    match endpoint.failure {
+        None => StatusCode::ACCEPTED.into_response(),
+        Some((status, error_type)) => (
+            status,
+            [("x-amzn-errortype", error_type)],
+            axum::Json(serde_json::json!({"Type": "User", "message": "refused by test"})),
+        )
+            .into_response(),
+    }
+}
+
+/// The Lambda API at a loopback address, and a trigger pointed at it with the real SDK.
+async fn lambda_endpoint(endpoint: Arc<LambdaEndpoint>) -> LambdaSyncTrigger {
+    let app = axum::Router::new()
+        .route(
+            "/2015-03-31/functions/{function}/invocations",
+            axum::routing::post(invocations),
+        )
+        .with_state(endpoint);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(aws_config::Region::new("eu-west-1"))
+        .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await;
+    LambdaSyncTrigger::new(aws_sdk_lambda::Client::new(&sdk), "hunter-fetch-referrals")
+}
+
+#[tokio::test]
+async fn the_lambda_trigger_invokes_fetch_referrals_asynchronously_with_the_run_id() {
+    let endpoint = Arc::new(LambdaEndpoint::default());
+    let trigger = lambda_endpoint(endpoint.clone()).await;
+    trigger.request_sync("run-42").await.unwrap();
+    let seen = endpoint.seen.lock().unwrap();
+    assert_eq!(
+        *seen,
+        vec![(
+            "hunter-fetch-referrals".to_owned(),
+            Some("Event".to_owned()),
+            serde_json::json!({"runId": "run-42"})
+        )]
+    );
+}
+
+#[tokio::test]
+async fn lambda_trigger_failures_are_typed_and_the_api_answers_503() {
+    let throttled = lambda_endpoint(Arc::new(LambdaEndpoint {
+        failure: Some((StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException")),
+        ..LambdaEndpoint::default()
+    }))
+    .await;
+    let err = throttled.request_sync("r").await.unwrap_err();
+    assert!(
+        matches!(err, TriggerError::Unavailable(_)) && err.is_retryable(),
+        "{err:?}"
+    );
+
+    let missing = lambda_endpoint(Arc::new(LambdaEndpoint {
+        failure: Some((StatusCode::NOT_FOUND, "ResourceNotFoundException")),
+        ..LambdaEndpoint::default()
+    }))
+    .await;
+    let err = missing.request_sync("r").await.unwrap_err();
+    assert!(
+        matches!(err, TriggerError::Invalid(_)) && !err.is_retryable(),
+        "{err:?}"
+    );
+
+    let stack = synced_stack("1").await;
+    let answer = invoke(state(&stack, Arc::new(throttled)), fixture("sync")).await;
+    assert_eq!(answer["statusCode"], 503, "{answer}");
+    assert_eq!(body(&answer)["error"]["code"], "sync_unavailable");
+}
