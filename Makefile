@@ -34,12 +34,14 @@ test-embedded:
 	cargo test -p hunter-core -p fetch-referrals -p ingest-referral -p push-dynamics -p http-api
 	cargo test -p hunter-local -- --skip aws
 
-## test-moto: the contract suite and hunter-local --once --aws against DynamoDB and SQS in moto server
+## test-moto: the contract suite, hunter-local --once --aws and the functions under cargo lambda watch, on moto server
 test-moto: venv
 	@echo "==> contract tests (moto)"
 	scripts/with-moto.sh cargo test -p hunter-tests --test contract -- moto::
 	@echo "==> hunter-local --once --aws (moto)"
 	scripts/with-moto.sh cargo test -p hunter-local --test once -- aws
+	@echo "==> the four functions under cargo lambda watch (moto + simulators)"
+	scripts/with-moto.sh cargo test -p hunter-tests --test lambda
 
 lint: fmt-check clippy cfn-lint
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotently creates .venv/ in the repository root with the Python tools of
-# scripts/requirements-dev.txt (moto[server], cfn-lint). Does nothing when the
+# scripts/requirements-dev.txt (moto[server], cfn-lint, cargo-lambda). Does nothing when the
 # stamp for the current requirements is present. Quiet unless something fails.
 set -euo pipefail
 

@@ -1,0 +1,404 @@
+//! The four Lambda binaries, unchanged, under `cargo lambda watch` (its emulation of the Lambda
+//! runtime and invoke APIs) against DynamoDB and SQS in moto server and the Partner Center and
+//! Dataverse simulators, driven with AWS's own event shapes: an EventBridge schedule for
+//! fetch-referrals, SQS batches of the queues' real messages for ingest-referral and
+//! push-dynamics, and HTTP requests through the function URL of http-api (payload 2.0).
+//!
+//! This exercises what the in-process suites cannot: each `main.rs` composition root reading its
+//! environment, building its adapters and serving the runtime API. Needs `cargo-lambda`
+//! (`make test` installs it into `.venv/`) and moto (`scripts/with-moto.sh`).
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use hunter_core::adapters::{DynamoStore, SqsQueue};
+use hunter_core::ports::{ReferralQuery, ReferralStore, SyncStore};
+use hunter_local::sim::dataverse::{DataverseConfig, DataverseSim};
+use hunter_local::sim::partner_center::{PartnerCenterSim, SimConfig};
+use hunter_local::sim::seed::generate_referrals;
+use hunter_tests::{moto_sdk_config, moto_session, moto_url};
+use serde_json::{Value, json};
+
+const REFERRALS: usize = 24;
+const API_TOKEN: &str = "watch-test-token";
+
+/// `cargo lambda watch` in the workspace root, stopped (with its functions) on drop.
+struct Watch {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // Its direct children are the function processes (`cargo run` execs them): stop them
+        // first, then cargo lambda watch itself.
+        let pid = self.child.id().to_string();
+        let _ = Command::new("pkill").args(["-TERM", "-P", &pid]).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cargo_lambda() -> String {
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/cargo-lambda");
+    std::env::var("HUNTER_CARGO_LAMBDA")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| venv.to_owned())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Watch {
+    fn start(port: u16, env: &[(&str, String)]) -> Self {
+        let workspace = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let log = std::fs::File::create(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/cargo-lambda-watch.log"
+        ))
+        .unwrap();
+        let child = Command::new(cargo_lambda())
+            .args([
+                "lambda",
+                "watch",
+                "--ignore-changes",
+                "--invoke-address",
+                "127.0.0.1",
+                "--invoke-port",
+                &port.to_string(),
+            ])
+            .current_dir(workspace)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e} (make test installs cargo-lambda into .venv/)",
+                    cargo_lambda()
+                )
+            });
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Invokes `function` with `event` (RequestResponse), waiting for the first build.
+    async fn invoke(&self, function: &str, event: &Value) -> Value {
+        let url = format!("{}/2015-03-31/functions/{function}/invocations", self.url);
+        let response = retry_until_up(|| http().post(&url).json(event).send()).await;
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(status.is_success(), "{function} answered {status}: {text}");
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("{function}: not JSON: {text}"))
+    }
+
+    /// `method path` on http-api's function URL.
+    async fn api(&self, method: reqwest::Method, path: &str, token: Option<&str>) -> (u16, Value) {
+        let url = format!("{}/lambda-url/http-api{path}", self.url);
+        let response = retry_until_up(|| {
+            let request = http().request(method.clone(), &url);
+            match token {
+                Some(token) => request.bearer_auth(token).send(),
+                None => request.send(),
+            }
+        })
+        .await;
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .unwrap()
+}
+
+/// Retries `send` while cargo lambda watch is not listening yet.
+async fn retry_until_up<F, Fut>(send: F) -> reqwest::Response
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match send().await {
+            Ok(response) => return response,
+            Err(err) if err.is_connect() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(err) => panic!(
+                "cargo lambda watch did not answer: {err} (see target/cargo-lambda-watch.log)"
+            ),
+        }
+    }
+}
+
+/// Receives what `queue` holds as one SQS event (as the event source mapping builds it) per
+/// batch of up to 10, invokes `function` with it, and deletes what it did not report failed.
+async fn drain_through(
+    watch: &Watch,
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    function: &str,
+) -> usize {
+    let arn = format!(
+        "arn:aws:sqs:us-east-1:123456789012:{}",
+        queue_url.rsplit('/').next().unwrap()
+    );
+    let mut delivered = 0;
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let messages = received.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return delivered;
+        }
+        let records: Vec<Value> = messages
+            .iter()
+            .map(|m| {
+                let attributes: serde_json::Map<String, Value> = m
+                    .attributes()
+                    .map(|a| {
+                        a.iter()
+                            .map(|(k, v)| (k.as_str().to_owned(), Value::from(v.as_str())))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                json!({
+                    "messageId": m.message_id(),
+                    "receiptHandle": m.receipt_handle(),
+                    "body": m.body(),
+                    "attributes": attributes,
+                    "messageAttributes": {},
+                    "md5OfBody": m.md5_of_body(),
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": arn,
+                    "awsRegion": "us-east-1",
+                })
+            })
+            .collect();
+        let answer = watch.invoke(function, &json!({ "Records": records })).await;
+        let failed: BTreeSet<&str> = answer["batchItemFailures"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{function}: no batchItemFailures in {answer}"))
+            .iter()
+            .map(|f| f["itemIdentifier"].as_str().unwrap())
+            .collect();
+        assert!(failed.is_empty(), "{function} reported failures: {answer}");
+        for m in &messages {
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+        delivered += messages.len();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_four_functions_run_under_cargo_lambda_watch_against_moto_and_the_simulators() {
+    let _moto = moto_session().await;
+    let sdk = moto_sdk_config().await;
+
+    let pc_config = SimConfig {
+        page_size: 10,
+        ..SimConfig::default()
+    };
+    let refresh_token = pc_config.initial_refresh_token.clone();
+    let pc = PartnerCenterSim::new(generate_referrals(REFERRALS, 7), pc_config)
+        .serve(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let dv_config = DataverseConfig::default();
+    let (dv_client, dv_secret) = (dv_config.client_id.clone(), dv_config.client_secret.clone());
+    let dv = DataverseSim::new(dv_config)
+        .serve(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), "hunter-watch");
+    store.ensure_table().await.unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let visibility = Duration::from_secs(360);
+    let referrals_queue = SqsQueue::ensure(sqs.clone(), "hunter-referrals", visibility, 5)
+        .await
+        .unwrap();
+    let push_queue = SqsQueue::ensure(sqs.clone(), "hunter-dynamics-push", visibility, 5)
+        .await
+        .unwrap();
+
+    let port = free_port();
+    let watch = Watch::start(
+        port,
+        &[
+            // http-api's sync trigger invokes fetch-referrals through the same watch server.
+            (
+                "AWS_ENDPOINT_URL_LAMBDA",
+                format!("http://127.0.0.1:{port}"),
+            ),
+            ("AWS_ENDPOINT_URL", moto_url()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+            ("HUNTER_TABLE", "hunter-watch".to_owned()),
+            (
+                "HUNTER_REFERRALS_QUEUE_URL",
+                referrals_queue.url().to_owned(),
+            ),
+            ("HUNTER_DYNAMICS_QUEUE_URL", push_queue.url().to_owned()),
+            ("HUNTER_PARTNER_CENTER_URL", pc.base_url.clone()),
+            ("HUNTER_PARTNER_CENTER_TOKEN_URL", pc.token_url.clone()),
+            ("HUNTER_DYNAMICS_URL", dv.base_url.clone()),
+            ("HUNTER_DYNAMICS_TOKEN_URL", dv.token_url.clone()),
+            ("HUNTER_PC_CLIENT_ID", "hunter-watch".to_owned()),
+            ("HUNTER_PC_REFRESH_TOKEN", refresh_token),
+            ("HUNTER_D365_CLIENT_ID", dv_client),
+            ("HUNTER_D365_CLIENT_SECRET", dv_secret),
+            ("HUNTER_D365_TENANT", "watch-tenant".to_owned()),
+            ("HUNTER_API_TOKEN", API_TOKEN.to_owned()),
+            ("HUNTER_FETCH_FUNCTION", "fetch-referrals".to_owned()),
+        ],
+    );
+
+    // fetch-referrals: the schedule's event, every page enqueued.
+    let schedule: Value = serde_json::from_str(include_str!(
+        "../fixtures/events/eventbridge-scheduled.json"
+    ))
+    .unwrap();
+    // cargo lambda watch gives each invocation a short deadline, so the run pages until its
+    // margin and stores a continuation; each next invocation resumes the same run.
+    let mut fetched = watch.invoke("fetch-referrals", &schedule).await;
+    let run_id = fetched["runId"].clone();
+    let mut invocations = 1;
+    loop {
+        assert_eq!(fetched["enqueued"], fetched["fetched"], "{fetched}");
+        assert_eq!(fetched["runId"], run_id, "a continuation keeps its run");
+        if fetched["status"] != "continued" {
+            break;
+        }
+        assert!(invocations < 10, "the run never finished: {fetched}");
+        fetched = watch.invoke("fetch-referrals", &schedule).await;
+        invocations += 1;
+    }
+    assert_eq!(fetched["status"], "succeeded", "{fetched}");
+    assert_eq!(fetched["fetched"], REFERRALS, "run totals: {fetched}");
+    assert!(fetched["pages"].as_u64().unwrap() >= 3, "{fetched}");
+
+    // ingest-referral: the referrals queue's messages as SQS events.
+    let ingested = drain_through(&watch, &sqs, referrals_queue.url(), "ingest-referral").await;
+    assert_eq!(ingested, REFERRALS);
+    let stored = store
+        .list_referrals(&ReferralQuery {
+            limit: Some(200),
+            ..ReferralQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored.items.len(), REFERRALS);
+    let eligible_domains: BTreeSet<String> = stored
+        .items
+        .iter()
+        .filter(|r| r.eligible)
+        .filter_map(|r| r.domain.as_ref().map(ToString::to_string))
+        .collect();
+    assert!(
+        !eligible_domains.is_empty(),
+        "the seed has eligible referrals"
+    );
+
+    // push-dynamics: the push requests as SQS events; every eligible domain lands once.
+    let pushed = drain_through(&watch, &sqs, push_queue.url(), "push-dynamics").await;
+    assert!(pushed >= eligible_domains.len(), "{pushed} pushes");
+    let keys: Vec<String> = dv
+        .sim
+        .records("leads")
+        .iter()
+        .map(|lead| lead["hnt_hunterkey"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        keys.iter().cloned().collect::<BTreeSet<_>>(),
+        eligible_domains,
+        "one Dynamics lead per eligible domain"
+    );
+    assert_eq!(keys.len(), eligible_domains.len(), "no duplicates");
+
+    // http-api through its function URL (payload 2.0).
+    let (status, health) = watch
+        .api(reqwest::Method::GET, "/api/v1/health", None)
+        .await;
+    assert_eq!((status, &health["status"]), (200, &Value::from("ok")));
+    let (status, _) = watch
+        .api(reqwest::Method::GET, "/api/v1/referrals", None)
+        .await;
+    assert_eq!(status, 401);
+    let (status, listed) = watch
+        .api(
+            reqwest::Method::GET,
+            "/api/v1/referrals?eligible=true&limit=100",
+            Some(API_TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(
+        listed["items"].as_array().unwrap().len(),
+        stored.items.iter().filter(|r| r.eligible).count()
+    );
+    let (status, runs) = watch
+        .api(reqwest::Method::GET, "/api/v1/sync-runs", Some(API_TOKEN))
+        .await;
+    assert_eq!(status, 200, "{runs}");
+    assert_eq!(runs["items"][0]["id"], run_id, "{runs}");
+
+    let before = store
+        .list_sync_runs(Some(50), None)
+        .await
+        .unwrap()
+        .items
+        .len();
+    let (status, accepted) = watch
+        .api(reqwest::Method::POST, "/api/v1/sync", Some(API_TOKEN))
+        .await;
+    assert_eq!(status, 202, "{accepted}");
+    let run_id = accepted["runId"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let runs = store.list_sync_runs(Some(50), None).await.unwrap().items;
+        if runs.iter().any(|r| r.id == run_id) {
+            assert_eq!(runs.len(), before + 1);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "POST /sync did not start fetch-referrals run {run_id}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
