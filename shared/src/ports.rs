@@ -261,6 +261,8 @@ pub trait ReferralWriteBack: Send + Sync {
 /// fetch-referrals is invoked asynchronously.
 #[async_trait]
 pub trait SyncTrigger: Send + Sync {
-    /// Asks for a sync run with id `run_id`; returns once the request was accepted.
-    async fn request_sync(&self, run_id: &str) -> Result<(), TriggerError>;
+    /// Asks for a sync: a new run named `run_id`, or with `None` the run in progress (resumed
+    /// from its continuation, else a new run with an id of its own); returns once the request
+    /// was accepted.
+    async fn request_sync(&self, run_id: Option<&str>) -> Result<(), TriggerError>;
 }

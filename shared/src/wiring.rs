@@ -37,8 +37,33 @@ pub fn dynamo_store(sdk: &aws_config::SdkConfig, config: &Config) -> DynamoStore
     DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone())
 }
 
-/// The queue at `url` (read from the variable `variable`, which must be set).
-pub async fn sqs_queue(
+/// The referrals queue, `HUNTER_REFERRALS_QUEUE_URL` (required).
+pub async fn referrals_queue(
+    sdk: &aws_config::SdkConfig,
+    config: &Config,
+) -> Result<SqsQueue, QueueError> {
+    sqs_queue(
+        sdk,
+        config.referrals_queue_url.as_deref(),
+        "HUNTER_REFERRALS_QUEUE_URL",
+    )
+    .await
+}
+
+/// The dynamics-push queue, `HUNTER_DYNAMICS_QUEUE_URL` (required).
+pub async fn dynamics_queue(
+    sdk: &aws_config::SdkConfig,
+    config: &Config,
+) -> Result<SqsQueue, QueueError> {
+    sqs_queue(
+        sdk,
+        config.dynamics_queue_url.as_deref(),
+        "HUNTER_DYNAMICS_QUEUE_URL",
+    )
+    .await
+}
+
+async fn sqs_queue(
     sdk: &aws_config::SdkConfig,
     url: Option<&str>,
     variable: &str,

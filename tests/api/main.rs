@@ -14,6 +14,7 @@ use clap::Parser;
 use http_api::{ApiState, api_token, router};
 use hunter_core::adapters::LambdaSyncTrigger;
 use hunter_core::error::TriggerError;
+use hunter_core::model::SyncRun;
 use hunter_core::ports::SyncTrigger;
 use hunter_core::secret::Secret;
 use hunter_local::cli::Args;
@@ -25,14 +26,14 @@ use serde_json::Value;
 
 const TOKEN: &str = "fixture-token";
 
-/// Remembers the run ids it was asked to start.
+/// Remembers the sync requests it was given.
 #[derive(Debug, Default)]
-struct RecordingTrigger(Mutex<Vec<String>>);
+struct RecordingTrigger(Mutex<Vec<Option<String>>>);
 
 #[async_trait]
 impl SyncTrigger for RecordingTrigger {
-    async fn request_sync(&self, run_id: &str) -> Result<(), TriggerError> {
-        self.0.lock().unwrap().push(run_id.to_owned());
+    async fn request_sync(&self, run_id: Option<&str>) -> Result<(), TriggerError> {
+        self.0.lock().unwrap().push(run_id.map(str::to_owned));
         Ok(())
     }
 }
@@ -87,7 +88,7 @@ fn body(response: &Value) -> Value {
 }
 
 #[tokio::test]
-async fn api_gateway_events_reach_the_routes_and_get_api_gateway_answers() {
+async fn when_api_gateway_sends_payload_2_events_should_route_them_and_answer_in_its_shape() {
     let stack = synced_stack("30").await;
     let trigger = Arc::new(RecordingTrigger::default());
     let state = state(&stack, trigger.clone());
@@ -121,12 +122,39 @@ async fn api_gateway_events_reach_the_routes_and_get_api_gateway_answers() {
 
     let sync = invoke(state.clone(), fixture("sync")).await;
     assert_eq!(sync["statusCode"], 202, "{sync}");
-    let run_id = body(&sync)["runId"].as_str().unwrap().to_owned();
-    assert_eq!(*trigger.0.lock().unwrap(), vec![run_id]);
+    let accepted = body(&sync);
+    assert_eq!(accepted["inProgress"], false, "{accepted}");
+    let run_id = accepted["runId"].as_str().unwrap().to_owned();
+    assert_eq!(*trigger.0.lock().unwrap(), vec![Some(run_id)]);
+
+    let mut lowercase = fixture("referrals");
+    lowercase["headers"]["authorization"] = Value::from("bearer fixture-token");
+    let answer = invoke(state, lowercase).await;
+    assert_eq!(
+        answer["statusCode"], 200,
+        "the auth scheme is case-insensitive"
+    );
 }
 
 #[tokio::test]
-async fn events_without_the_right_bearer_token_are_refused() {
+async fn when_the_newest_run_is_still_running_should_answer_its_id_and_ask_to_continue_it() {
+    let stack = synced_stack("3").await;
+    let running = SyncRun::start("run-continued".to_owned(), chrono::Utc::now());
+    stack.store.put_sync_run(&running).await.unwrap();
+    let trigger = Arc::new(RecordingTrigger::default());
+    let answer = invoke(state(&stack, trigger.clone()), fixture("sync")).await;
+    assert_eq!(answer["statusCode"], 202, "{answer}");
+    assert_eq!(body(&answer)["runId"], "run-continued");
+    assert_eq!(body(&answer)["inProgress"], true);
+    assert_eq!(
+        *trigger.0.lock().unwrap(),
+        vec![None],
+        "the function resumes the run"
+    );
+}
+
+#[tokio::test]
+async fn when_the_bearer_token_is_missing_or_wrong_should_refuse_with_401() {
     let stack = synced_stack("5").await;
     let trigger = Arc::new(RecordingTrigger::default());
     let state = state(&stack, trigger.clone());
@@ -151,7 +179,7 @@ async fn events_without_the_right_bearer_token_are_refused() {
 }
 
 #[tokio::test]
-async fn unknown_routes_answer_a_json_404() {
+async fn when_the_route_is_unknown_should_answer_a_json_404() {
     let stack = synced_stack("1").await;
     let mut event = fixture("referrals");
     event["rawPath"] = Value::from("/api/v1/nothing-here");
@@ -162,7 +190,7 @@ async fn unknown_routes_answer_a_json_404() {
 }
 
 #[test]
-fn the_api_refuses_to_run_without_a_token() {
+fn when_no_api_token_is_configured_should_refuse_to_start() {
     assert!(api_token(Secret::new("")).is_err());
     assert!(api_token(Secret::new("  \n")).is_err());
     assert_eq!(api_token(Secret::new("s3cret")).unwrap().expose(), "s3cret");
@@ -225,29 +253,36 @@ async fn lambda_endpoint(endpoint: Arc<LambdaEndpoint>) -> LambdaSyncTrigger {
 }
 
 #[tokio::test]
-async fn the_lambda_trigger_invokes_fetch_referrals_asynchronously_with_the_run_id() {
+async fn when_a_sync_is_requested_on_aws_should_invoke_fetch_referrals_asynchronously() {
     let endpoint = Arc::new(LambdaEndpoint::default());
     let trigger = lambda_endpoint(endpoint.clone()).await;
-    trigger.request_sync("run-42").await.unwrap();
+    trigger.request_sync(Some("run-42")).await.unwrap();
+    trigger.request_sync(None).await.unwrap();
     let seen = endpoint.seen.lock().unwrap();
-    assert_eq!(
-        *seen,
-        vec![(
+    let event = |payload| {
+        (
             "hunter-fetch-referrals".to_owned(),
             Some("Event".to_owned()),
-            serde_json::json!({"runId": "run-42"})
-        )]
+            payload,
+        )
+    };
+    assert_eq!(
+        *seen,
+        vec![
+            event(serde_json::json!({"runId": "run-42"})),
+            event(serde_json::json!({}))
+        ]
     );
 }
 
 #[tokio::test]
-async fn lambda_trigger_failures_are_typed_and_the_api_answers_503() {
+async fn when_lambda_refuses_the_invocation_should_type_the_error_and_answer_500_or_503() {
     let throttled = lambda_endpoint(Arc::new(LambdaEndpoint {
         failure: Some((StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException")),
         ..LambdaEndpoint::default()
     }))
     .await;
-    let err = throttled.request_sync("r").await.unwrap_err();
+    let err = throttled.request_sync(Some("r")).await.unwrap_err();
     assert!(
         matches!(err, TriggerError::Unavailable(_)) && err.is_retryable(),
         "{err:?}"
@@ -258,7 +293,7 @@ async fn lambda_trigger_failures_are_typed_and_the_api_answers_503() {
         ..LambdaEndpoint::default()
     }))
     .await;
-    let err = missing.request_sync("r").await.unwrap_err();
+    let err = missing.request_sync(Some("r")).await.unwrap_err();
     assert!(
         matches!(err, TriggerError::Invalid(_)) && !err.is_retryable(),
         "{err:?}"
@@ -267,5 +302,10 @@ async fn lambda_trigger_failures_are_typed_and_the_api_answers_503() {
     let stack = synced_stack("1").await;
     let answer = invoke(state(&stack, Arc::new(throttled)), fixture("sync")).await;
     assert_eq!(answer["statusCode"], 503, "{answer}");
+    assert_eq!(answer["headers"]["retry-after"], "5");
     assert_eq!(body(&answer)["error"]["code"], "sync_unavailable");
+
+    let answer = invoke(state(&stack, Arc::new(missing)), fixture("sync")).await;
+    assert_eq!(answer["statusCode"], 500, "{answer}");
+    assert_eq!(body(&answer)["error"]["code"], "sync_misconfigured");
 }

@@ -12,6 +12,7 @@
 
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::MessageSystemAttributeName;
@@ -26,20 +27,33 @@ use serde_json::{Value, json};
 const REFERRALS: usize = 24;
 const API_TOKEN: &str = "watch-test-token";
 
+/// The function binaries cargo lambda watch runs (`cargo run --bin NAME`).
+const FUNCTIONS: [&str; 4] = [
+    "fetch-referrals",
+    "ingest-referral",
+    "push-dynamics",
+    "http-api",
+];
+
 /// `cargo lambda watch` in the workspace root, stopped (with its functions) on drop.
 struct Watch {
-    child: Child,
+    child: Mutex<Child>,
     url: String,
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        // Its direct children are the function processes (`cargo run` execs them): stop them
-        // first, then cargo lambda watch itself.
-        let pid = self.child.id().to_string();
-        let _ = Command::new("pkill").args(["-TERM", "-P", &pid]).status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let child = self.child.get_mut().unwrap();
+        let pid = child.id().to_string();
+        // Asked to stop, watch stops the function processes it started; wait for it, then make sure.
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("pkill").args(["-KILL", "-P", &pid]).status();
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
@@ -59,14 +73,27 @@ fn free_port() -> u16 {
         .port()
 }
 
+const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// Builds the function binaries first, so that no request waits on a compiler.
+fn build_functions() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut build = Command::new(cargo);
+    build.current_dir(WORKSPACE).args(["build", "--quiet"]);
+    for function in FUNCTIONS {
+        build.args(["--bin", function]);
+    }
+    assert!(
+        build.status().unwrap().success(),
+        "building the functions failed"
+    );
+}
+
 impl Watch {
     fn start(port: u16, env: &[(&str, String)]) -> Self {
-        let workspace = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-        let log = std::fs::File::create(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../target/cargo-lambda-watch.log"
-        ))
-        .unwrap();
+        build_functions();
+        let log =
+            std::fs::File::create(format!("{WORKSPACE}/target/cargo-lambda-watch.log")).unwrap();
         let child = Command::new(cargo_lambda())
             .args([
                 "lambda",
@@ -77,7 +104,7 @@ impl Watch {
                 "--invoke-port",
                 &port.to_string(),
             ])
-            .current_dir(workspace)
+            .current_dir(WORKSPACE)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -91,15 +118,42 @@ impl Watch {
                 )
             });
         Self {
-            child,
+            child: Mutex::new(child),
             url: format!("http://127.0.0.1:{port}"),
         }
     }
 
-    /// Invokes `function` with `event` (RequestResponse), waiting for the first build.
+    fn assert_running(&self) {
+        if let Some(status) = self.child.lock().unwrap().try_wait().unwrap() {
+            panic!("cargo lambda watch exited ({status}); see target/cargo-lambda-watch.log");
+        }
+    }
+
+    /// Sends a request (again while watch is not listening yet).
+    async fn send<F, Fut>(&self, send: F) -> reqwest::Response
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            self.assert_running();
+            match send().await {
+                Ok(response) => return response,
+                Err(err) if err.is_connect() && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(err) => panic!(
+                    "cargo lambda watch did not answer: {err} (see target/cargo-lambda-watch.log)"
+                ),
+            }
+        }
+    }
+
+    /// Invokes `function` with `event` (RequestResponse).
     async fn invoke(&self, function: &str, event: &Value) -> Value {
         let url = format!("{}/2015-03-31/functions/{function}/invocations", self.url);
-        let response = retry_until_up(|| http().post(&url).json(event).send()).await;
+        let response = self.send(|| http().post(&url).json(event).send()).await;
         let status = response.status();
         let text = response.text().await.unwrap();
         assert!(status.is_success(), "{function} answered {status}: {text}");
@@ -109,14 +163,15 @@ impl Watch {
     /// `method path` on http-api's function URL.
     async fn api(&self, method: reqwest::Method, path: &str, token: Option<&str>) -> (u16, Value) {
         let url = format!("{}/lambda-url/http-api{path}", self.url);
-        let response = retry_until_up(|| {
-            let request = http().request(method.clone(), &url);
-            match token {
-                Some(token) => request.bearer_auth(token).send(),
-                None => request.send(),
-            }
-        })
-        .await;
+        let response = self
+            .send(|| {
+                let request = http().request(method.clone(), &url);
+                match token {
+                    Some(token) => request.bearer_auth(token).send(),
+                    None => request.send(),
+                }
+            })
+            .await;
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
         (
@@ -126,31 +181,12 @@ impl Watch {
     }
 }
 
+/// Binaries are built and start in well under a second; a request outliving this is stuck.
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
-        .timeout(Duration::from_secs(600))
+        .timeout(Duration::from_secs(120))
         .build()
         .unwrap()
-}
-
-/// Retries `send` while cargo lambda watch is not listening yet.
-async fn retry_until_up<F, Fut>(send: F) -> reqwest::Response
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        match send().await {
-            Ok(response) => return response,
-            Err(err) if err.is_connect() && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(err) => panic!(
-                "cargo lambda watch did not answer: {err} (see target/cargo-lambda-watch.log)"
-            ),
-        }
-    }
 }
 
 /// Receives what `queue` holds as one SQS event (as the event source mapping builds it) per
@@ -224,7 +260,7 @@ async fn drain_through(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_four_functions_run_under_cargo_lambda_watch_against_moto_and_the_simulators() {
+async fn when_the_functions_run_under_cargo_lambda_watch_should_sync_push_and_serve_end_to_end() {
     let _moto = moto_session().await;
     let sdk = moto_sdk_config().await;
 
@@ -387,6 +423,10 @@ async fn the_four_functions_run_under_cargo_lambda_watch_against_moto_and_the_si
         .api(reqwest::Method::POST, "/api/v1/sync", Some(API_TOKEN))
         .await;
     assert_eq!(status, 202, "{accepted}");
+    assert_eq!(
+        accepted["inProgress"], false,
+        "the last run finished: {accepted}"
+    );
     let run_id = accepted["runId"].as_str().unwrap().to_owned();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {

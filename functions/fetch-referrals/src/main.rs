@@ -13,12 +13,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sdk = wiring::aws_sdk_config().await;
     let credentials = Credentials::load(&sdk, config.secret_arn.as_deref()).await?;
     let store = Arc::new(wiring::dynamo_store(&sdk, &config));
-    let queue = wiring::sqs_queue(
-        &sdk,
-        config.referrals_queue_url.as_deref(),
-        "HUNTER_REFERRALS_QUEUE_URL",
-    )
-    .await?;
+    let queue = wiring::referrals_queue(&sdk, &config).await?;
     let source =
         wiring::partner_center(wiring::http_client()?, &config, &credentials, store.clone())?;
     let settings = settings_from(&config);

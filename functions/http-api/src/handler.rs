@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use hunter_core::error::{StoreError, TriggerError};
 use hunter_core::fanout::send_all;
 use hunter_core::messages::PushMessage;
-use hunter_core::model::{Lead, SyncStatus};
+use hunter_core::model::{Lead, RunStatus, SyncStatus};
 use hunter_core::ports::{
     LeadQuery, MAX_PAGE_SIZE, OutgoingMessage, Queue, ReferralQuery, Store, SyncTrigger,
 };
@@ -122,7 +122,9 @@ async fn require_token(State(state): State<ApiState>, request: Request, next: Ne
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .unwrap_or_default();
     let expected = state.api_token.expose();
     if !expected.is_empty() && constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
@@ -234,25 +236,54 @@ async fn list_sync_runs(
     ))
 }
 
+/// Starts a sync now: a new run, or, while the newest run is still running (a continuation
+/// waiting for its next invocation, or a fetch under way), that run, which the invocation resumes
+/// (or a new run follows it). 202 with the run id either way.
 async fn start_sync(State(state): State<ApiState>) -> Result<Response, ApiError> {
-    let run_id = uuid::Uuid::new_v4().to_string();
-    match state.sync.request_sync(&run_id).await {
-        Ok(()) => Ok((StatusCode::ACCEPTED, Json(json!({"runId": run_id}))).into_response()),
+    let newest = state.store.list_sync_runs(Some(1), None).await?.items;
+    let (run_id, in_progress) = match newest.into_iter().next() {
+        Some(run) if run.status == RunStatus::Running => (run.id, true),
+        _ => (uuid::Uuid::new_v4().to_string(), false),
+    };
+    let requested = (!in_progress).then_some(run_id.as_str());
+    match state.sync.request_sync(requested).await {
+        Ok(()) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"runId": run_id, "inProgress": in_progress})),
+        )
+            .into_response()),
         Err(TriggerError::Busy) => Err(ApiError {
             status: StatusCode::CONFLICT,
             code: "sync_pending",
             message: "a sync is already waiting to start".to_owned(),
         }),
-        Err(err) => {
-            tracing::error!(event = "api_sync_request_failed", run_id, retryable = err.is_retryable(), error = %err);
+        Err(err @ TriggerError::Invalid(_)) => {
+            tracing::error!(event = "api_sync_request_failed", run_id, retryable = false, error = %err);
             Err(ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                code: "sync_misconfigured",
+                message: "the sync function cannot be invoked; see the API's logs".to_owned(),
+            })
+        }
+        Err(err) => {
+            tracing::warn!(event = "api_sync_request_failed", run_id, retryable = true, error = %err);
+            let mut response = ApiError {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 code: "sync_unavailable",
                 message: "the sync could not be started, try again".to_owned(),
-            })
+            }
+            .into_response();
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from_static(SYNC_RETRY_AFTER_SECS),
+            );
+            Ok(response)
         }
     }
 }
+
+/// The `Retry-After` of a sync request the trigger could not take.
+const SYNC_RETRY_AFTER_SECS: &str = "5";
 
 fn not_found(what: String) -> ApiError {
     ApiError {

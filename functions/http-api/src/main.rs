@@ -11,12 +11,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let config = Config::from_env()?;
     let sdk = wiring::aws_sdk_config().await;
     let credentials = Credentials::load(&sdk, config.secret_arn.as_deref()).await?;
-    let push_queue = wiring::sqs_queue(
-        &sdk,
-        config.dynamics_queue_url.as_deref(),
-        "HUNTER_DYNAMICS_QUEUE_URL",
-    )
-    .await?;
+    let push_queue = wiring::dynamics_queue(&sdk, &config).await?;
     let state = ApiState {
         store: Arc::new(wiring::dynamo_store(&sdk, &config)),
         push_queue: Arc::new(push_queue),

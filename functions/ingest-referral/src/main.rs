@@ -14,12 +14,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let rules = Rules::load(config.rules_file.as_deref().map(std::path::Path::new))?;
     let sdk = wiring::aws_sdk_config().await;
     let store = wiring::dynamo_store(&sdk, &config);
-    let push_queue = wiring::sqs_queue(
-        &sdk,
-        config.dynamics_queue_url.as_deref(),
-        "HUNTER_DYNAMICS_QUEUE_URL",
-    )
-    .await?;
+    let push_queue = wiring::dynamics_queue(&sdk, &config).await?;
     let deps = IngestDeps {
         store: &store,
         push_queue: &push_queue,

@@ -15,12 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sdk = wiring::aws_sdk_config().await;
     let credentials = Credentials::load(&sdk, config.secret_arn.as_deref()).await?;
     let store = std::sync::Arc::new(wiring::dynamo_store(&sdk, &config));
-    let queue = wiring::sqs_queue(
-        &sdk,
-        config.dynamics_queue_url.as_deref(),
-        "HUNTER_DYNAMICS_QUEUE_URL",
-    )
-    .await?;
+    let queue = wiring::dynamics_queue(&sdk, &config).await?;
     let sink = wiring::dataverse_sink(wiring::http_client()?, &config, &credentials, &mapping)?;
     let partner_center = match config.pc_write_back {
         true => Some(wiring::partner_center(

@@ -68,7 +68,7 @@ async fn serve(stack: Arc<Stack>, args: &Args) -> anyhow::Result<()> {
         Ok(token) if !token.trim().is_empty() => Secret::new(token),
         _ => Secret::new(uuid::Uuid::new_v4().simple().to_string()),
     };
-    let (sync_requests, mut requested) = mpsc::channel::<String>(1);
+    let (sync_requests, mut requested) = mpsc::channel::<Option<String>>(1);
     let state = api_state(&stack, api_token.clone(), sync_requests);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
@@ -93,7 +93,7 @@ async fn serve(stack: Arc<Stack>, args: &Args) -> anyhow::Result<()> {
                 Err(err) => tracing::error!(event = "local_sync_failed", error = %err),
             }
             match tokio::time::timeout(interval, requested.recv()).await {
-                Ok(Some(run_id)) => next_run_id = Some(run_id),
+                Ok(Some(run_id)) => next_run_id = run_id,
                 Ok(None) => return,
                 Err(_elapsed) => {}
             }
@@ -110,11 +110,12 @@ async fn serve(stack: Arc<Stack>, args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The API over `stack`; `POST /sync` hands its run id to the sync loop through `sync_requests`.
+/// The API over `stack`; `POST /sync` hands its run id (`None`: the loop picks one) to the sync
+/// loop through `sync_requests`.
 pub fn api_state(
     stack: &Stack,
     api_token: Secret,
-    sync_requests: mpsc::Sender<String>,
+    sync_requests: mpsc::Sender<Option<String>>,
 ) -> ApiState {
     ApiState {
         store: stack.store.clone(),
@@ -126,16 +127,18 @@ pub fn api_state(
 
 /// [`SyncTrigger`] of hunter-local: wakes the sync loop, which holds at most one request.
 #[derive(Debug)]
-struct LoopSyncTrigger(mpsc::Sender<String>);
+struct LoopSyncTrigger(mpsc::Sender<Option<String>>);
 
 #[async_trait]
 impl SyncTrigger for LoopSyncTrigger {
-    async fn request_sync(&self, run_id: &str) -> Result<(), TriggerError> {
-        self.0.try_send(run_id.to_owned()).map_err(|err| match err {
-            mpsc::error::TrySendError::Full(_) => TriggerError::Busy,
-            mpsc::error::TrySendError::Closed(_) => {
-                TriggerError::Unavailable("the sync loop has stopped".to_owned())
-            }
-        })
+    async fn request_sync(&self, run_id: Option<&str>) -> Result<(), TriggerError> {
+        self.0
+            .try_send(run_id.map(str::to_owned))
+            .map_err(|err| match err {
+                mpsc::error::TrySendError::Full(_) => TriggerError::Busy,
+                mpsc::error::TrySendError::Closed(_) => {
+                    TriggerError::Unavailable("the sync loop has stopped".to_owned())
+                }
+            })
     }
 }

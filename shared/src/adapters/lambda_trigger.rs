@@ -9,7 +9,8 @@ use aws_sdk_lambda::types::InvocationType;
 use crate::error::TriggerError;
 use crate::ports::SyncTrigger;
 
-/// [`SyncTrigger`] that invokes fetch-referrals (`InvocationType: Event`) with `{"runId": ...}`.
+/// [`SyncTrigger`] that invokes fetch-referrals (`InvocationType: Event`) with `{"runId": ...}`
+/// (or `{}` to continue the run in progress).
 #[derive(Debug, Clone)]
 pub struct LambdaSyncTrigger {
     client: Client,
@@ -27,9 +28,11 @@ impl LambdaSyncTrigger {
 }
 
 /// Error codes no retry will change: a wrong function name, policy or payload.
-const PERMANENT_CODES: [&str; 5] = [
+const PERMANENT_CODES: [&str; 7] = [
     "ResourceNotFoundException",
     "AccessDeniedException",
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
     "InvalidParameterValueException",
     "InvalidRequestContentException",
     "RequestTooLargeException",
@@ -37,8 +40,12 @@ const PERMANENT_CODES: [&str; 5] = [
 
 #[async_trait]
 impl SyncTrigger for LambdaSyncTrigger {
-    async fn request_sync(&self, run_id: &str) -> Result<(), TriggerError> {
-        let payload = serde_json::json!({ "runId": run_id }).to_string();
+    async fn request_sync(&self, run_id: Option<&str>) -> Result<(), TriggerError> {
+        let payload = match run_id {
+            Some(id) => serde_json::json!({ "runId": id }),
+            None => serde_json::json!({}),
+        }
+        .to_string();
         self.client
             .invoke()
             .function_name(&self.function)
@@ -57,7 +64,7 @@ impl SyncTrigger for LambdaSyncTrigger {
                     TriggerError::Unavailable(text)
                 }
             })?;
-        tracing::info!(event = "sync_requested", run_id, function = %self.function);
+        tracing::info!(event = "sync_requested", run_id = run_id.unwrap_or("(in progress)"), function = %self.function);
         Ok(())
     }
 }

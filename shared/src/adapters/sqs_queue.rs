@@ -45,12 +45,21 @@ where
     }
 }
 
+/// The URL of the queue `arn` names, in the account and region of the queue at `url`.
+fn sibling_queue_url(url: &str, arn: &str) -> Option<String> {
+    let name = arn.rsplit(':').next().filter(|n| !n.is_empty())?;
+    let (base, _) = url.trim_end_matches('/').rsplit_once('/')?;
+    Some(format!("{base}/{name}"))
+}
+
 fn whole_seconds(duration: Duration) -> i32 {
     i32::try_from(duration.as_secs() + u64::from(duration.subsec_nanos() > 0)).unwrap_or(i32::MAX)
 }
 
 impl SqsQueue {
-    /// The queue at `url`, its dead-letter queue read from its RedrivePolicy.
+    /// The queue at `url`, its dead-letter queue read from its RedrivePolicy (one
+    /// `GetQueueAttributes` call: a DLQ lives in the queue's account and region, so its URL is the
+    /// queue's with the DLQ's name).
     pub async fn from_url(client: Client, url: impl Into<String>) -> Result<Self, QueueError> {
         let url = url.into();
         let attributes = client
@@ -60,24 +69,12 @@ impl SqsQueue {
             .send()
             .await
             .map_err(queue_error)?;
-        let dlq_name = attributes
+        let dlq_url = attributes
             .attributes
             .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy).cloned())
             .and_then(|policy| serde_json::from_str::<serde_json::Value>(&policy).ok())
             .and_then(|policy| policy["deadLetterTargetArn"].as_str().map(str::to_owned))
-            .and_then(|arn| arn.rsplit(':').next().map(str::to_owned));
-        let dlq_url = match dlq_name {
-            Some(name) => {
-                client
-                    .get_queue_url()
-                    .queue_name(name)
-                    .send()
-                    .await
-                    .map_err(queue_error)?
-                    .queue_url
-            }
-            None => None,
-        };
+            .and_then(|arn| sibling_queue_url(&url, &arn));
         Ok(Self {
             client,
             url,
@@ -354,5 +351,32 @@ impl Queue for SqsQueue {
                 )));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sibling_queue_url;
+
+    #[test]
+    fn when_a_redrive_policy_names_a_dlq_should_address_it_beside_the_queue() {
+        assert_eq!(
+            sibling_queue_url(
+                "https://sqs.eu-west-1.amazonaws.com/123456789012/hunter-referrals",
+                "arn:aws:sqs:eu-west-1:123456789012:hunter-referrals-dlq"
+            )
+            .as_deref(),
+            Some("https://sqs.eu-west-1.amazonaws.com/123456789012/hunter-referrals-dlq")
+        );
+        assert_eq!(
+            sibling_queue_url(
+                "http://127.0.0.1:5000/123456789012/q/",
+                "arn:aws:sqs:us-east-1:123456789012:q-dlq"
+            )
+            .as_deref(),
+            Some("http://127.0.0.1:5000/123456789012/q-dlq")
+        );
+        assert_eq!(sibling_queue_url("no-slashes", "arn:aws:sqs:r:1:q"), None);
+        assert_eq!(sibling_queue_url("http://h/1/q", "arn:aws:sqs:r:1:"), None);
     }
 }
