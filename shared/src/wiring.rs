@@ -105,6 +105,18 @@ pub fn partner_center(
     PartnerCenterClient::new(http, &config.partner_center_url, auth, Backoff::default())
 }
 
+/// The Partner Center client that writes Dynamics ids back, when `HUNTER_PC_WRITE_BACK` is on.
+pub fn write_back(
+    config: &Config,
+    credentials: &Credentials,
+    tokens: Arc<dyn SyncStore>,
+) -> Result<Option<PartnerCenterClient>, PartnerCenterError> {
+    config
+        .pc_write_back
+        .then(|| partner_center(http_client()?, config, credentials, tokens))
+        .transpose()
+}
+
 /// The Dataverse lead sink of `HUNTER_DYNAMICS_URL` (required) with the D365 credentials; the
 /// token URL defaults to the tenant's Entra endpoint.
 pub fn dataverse_sink(

@@ -17,15 +17,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let store = std::sync::Arc::new(wiring::dynamo_store(&sdk, &config));
     let queue = wiring::dynamics_queue(&sdk, &config).await?;
     let sink = wiring::dataverse_sink(wiring::http_client()?, &config, &credentials, &mapping)?;
-    let partner_center = match config.pc_write_back {
-        true => Some(wiring::partner_center(
-            wiring::http_client()?,
-            &config,
-            &credentials,
-            store.clone(),
-        )?),
-        false => None,
-    };
+    let partner_center = wiring::write_back(&config, &credentials, store.clone())?;
     let deps = PushDeps {
         store: store.as_ref(),
         sink: &sink,
