@@ -1,7 +1,7 @@
 //! Typed port errors. Each says whether retrying may help.
 
 /// A failure of a store adapter.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A conditional write lost: the stored item changed (or exists) since it was read.
     #[error("conditional write failed: {0}")]

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use hunter_core::adapters::{EmbeddedQueue, EmbeddedStore};
-use hunter_core::dynamics::{DataverseAuth, DataverseClient, DataverseLeadSink, DynamicsMapping};
+use hunter_core::dynamics::{
+    DataverseAuth, DataverseClient, DataverseLeadSink, DynamicsMapping, LeadSink, LeadUpsert,
+};
 use hunter_core::messages::{PushMessage, ReferralMessage};
 use hunter_core::model::{Lead, SyncStatus};
 use hunter_core::ports::{LeadStore, Queue};
@@ -598,4 +600,166 @@ async fn a_token_that_expires_in_the_middle_of_a_batch_is_renewed_and_every_lead
         statuses.contains(&401),
         "the expiry hit requests in flight: {statuses:?}"
     );
+}
+
+/// An SQS event of `bodies`, with message ids `m0`, `m1`, ... (and receipts, when given).
+fn sqs_event(bodies: Vec<String>, receipts: Vec<String>) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    for (n, body) in bodies.into_iter().enumerate() {
+        let mut record = SqsMessage::default();
+        record.message_id = Some(format!("m{n}"));
+        record.receipt_handle = receipts.get(n).cloned();
+        record.body = Some(body);
+        event.records.push(record);
+    }
+    event
+}
+
+fn batch_posts(f: &Fixture) -> usize {
+    f.dataverse
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("$batch"))
+        .count()
+}
+
+fn lead_patches(f: &Fixture) -> usize {
+    f.dataverse
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path.contains("/leads("))
+        .count()
+}
+
+#[tokio::test]
+async fn when_a_batch_holds_several_leads_should_upsert_them_in_one_dollar_batch_and_fail_only_the_refused_one()
+ {
+    let mut config = DataverseConfig::default();
+    config.column_limits.insert("companyname".to_owned(), 20);
+    let f = Fixture::start(config).await;
+    let mut bodies = Vec::new();
+    for n in 0..5 {
+        bodies.push(f.ingest(&format!("r{n}"), &format!("company{n}.com")).await);
+    }
+    bodies.push(
+        f.ingest_referral(json!({
+            "id": "r-long", "status": "New", "substatus": "Pending", "direction": "Incoming",
+            "updatedDateTime": "2026-11-01T08:00:00Z",
+            "customerProfile": {"name": "A company name far longer than twenty characters",
+                                "team": [{"lastName": "Long", "email": "ada@longname.com"}]}
+        }))
+        .await,
+    );
+    f.dataverse.sim.clear_requests();
+
+    let response = handle_batch(&f.deps(), sqs_event(bodies, Vec::new())).await;
+
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "a validation error is permanent: {:?}",
+        response.batch_item_failures
+    );
+    assert_eq!(batch_posts(&f), 1, "{:?}", f.dataverse.sim.requests());
+    assert_eq!(lead_patches(&f), 0, "no lead upserted on its own");
+    let records = f.dataverse.sim.records("leads");
+    assert_eq!(records.len(), 5, "the refused lead rolled back alone");
+    for n in 0..5 {
+        let lead = f.lead(&format!("company{n}.com")).await;
+        assert_eq!(lead.sync_status, SyncStatus::Synced);
+        assert!(
+            records
+                .iter()
+                .any(|r| r["leadid"].as_str() == lead.dynamics_id.as_deref())
+        );
+    }
+    let refused = f.lead("longname.com").await;
+    assert_eq!(refused.sync_status, SyncStatus::Failed);
+    assert!(
+        refused
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("0x80044331"),
+        "{:?}",
+        refused.last_error
+    );
+}
+
+#[tokio::test]
+async fn when_a_whole_dollar_batch_is_throttled_should_retry_every_lead_once_retry_after_passed() {
+    let f = Fixture::start(DataverseConfig::default()).await;
+    let queue = EmbeddedQueue::new("push-short", Duration::from_millis(500), 5);
+    let mut bodies = Vec::new();
+    for n in 0..3 {
+        let body = f.ingest(&format!("r{n}"), &format!("company{n}.com")).await;
+        queue
+            .send_batch(&[hunter_core::ports::OutgoingMessage::new("0", body)])
+            .await
+            .unwrap();
+    }
+    let received = queue.receive(10, None, Duration::ZERO).await.unwrap();
+    bodies.extend(received.iter().map(|m| m.body.clone()));
+    let receipts = received.iter().map(|m| m.receipt.clone()).collect();
+    // Every lead's first push looks for a hand-made record (3 GETs), then one $batch: refuse it
+    // and its one retry.
+    f.dataverse.sim.set_faults(Faults {
+        fail_next: vec![200, 200, 200, 429, 429],
+        retry_after_secs: 2,
+        ..Faults::default()
+    });
+    let deps = PushDeps {
+        queue: Some(&queue),
+        ..f.deps()
+    };
+
+    let response = handle_batch(&deps, sqs_event(bodies, receipts)).await;
+
+    assert_eq!(response.batch_item_failures.len(), 3, "{response:?}");
+    assert!(f.dataverse.sim.records("leads").is_empty());
+    for n in 0..3 {
+        let lead = f.lead(&format!("company{n}.com")).await;
+        assert_eq!(lead.sync_status, SyncStatus::Pending);
+        assert!(lead.last_error.is_some());
+    }
+    // The queue's own visibility (0.5 s) was extended to the Retry-After (2 s).
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(
+        queue
+            .receive(10, None, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        queue.receive(10, None, Duration::ZERO).await.unwrap().len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn when_more_leads_than_a_dollar_batch_holds_should_split_them_into_batches_of_1000() {
+    let f = Fixture::start(DataverseConfig::default()).await;
+    let leads: Vec<LeadUpsert> = (0..1001)
+        .map(|n| {
+            let domain = format!("company{n}.example");
+            let record = json!({"companyname": format!("Company {n}"), "lastname": "Hunter",
+                                "subject": format!("Hunter: {domain}")});
+            LeadUpsert {
+                key: domain.clone(),
+                domain,
+                record: record.as_object().unwrap().clone(),
+                adopt: false,
+            }
+        })
+        .collect();
+
+    let results = f.sink.upsert_leads(&leads).await;
+
+    assert_eq!(results.len(), 1001);
+    assert!(results.iter().all(|r| matches!(r, Ok(p) if p.created)));
+    assert_eq!(batch_posts(&f), 2);
+    assert_eq!(f.dataverse.sim.records("leads").len(), 1001);
 }

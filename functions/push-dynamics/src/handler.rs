@@ -12,13 +12,15 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use futures_util::StreamExt as _;
 use hunter_core::clock;
 use hunter_core::dynamics::{
-    DataverseError, DynamicsMapping, LeadSink, PushedLead, lead_input, opportunity_records,
+    DataverseError, DynamicsMapping, LeadSink, LeadUpsert, PushedLead, lead_input,
+    opportunity_records,
 };
 use hunter_core::error::StoreError;
 use hunter_core::messages::PushMessage;
 use hunter_core::model::{AuditEntry, Lead, SyncStatus};
 use hunter_core::ports::{Queue, ReferralWriteBack, Store};
 use hunter_core::referral::{Referral, parse_referral};
+use serde_json::{Map, Value};
 
 /// Who the audit trail names for pushes.
 pub const ACTOR: &str = "push-dynamics";
@@ -54,58 +56,143 @@ pub enum PushOutcome {
     },
 }
 
-/// The SQS batch handler: messages are pushed concurrently, as many at once as the sink allows
+/// The SQS batch handler: the batch's leads are upserted together (a `$batch` when there are
+/// several), the rest of each push runs concurrently, as many at once as the sink allows
 /// (Dataverse's `x-ms-dop-hint`).
 pub async fn handle_batch(deps: &PushDeps<'_>, event: SqsEvent) -> SqsBatchResponse {
-    let pushes = futures_util::stream::iter(event.records)
-        .map(|record| async move {
-            let outcome = match push_message(deps, record.body.as_deref().unwrap_or_default()).await
-            {
-                Ok(outcome) => outcome,
-                Err(err) => PushOutcome::Retry {
-                    error: err.to_string(),
-                    after: None,
-                },
-            };
-            (record, outcome)
-        })
-        .buffer_unordered(deps.sink.concurrency());
-    let outcomes: Vec<_> = pushes.collect().await;
+    let bodies: Vec<&str> = event
+        .records
+        .iter()
+        .map(|r| r.body.as_deref().unwrap_or_default())
+        .collect();
+    let outcomes = push_messages(deps, &bodies).await;
     let mut response = SqsBatchResponse::default();
-    for (record, outcome) in outcomes {
-        let message_id = record.message_id.unwrap_or_default();
-        if let PushOutcome::Retry { error, after } = outcome {
-            tracing::warn!(event = "dynamics_push_retry", message_id = %message_id, error = %error, retry_after_ms = after.map(|d| d.as_millis()));
-            if let (Some(queue), Some(receipt), Some(after)) =
-                (deps.queue, record.receipt_handle.as_deref(), after)
+    for (record, outcome) in event.records.iter().zip(outcomes) {
+        let message_id = record.message_id.clone().unwrap_or_default();
+        let (error, after) = match outcome {
+            Ok(PushOutcome::Retry { error, after }) => (error, after),
+            Err(err) => (err.to_string(), None),
+            Ok(_) => continue,
+        };
+        tracing::warn!(event = "dynamics_push_retry", message_id = %message_id, error = %error, retry_after_ms = after.map(|d| d.as_millis()));
+        if let (Some(queue), Some(receipt), Some(after)) =
+            (deps.queue, record.receipt_handle.as_deref(), after)
+        {
+            if let Err(err) = queue
+                .change_visibility(receipt, after.min(MAX_VISIBILITY))
+                .await
             {
-                if let Err(err) = queue
-                    .change_visibility(receipt, after.min(Duration::from_secs(12 * 3600)))
-                    .await
-                {
-                    tracing::warn!(event = "dynamics_push_visibility_failed", message_id = %message_id, error = %err);
-                }
+                tracing::warn!(event = "dynamics_push_visibility_failed", message_id = %message_id, error = %err);
             }
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = message_id;
-            response.batch_item_failures.push(failure);
         }
+        let mut failure = BatchItemFailure::default();
+        failure.item_identifier = message_id;
+        response.batch_item_failures.push(failure);
     }
     response
 }
 
+/// SQS's longest visibility timeout.
+const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
+
 /// One push message. `Err` only for store failures (retried).
 pub async fn push_message(deps: &PushDeps<'_>, body: &str) -> Result<PushOutcome, StoreError> {
+    push_messages(deps, &[body])
+        .await
+        .into_iter()
+        .next()
+        .unwrap_or(Ok(PushOutcome::Skipped("no message")))
+}
+
+/// A push message read and its lead mapped, or what became of it before any upsert.
+enum Prepared {
+    /// Nothing to push (and nothing to record).
+    Skipped(&'static str),
+    /// The lead cannot be mapped: recorded as failed.
+    Unmappable(Lead, String),
+    Ready(Lead, Map<String, Value>),
+}
+
+/// Push messages, one outcome each, in order: read and map concurrently, upsert the leads
+/// together, then opportunities, sync state, audit and write-back concurrently. A lead named
+/// twice in one batch is pushed once.
+pub async fn push_messages(
+    deps: &PushDeps<'_>,
+    bodies: &[&str],
+) -> Vec<Result<PushOutcome, StoreError>> {
+    let concurrency = deps.sink.concurrency();
+    let mut prepared: Vec<Result<Prepared, StoreError>> =
+        futures_util::stream::iter(0..bodies.len())
+            .map(|i| prepare(deps, bodies[i]))
+            .buffered(concurrency)
+            .collect()
+            .await;
+    let mut seen = std::collections::HashSet::new();
+    for item in &mut prepared {
+        if let Ok(Prepared::Ready(lead, _)) = item {
+            if !seen.insert(lead.domain.clone()) {
+                *item = Ok(Prepared::Skipped("duplicate in batch"));
+            }
+        }
+    }
+    let ready: Vec<usize> = (0..prepared.len())
+        .filter(|&i| matches!(prepared[i], Ok(Prepared::Ready(..))))
+        .collect();
+    let upserts: Vec<LeadUpsert> = ready
+        .iter()
+        .filter_map(|&i| match &prepared[i] {
+            Ok(Prepared::Ready(lead, record)) => Some(LeadUpsert {
+                key: lead.domain.to_string(),
+                domain: lead.domain.to_string(),
+                record: record.clone(),
+                adopt: lead.dynamics_id.is_none(),
+            }),
+            _ => None,
+        })
+        .collect();
+    let mut upserted: Vec<Option<Result<PushedLead, DataverseError>>> =
+        (0..prepared.len()).map(|_| None).collect();
+    for (&i, result) in ready.iter().zip(deps.sink.upsert_leads(&upserts).await) {
+        upserted[i] = Some(result);
+    }
+    let prepared = &prepared;
+    let upserted = &upserted;
+    futures_util::stream::iter(0..prepared.len())
+        .map(|i| async move {
+            match &prepared[i] {
+                Err(err) => Err(err.clone()),
+                Ok(Prepared::Skipped(reason)) => Ok(PushOutcome::Skipped(reason)),
+                Ok(Prepared::Unmappable(lead, error)) => {
+                    let outcome = PushOutcome::Failed(error.clone());
+                    record_attempt(deps.store, lead, &outcome).await?;
+                    Ok(outcome)
+                }
+                Ok(Prepared::Ready(lead, _)) => match &upserted[i] {
+                    Some(result) => finish(deps, lead, result.clone()).await,
+                    None => Ok(PushOutcome::Retry {
+                        error: "the lead was not upserted".to_owned(),
+                        after: None,
+                    }),
+                },
+            }
+        })
+        .buffered(concurrency)
+        .collect()
+        .await
+}
+
+/// Reads a push message, loads its lead, and maps it unless Dynamics has this version already.
+async fn prepare(deps: &PushDeps<'_>, body: &str) -> Result<Prepared, StoreError> {
     let message: PushMessage = match serde_json::from_str(body) {
         Ok(message) => message,
         Err(err) => {
             tracing::error!(event = "dynamics_push_unreadable", error = %err, body = %hunter_core::referral::cap_text(body, 512));
-            return Ok(PushOutcome::Skipped("unreadable message"));
+            return Ok(Prepared::Skipped("unreadable message"));
         }
     };
     let Some(lead) = find_lead(deps.store, &message.domain).await? else {
         tracing::warn!(event = "dynamics_push_skipped", domain = %message.domain, reason = "no such lead");
-        return Ok(PushOutcome::Skipped("no such lead"));
+        return Ok(Prepared::Skipped("no such lead"));
     };
     if !message.force
         && lead
@@ -113,40 +200,40 @@ pub async fn push_message(deps: &PushDeps<'_>, body: &str) -> Result<PushOutcome
             .is_some_and(|v| v >= message.lead_version)
     {
         tracing::info!(event = "dynamics_push_skipped", domain = %lead.domain, reason = "already synced", version = message.lead_version);
-        return Ok(PushOutcome::Skipped("already synced"));
+        return Ok(Prepared::Skipped("already synced"));
     }
     let referral = newest_referral(deps.store, &lead).await?;
-    let outcome = match deps.mapping.map(&lead_input(&lead, referral.as_ref())) {
+    Ok(
+        match deps.mapping.map(&lead_input(&lead, referral.as_ref())) {
+            Ok(record) => Prepared::Ready(lead, record),
+            Err(err) => Prepared::Unmappable(lead, err.to_string()),
+        },
+    )
+}
+
+/// After a lead's upsert: its opportunities, sync state, audit entry and write-back.
+async fn finish(
+    deps: &PushDeps<'_>,
+    lead: &Lead,
+    upserted: Result<PushedLead, DataverseError>,
+) -> Result<PushOutcome, StoreError> {
+    let outcome = match upserted {
+        Ok(pushed) => match sync_opportunities(deps, lead).await? {
+            Err(err) if err.is_retryable() => PushOutcome::Retry {
+                error: err.to_string(),
+                after: err.retry_after(),
+            },
+            _ => PushOutcome::Synced(pushed),
+        },
+        Err(err) if err.is_retryable() => PushOutcome::Retry {
+            error: err.to_string(),
+            after: err.retry_after(),
+        },
         Err(err) => PushOutcome::Failed(err.to_string()),
-        Ok(record) => {
-            match deps
-                .sink
-                .upsert_lead(
-                    lead.domain.as_str(),
-                    lead.domain.as_str(),
-                    &record,
-                    lead.dynamics_id.is_none(),
-                )
-                .await
-            {
-                Ok(pushed) => match sync_opportunities(deps, &lead).await? {
-                    Err(err) if err.is_retryable() => PushOutcome::Retry {
-                        error: err.to_string(),
-                        after: err.retry_after(),
-                    },
-                    _ => PushOutcome::Synced(pushed),
-                },
-                Err(err) if err.is_retryable() => PushOutcome::Retry {
-                    error: err.to_string(),
-                    after: err.retry_after(),
-                },
-                Err(err) => PushOutcome::Failed(err.to_string()),
-            }
-        }
     };
-    record_attempt(deps.store, &lead, &outcome).await?;
+    record_attempt(deps.store, lead, &outcome).await?;
     if let (PushOutcome::Synced(pushed), Some(writer)) = (&outcome, deps.write_back) {
-        write_back(deps.store, writer, &lead, &pushed.id).await?;
+        write_back(deps.store, writer, lead, &pushed.id).await?;
     }
     Ok(outcome)
 }

@@ -510,9 +510,6 @@ impl DataverseClient {
         Ok(())
     }
 
-    /// Upserts up to [`MAX_BATCH_ITEMS`] `(key value, record)` pairs in one `$batch`, one change set
-    /// per item with `Prefer: odata.continue-on-error`, so one failing item does not roll back the
-    /// others. The outer `Err` is for the batch as a whole; the inner results follow `items`.
     /// Upserts `items` by their alternate keys in ONE change set (all or nothing). A record may
     /// reference an earlier item with `"nav@odata.bind": "$N"` (N = its 1-based position).
     pub async fn upsert_change_set(
@@ -569,6 +566,9 @@ impl DataverseClient {
         results.into_iter().collect()
     }
 
+    /// Upserts up to [`MAX_BATCH_ITEMS`] `(key value, record)` pairs in one `$batch`, one change set
+    /// per item with `Prefer: odata.continue-on-error`, so one failing item does not roll back the
+    /// others. The outer `Err` is for the batch as a whole; the inner results follow `items`.
     pub async fn batch_upsert(
         &self,
         entity_set: &str,

@@ -10,4 +10,4 @@ pub use client::{DataverseAuth, DataverseClient, ExistingRecord, KeyedRecord, Up
 pub use error::DataverseError;
 pub use input::{lead_input, opportunity_records};
 pub use mapping::{DynamicsMapping, MappingError, MappingInput, TableMapping};
-pub use sink::{DataverseLeadSink, LeadSink, OpportunityRecords, PushedLead, Table};
+pub use sink::{DataverseLeadSink, LeadSink, LeadUpsert, OpportunityRecords, PushedLead, Table};

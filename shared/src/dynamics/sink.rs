@@ -1,9 +1,10 @@
 //! The port push-dynamics writes leads through, and its Dataverse adapter.
 
 use async_trait::async_trait;
+use futures_util::StreamExt as _;
 use serde_json::{Map, Value};
 
-use super::client::{DataverseClient, KeyedRecord};
+use super::client::{DataverseClient, KeyedRecord, MAX_BATCH_ITEMS};
 use super::error::DataverseError;
 use super::mapping::{DynamicsMapping, TableMapping};
 
@@ -15,6 +16,16 @@ pub struct PushedLead {
     pub created: bool,
     /// A record made by hand for the domain was taken over (keyed) instead of creating another.
     pub adopted: bool,
+}
+
+/// One lead to upsert: its key, domain, mapped columns, and whether to adopt a hand-made record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeadUpsert {
+    pub key: String,
+    pub domain: String,
+    pub record: Map<String, Value>,
+    /// The lead's first push: look for a record people made by hand before creating one.
+    pub adopt: bool,
 }
 
 /// Where leads go: upsert by Hunter's key, idempotent.
@@ -29,6 +40,18 @@ pub trait LeadSink: Send + Sync {
         record: &Map<String, Value>,
         adopt: bool,
     ) -> Result<PushedLead, DataverseError>;
+
+    /// Upserts many leads; one result per lead, in order. The default pushes them one by one.
+    async fn upsert_leads(&self, leads: &[LeadUpsert]) -> Vec<Result<PushedLead, DataverseError>> {
+        let mut results = Vec::with_capacity(leads.len());
+        for lead in leads {
+            results.push(
+                self.upsert_lead(&lead.key, &lead.domain, &lead.record, lead.adopt)
+                    .await,
+            );
+        }
+        results
+    }
 
     /// Upserts an accepted referral as account (by domain), contact (by e-mail, when known) and
     /// opportunity (by referral id), linked, in one change set; returns the opportunity id.
@@ -91,6 +114,24 @@ impl DataverseLeadSink {
             key_column: mapping.key_column().to_owned(),
         }
     }
+
+    /// On a first push, keys a record made by hand for `domain` (website or e-mail domain);
+    /// true when one was taken over.
+    async fn adopt(&self, key: &str, domain: &str) -> Result<bool, DataverseError> {
+        let existing = self
+            .client
+            .find_by_domain(&self.entity_set, &self.key_column, domain)
+            .await?;
+        match existing.filter(|e| e.key.is_none()) {
+            Some(existing) => {
+                self.client
+                    .link_key(&self.entity_set, &existing.id, &self.key_column, key)
+                    .await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
 }
 
 /// Pushes at once before Dataverse has named its degree of parallelism (`x-ms-dop-hint`).
@@ -115,19 +156,7 @@ impl LeadSink for DataverseLeadSink {
         record: &Map<String, Value>,
         adopt: bool,
     ) -> Result<PushedLead, DataverseError> {
-        let mut adopted = false;
-        if adopt {
-            let existing = self
-                .client
-                .find_by_domain(&self.entity_set, &self.key_column, domain)
-                .await?;
-            if let Some(existing) = existing.filter(|e| e.key.is_none()) {
-                self.client
-                    .link_key(&self.entity_set, &existing.id, &self.key_column, key)
-                    .await?;
-                adopted = true;
-            }
-        }
+        let adopted = adopt && self.adopt(key, domain).await?;
         let result = self
             .client
             .upsert_by_key(&self.entity_set, &self.key_column, key, record)
@@ -137,6 +166,71 @@ impl LeadSink for DataverseLeadSink {
             created: result.created && !adopted,
             adopted,
         })
+    }
+
+    /// Adoption lookups first (concurrently, as the dop hint allows), then the upserts in
+    /// `$batch` requests of at most [`MAX_BATCH_ITEMS`], each lead its own change set, so one
+    /// refused lead does not undo the others. A single lead is upserted without a `$batch`.
+    async fn upsert_leads(&self, leads: &[LeadUpsert]) -> Vec<Result<PushedLead, DataverseError>> {
+        if let [lead] = leads {
+            return vec![
+                self.upsert_lead(&lead.key, &lead.domain, &lead.record, lead.adopt)
+                    .await,
+            ];
+        }
+        let adoptions: Vec<Result<bool, DataverseError>> =
+            futures_util::stream::iter(0..leads.len())
+                .map(|i| async move {
+                    let lead = &leads[i];
+                    match lead.adopt {
+                        true => self.adopt(&lead.key, &lead.domain).await,
+                        false => Ok(false),
+                    }
+                })
+                .buffered(self.concurrency())
+                .collect()
+                .await;
+        let mut results: Vec<Option<Result<PushedLead, DataverseError>>> =
+            adoptions.iter().map(|a| a.clone().err().map(Err)).collect();
+        let ready: Vec<usize> = (0..leads.len()).filter(|&i| results[i].is_none()).collect();
+        for chunk in ready.chunks(MAX_BATCH_ITEMS) {
+            let items: Vec<(String, Map<String, Value>)> = chunk
+                .iter()
+                .map(|&i| (leads[i].key.clone(), leads[i].record.clone()))
+                .collect();
+            match self
+                .client
+                .batch_upsert(&self.entity_set, &self.key_column, &items)
+                .await
+            {
+                Ok(answers) => {
+                    for (&i, answer) in chunk.iter().zip(answers) {
+                        let adopted = matches!(adoptions[i], Ok(true));
+                        results[i] = Some(answer.map(|r| PushedLead {
+                            id: r.id,
+                            created: r.created && !adopted,
+                            adopted,
+                        }));
+                    }
+                }
+                Err(err) => {
+                    for &i in chunk {
+                        results[i] = Some(Err(err.clone()));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(DataverseError::InvalidResponse(
+                        "lead left out of the $batch".to_owned(),
+                        None,
+                    ))
+                })
+            })
+            .collect()
     }
 
     async fn upsert_opportunity(
