@@ -246,6 +246,17 @@ pub enum RunStatus {
     Failed,
 }
 
+impl RunStatus {
+    /// The name as stored and shown (`running`, `succeeded`, `failed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 /// One Partner Center sync: what fetch-referrals fetched and enqueued, how it ended, and what
 /// ingest-referral made of it (`stored`, `eligible`, `skipped`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -292,9 +303,14 @@ impl SyncRun {
         }
     }
 
-    /// Fetching succeeded and ingest has stored every fetched referral.
+    /// The run is over and ingest has stored what it will get: every fetched referral of a
+    /// succeeded run, every enqueued one of a failed run.
     pub fn is_complete(&self) -> bool {
-        self.status == RunStatus::Succeeded && self.stored >= self.fetched
+        match self.status {
+            RunStatus::Running => false,
+            RunStatus::Succeeded => self.stored >= self.fetched,
+            RunStatus::Failed => self.stored >= self.enqueued,
+        }
     }
 }
 
@@ -320,4 +336,39 @@ pub struct AuditEntry {
     pub action: String,
     pub result: String,
     pub detail: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RunStatus, SyncRun};
+
+    fn run(status: RunStatus, fetched: u32, enqueued: u32, stored: u32) -> SyncRun {
+        SyncRun {
+            status,
+            fetched,
+            enqueued,
+            stored,
+            ..SyncRun::start("r", chrono::Utc::now())
+        }
+    }
+
+    #[test]
+    fn when_ingest_has_stored_what_the_run_delivers_should_be_complete() {
+        assert!(!run(RunStatus::Running, 10, 10, 10).is_complete());
+        assert!(!run(RunStatus::Succeeded, 10, 10, 9).is_complete());
+        assert!(run(RunStatus::Succeeded, 10, 10, 10).is_complete());
+        // A failed run delivers only what it enqueued before failing.
+        assert!(!run(RunStatus::Failed, 10, 6, 5).is_complete());
+        assert!(run(RunStatus::Failed, 10, 6, 6).is_complete());
+    }
+
+    #[test]
+    fn when_a_status_is_named_should_match_its_serialized_form() {
+        for status in [RunStatus::Running, RunStatus::Succeeded, RunStatus::Failed] {
+            assert_eq!(
+                serde_json::to_value(status).expect("a status serializes"),
+                serde_json::Value::from(status.as_str())
+            );
+        }
+    }
 }

@@ -1,9 +1,13 @@
 //! The one `partner_center_sync_summary` of a run.
 
+use crate::model::SyncRun;
 use crate::ports::SyncStore;
+use crate::rules::SkipReason;
 
-/// Logs `partner_center_sync_summary` once per run, as soon as fetching succeeded and ingest
-/// stored every fetched referral. Both functions call it; the store decides who reports.
+/// Logs `partner_center_sync_summary` once per run, succeeded or failed, as soon as ingest has
+/// stored what the run will deliver ([`crate::model::SyncRun::is_complete`]). Both functions
+/// call it; the store decides who reports. Counts are fields of their own (`skipped_<reason>`),
+/// so log queries can sum them.
 pub async fn report_if_complete<S: SyncStore + ?Sized>(store: &S, run_id: &str) {
     let run = match store.get_sync_run(run_id).await {
         Ok(Some(run)) if run.is_complete() && run.summarized_at.is_none() => run,
@@ -17,6 +21,8 @@ pub async fn report_if_complete<S: SyncStore + ?Sized>(store: &S, run_id: &str) 
         Ok(true) => tracing::info!(
             event = "partner_center_sync_summary",
             run_id,
+            status = run.status.as_str(),
+            error = run.error.as_deref(),
             pages = run.pages,
             fetched = run.fetched,
             enqueued = run.enqueued,
@@ -26,14 +32,25 @@ pub async fn report_if_complete<S: SyncStore + ?Sized>(store: &S, run_id: &str) 
             updated = outcome(&run, "updated"),
             unchanged = outcome(&run, "unchanged"),
             stale = outcome(&run, "stale"),
-            skipped = %serde_json::to_string(&run.skipped).unwrap_or_default(),
-            fetch_ms = run.finished_at.map(|f| (f - run.started_at).num_milliseconds()),
+            skipped = run.skipped.values().sum::<u32>(),
+            skipped_not_incoming = skipped(&run, SkipReason::NotIncoming),
+            skipped_status_closed = skipped(&run, SkipReason::StatusClosed),
+            skipped_substatus_excluded = skipped(&run, SkipReason::SubstatusExcluded),
+            skipped_no_domain = skipped(&run, SkipReason::NoDomain),
+            skipped_invalid_payload = skipped(&run, SkipReason::InvalidPayload),
+            fetch_ms = run
+                .finished_at
+                .map(|f| (f - run.started_at).num_milliseconds()),
         ),
         Ok(false) => {}
         Err(err) => tracing::warn!(event = "sync_run_summary_claim_failed", run_id, error = %err),
     }
 }
 
-fn outcome(run: &crate::model::SyncRun, name: &str) -> u32 {
+fn outcome(run: &SyncRun, name: &str) -> u32 {
     run.outcomes.get(name).copied().unwrap_or(0)
+}
+
+fn skipped(run: &SyncRun, reason: SkipReason) -> u32 {
+    run.skipped.get(reason.as_str()).copied().unwrap_or(0)
 }

@@ -8,18 +8,20 @@ use std::process::Command;
 use serde_json::Value;
 
 fn run(args: &[&str], env: &[(&str, String)]) -> (Value, std::process::ExitStatus) {
-    let (summary, status, _) = run_with_logs(args, env);
+    let (summary, status, _) = run_with_logs(args, env, "warn");
     (summary, status)
 }
 
+/// The summary, exit status and log lines (stderr) of `hunter-local ARGS` at `log_level`.
 fn run_with_logs(
     args: &[&str],
     env: &[(&str, String)],
+    log_level: &str,
 ) -> (Value, std::process::ExitStatus, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_hunter-local"))
         .args(args)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", log_level)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -94,7 +96,7 @@ fn once_through_server_errors_throttling_and_expiring_tokens_still_accounts_for_
         "--sim-expire-token-after-pages",
         "3",
     ];
-    let (summary, status, logs) = run_with_logs(&args, &[]);
+    let (summary, status, logs) = run_with_logs(&args, &[], "warn");
     assert!(status.success(), "{summary}");
     assert_accounted_for(&summary, 150);
     let failures = logs
@@ -118,6 +120,91 @@ fn once_through_server_errors_throttling_and_expiring_tokens_still_accounts_for_
         "no secret in a log line"
     );
     assert_eq!(summary["pages"], 15);
+}
+
+#[test]
+fn when_a_sync_runs_should_log_each_page_each_referral_and_one_summary_as_json() {
+    let (summary, status, logs) = run_with_logs(
+        &["--once", "--seed", "120", "--sim-page-size", "25"],
+        &[],
+        "info",
+    );
+    assert!(status.success(), "{summary}");
+    let events: Vec<Value> = logs
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"))
+        })
+        .collect();
+    let named =
+        |name: &str| -> Vec<&Value> { events.iter().filter(|e| e["event"] == name).collect() };
+    assert_eq!(
+        named("partner_center_referrals_fetched").len(),
+        5,
+        "120 in pages of 25"
+    );
+    let ingested = named("partner_center_referral_ingested");
+    let skipped = named("partner_center_referral_skipped");
+    assert_eq!(
+        Value::from(ingested.len()),
+        summary["eligible"],
+        "{summary}"
+    );
+    for (reason, count) in summary["skipped"].as_object().unwrap() {
+        let logged = skipped
+            .iter()
+            .filter(|e| e["reason"] == reason.as_str())
+            .count();
+        assert_eq!(Value::from(logged), *count, "{reason}");
+    }
+    assert!(
+        ingested
+            .iter()
+            .chain(&skipped)
+            .all(|e| e["run_id"] == summary["runId"])
+    );
+
+    let summaries = named("partner_center_sync_summary");
+    assert_eq!(summaries.len(), 1, "one summary per run");
+    let logged = summaries[0];
+    assert_eq!(logged["run_id"], summary["runId"]);
+    assert_eq!(logged["status"], "succeeded");
+    for key in ["fetched", "stored", "eligible", "pages"] {
+        assert_eq!(logged[key], summary[key], "{key}: {logged}");
+    }
+    let mut skipped_total = 0;
+    for (reason, count) in summary["skipped"].as_object().unwrap() {
+        assert_eq!(
+            logged[format!("skipped_{reason}")],
+            *count,
+            "{reason}: {logged}"
+        );
+        skipped_total += count.as_u64().unwrap();
+    }
+    assert_eq!(logged["skipped"], skipped_total);
+    assert_eq!(logged["inserted"], summary["outcomes"]["inserted"]);
+}
+
+#[test]
+fn when_partner_center_refuses_the_refresh_token_should_fail_the_run_and_still_summarize_it() {
+    let env = [("HUNTER_PC_REFRESH_TOKEN", "revoked-by-an-admin".to_owned())];
+    let (summary, status, logs) = run_with_logs(&["--once", "--seed", "20"], &env, "info");
+    assert!(!status.success(), "a failed sync exits non-zero: {summary}");
+    assert_eq!(summary["status"], "failed", "{summary}");
+    assert_eq!(summary["fetched"], 0);
+    assert!(summary["error"].is_string(), "{summary}");
+    let summaries: Vec<Value> = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|e| e["event"] == "partner_center_sync_summary")
+        .collect();
+    assert_eq!(summaries.len(), 1, "a failed run is summarized too: {logs}");
+    assert_eq!(summaries[0]["status"], "failed");
+    assert!(summaries[0]["error"].is_string());
+    assert!(
+        !logs.contains("revoked-by-an-admin"),
+        "no secret in a log line"
+    );
 }
 
 #[test]
