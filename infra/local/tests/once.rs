@@ -95,6 +95,10 @@ fn once_through_server_errors_throttling_and_expiring_tokens_still_accounts_for_
         "0",
         "--sim-expire-token-after-pages",
         "3",
+        "--sim-dataverse-max-requests",
+        "10",
+        "--sim-dataverse-window",
+        "1",
     ];
     let (summary, status, logs) = run_with_logs(&args, &[], "warn");
     assert!(status.success(), "{summary}");
@@ -119,6 +123,28 @@ fn once_through_server_errors_throttling_and_expiring_tokens_still_accounts_for_
         !logs.contains("sim-refresh-token"),
         "no secret in a log line"
     );
+    // Every failed request is logged with the id it was sent under and, when the service
+    // answered, the service's own request-id.
+    let refused: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| {
+            e["event"] == "partner_center_request_failed"
+                || e["event"] == "dataverse_request_failed"
+        })
+        .collect();
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["event"] == "dataverse_request_failed"),
+        "Dataverse throttled too: {logs}"
+    );
+    for event in &refused {
+        assert!(event["client_request_id"].is_string(), "{event}");
+        if event["status"].is_u64() {
+            assert!(event["request_id"].is_string(), "{event}");
+        }
+    }
     assert_eq!(summary["pages"], 15);
 }
 

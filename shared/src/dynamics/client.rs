@@ -732,6 +732,7 @@ impl DataverseClient {
                 },
             };
             self.wait_if_paused().await;
+            let client_request_id = uuid::Uuid::new_v4().to_string();
             let mut request = self
                 .http
                 .request(call.method.clone(), call.url.clone())
@@ -739,7 +740,7 @@ impl DataverseClient {
                 .header("Accept", "application/json")
                 .header("OData-MaxVersion", "4.0")
                 .header("OData-Version", "4.0")
-                .header("client-request-id", uuid::Uuid::new_v4().to_string());
+                .header("client-request-id", &client_request_id);
             for (name, value) in &call.headers {
                 request = request.header(*name, value.as_str());
             }
@@ -759,7 +760,7 @@ impl DataverseClient {
             let (status, headers, body) = match sent {
                 Ok(answer) => answer,
                 Err(err) if retry < self.backoff.max_retries => {
-                    tracing::warn!(event = "dataverse_request_failed", op = call.op, error = %err, retry);
+                    tracing::warn!(event = "dataverse_request_failed", op = call.op, error = %err, client_request_id, retry);
                     tokio::time::sleep(self.backoff.delay(retry)).await;
                     retry += 1;
                     token = Some(current);
@@ -792,6 +793,7 @@ impl DataverseClient {
                 status = status.as_u16(),
                 code = %code,
                 request_id = request_id.as_deref(),
+                client_request_id,
                 retry_after_ms = retry_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                 retry,
             );

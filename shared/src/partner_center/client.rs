@@ -191,12 +191,13 @@ impl PartnerCenterClient {
         let mut refreshed = false;
         let mut retry = 0;
         loop {
+            let client_request_id = uuid::Uuid::new_v4().to_string();
             let mut request = self
                 .http
                 .request(method.clone(), url.clone())
                 .bearer_auth(token.expose())
                 .header("Accept", "application/json")
-                .header("client-request-id", uuid::Uuid::new_v4().to_string());
+                .header("client-request-id", &client_request_id);
             if let Some((body, if_match)) = patch {
                 request = request
                     .header("Content-Type", "application/json-patch+json")
@@ -209,7 +210,7 @@ impl PartnerCenterClient {
             let response = match sent {
                 Ok(response) => response,
                 Err(err) if retry < self.backoff.max_retries => {
-                    tracing::warn!(event = "partner_center_request_failed", error = %err, retry, path = url.path());
+                    tracing::warn!(event = "partner_center_request_failed", error = %err, client_request_id, retry, path = url.path());
                     self.pause(self.backoff.delay(retry), deadline).await?;
                     retry += 1;
                     continue;
@@ -246,6 +247,7 @@ impl PartnerCenterClient {
                 status = status.as_u16(),
                 code = %code,
                 request_id = request_id.as_deref(),
+                client_request_id,
                 retry,
                 path = url.path()
             );
