@@ -763,3 +763,49 @@ async fn when_more_leads_than_a_dollar_batch_holds_should_split_them_into_batche
     assert_eq!(batch_posts(&f), 2);
     assert_eq!(f.dataverse.sim.records("leads").len(), 1001);
 }
+
+#[tokio::test]
+async fn when_dataverse_hints_its_parallelism_should_stay_within_it_without_a_429() {
+    let f = Fixture::start(DataverseConfig {
+        dop_hint: 2,
+        limits: Limits {
+            max_concurrent: 2,
+            ..Limits::default()
+        },
+        faults: Faults {
+            latency_ms: 30,
+            ..Faults::default()
+        },
+        ..DataverseConfig::default()
+    })
+    .await;
+    // One push teaches the client the hint.
+    let first = f.ingest("r-first", "first.com").await;
+    assert!(matches!(
+        push_message(&f.deps(), &first).await.unwrap(),
+        PushOutcome::Synced(_)
+    ));
+    let mut bodies = Vec::new();
+    for n in 0..10 {
+        bodies.push(f.ingest(&format!("r{n}"), &format!("company{n}.com")).await);
+    }
+
+    // Ten first pushes: ten lookups for hand-made records, two at a time, then one $batch.
+    let response = handle_batch(&f.deps(), sqs_event(bodies, Vec::new())).await;
+
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert_eq!(f.dataverse.sim.records("leads").len(), 11);
+    let requests = f.dataverse.sim.requests();
+    assert!(
+        requests.iter().filter(|r| r.method == "GET").count() >= 10,
+        "the lookups ran"
+    );
+    assert!(
+        requests.iter().all(|r| r.status != 429),
+        "never more than the hinted two at once: {:?}",
+        requests
+            .iter()
+            .filter(|r| r.status == 429)
+            .collect::<Vec<_>>()
+    );
+}
