@@ -282,3 +282,132 @@ fn once_with_aws_accounts_for_every_referral_on_dynamodb_and_sqs() {
     assert!(status.success(), "{summary}");
     assert_accounted_for(&summary, 500);
 }
+
+/// Partner Center and Dataverse simulators this test runs, which hunter-local only knows by URL.
+struct External {
+    pc: hunter_local::sim::partner_center::RunningSim,
+    dv: hunter_local::sim::dataverse::RunningDataverse,
+}
+
+/// `hunter-local --once` against [`External`] services serving `referrals` generated referrals,
+/// with `env` added; its summary and logs.
+async fn run_against_external(
+    referrals: usize,
+    env: &[(&str, String)],
+) -> (External, Value, String) {
+    use hunter_local::sim::dataverse::{DataverseConfig, DataverseSim};
+    use hunter_local::sim::partner_center::{PartnerCenterSim, SimConfig};
+    use hunter_local::sim::seed::generate_referrals;
+
+    let pc_config = SimConfig::default();
+    let mut env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    env.push(("HUNTER_PC_CLIENT_ID".into(), "external-test".into()));
+    env.push((
+        "HUNTER_PC_REFRESH_TOKEN".into(),
+        pc_config.initial_refresh_token.clone(),
+    ));
+    let pc = PartnerCenterSim::new(generate_referrals(referrals, 99), pc_config)
+        .serve(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let dv_config = DataverseConfig::default();
+    env.push(("HUNTER_D365_CLIENT_ID".into(), dv_config.client_id.clone()));
+    env.push((
+        "HUNTER_D365_CLIENT_SECRET".into(),
+        dv_config.client_secret.clone(),
+    ));
+    let dv = DataverseSim::new(dv_config)
+        .serve(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let args: Vec<String> = vec![
+        "--once".into(),
+        "--partner-center-url".into(),
+        pc.base_url.clone(),
+        "--partner-center-token-url".into(),
+        pc.token_url.clone(),
+        "--dynamics-url".into(),
+        dv.base_url.clone(),
+        "--dynamics-token-url".into(),
+        dv.token_url.clone(),
+    ];
+    let (summary, status, logs) = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        run_with_logs(&args, &env, "info")
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{summary}");
+    (External { pc, dv }, summary, logs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_external_services_are_named_should_sync_from_and_push_to_them_not_the_simulators() {
+    let (external, summary, logs) = run_against_external(30, &[]).await;
+
+    assert_accounted_for(&summary, 30);
+    assert!(
+        external
+            .pc
+            .sim
+            .requests()
+            .iter()
+            .any(|r| r.path.contains("/engagements/referrals")),
+        "the referrals came from the named Partner Center"
+    );
+    let leads = external.dv.sim.records("leads");
+    assert_eq!(
+        Value::from(leads.len()),
+        summary["dynamicsPushed"],
+        "every pushed lead is in the named Dataverse: {summary}"
+    );
+    assert!(!leads.is_empty());
+    assert!(
+        !external.dv.sim.records("opportunities").is_empty(),
+        "accepted referrals become opportunities by default"
+    );
+    for simulator in ["partner_center_sim_started", "dataverse_sim_started"] {
+        assert!(!logs.contains(simulator), "no built-in {simulator}: {logs}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_a_mapping_file_renames_a_column_should_push_to_that_column() {
+    let file = std::env::temp_dir().join(format!("hunter-mapping-{}.toml", std::process::id()));
+    let mapping = include_str!("../../../shared/rules/dynamics-mapping.toml").replacen(
+        "name = \"companyname\"",
+        "name = \"new_companylegalname\"",
+        1,
+    );
+    std::fs::write(&file, mapping).unwrap();
+    let env = [
+        ("HUNTER_MAPPING_FILE", file.to_string_lossy().into_owned()),
+        ("HUNTER_D365_OPPORTUNITIES", "false".to_owned()),
+    ];
+
+    let (external, summary, _) = run_against_external(30, &env).await;
+
+    let leads = external.dv.sim.records("leads");
+    assert!(!leads.is_empty(), "{summary}");
+    for lead in &leads {
+        assert!(lead["new_companylegalname"].is_string(), "{lead}");
+        assert!(lead.get("companyname").is_none_or(Value::is_null), "{lead}");
+    }
+    assert!(
+        external.dv.sim.records("opportunities").is_empty(),
+        "HUNTER_D365_OPPORTUNITIES=false makes none"
+    );
+    assert!(
+        external
+            .pc
+            .sim
+            .requests()
+            .iter()
+            .all(|r| r.method != "PATCH"),
+        "write-back is off by default"
+    );
+}
