@@ -573,7 +573,8 @@ async fn a_token_that_expires_in_the_middle_of_a_batch_is_renewed_and_every_lead
     }
     let sim = f.dataverse.sim.clone();
     let expire = tokio::spawn(async move {
-        // Once the first requests are answered (16 are needed, 150 ms each, 4 at a time).
+        // Once the first requests are answered (8 lookups for hand-made records, 150 ms each,
+        // 4 at a time, then one $batch).
         while sim.requests().iter().filter(|r| r.status < 300).count() < 2 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -600,6 +601,18 @@ async fn a_token_that_expires_in_the_middle_of_a_batch_is_renewed_and_every_lead
         statuses.contains(&401),
         "the expiry hit requests in flight: {statuses:?}"
     );
+    // The audit trail says what happened, never with what credentials.
+    let secret = DataverseConfig::default().client_secret;
+    for n in 0..8 {
+        let lead = f.lead(&format!("company{n}.com")).await;
+        for entry in f.store.list_audit(&lead.domain, 10).await.unwrap() {
+            let text = serde_json::to_string(&entry).unwrap();
+            assert!(
+                !text.contains(&secret) && !text.contains("Bearer"),
+                "{text}"
+            );
+        }
+    }
 }
 
 /// An SQS event of `bodies`, with message ids `m0`, `m1`, ... (and receipts, when given).

@@ -97,6 +97,48 @@ async fn a_429_with_retry_after_is_waited_out_and_the_sync_succeeds() {
 }
 
 #[tokio::test]
+async fn when_partner_center_is_too_slow_to_answer_should_retry_the_timed_out_request() {
+    let mut f = SyncFixture::start(referrals(8), pages_of(5)).await;
+    // The client gives up on a request after 300 ms; the simulator answers after 1.5 s until
+    // the fault is lifted, so the first attempt always times out.
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let config = hunter_core::config::Config {
+        partner_center_url: f.sim.base_url.clone(),
+        partner_center_token_url: f.sim.token_url.clone(),
+        ..hunter_core::config::Config::from_vars(Vec::new()).unwrap()
+    };
+    let credentials = hunter_core::credentials::Credentials {
+        pc_client_id: "hunter-tests".to_owned(),
+        pc_refresh_token: hunter_core::secret::Secret::new(
+            SimConfig::default().initial_refresh_token,
+        ),
+        ..hunter_core::credentials::Credentials::default()
+    };
+    f.client =
+        hunter_core::wiring::partner_center(impatient, &config, &credentials, f.store.clone())
+            .unwrap();
+    f.sim.sim.set_faults(Faults {
+        latency_ms: 1500,
+        ..Faults::default()
+    });
+    let sim = f.sim.sim.clone();
+    let lift = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        sim.set_faults(Faults::default());
+    });
+
+    let summary = f.fetch().await;
+    lift.await.unwrap();
+
+    assert_eq!(summary.status, FetchStatus::Succeeded, "{summary:?}");
+    assert_eq!((summary.pages, summary.enqueued), (2, 8));
+    assert_eq!(f.queued_ids().await.len(), 8);
+}
+
+#[tokio::test]
 async fn a_503_then_success_is_retried() {
     let f = SyncFixture::start(referrals(8), pages_of(5)).await;
     f.sim.sim.set_faults(Faults {
