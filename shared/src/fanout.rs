@@ -15,14 +15,30 @@ pub struct SendReport {
     pub failed: Vec<SendFailure>,
 }
 
+/// A send that stopped on a request failing as a whole, after `sent` messages went out.
+#[derive(Debug, thiserror::Error)]
+#[error("{error} (after {sent} sent)")]
+pub struct SendAllError {
+    pub error: QueueError,
+    pub sent: usize,
+}
+
+impl SendAllError {
+    /// Whether sending the rest may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        self.error.is_retryable()
+    }
+}
+
 /// Sends `messages` in batches of [`BATCH_SIZE`]. Entries that failed transiently are sent again
 /// with backoff; entries the queue refused as malformed are reported, not retried.
-/// A whole-request failure that stays after the retries is returned as the error.
+/// A whole-request failure that stays after the retries stops the send: the error says how many
+/// messages went out before it.
 pub async fn send_all(
     queue: &dyn Queue,
     messages: &[OutgoingMessage],
     backoff: &Backoff,
-) -> Result<SendReport, QueueError> {
+) -> Result<SendReport, SendAllError> {
     let mut report = SendReport::default();
     for chunk in messages.chunks(BATCH_SIZE) {
         let mut pending: Vec<OutgoingMessage> = chunk.to_vec();
@@ -35,7 +51,12 @@ pub async fn send_all(
                     retry += 1;
                     continue;
                 }
-                Err(err) => return Err(err),
+                Err(error) => {
+                    return Err(SendAllError {
+                        error,
+                        sent: report.sent,
+                    });
+                }
             };
             report.sent += pending.len() - failures.len();
             let (permanent, transient): (Vec<_>, Vec<_>) =
@@ -68,11 +89,13 @@ mod tests {
     use crate::adapters::EmbeddedQueue;
     use crate::ports::{QueueDepth, ReceivedMessage};
 
-    /// Fails the first entry of each of its first `transient_rounds` batches with a service fault.
+    /// Fails the first entry of each of its first `transient_rounds` batches with a service fault;
+    /// after `up_for` batches, fails every request as a whole.
     struct Flaky {
         inner: EmbeddedQueue,
         transient_rounds: Mutex<u32>,
         batches: Mutex<Vec<usize>>,
+        up_for: usize,
     }
 
     #[async_trait]
@@ -81,6 +104,9 @@ mod tests {
             &self,
             messages: &[OutgoingMessage],
         ) -> Result<Vec<SendFailure>, QueueError> {
+            if self.batches.lock().unwrap().len() >= self.up_for {
+                return Err(QueueError::Unavailable("the queue is down".into()));
+            }
             self.batches.lock().unwrap().push(messages.len());
             let transient = {
                 let mut rounds = self.transient_rounds.lock().unwrap();
@@ -131,6 +157,7 @@ mod tests {
             inner: EmbeddedQueue::new("q", Duration::from_secs(30), 5),
             transient_rounds: Mutex::new(transient_rounds),
             batches: Mutex::new(Vec::new()),
+            up_for: usize::MAX,
         }
     }
 
@@ -193,5 +220,17 @@ mod tests {
         assert_eq!(report.failed[0].id, "m1");
         assert!(report.failed[0].sender_fault);
         assert_eq!(*queue.batches.lock().unwrap(), vec![3]);
+    }
+
+    #[tokio::test]
+    async fn when_the_queue_fails_as_a_whole_midway_should_say_how_many_went_out() {
+        let queue = Flaky {
+            up_for: 2,
+            ..flaky(0)
+        };
+        let err = send_all(&queue, &messages(25), &fast(1)).await.unwrap_err();
+        assert_eq!(err.sent, 20);
+        assert!(err.is_retryable());
+        assert_eq!(queue.depth().await.unwrap().visible, 20);
     }
 }

@@ -269,6 +269,9 @@ pub struct SyncRun {
     pub pages: u32,
     pub fetched: u32,
     pub enqueued: u32,
+    /// Fetched referrals fetch-referrals stored as `invalid_payload` itself (not enqueued).
+    #[serde(default)]
+    pub recorded_invalid: u32,
     /// Referrals of this run that ingest stored (written by ingest, one increment each).
     pub stored: u32,
     pub eligible: u32,
@@ -294,6 +297,7 @@ impl SyncRun {
             pages: 0,
             fetched: 0,
             enqueued: 0,
+            recorded_invalid: 0,
             stored: 0,
             eligible: 0,
             skipped: BTreeMap::new(),
@@ -303,13 +307,13 @@ impl SyncRun {
         }
     }
 
-    /// The run is over and ingest has stored what it will get: every fetched referral of a
-    /// succeeded run, every enqueued one of a failed run.
+    /// The run is over and every referral it delivered is stored: all it fetched when it
+    /// succeeded; what it enqueued or recorded itself when it failed.
     pub fn is_complete(&self) -> bool {
         match self.status {
             RunStatus::Running => false,
             RunStatus::Succeeded => self.stored >= self.fetched,
-            RunStatus::Failed => self.stored >= self.enqueued,
+            RunStatus::Failed => self.stored >= self.enqueued + self.recorded_invalid,
         }
     }
 }
@@ -357,9 +361,21 @@ mod tests {
         assert!(!run(RunStatus::Running, 10, 10, 10).is_complete());
         assert!(!run(RunStatus::Succeeded, 10, 10, 9).is_complete());
         assert!(run(RunStatus::Succeeded, 10, 10, 10).is_complete());
-        // A failed run delivers only what it enqueued before failing.
+        // A failed run delivers only what it enqueued (or recorded itself) before failing.
         assert!(!run(RunStatus::Failed, 10, 6, 5).is_complete());
         assert!(run(RunStatus::Failed, 10, 6, 6).is_complete());
+        let with_invalid = SyncRun {
+            recorded_invalid: 2,
+            ..run(RunStatus::Failed, 10, 6, 6)
+        };
+        assert!(!with_invalid.is_complete(), "two enqueued ones are missing");
+        assert!(
+            SyncRun {
+                stored: 8,
+                ..with_invalid
+            }
+            .is_complete()
+        );
     }
 
     #[test]

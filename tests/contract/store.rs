@@ -414,7 +414,8 @@ pub async fn sync_runs_list_newest_first(store: &dyn Store) {
             },
             pages: 2,
             fetched: 150,
-            enqueued: 150,
+            enqueued: 148,
+            recorded_invalid: 2,
             stored: 149,
             eligible: 145,
             skipped: BTreeMap::from([("no_domain".to_owned(), 4)]),
@@ -451,6 +452,7 @@ pub async fn sync_runs_list_newest_first(store: &dyn Store) {
         (failed.status, failed.error.as_deref()),
         (RunStatus::Failed, Some("401 after refresh"))
     );
+    assert_eq!((failed.enqueued, failed.recorded_invalid), (148, 2));
     let mut running = failed.clone();
     running.status = RunStatus::Running;
     store.put_sync_run(&running).await.unwrap();

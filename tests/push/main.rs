@@ -730,6 +730,11 @@ async fn when_a_whole_dollar_batch_is_throttled_should_retry_every_lead_once_ret
     let response = handle_batch(&deps, sqs_event(bodies, receipts)).await;
 
     assert_eq!(response.batch_item_failures.len(), 3, "{response:?}");
+    assert_eq!(
+        batch_posts(&f),
+        2,
+        "the $batch and its one retry were refused"
+    );
     assert!(f.dataverse.sim.records("leads").is_empty());
     for n in 0..3 {
         let lead = f.lead(&format!("company{n}.com")).await;
@@ -818,4 +823,32 @@ async fn when_dataverse_hints_its_parallelism_should_stay_within_it_without_a_42
             .filter(|r| r.status == 429)
             .collect::<Vec<_>>()
     );
+}
+
+#[tokio::test]
+async fn when_a_dollar_batch_is_refused_as_a_whole_should_upsert_each_lead_on_its_own() {
+    let f = Fixture::start(DataverseConfig::default()).await;
+    let mut bodies = Vec::new();
+    for n in 0..3 {
+        bodies.push(f.ingest(&format!("r{n}"), &format!("company{n}.com")).await);
+    }
+    // Three lookups for hand-made records pass; the $batch itself is answered 400.
+    f.dataverse.sim.set_faults(Faults {
+        fail_next: vec![200, 200, 200, 400],
+        ..Faults::default()
+    });
+
+    let response = handle_batch(&f.deps(), sqs_event(bodies, Vec::new())).await;
+
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert_eq!((batch_posts(&f), lead_patches(&f)), (1, 3));
+    assert_eq!(f.dataverse.sim.records("leads").len(), 3);
+    for n in 0..3 {
+        let lead = f.lead(&format!("company{n}.com")).await;
+        assert_eq!(
+            lead.sync_status,
+            SyncStatus::Synced,
+            "not failed for the batch's sake"
+        );
+    }
 }

@@ -409,3 +409,86 @@ async fn the_lambda_entry_answers_a_failed_run_with_a_typed_error() {
     assert!(failed.message.contains("authentication"), "{failed:?}");
     assert!(f.queued_ids().await.is_empty());
 }
+
+/// The fixture's queue, failing every request as a whole once `up_for` batches went through.
+struct GoesDown<'a> {
+    inner: &'a dyn hunter_core::ports::Queue,
+    up_for: std::sync::Mutex<usize>,
+}
+
+#[async_trait::async_trait]
+impl hunter_core::ports::Queue for GoesDown<'_> {
+    async fn send_batch(
+        &self,
+        messages: &[hunter_core::ports::OutgoingMessage],
+    ) -> Result<Vec<hunter_core::ports::SendFailure>, hunter_core::error::QueueError> {
+        {
+            let mut up_for = self.up_for.lock().unwrap();
+            if *up_for == 0 {
+                return Err(hunter_core::error::QueueError::Unavailable(
+                    "queue down".into(),
+                ));
+            }
+            *up_for -= 1;
+        }
+        self.inner.send_batch(messages).await
+    }
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Option<Duration>,
+        wait: Duration,
+    ) -> Result<Vec<hunter_core::ports::ReceivedMessage>, hunter_core::error::QueueError> {
+        self.inner.receive(max, visibility, wait).await
+    }
+    async fn delete(&self, receipt: &str) -> Result<(), hunter_core::error::QueueError> {
+        self.inner.delete(receipt).await
+    }
+    async fn change_visibility(
+        &self,
+        receipt: &str,
+        timeout: Duration,
+    ) -> Result<(), hunter_core::error::QueueError> {
+        self.inner.change_visibility(receipt, timeout).await
+    }
+    async fn depth(
+        &self,
+    ) -> Result<hunter_core::ports::QueueDepth, hunter_core::error::QueueError> {
+        self.inner.depth().await
+    }
+    async fn take_dead_letters(
+        &self,
+        max: usize,
+    ) -> Result<Vec<hunter_core::ports::ReceivedMessage>, hunter_core::error::QueueError> {
+        self.inner.take_dead_letters(max).await
+    }
+    async fn redrive_dead_letters(&self) -> Result<usize, hunter_core::error::QueueError> {
+        self.inner.redrive_dead_letters().await
+    }
+}
+
+#[tokio::test]
+async fn when_the_queue_fails_midway_through_a_page_should_fail_the_run_counting_what_went_out() {
+    let f = SyncFixture::start(referrals(25), pages_of(25)).await;
+    let down = GoesDown {
+        inner: f.queue.as_ref(),
+        up_for: std::sync::Mutex::new(2),
+    };
+    let deps = fetch_referrals::FetchDeps {
+        queue: &down,
+        ..f.fetch_deps()
+    };
+
+    let summary = fetch_referrals::fetch_referrals(&deps, None, None)
+        .await
+        .unwrap();
+
+    assert_eq!(summary.status, FetchStatus::Failed, "{summary:?}");
+    assert_eq!((summary.fetched, summary.enqueued), (25, 20), "{summary:?}");
+    assert_eq!(f.queued_ids().await.len(), 20);
+    let run = hunter_core::ports::SyncStore::get_sync_run(f.store.as_ref(), &summary.run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((run.status, run.enqueued), (RunStatus::Failed, 20));
+}

@@ -332,12 +332,17 @@ impl Sync {
             }
             messages.push(OutgoingMessage::new(i.to_string(), body));
         }
-        let report = send_all(deps.queue, &messages, &deps.settings.send_backoff)
-            .await
-            .map_err(|e| RunFailure {
-                retryable: e.is_retryable(),
-                message: format!("referrals queue: {e}"),
-            })?;
+        let report = match send_all(deps.queue, &messages, &deps.settings.send_backoff).await {
+            Ok(report) => report,
+            Err(err) => {
+                // What went out will be ingested and counted: the run must know it was sent.
+                self.run.enqueued += u32::try_from(err.sent).unwrap_or(u32::MAX);
+                return Err(RunFailure {
+                    retryable: err.is_retryable(),
+                    message: format!("referrals queue: {err}"),
+                });
+            }
+        };
         self.run.enqueued += u32::try_from(report.sent).unwrap_or(u32::MAX);
         let mut transient = Vec::new();
         for failure in report.failed {
@@ -387,6 +392,7 @@ impl Sync {
             )
             .await?;
         self.recorded_invalid += 1;
+        self.run.recorded_invalid = self.recorded_invalid;
         tracing::warn!(
             event = "partner_center_referral_skipped",
             run_id = %self.run.id,

@@ -186,7 +186,8 @@ async fn request_push(deps: &IngestDeps<'_>, lead: &Lead) -> Result<(), IngestEr
         &[OutgoingMessage::new("0", body)],
         &deps.send_backoff,
     )
-    .await?;
+    .await
+    .map_err(|e| e.error)?;
     match report.failed.first() {
         None => Ok(()),
         Some(f) if f.sender_fault => Err(IngestError::PushRefused {

@@ -131,6 +131,7 @@ pub async fn push_messages(
     for item in &mut prepared {
         if let Ok(Prepared::Ready(lead, _)) = item {
             if !seen.insert(lead.domain.clone()) {
+                tracing::info!(event = "dynamics_push_skipped", domain = %lead.domain, reason = "duplicate in batch");
                 *item = Ok(Prepared::Skipped("duplicate in batch"));
             }
         }

@@ -1220,6 +1220,20 @@ fn when_seeding_many_should_vary_like_real_data() {
         })
         .count();
     assert!(consumer_only > 0);
+    // Many customers, some with several referrals.
+    let mut by_domain: std::collections::BTreeMap<String, usize> = Default::default();
+    for r in &referrals {
+        let domains: BTreeSet<String> = emails(r)
+            .iter()
+            .filter_map(|e| e.rsplit_once('@').map(|(_, d)| d.to_owned()))
+            .filter(|d| !consumer.contains(&d.as_str()))
+            .collect();
+        for domain in domains {
+            *by_domain.entry(domain).or_default() += 1;
+        }
+    }
+    assert!(by_domain.len() > 40, "{} customer domains", by_domain.len());
+    assert!(by_domain.values().any(|&n| n >= 3), "{by_domain:?}");
     assert!(
         referrals
             .iter()

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use serde_json::Value;
 
 const TOKEN: &str = "serve-test-token";
 
-/// The running binary, interrupted (then killed) on drop.
+/// The running binary, killed on drop.
 struct Served(Child);
 
 impl Drop for Served {
@@ -20,22 +21,23 @@ impl Drop for Served {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+impl Served {
+    fn assert_running(&mut self) {
+        if let Some(status) = self.0.try_wait().unwrap() {
+            panic!("hunter-local exited: {status}");
+        }
+    }
 }
 
-/// Polls `check` until it yields a value, for at most a minute.
-async fn eventually<T, F, Fut>(what: &str, check: F) -> T
+/// Polls `check` until it yields a value, for at most a minute, while `served` runs.
+async fn eventually<T, F, Fut>(served: &mut Served, what: &str, check: F) -> T
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
+        served.assert_running();
         if let Some(value) = check().await {
             return value;
         }
@@ -46,10 +48,9 @@ where
 
 #[tokio::test]
 async fn when_serving_should_sync_at_start_answer_on_its_port_and_sync_again_on_request() {
-    let port = free_port();
     let mut served = Served(
         Command::new(env!("CARGO_BIN_EXE_hunter-local"))
-            .args(["--port", &port.to_string(), "--seed", "30"])
+            .args(["--port", "0", "--seed", "30"])
             .args(["--sync-interval", "3600"])
             .env("HUNTER_API_TOKEN", TOKEN)
             .env("RUST_LOG", "warn")
@@ -59,7 +60,19 @@ async fn when_serving_should_sync_at_start_answer_on_its_port_and_sync_again_on_
             .spawn()
             .unwrap(),
     );
-    let base = format!("http://127.0.0.1:{port}/api/v1");
+    // The first line, for the person at the terminal: the URL (port 0: the one it got) and token.
+    let mut banner = String::new();
+    BufReader::new(served.0.stdout.take().unwrap())
+        .read_line(&mut banner)
+        .unwrap();
+    assert!(banner.contains(TOKEN), "{banner}");
+    let url = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no URL in {banner:?}"))
+        .trim_end_matches('/')
+        .to_owned();
+    let base = format!("{url}/api/v1");
     let http = reqwest::Client::new();
     let get = |path: &str| {
         let request = http.get(format!("{base}{path}")).bearer_auth(TOKEN);
@@ -70,8 +83,8 @@ async fn when_serving_should_sync_at_start_answer_on_its_port_and_sync_again_on_
         }
     };
 
-    eventually("the health check", || get("/health")).await;
-    let referrals = eventually("30 stored referrals", || async {
+    eventually(&mut served, "the health check", || get("/health")).await;
+    let referrals = eventually(&mut served, "30 stored referrals", || async {
         let page = get("/referrals?limit=200").await?;
         (page["items"].as_array()?.len() == 30).then_some(page)
     })
@@ -86,7 +99,7 @@ async fn when_serving_should_sync_at_start_answer_on_its_port_and_sync_again_on_
     let unauthorized = http.get(format!("{base}/referrals")).send().await.unwrap();
     assert_eq!(unauthorized.status(), reqwest::StatusCode::UNAUTHORIZED);
 
-    let first = eventually("the first run to finish", || async {
+    let first = eventually(&mut served, "the first run to finish", || async {
         let runs = get("/sync-runs").await?;
         let run = runs["items"].get(0)?.clone();
         (run["status"] == "succeeded").then_some(run)
@@ -103,7 +116,7 @@ async fn when_serving_should_sync_at_start_answer_on_its_port_and_sync_again_on_
         .unwrap();
     let run_id = accepted["runId"].as_str().unwrap().to_owned();
     assert_ne!(Value::from(run_id.clone()), first["id"]);
-    eventually("the requested run", || async {
+    eventually(&mut served, "the requested run", || async {
         let runs = get("/sync-runs").await?;
         runs["items"]
             .as_array()?
@@ -113,7 +126,6 @@ async fn when_serving_should_sync_at_start_answer_on_its_port_and_sync_again_on_
     })
     .await;
 
-    // The URL and token are printed for the person at the terminal.
     let _ = Command::new("kill")
         .args(["-INT", &served.0.id().to_string()])
         .status();
@@ -125,10 +137,4 @@ async fn when_serving_should_sync_at_start_answer_on_its_port_and_sync_again_on_
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut stdout = String::new();
-    std::io::Read::read_to_string(served.0.stdout.as_mut().unwrap(), &mut stdout).unwrap();
-    assert!(
-        stdout.contains(&format!("http://127.0.0.1:{port}/")) && stdout.contains(TOKEN),
-        "{stdout}"
-    );
 }

@@ -592,6 +592,7 @@ impl SyncStore for DynamoStore {
             "pages",
             "fetched",
             "enqueued",
+            "recordedInvalid",
             "error",
         ]
         .iter()

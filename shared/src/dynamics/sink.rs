@@ -170,7 +170,8 @@ impl LeadSink for DataverseLeadSink {
 
     /// Adoption lookups first (concurrently, as the dop hint allows), then the upserts in
     /// `$batch` requests of at most [`MAX_BATCH_ITEMS`], each lead its own change set, so one
-    /// refused lead does not undo the others. A single lead is upserted without a `$batch`.
+    /// refused lead does not undo the others. A single lead is upserted without a `$batch`; a
+    /// `$batch` refused as a whole for a reason retrying cannot fix is done lead by lead.
     async fn upsert_leads(&self, leads: &[LeadUpsert]) -> Vec<Result<PushedLead, DataverseError>> {
         if let [lead] = leads {
             return vec![
@@ -213,9 +214,33 @@ impl LeadSink for DataverseLeadSink {
                         }));
                     }
                 }
-                Err(err) => {
+                Err(err) if err.is_retryable() => {
                     for &i in chunk {
                         results[i] = Some(Err(err.clone()));
+                    }
+                }
+                // Refused or unreadable as a whole, which says nothing of any one lead: each is
+                // upserted on its own (idempotent), so only a lead at fault fails.
+                Err(err) => {
+                    tracing::warn!(event = "dataverse_batch_refused", error = %err, leads = chunk.len());
+                    for &i in chunk {
+                        let adopted = matches!(adoptions[i], Ok(true));
+                        let lead = &leads[i];
+                        results[i] = Some(
+                            self.client
+                                .upsert_by_key(
+                                    &self.entity_set,
+                                    &self.key_column,
+                                    &lead.key,
+                                    &lead.record,
+                                )
+                                .await
+                                .map(|r| PushedLead {
+                                    id: r.id,
+                                    created: r.created && !adopted,
+                                    adopted,
+                                }),
+                        );
                     }
                 }
             }

@@ -8,6 +8,7 @@
 //! of any seed cover each of these cases once (in a seed-dependent order); the rest are drawn at
 //! random with realistic weights.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -24,11 +25,11 @@ const ORGANIZATION_ID: &str = "0e1d2c3b-4a59-6877-8695-a4b3c2d1e0f9";
 const ORGANIZATION_NAME: &str = "Ridgeline IT Partners";
 const PARTNER_DOMAIN: &str = "ridgeline-partners.com";
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Company {
-    name: &'static str,
+    name: Cow<'static, str>,
     /// Unicode form for IDN companies (e.g. `bücher-gmbh.de`).
-    domain: &'static str,
+    domain: Cow<'static, str>,
     country: &'static str,
     state: Option<&'static str>,
     city: &'static str,
@@ -46,8 +47,8 @@ const fn company(
     locale: &'static str,
 ) -> Company {
     Company {
-        name,
-        domain,
+        name: Cow::Borrowed(name),
+        domain: Cow::Borrowed(domain),
         country,
         state,
         city,
@@ -194,6 +195,60 @@ const COMPANIES: &[Company] = &[
         "en-US",
     ),
 ];
+
+/// First words and kinds of smaller customers' names (a kind's domain slug beside it).
+const NAME_WORDS: &[&str] = &[
+    "Alpine",
+    "Bellows",
+    "Cobalt",
+    "Driftwood",
+    "Ember",
+    "Fjord",
+    "Granite",
+    "Harbor",
+    "Ivy",
+    "Juniper",
+    "Kestrel",
+    "Lumen",
+    "Meridian",
+    "Nimbus",
+    "Orchard",
+    "Pinecrest",
+    "Quarry",
+    "Riverside",
+    "Summit",
+    "Tidewater",
+    "Upland",
+    "Vantage",
+    "Willow",
+    "Yarrow",
+    "Zephyr",
+];
+const NAME_KINDS: &[(&str, &str)] = &[
+    ("Consulting", "consulting"),
+    ("Logistics", "logistics"),
+    ("Dental Group", "dental"),
+    ("Foods", "foods"),
+    ("Energy", "energy"),
+    ("Legal LLP", "legal"),
+    ("Retail", "retail"),
+    ("Labs", "labs"),
+];
+
+/// A smaller customer in the country of `near` (its address, currency, locale and top-level
+/// domain), drawn with a bias so that some recur.
+fn smaller_customer(rng: &mut fastrand::Rng, near: &Company) -> Company {
+    let count = NAME_WORDS.len() * NAME_KINDS.len();
+    let index = rng.usize(..count).min(rng.usize(..count));
+    let word = NAME_WORDS[index % NAME_WORDS.len()];
+    let (kind, slug) = NAME_KINDS[index / NAME_WORDS.len()];
+    let tld = near.domain.split_once('.').map_or("com", |(_, tld)| tld);
+    Company {
+        name: Cow::Owned(format!("{word} {kind}")),
+        domain: Cow::Owned(format!("{}-{slug}.{tld}", ascii_fold(word))),
+        ..near.clone()
+    }
+}
 
 /// Companies whose domain is an IDN (Unicode; Hunter must punycode it).
 const IDN_COMPANIES: &[Company] = &[
@@ -586,7 +641,7 @@ fn customer_profile(
     match style {
         ContactStyle::Company | ContactStyle::Idn => {
             for _ in 0..rng.usize(1..=3) {
-                team.push(contact(rng, company.domain, false, company.locale));
+                team.push(contact(rng, &company.domain, false, company.locale));
             }
         }
         ContactStyle::Subdomain => {
@@ -598,13 +653,13 @@ fn customer_profile(
                 company.locale,
             ));
             if rng.bool() {
-                team.push(contact(rng, company.domain, false, company.locale));
+                team.push(contact(rng, &company.domain, false, company.locale));
             }
         }
         ContactStyle::ConsumerThenCompany => {
             let free = consumer(rng);
             team.push(contact(rng, free, true, company.locale));
-            team.push(contact(rng, company.domain, false, company.locale));
+            team.push(contact(rng, &company.domain, false, company.locale));
         }
         ContactStyle::ConsumerWithExternalId | ContactStyle::ConsumerWithExternalUrl => {
             for _ in 0..rng.usize(1..=2) {
@@ -612,10 +667,10 @@ fn customer_profile(
                 team.push(contact(rng, free, true, company.locale));
             }
             let external = if style == ContactStyle::ConsumerWithExternalId {
-                company.domain.to_owned()
+                company.domain.to_string()
             } else {
                 pick(rng, &["https://www.{}/", "http://{}/about", "https://{}"])
-                    .replace("{}", company.domain)
+                    .replace("{}", &company.domain)
             };
             ids = json!([duns(rng), {"profileType": "External", "id": external}]);
         }
@@ -687,13 +742,19 @@ fn referral(
     let epoch = DateTime::from_timestamp(SEED_EPOCH_UNIX, 0).unwrap_or_default();
     let (direction, status, substatus) = scenario.lifecycle;
     let company = match (scenario.contacts, scenario.company) {
-        (ContactStyle::Idn, _) => pick(rng, IDN_COMPANIES),
-        (_, Some(index)) => COMPANIES[index % COMPANIES.len()],
-        // Biased to the first companies, so several referrals share a domain.
+        (ContactStyle::Idn, _) => IDN_COMPANIES[rng.usize(..IDN_COMPANIES.len())].clone(),
+        (_, Some(index)) => COMPANIES[index % COMPANIES.len()].clone(),
         _ => {
-            COMPANIES[rng
+            // Biased to the first companies, so several referrals share a domain; most are
+            // one of many smaller customers, as in a real pipeline.
+            let known = &COMPANIES[rng
                 .usize(..COMPANIES.len())
-                .min(rng.usize(..COMPANIES.len()))]
+                .min(rng.usize(..COMPANIES.len()))];
+            if rng.u8(0..10) < 6 {
+                smaller_customer(rng, known)
+            } else {
+                known.clone()
+            }
         }
     };
     let id = uuid(rng);
