@@ -136,21 +136,22 @@ pub async fn push_messages(
             }
         }
     }
-    let ready: Vec<usize> = (0..prepared.len())
-        .filter(|&i| matches!(prepared[i], Ok(Prepared::Ready(..))))
-        .collect();
-    let upserts: Vec<LeadUpsert> = ready
+    let (ready, upserts): (Vec<usize>, Vec<LeadUpsert>) = prepared
         .iter()
-        .filter_map(|&i| match &prepared[i] {
-            Ok(Prepared::Ready(lead, record)) => Some(LeadUpsert {
-                key: lead.domain.to_string(),
-                domain: lead.domain.to_string(),
-                record: record.clone(),
-                adopt: lead.dynamics_id.is_none(),
-            }),
+        .enumerate()
+        .filter_map(|(i, item)| match item {
+            Ok(Prepared::Ready(lead, record)) => Some((
+                i,
+                LeadUpsert {
+                    key: lead.domain.to_string(),
+                    domain: lead.domain.to_string(),
+                    record: record.clone(),
+                    adopt: lead.dynamics_id.is_none(),
+                },
+            )),
             _ => None,
         })
-        .collect();
+        .unzip();
     let mut upserted: Vec<Option<Result<PushedLead, DataverseError>>> =
         (0..prepared.len()).map(|_| None).collect();
     for (&i, result) in ready.iter().zip(deps.sink.upsert_leads(&upserts).await) {

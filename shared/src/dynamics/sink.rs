@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt as _;
 use serde_json::{Map, Value};
 
-use super::client::{DataverseClient, KeyedRecord, MAX_BATCH_ITEMS};
+use super::client::{DataverseClient, KeyedRecord, MAX_BATCH_ITEMS, UpsertResult};
 use super::error::DataverseError;
 use super::mapping::{DynamicsMapping, TableMapping};
 
@@ -16,6 +16,17 @@ pub struct PushedLead {
     pub created: bool,
     /// A record made by hand for the domain was taken over (keyed) instead of creating another.
     pub adopted: bool,
+}
+
+impl PushedLead {
+    /// The push that answered `result`; an adopted record was not created by it.
+    fn of(result: UpsertResult, adopted: bool) -> Self {
+        Self {
+            id: result.id,
+            created: result.created && !adopted,
+            adopted,
+        }
+    }
 }
 
 /// One lead to upsert: its key, domain, mapped columns, and whether to adopt a hand-made record.
@@ -161,11 +172,7 @@ impl LeadSink for DataverseLeadSink {
             .client
             .upsert_by_key(&self.entity_set, &self.key_column, key, record)
             .await?;
-        Ok(PushedLead {
-            id: result.id,
-            created: result.created && !adopted,
-            adopted,
-        })
+        Ok(PushedLead::of(result, adopted))
     }
 
     /// Adoption lookups first (concurrently, as the dop hint allows), then the upserts in
@@ -207,11 +214,7 @@ impl LeadSink for DataverseLeadSink {
                 Ok(answers) => {
                     for (&i, answer) in chunk.iter().zip(answers) {
                         let adopted = matches!(adoptions[i], Ok(true));
-                        results[i] = Some(answer.map(|r| PushedLead {
-                            id: r.id,
-                            created: r.created && !adopted,
-                            adopted,
-                        }));
+                        results[i] = Some(answer.map(|r| PushedLead::of(r, adopted)));
                     }
                 }
                 Err(err) if err.is_retryable() => {
@@ -235,11 +238,7 @@ impl LeadSink for DataverseLeadSink {
                                     &lead.record,
                                 )
                                 .await
-                                .map(|r| PushedLead {
-                                    id: r.id,
-                                    created: r.created && !adopted,
-                                    adopted,
-                                }),
+                                .map(|r| PushedLead::of(r, adopted)),
                         );
                     }
                 }
