@@ -82,12 +82,16 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn bad_request(message: impl Into<String>) -> Self {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
-            status: StatusCode::BAD_REQUEST,
-            code: "bad_request",
+            status,
+            code,
             message: message.into(),
         }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 }
 
@@ -107,11 +111,11 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidCursor => Self::bad_request("invalid cursor"),
             other => {
                 tracing::error!(event = "api_store_failed", error = %other);
-                Self {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    code: "store_unavailable",
-                    message: "the store is unavailable, try again".to_owned(),
-                }
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the store is unavailable, try again",
+                )
             }
         }
     }
@@ -130,11 +134,11 @@ async fn require_token(State(state): State<ApiState>, request: Request, next: Ne
     if !expected.is_empty() && constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
         next.run(request).await
     } else {
-        let mut response = ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            code: "unauthorized",
-            message: "send Authorization: Bearer <API token>".to_owned(),
-        }
+        let mut response = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send Authorization: Bearer <API token>",
+        )
         .into_response();
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -209,11 +213,7 @@ async fn get_referral(
 ) -> Result<Response, ApiError> {
     match state.store.get_referral(&id).await? {
         Some(record) => Ok(Json(record).into_response()),
-        None => Err(ApiError {
-            status: StatusCode::NOT_FOUND,
-            code: "not_found",
-            message: format!("no referral {id}"),
-        }),
+        None => Err(not_found(format!("no referral {id}"))),
     }
 }
 
@@ -252,26 +252,26 @@ async fn start_sync(State(state): State<ApiState>) -> Result<Response, ApiError>
             Json(json!({"runId": run_id, "inProgress": in_progress})),
         )
             .into_response()),
-        Err(TriggerError::Busy) => Err(ApiError {
-            status: StatusCode::CONFLICT,
-            code: "sync_pending",
-            message: "a sync is already waiting to start".to_owned(),
-        }),
+        Err(TriggerError::Busy) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "sync_pending",
+            "a sync is already waiting to start",
+        )),
         Err(err @ TriggerError::Invalid(_)) => {
             tracing::error!(event = "api_sync_request_failed", run_id, retryable = false, error = %err);
-            Err(ApiError {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                code: "sync_misconfigured",
-                message: "the sync function cannot be invoked; see the API's logs".to_owned(),
-            })
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "sync_misconfigured",
+                "the sync function cannot be invoked; see the API's logs",
+            ))
         }
         Err(err) => {
             tracing::warn!(event = "api_sync_request_failed", run_id, retryable = true, error = %err);
-            let mut response = ApiError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "sync_unavailable",
-                message: "the sync could not be started, try again".to_owned(),
-            }
+            let mut response = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "sync_unavailable",
+                "the sync could not be started, try again",
+            )
             .into_response();
             response.headers_mut().insert(
                 header::RETRY_AFTER,
@@ -286,11 +286,7 @@ async fn start_sync(State(state): State<ApiState>) -> Result<Response, ApiError>
 const SYNC_RETRY_AFTER_SECS: &str = "5";
 
 fn not_found(what: String) -> ApiError {
-    ApiError {
-        status: StatusCode::NOT_FOUND,
-        code: "not_found",
-        message: what,
-    }
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", what)
 }
 
 async fn lead_of(state: &ApiState, domain: &str) -> Result<Lead, ApiError> {
@@ -322,11 +318,11 @@ async fn queue_pushes(state: &ApiState, leads: &[Lead]) -> Result<usize, ApiErro
         .await
         .map_err(|e| {
             tracing::error!(event = "api_queue_failed", error = %e);
-            ApiError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "queue_unavailable",
-                message: "the push queue is unavailable".to_owned(),
-            }
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue_unavailable",
+                "the push queue is unavailable",
+            )
         })?;
     Ok(report.sent)
 }
