@@ -180,7 +180,7 @@ pub async fn fetch_referrals(
                 run_id: sync.run.id.clone(),
                 next_link,
                 max_updated: sync.max_updated,
-                recorded_invalid: sync.recorded_invalid,
+                recorded_invalid: sync.run.recorded_invalid,
             };
             save_cursor(
                 deps.store,
@@ -222,7 +222,6 @@ struct Sync {
     run: SyncRun,
     filter_since: Option<DateTime<Utc>>,
     max_updated: Option<DateTime<Utc>>,
-    recorded_invalid: u32,
     watermark: Option<DateTime<Utc>>,
     failure: Option<RunFailure>,
 }
@@ -233,22 +232,21 @@ impl Sync {
             run: SyncRun::start(run_id, clock::now()),
             filter_since: watermark,
             max_updated: None,
-            recorded_invalid: 0,
             watermark,
             failure: None,
         }
     }
 
     async fn resume(store: &dyn Store, continuation: &Continuation) -> Result<Self, StoreError> {
-        let run = store
+        let mut run = store
             .get_sync_run(&continuation.run_id)
             .await?
             .unwrap_or_else(|| SyncRun::start(continuation.run_id.clone(), clock::now()));
+        run.recorded_invalid = continuation.recorded_invalid;
         Ok(Self {
             run,
             filter_since: None,
             max_updated: continuation.max_updated,
-            recorded_invalid: continuation.recorded_invalid,
             watermark: None,
             failure: None,
         })
@@ -391,8 +389,7 @@ impl Sync {
                 Some(SkipReason::InvalidPayload),
             )
             .await?;
-        self.recorded_invalid += 1;
-        self.run.recorded_invalid = self.recorded_invalid;
+        self.run.recorded_invalid += 1;
         tracing::warn!(
             event = "partner_center_referral_skipped",
             run_id = %self.run.id,
@@ -432,7 +429,7 @@ impl Sync {
             pages: run.pages,
             fetched: run.fetched,
             enqueued: run.enqueued,
-            recorded_invalid: self.recorded_invalid,
+            recorded_invalid: self.run.recorded_invalid,
             watermark: self.watermark,
             error: self.failure.as_ref().map(|f| f.message.clone()),
             retryable: self.failure.as_ref().map(|f| f.retryable),
