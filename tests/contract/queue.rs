@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use hunter_core::error::QueueError;
+use hunter_core::ports::QueueError;
 use hunter_core::ports::{OutgoingMessage, Queue};
 
 const NO_WAIT: Duration = Duration::ZERO;

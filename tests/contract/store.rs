@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use hunter_core::error::StoreError;
-use hunter_core::model::{
+use hunter_core::ports::StoreError;
+use hunter_core::ports::{LeadQuery, ReferralQuery, Store, UpsertOutcome};
+use hunter_domain::model::{
     AuditEntry, Lead, ReferralRecord, RunStatus, SyncRun, SyncState, SyncStatus,
 };
-use hunter_core::ports::{LeadQuery, ReferralQuery, Store, UpsertOutcome};
-use hunter_core::rules::{Domain, DomainSource, SkipReason, normalize_domain};
+use hunter_domain::rules::{Domain, DomainSource, SkipReason, normalize_domain};
 
 fn at(minute: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 10, 1, 8, 0, 0)

@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use hunter_core::adapters::{EmbeddedQueue, EmbeddedStore};
-use hunter_core::dynamics::{
-    DataverseAuth, DataverseClient, DataverseLeadSink, DynamicsMapping, LeadSink, LeadUpsert,
-};
+use hunter_core::dynamics::{DataverseAuth, DataverseClient, DataverseLeadSink};
 use hunter_core::messages::{PushMessage, ReferralMessage};
-use hunter_core::model::{Lead, SyncStatus};
+use hunter_core::ports::{LeadSink, LeadUpsert};
 use hunter_core::ports::{LeadStore, Queue};
 use hunter_core::retry::Backoff;
-use hunter_core::rules::{Rules, normalize_domain};
 use hunter_core::secret::Secret;
+use hunter_domain::crm::DynamicsMapping;
+use hunter_domain::model::{Lead, SyncStatus};
+use hunter_domain::rules::{Rules, normalize_domain};
 use hunter_local::sim::dataverse::{
     DataverseConfig, DataverseSim, Faults, Limits, RunningDataverse,
 };

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use fetch_referrals::{FetchStatus, SYNC_STATE_KEY};
-use hunter_core::model::RunStatus;
+use hunter_domain::model::RunStatus;
 use hunter_local::sim::partner_center::{Faults, SimConfig};
 use serde_json::json;
 use tokio::time::Instant;
@@ -348,7 +348,7 @@ async fn a_referral_too_large_for_a_message_is_stored_as_invalid_payload_not_dro
     let invalid = crate::support::invalid_referrals(f.store()).await;
     assert_eq!(invalid.len(), 1);
     assert!(invalid[0].skip_detail.as_deref().unwrap().contains("bytes"));
-    assert!(invalid[0].raw.len() <= hunter_core::model::INVALID_RAW_MAX_BYTES);
+    assert!(invalid[0].raw.len() <= hunter_domain::model::INVALID_RAW_MAX_BYTES);
     let run = f
         .store()
         .get_sync_run(&summary.run_id)
@@ -421,11 +421,11 @@ impl hunter_core::ports::Queue for GoesDown<'_> {
     async fn send_batch(
         &self,
         messages: &[hunter_core::ports::OutgoingMessage],
-    ) -> Result<Vec<hunter_core::ports::SendFailure>, hunter_core::error::QueueError> {
+    ) -> Result<Vec<hunter_core::ports::SendFailure>, hunter_core::ports::QueueError> {
         {
             let mut up_for = self.up_for.lock().unwrap();
             if *up_for == 0 {
-                return Err(hunter_core::error::QueueError::Unavailable(
+                return Err(hunter_core::ports::QueueError::Unavailable(
                     "queue down".into(),
                 ));
             }
@@ -438,31 +438,31 @@ impl hunter_core::ports::Queue for GoesDown<'_> {
         max: usize,
         visibility: Option<Duration>,
         wait: Duration,
-    ) -> Result<Vec<hunter_core::ports::ReceivedMessage>, hunter_core::error::QueueError> {
+    ) -> Result<Vec<hunter_core::ports::ReceivedMessage>, hunter_core::ports::QueueError> {
         self.inner.receive(max, visibility, wait).await
     }
-    async fn delete(&self, receipt: &str) -> Result<(), hunter_core::error::QueueError> {
+    async fn delete(&self, receipt: &str) -> Result<(), hunter_core::ports::QueueError> {
         self.inner.delete(receipt).await
     }
     async fn change_visibility(
         &self,
         receipt: &str,
         timeout: Duration,
-    ) -> Result<(), hunter_core::error::QueueError> {
+    ) -> Result<(), hunter_core::ports::QueueError> {
         self.inner.change_visibility(receipt, timeout).await
     }
     async fn depth(
         &self,
-    ) -> Result<hunter_core::ports::QueueDepth, hunter_core::error::QueueError> {
+    ) -> Result<hunter_core::ports::QueueDepth, hunter_core::ports::QueueError> {
         self.inner.depth().await
     }
     async fn take_dead_letters(
         &self,
         max: usize,
-    ) -> Result<Vec<hunter_core::ports::ReceivedMessage>, hunter_core::error::QueueError> {
+    ) -> Result<Vec<hunter_core::ports::ReceivedMessage>, hunter_core::ports::QueueError> {
         self.inner.take_dead_letters(max).await
     }
-    async fn redrive_dead_letters(&self) -> Result<usize, hunter_core::error::QueueError> {
+    async fn redrive_dead_letters(&self) -> Result<usize, hunter_core::ports::QueueError> {
         self.inner.redrive_dead_letters().await
     }
 }

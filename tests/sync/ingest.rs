@@ -5,14 +5,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use hunter_core::adapters::{EmbeddedQueue, EmbeddedStore};
-use hunter_core::error::StoreError;
 use hunter_core::messages::{PushMessage, ReferralMessage};
-use hunter_core::model::{AuditEntry, Lead, ReferralRecord, SyncRun, SyncState};
+use hunter_core::ports::StoreError;
 use hunter_core::ports::{
     LeadQuery, LeadStore, Page, ReferralQuery, ReferralStore, SyncStore, UpsertOutcome,
 };
 use hunter_core::retry::Backoff;
-use hunter_core::rules::{Domain, Rules, SkipReason, normalize_domain};
+use hunter_domain::model::{AuditEntry, Lead, ReferralRecord, SyncRun, SyncState};
+use hunter_domain::rules::{Domain, Rules, SkipReason, normalize_domain};
 use ingest_referral::{IngestDeps, handle_batch, ingest_message};
 use serde_json::{Value, json};
 
@@ -169,7 +169,7 @@ async fn poison_input_is_stored_with_its_reason_and_acknowledged() {
             "{:?} for {why}",
             record.skip_detail
         );
-        assert!(record.raw.len() <= hunter_core::model::INVALID_RAW_MAX_BYTES);
+        assert!(record.raw.len() <= hunter_domain::model::INVALID_RAW_MAX_BYTES);
     }
     // Hostile but readable strings are data: stored as given, skipped for a real reason.
     let hostile = deps

@@ -8,17 +8,18 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use hunter_core::clock;
-use hunter_core::error::StoreError;
 use hunter_core::fanout::send_all;
 use hunter_core::messages::{MAX_MESSAGE_BYTES, ReferralMessage};
-use hunter_core::model::{ReferralRecord, RunStatus, SyncRun, SyncState};
-use hunter_core::partner_center::{PartnerCenterError, ReferralFilter, ReferralPage};
-use hunter_core::ports::{OutgoingMessage, Queue, ReferralSource, Store};
-use hunter_core::referral::parse_referral_value;
+use hunter_core::ports::StoreError;
+use hunter_core::ports::{
+    OutgoingMessage, Queue, ReferralFilter, ReferralPage, ReferralSource, SourceError, Store,
+};
 use hunter_core::retry::Backoff;
-use hunter_core::rules::SkipReason;
 use hunter_core::sync_report::report_if_complete;
+use hunter_domain::clock;
+use hunter_domain::model::{ReferralRecord, RunStatus, SyncRun, SyncState};
+use hunter_domain::referral::parse_referral_value;
+use hunter_domain::rules::SkipReason;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -118,8 +119,8 @@ struct RunFailure {
     retryable: bool,
 }
 
-impl From<PartnerCenterError> for RunFailure {
-    fn from(err: PartnerCenterError) -> Self {
+impl From<SourceError> for RunFailure {
+    fn from(err: SourceError) -> Self {
         Self {
             retryable: err.is_retryable(),
             message: err.to_string(),
@@ -275,7 +276,7 @@ impl Sync {
                     deps.source.first_page(&filter, deadline).await?
                 }
                 Some(link) => match deps.source.next_page(link, deadline).await {
-                    Err(PartnerCenterError::Deadline(_)) => return Ok(Some(link.clone())),
+                    Err(SourceError::Deadline(_)) => return Ok(Some(link.clone())),
                     page => page?,
                 },
             };

@@ -9,16 +9,16 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hunter_core::error::{StoreError, TriggerError};
 use hunter_core::fanout::send_all;
 use hunter_core::messages::PushMessage;
-use hunter_core::model::{Lead, RunStatus, SyncStatus};
 use hunter_core::ports::{
     LeadQuery, MAX_PAGE_SIZE, OutgoingMessage, Queue, ReferralQuery, Store, SyncTrigger,
 };
+use hunter_core::ports::{StoreError, TriggerError};
 use hunter_core::retry::Backoff;
-use hunter_core::rules::{SkipReason, normalize_domain};
 use hunter_core::secret::Secret;
+use hunter_domain::model::{Lead, RunStatus, SyncStatus};
+use hunter_domain::rules::{SkipReason, normalize_domain};
 use serde::Deserialize;
 use serde_json::{Value, json};
 

@@ -6,17 +6,17 @@
 //! SQS redelivers just those messages and dead-letters them after maxReceiveCount.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use hunter_core::clock;
-use hunter_core::error::{QueueError, StoreError};
 use hunter_core::fanout::send_all;
-use hunter_core::leads::{contains, merge_referral};
 use hunter_core::messages::{PushMessage, ReferralMessage};
-use hunter_core::model::{Lead, ReferralRecord, SyncStatus};
 use hunter_core::ports::{OutgoingMessage, Queue, Store, UpsertOutcome};
-use hunter_core::referral::parse_referral_value;
+use hunter_core::ports::{QueueError, StoreError};
 use hunter_core::retry::Backoff;
-use hunter_core::rules::{Domain, Rules, SkipReason, eligibility, extract_domain};
 use hunter_core::sync_report::report_if_complete;
+use hunter_domain::clock;
+use hunter_domain::leads::{contains, merge_referral};
+use hunter_domain::model::{Lead, ReferralRecord, SyncStatus};
+use hunter_domain::referral::parse_referral_value;
+use hunter_domain::rules::{Domain, Rules, SkipReason, eligibility, extract_domain};
 
 /// Optimistic lead writes tried before the message is handed back to the queue.
 const LEAD_WRITE_ATTEMPTS: u32 = 5;

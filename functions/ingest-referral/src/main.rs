@@ -2,8 +2,8 @@
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use hunter_core::retry::Backoff;
-use hunter_core::rules::Rules;
 use hunter_core::{config::Config, telemetry, wiring};
+use hunter_domain::rules::Rules;
 use ingest_referral::{IngestDeps, handle};
 use lambda_runtime::{LambdaEvent, service_fn};
 

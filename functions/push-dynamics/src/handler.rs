@@ -10,16 +10,15 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use futures_util::StreamExt as _;
-use hunter_core::clock;
-use hunter_core::dynamics::{
-    DataverseError, DynamicsMapping, LeadSink, LeadUpsert, PushedLead, lead_input,
-    opportunity_records,
-};
-use hunter_core::error::StoreError;
 use hunter_core::messages::PushMessage;
-use hunter_core::model::{AuditEntry, Lead, SyncStatus};
-use hunter_core::ports::{Queue, ReferralWriteBack, Store};
-use hunter_core::referral::{Referral, parse_referral};
+use hunter_core::ports::StoreError;
+use hunter_core::ports::{
+    LeadSink, LeadUpsert, PushedLead, Queue, ReferralWriteBack, SinkError, Store,
+};
+use hunter_domain::clock;
+use hunter_domain::crm::{DynamicsMapping, lead_input, opportunity_records};
+use hunter_domain::model::{AuditEntry, Lead, SyncStatus};
+use hunter_domain::referral::{Referral, parse_referral};
 use serde_json::{Map, Value};
 
 /// Who the audit trail names for pushes.
@@ -152,7 +151,7 @@ pub async fn push_messages(
             _ => None,
         })
         .unzip();
-    let mut upserted: Vec<Option<Result<PushedLead, DataverseError>>> =
+    let mut upserted: Vec<Option<Result<PushedLead, SinkError>>> =
         (0..prepared.len()).map(|_| None).collect();
     for (&i, result) in ready.iter().zip(deps.sink.upsert_leads(&upserts).await) {
         upserted[i] = Some(result);
@@ -188,7 +187,7 @@ async fn prepare(deps: &PushDeps<'_>, body: &str) -> Result<Prepared, StoreError
     let message: PushMessage = match serde_json::from_str(body) {
         Ok(message) => message,
         Err(err) => {
-            tracing::error!(event = "dynamics_push_unreadable", error = %err, body = %hunter_core::referral::cap_text(body, 512));
+            tracing::error!(event = "dynamics_push_unreadable", error = %err, body = %hunter_domain::referral::cap_text(body, 512));
             return Ok(Prepared::Skipped("unreadable message"));
         }
     };
@@ -217,7 +216,7 @@ async fn prepare(deps: &PushDeps<'_>, body: &str) -> Result<Prepared, StoreError
 async fn finish(
     deps: &PushDeps<'_>,
     lead: &Lead,
-    upserted: Result<PushedLead, DataverseError>,
+    upserted: Result<PushedLead, SinkError>,
 ) -> Result<PushOutcome, StoreError> {
     let outcome = match upserted {
         Ok(pushed) => match sync_opportunities(deps, lead).await? {
@@ -246,7 +245,7 @@ async fn finish(
 async fn sync_opportunities(
     deps: &PushDeps<'_>,
     lead: &Lead,
-) -> Result<Result<(), DataverseError>, StoreError> {
+) -> Result<Result<(), SinkError>, StoreError> {
     if !deps.opportunities {
         return Ok(Ok(()));
     }
@@ -331,7 +330,7 @@ async fn write_back(
 }
 
 async fn find_lead(store: &dyn Store, domain: &str) -> Result<Option<Lead>, StoreError> {
-    match hunter_core::rules::normalize_domain(domain) {
+    match hunter_domain::rules::normalize_domain(domain) {
         Ok(domain) => store.get_lead(&domain).await,
         Err(_) => Ok(None),
     }

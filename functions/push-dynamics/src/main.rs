@@ -1,9 +1,9 @@
 //! push-dynamics on Lambda: builds the adapters once, then serves SQS batches.
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use hunter_core::dynamics::DynamicsMapping;
 use hunter_core::ports::ReferralWriteBack;
 use hunter_core::{config::Config, credentials::Credentials, telemetry, wiring};
+use hunter_domain::crm::DynamicsMapping;
 use lambda_runtime::{LambdaEvent, service_fn};
 use push_dynamics::{PushDeps, handle};
 

@@ -8,9 +8,9 @@ use std::time::Duration;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use hunter_core::adapters::{EmbeddedQueue, EmbeddedStore};
 use hunter_core::messages::ReferralMessage;
-use hunter_core::referral::parse_referral;
 use hunter_core::retry::Backoff;
-use hunter_core::rules::{Rules, eligibility, extract_domain};
+use hunter_domain::referral::parse_referral;
+use hunter_domain::rules::{Rules, eligibility, extract_domain};
 use hunter_local::sim::seed::generate_referrals;
 use ingest_referral::{IngestDeps, ingest_message};
 

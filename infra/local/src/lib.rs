@@ -14,10 +14,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_trait::async_trait;
 use http_api::ApiState;
-use hunter_core::error::TriggerError;
-use hunter_core::model::SyncStatus;
 use hunter_core::ports::SyncTrigger;
+use hunter_core::ports::TriggerError;
 use hunter_core::secret::Secret;
+use hunter_domain::model::SyncStatus;
 use tokio::sync::mpsc;
 
 use crate::cli::Args;

@@ -8,12 +8,13 @@ use fetch_referrals::FetchSettings;
 use hunter_core::adapters::{DynamoStore, EmbeddedQueue, EmbeddedStore, SqsQueue};
 use hunter_core::config::Config;
 use hunter_core::credentials::Credentials;
-use hunter_core::dynamics::{DataverseLeadSink, DynamicsMapping};
+use hunter_core::dynamics::DataverseLeadSink;
 use hunter_core::partner_center::PartnerCenterClient;
 use hunter_core::ports::{Queue, Store};
-use hunter_core::rules::Rules;
 use hunter_core::secret::Secret;
 use hunter_core::wiring;
+use hunter_domain::crm::DynamicsMapping;
+use hunter_domain::rules::Rules;
 
 use crate::cli::Args;
 use crate::sim::dataverse::{

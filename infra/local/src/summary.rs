@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use fetch_referrals::{FetchStatus, FetchSummary};
-use hunter_core::model::SyncRun;
+use hunter_domain::model::SyncRun;
 use serde::Serialize;
 
 /// One sync, end to end. Every fetched referral is accounted for: `stored == fetched` and

@@ -7,10 +7,10 @@ use std::future::Future;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use fetch_referrals::{FetchDeps, FetchStatus, FetchSummary, fetch_referrals};
-use hunter_core::error::{QueueError, StoreError};
-use hunter_core::model::{Lead, SyncStatus};
 use hunter_core::ports::{LeadQuery, Queue, ReceivedMessage, ReferralWriteBack};
+use hunter_core::ports::{QueueError, StoreError};
 use hunter_core::retry::Backoff;
+use hunter_domain::model::{Lead, SyncStatus};
 use ingest_referral::{IngestDeps, handle_batch};
 use push_dynamics::PushDeps;
 use tokio::time::Instant;

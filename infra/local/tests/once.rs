@@ -378,7 +378,7 @@ async fn when_external_services_are_named_should_sync_from_and_push_to_them_not_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_a_mapping_file_renames_a_column_should_push_to_that_column() {
     let file = std::env::temp_dir().join(format!("hunter-mapping-{}.toml", std::process::id()));
-    let mapping = include_str!("../../../shared/rules/dynamics-mapping.toml").replacen(
+    let mapping = include_str!("../../../shared/domain/rules/dynamics-mapping.toml").replacen(
         "name = \"companyname\"",
         "name = \"new_companylegalname\"",
         1,

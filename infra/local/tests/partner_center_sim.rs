@@ -5,17 +5,16 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hunter_core::error::StoreError;
-use hunter_core::partner_center::{
-    PartnerCenterAuth, PartnerCenterClient, ReferralFilter, RefreshTokenStore,
-};
+use hunter_core::partner_center::{PartnerCenterAuth, PartnerCenterClient, RefreshTokenStore};
+use hunter_core::ports::ReferralFilter;
 use hunter_core::ports::ReferralSource as _;
-use hunter_core::referral::parse_referral_value;
+use hunter_core::ports::StoreError;
 use hunter_core::retry::Backoff;
-use hunter_core::rules::{
+use hunter_core::secret::Secret;
+use hunter_domain::referral::parse_referral_value;
+use hunter_domain::rules::{
     DomainSource, Eligibility, Rules, SkipReason, eligibility, extract_domain,
 };
-use hunter_core::secret::Secret;
 use hunter_local::sim::partner_center::{
     DEFAULT_REFRESH_TOKEN, Faults, PartnerCenterSim, RunningSim, SimConfig,
 };

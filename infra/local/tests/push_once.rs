@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use clap::Parser;
-use hunter_core::model::SyncStatus;
 use hunter_core::ports::LeadQuery;
+use hunter_domain::model::SyncStatus;
 use hunter_local::cli::Args;
 use hunter_local::stack::Stack;
 use serde_json::Value;

@@ -1,0 +1,763 @@
+//! The DynamoDB store: one table, keys `pk`/`sk`, two overloaded GSIs.
+//!
+//! | item | pk | sk | gsi1pk / gsi1sk | gsi2pk / gsi2sk |
+//! | --- | --- | --- | --- | --- |
+//! | referral | `REF#<id>` | `REF` | `REFS` / `<created>#<id>` | `REFS#<eligible or skip reason>` / same |
+//! | lead | `LEAD#<domain>` | `LEAD` | `LEADS` / `<score:03>#<domain>` | `SEGMENT#<segment>` / same |
+//! | audit entry | `LEAD#<domain>` | `AUDIT#<at>#<id>` | | |
+//! | sync run | `RUN#<id>` | `RUN` | `RUNS` / `<startedAt>#<id>` | |
+//! | sync state | `STATE#<key>` | `STATE` | | |
+//!
+//! Access patterns: a referral, lead, run or state by id (GetItem); referrals newest first (gsi1,
+//! descending), eligible ones or those with one skip reason newest first (gsi2); leads by score
+//! (gsi1) or by segment and score (gsi2); a lead's audit trail newest first (Query on its pk);
+//! sync runs newest first (gsi1). Other filters are FilterExpressions on those queries.
+//! Referrals are written with a condition on their version (`versionKey`, then `etagKey`), leads
+//! and state with a condition on their `version` counter; audit entries only if absent.
+//! The `REFS`/`LEADS`/`RUNS` partitions are single GSI partitions: fine for a partner's referral
+//! volume (thousands, a few writes per second); shard them by a suffix before it grows 100x.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType, TransactWriteItem,
+    Update,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::keys::{
+    audit_sort_key, decode_cursor, encode_cursor, lead_sort_key, referral_sort_key, run_sort_key,
+};
+use crate::ports::StoreError;
+use crate::ports::{
+    LeadQuery, LeadStore, Page, ReferralQuery, ReferralStore, SyncStore, UpsertOutcome, page_size,
+};
+use hunter_domain::model::{AuditEntry, Lead, ReferralRecord, SyncRun, SyncState};
+use hunter_domain::rules::{Domain, SkipReason, VersionOrder, compare_versions};
+
+type Attributes = HashMap<String, AttributeValue>;
+
+/// How many items one Query evaluates at most before filters; pages loop until full.
+const QUERY_CHUNK: i32 = 100;
+
+/// [`crate::ports::Store`] on one DynamoDB table.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+/// The stored item: keys and index attributes around the record's own fields.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Item<T> {
+    pk: String,
+    sk: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gsi1pk: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gsi1sk: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gsi2pk: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gsi2sk: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    search_text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version_key: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    etag_key: Option<String>,
+    #[serde(flatten)]
+    data: T,
+}
+
+impl<T> Item<T> {
+    fn new(pk: String, sk: &str, data: T) -> Self {
+        Self {
+            pk,
+            sk: sk.to_owned(),
+            gsi1pk: None,
+            gsi1sk: None,
+            gsi2pk: None,
+            gsi2sk: None,
+            search_text: None,
+            version_key: None,
+            etag_key: None,
+            data,
+        }
+    }
+}
+
+fn referral_pk(id: &str) -> String {
+    format!("REF#{id}")
+}
+fn lead_pk(domain: &Domain) -> String {
+    format!("LEAD#{domain}")
+}
+fn run_pk(id: &str) -> String {
+    format!("RUN#{id}")
+}
+fn state_pk(key: &str) -> String {
+    format!("STATE#{key}")
+}
+fn referral_bucket(r: &ReferralRecord) -> String {
+    match r.skip_reason {
+        Some(reason) => format!("REFS#{reason}"),
+        None => "REFS#eligible".to_owned(),
+    }
+}
+
+fn to_item<T: Serialize>(item: &Item<T>) -> Result<Attributes, StoreError> {
+    serde_dynamo::to_item(item).map_err(|e| StoreError::InvalidItem(e.to_string()))
+}
+
+fn from_item<T: DeserializeOwned>(attributes: Attributes) -> Result<T, StoreError> {
+    serde_dynamo::from_item::<_, Item<T>>(attributes)
+        .map(|item| item.data)
+        .map_err(|e| StoreError::InvalidItem(e.to_string()))
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// Maps an SDK failure to a typed store error (conditional check failures to `Conflict`).
+fn store_error<E, R>(err: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let text = DisplayErrorContext(&err).to_string();
+    match err.code() {
+        Some("ConditionalCheckFailedException" | "TransactionCanceledException") => {
+            StoreError::Conflict(text)
+        }
+        Some("ValidationException" | "SerializationException") => StoreError::InvalidItem(text),
+        _ => StoreError::Unavailable(text),
+    }
+}
+
+/// One query over an index, filters included, and the cursor that resumes it.
+struct IndexQuery {
+    index: &'static str,
+    pk_attribute: &'static str,
+    pk_value: String,
+    filters: Vec<String>,
+    values: Attributes,
+    names: HashMap<String, String>,
+}
+
+impl IndexQuery {
+    fn new(index: &'static str, pk_attribute: &'static str, pk_value: String) -> Self {
+        Self {
+            index,
+            pk_attribute,
+            pk_value,
+            filters: Vec::new(),
+            values: HashMap::new(),
+            names: HashMap::new(),
+        }
+    }
+
+    fn filter(&mut self, expression: &str, name: &str, attribute: &str, value: AttributeValue) {
+        self.filters.push(expression.to_owned());
+        self.names.insert(format!("#{name}"), attribute.to_owned());
+        self.values.insert(format!(":{name}"), value);
+    }
+
+    fn sk_attribute(&self) -> String {
+        self.pk_attribute.replace("pk", "sk")
+    }
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Creates the table and its indexes unless it exists (local mode and tests; AWS uses template.yaml).
+    pub async fn ensure_table(&self) -> Result<(), StoreError> {
+        if self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        let key = |name: &str, key_type: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(key_type)
+                .build()
+                .map_err(invalid)
+        };
+        let attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(invalid)
+        };
+        let gsi = |name: &str| -> Result<GlobalSecondaryIndex, StoreError> {
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(key(&format!("{name}pk"), KeyType::Hash)?)
+                .key_schema(key(&format!("{name}sk"), KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .map_err(invalid)
+        };
+        let mut request = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .key_schema(key("pk", KeyType::Hash)?)
+            .key_schema(key("sk", KeyType::Range)?)
+            .global_secondary_indexes(gsi("gsi1")?)
+            .global_secondary_indexes(gsi("gsi2")?);
+        for name in ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"] {
+            request = request.attribute_definitions(attribute(name)?);
+        }
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(err) if err.code() == Some("ResourceInUseException") => Ok(()),
+            Err(err) => Err(store_error(err)),
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        pk: String,
+        sk: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        output.item.map(from_item).transpose()
+    }
+
+    /// Puts `item` if the stored `version` is `expected` (`None`: no item is stored).
+    async fn put_versioned<T: Serialize>(
+        &self,
+        item: &Item<T>,
+        expected: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(item)?));
+        let request = match expected {
+            None => request.condition_expression("attribute_not_exists(pk)"),
+            Some(version) => request
+                .condition_expression("#version = :expected")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(":expected", n(version)),
+        };
+        request.send().await.map_err(store_error)?;
+        Ok(())
+    }
+
+    /// Runs `query` from `cursor` until `limit` items passed its filters or the index ends.
+    async fn query_page<T: DeserializeOwned>(
+        &self,
+        query: IndexQuery,
+        cursor: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Page<T>, StoreError> {
+        let size = page_size(limit);
+        let sk_attribute = query.sk_attribute();
+        let mut start = cursor
+            .map(|c| self.decode_start_key(c, &query))
+            .transpose()?;
+        let mut names = query.names.clone();
+        names.insert("#gpk".to_owned(), query.pk_attribute.to_owned());
+        let mut values = query.values.clone();
+        values.insert(":gpk".to_owned(), s(query.pk_value.clone()));
+        let filter = (!query.filters.is_empty()).then(|| query.filters.join(" AND "));
+        let mut kept: Vec<Attributes> = Vec::new();
+        let mut more = false;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(query.index)
+                .key_condition_expression("#gpk = :gpk")
+                .set_filter_expression(filter.clone())
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
+                .scan_index_forward(false)
+                .limit(QUERY_CHUNK)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(store_error)?;
+            kept.extend(output.items.unwrap_or_default());
+            match output.last_evaluated_key {
+                _ if kept.len() > size => {
+                    kept.truncate(size);
+                    more = true;
+                    break;
+                }
+                Some(key) => {
+                    if kept.len() == size {
+                        more = true;
+                        break;
+                    }
+                    start = Some(key);
+                }
+                None => break,
+            }
+        }
+        let next_cursor = match (more, kept.last()) {
+            (true, Some(last)) => Some(encode_start_key(last, query.pk_attribute, &sk_attribute)?),
+            _ => None,
+        };
+        let items = kept.into_iter().map(from_item).collect::<Result<_, _>>()?;
+        Ok(Page { items, next_cursor })
+    }
+
+    fn decode_start_key(&self, cursor: &str, query: &IndexQuery) -> Result<Attributes, StoreError> {
+        let text = decode_cursor(cursor)?;
+        let key: HashMap<String, String> =
+            serde_json::from_str(&text).map_err(|_| StoreError::InvalidCursor)?;
+        let expected = [
+            query.pk_attribute.to_owned(),
+            query.sk_attribute(),
+            "pk".to_owned(),
+            "sk".to_owned(),
+        ];
+        if key.len() != expected.len()
+            || !expected.iter().all(|k| key.contains_key(k))
+            || key.get(query.pk_attribute) != Some(&query.pk_value)
+        {
+            return Err(StoreError::InvalidCursor);
+        }
+        Ok(key.into_iter().map(|(k, v)| (k, s(v))).collect())
+    }
+}
+
+fn invalid(err: impl std::fmt::Display) -> StoreError {
+    StoreError::InvalidItem(err.to_string())
+}
+
+/// The cursor of the position after `item` in an index: its table and index keys.
+fn encode_start_key(
+    item: &Attributes,
+    pk_attribute: &str,
+    sk_attribute: &str,
+) -> Result<String, StoreError> {
+    let mut key = HashMap::new();
+    for name in ["pk", "sk", pk_attribute, sk_attribute] {
+        let value = item
+            .get(name)
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(|| StoreError::InvalidItem(format!("item without {name}")))?;
+        key.insert(name.to_owned(), value.clone());
+    }
+    let text = serde_json::to_string(&key).map_err(invalid)?;
+    Ok(encode_cursor(&text))
+}
+
+#[async_trait]
+impl ReferralStore for DynamoStore {
+    async fn upsert_referral(&self, record: &ReferralRecord) -> Result<UpsertOutcome, StoreError> {
+        let version = record.version();
+        let sort = referral_sort_key(record);
+        let mut item = Item::new(referral_pk(&record.id), "REF", record);
+        item.gsi1pk = Some("REFS".to_owned());
+        item.gsi1sk = Some(sort.clone());
+        item.gsi2pk = Some(referral_bucket(record));
+        item.gsi2sk = Some(sort);
+        item.search_text = Some(record.search_text());
+        item.version_key = Some(version.sort_key());
+        item.etag_key = Some(version.etag.clone().unwrap_or_default());
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&item)?))
+            .condition_expression(
+                "attribute_not_exists(pk) OR versionKey < :v OR (versionKey = :v AND etagKey <> :e)",
+            )
+            .expression_attribute_values(":v", n(version.sort_key()))
+            .expression_attribute_values(":e", s(version.etag.clone().unwrap_or_default()))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output) if output.attributes.as_ref().is_some_and(|a| !a.is_empty()) => {
+                Ok(UpsertOutcome::Updated)
+            }
+            Ok(_) => Ok(UpsertOutcome::Inserted),
+            Err(err) => match store_error(err) {
+                StoreError::Conflict(_) => {
+                    let stored = self.get_referral(&record.id).await?;
+                    Ok(
+                        match stored.map(|r| compare_versions(&version, &r.version())) {
+                            Some(VersionOrder::Same) => UpsertOutcome::Unchanged,
+                            _ => UpsertOutcome::Stale,
+                        },
+                    )
+                }
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn get_referral(&self, id: &str) -> Result<Option<ReferralRecord>, StoreError> {
+        self.get(referral_pk(id), "REF").await
+    }
+
+    async fn list_referrals(&self, q: &ReferralQuery) -> Result<Page<ReferralRecord>, StoreError> {
+        let mut query = match (q.skip_reason, q.eligible) {
+            (Some(reason), _) => IndexQuery::new("gsi2", "gsi2pk", format!("REFS#{reason}")),
+            (None, Some(true)) => IndexQuery::new("gsi2", "gsi2pk", "REFS#eligible".to_owned()),
+            (None, _) => IndexQuery::new("gsi1", "gsi1pk", "REFS".to_owned()),
+        };
+        if let Some(status) = &q.status {
+            query.filter("#status = :status", "status", "status", s(status));
+        }
+        if let Some(substatus) = &q.substatus {
+            query.filter(
+                "#substatus = :substatus",
+                "substatus",
+                "substatus",
+                s(substatus),
+            );
+        }
+        if let Some(eligible) = q.eligible {
+            query.filter(
+                "#eligible = :eligible",
+                "eligible",
+                "eligible",
+                AttributeValue::Bool(eligible),
+            );
+        }
+        if let Some(text) = q.q.as_deref().filter(|t| !t.is_empty()) {
+            query.filter(
+                "contains(#search, :search)",
+                "search",
+                "searchText",
+                s(text.to_lowercase()),
+            );
+        }
+        self.query_page(query, q.cursor.as_deref(), q.limit).await
+    }
+}
+
+#[async_trait]
+impl LeadStore for DynamoStore {
+    async fn get_lead(&self, domain: &Domain) -> Result<Option<Lead>, StoreError> {
+        self.get(lead_pk(domain), "LEAD").await
+    }
+
+    async fn put_lead(&self, lead: &Lead, expected_version: Option<u64>) -> Result<(), StoreError> {
+        let sort = lead_sort_key(lead);
+        let mut item = Item::new(lead_pk(&lead.domain), "LEAD", lead);
+        item.gsi1pk = Some("LEADS".to_owned());
+        item.gsi1sk = Some(sort.clone());
+        if let Some(segment) = &lead.segment {
+            item.gsi2pk = Some(format!("SEGMENT#{segment}"));
+            item.gsi2sk = Some(sort);
+        }
+        item.search_text = Some(lead.search_text());
+        self.put_versioned(&item, expected_version).await
+    }
+
+    async fn list_leads(&self, q: &LeadQuery) -> Result<Page<Lead>, StoreError> {
+        let mut query = match &q.segment {
+            Some(segment) => IndexQuery::new("gsi2", "gsi2pk", format!("SEGMENT#{segment}")),
+            None => IndexQuery::new("gsi1", "gsi1pk", "LEADS".to_owned()),
+        };
+        if let Some(provider) = &q.provider {
+            query.filter("#provider = :provider", "provider", "provider", s(provider));
+        }
+        if let Some(min) = q.min_score.filter(|m| *m > 0) {
+            query.filter("#score >= :score", "score", "score", n(min));
+        }
+        if let Some(status) = q.sync_status {
+            let value = serde_json::to_value(status).map_err(invalid)?;
+            query.filter(
+                "#sync = :sync",
+                "sync",
+                "syncStatus",
+                s(value.as_str().unwrap_or_default()),
+            );
+        }
+        if let Some(text) = q.q.as_deref().filter(|t| !t.is_empty()) {
+            query.filter(
+                "contains(#search, :search)",
+                "search",
+                "searchText",
+                s(text.to_lowercase()),
+            );
+        }
+        self.query_page(query, q.cursor.as_deref(), q.limit).await
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let item = Item::new(lead_pk(&entry.domain), &audit_sort_key(entry), entry);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&item)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn list_audit(
+        &self,
+        domain: &Domain,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :audit)")
+            .expression_attribute_values(":pk", s(lead_pk(domain)))
+            .expression_attribute_values(":audit", s("AUDIT#"))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
+            .send()
+            .await
+            .map_err(store_error)?;
+        output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(from_item)
+            .collect()
+    }
+}
+
+#[async_trait]
+impl SyncStore for DynamoStore {
+    async fn put_sync_run(&self, run: &SyncRun) -> Result<(), StoreError> {
+        let attribute = |v: serde_json::Value| -> Result<AttributeValue, StoreError> {
+            serde_dynamo::to_attribute_value(v).map_err(invalid)
+        };
+        let json = serde_json::to_value(run).map_err(invalid)?;
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(run_pk(&run.id)))
+            .key("sk", s("RUN"))
+            .expression_attribute_values(":gpk", s("RUNS"))
+            .expression_attribute_values(":gsk", s(run_sort_key(run)));
+        let mut sets = vec!["gsi1pk = :gpk".to_owned(), "gsi1sk = :gsk".to_owned()];
+        for (i, field) in [
+            "id",
+            "startedAt",
+            "finishedAt",
+            "status",
+            "pages",
+            "fetched",
+            "enqueued",
+            "recordedInvalid",
+            "error",
+        ]
+        .iter()
+        .enumerate()
+        {
+            sets.push(format!("#f{i} = :f{i}"));
+            request = request
+                .expression_attribute_names(format!("#f{i}"), *field)
+                .expression_attribute_values(format!(":f{i}"), attribute(json[field].clone())?);
+        }
+        for (i, field) in ["stored", "eligible", "skipped", "outcomes"]
+            .iter()
+            .enumerate()
+        {
+            sets.push(format!("#c{i} = if_not_exists(#c{i}, :c{i})"));
+            request = request
+                .expression_attribute_names(format!("#c{i}"), *field)
+                .expression_attribute_values(format!(":c{i}"), attribute(json[field].clone())?);
+        }
+        request
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn count_ingested(
+        &self,
+        run_id: &str,
+        referral_id: &str,
+        outcome: UpsertOutcome,
+        skip_reason: Option<SkipReason>,
+    ) -> Result<bool, StoreError> {
+        // One transaction: a marker item per (run, referral) that must not exist yet, and the
+        // counter increments on the run, which must exist.
+        let marker = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(run_pk(run_id)))
+            .item("sk", s(format!("COUNTED#{referral_id}")))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(invalid)?;
+        let (decision, name) = match skip_reason {
+            None => ("#eligible = if_not_exists(#eligible, :zero) + :one", None),
+            Some(reason) => (
+                "#skipped.#reason = if_not_exists(#skipped.#reason, :zero) + :one",
+                Some(reason.as_str()),
+            ),
+        };
+        let mut counters = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(run_pk(run_id)))
+            .key("sk", s("RUN"))
+            .condition_expression("attribute_exists(pk)")
+            .update_expression(format!(
+                "SET #stored = if_not_exists(#stored, :zero) + :one, #outcomes.#outcome = if_not_exists(#outcomes.#outcome, :zero) + :one, {decision}"
+            ))
+            .expression_attribute_names("#stored", "stored")
+            .expression_attribute_names("#outcomes", "outcomes")
+            .expression_attribute_names("#outcome", outcome.as_str())
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":zero", n(0));
+        counters = match name {
+            None => counters.expression_attribute_names("#eligible", "eligible"),
+            Some(reason) => counters
+                .expression_attribute_names("#skipped", "skipped")
+                .expression_attribute_names("#reason", reason),
+        };
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(marker).build())
+            .transact_items(
+                TransactWriteItem::builder()
+                    .update(counters.build().map_err(invalid)?)
+                    .build(),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) => {
+                let only_conditions_failed = err
+                    .as_service_error()
+                    .and_then(|e| match e {
+                        TransactWriteItemsError::TransactionCanceledException(c) => {
+                            c.cancellation_reasons.as_ref()
+                        }
+                        _ => None,
+                    })
+                    .is_some_and(|reasons| {
+                        reasons
+                            .iter()
+                            .any(|r| r.code() == Some("ConditionalCheckFailed"))
+                            && reasons.iter().all(|r| {
+                                matches!(r.code(), None | Some("None" | "ConditionalCheckFailed"))
+                            })
+                    });
+                if only_conditions_failed {
+                    // Counted before (a redelivery), or the run is unknown: nothing to do.
+                    Ok(false)
+                } else {
+                    Err(StoreError::Unavailable(
+                        DisplayErrorContext(&err).to_string(),
+                    ))
+                }
+            }
+        }
+    }
+
+    async fn claim_run_summary(&self, run_id: &str) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(run_pk(run_id)))
+            .key("sk", s("RUN"))
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(#at)")
+            .update_expression("SET #at = :now")
+            .expression_attribute_names("#at", "summarizedAt")
+            .expression_attribute_values(
+                ":now",
+                s(hunter_domain::clock::sortable(&hunter_domain::clock::now())),
+            )
+            .send()
+            .await
+            .map_err(store_error);
+        match result {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn get_sync_run(&self, id: &str) -> Result<Option<SyncRun>, StoreError> {
+        self.get(run_pk(id), "RUN").await
+    }
+
+    async fn list_sync_runs(
+        &self,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<Page<SyncRun>, StoreError> {
+        self.query_page(
+            IndexQuery::new("gsi1", "gsi1pk", "RUNS".to_owned()),
+            cursor,
+            limit,
+        )
+        .await
+    }
+
+    async fn get_state(&self, key: &str) -> Result<Option<SyncState>, StoreError> {
+        self.get(state_pk(key), "STATE").await
+    }
+
+    async fn put_state(
+        &self,
+        state: &SyncState,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        self.put_versioned(
+            &Item::new(state_pk(&state.key), "STATE", state),
+            expected_version,
+        )
+        .await
+    }
+}

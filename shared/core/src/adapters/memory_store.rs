@@ -1,0 +1,288 @@
+//! The embedded store: everything in memory, with the DynamoDB adapter's semantics
+//! (conditional writes, versions, ordering, opaque cursors).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use super::keys::{
+    audit_sort_key, decode_cursor, encode_cursor, lead_sort_key, referral_sort_key, run_sort_key,
+};
+use crate::ports::StoreError;
+use crate::ports::{
+    LeadQuery, LeadStore, Page, ReferralQuery, ReferralStore, SyncStore, UpsertOutcome, page_size,
+};
+use hunter_domain::model::{AuditEntry, Lead, ReferralRecord, SyncRun, SyncState};
+use hunter_domain::rules::{Domain, SkipReason, VersionOrder, compare_versions};
+
+/// In-memory [`crate::ports::Store`] for local mode and tests.
+#[derive(Debug, Default)]
+pub struct EmbeddedStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    referrals: HashMap<String, ReferralRecord>,
+    leads: HashMap<Domain, Lead>,
+    audit: HashMap<Domain, Vec<AuditEntry>>,
+    runs: HashMap<String, SyncRun>,
+    states: HashMap<String, SyncState>,
+    /// (run id, referral id) pairs already counted by `count_ingested`.
+    counted: HashSet<(String, String)>,
+}
+
+impl EmbeddedStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-written map: every write is one insert.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Sorts `keyed` newest (greatest key) first and cuts the page after `cursor`.
+fn page_desc<T>(
+    mut keyed: Vec<(String, T)>,
+    cursor: Option<&str>,
+    limit: Option<usize>,
+) -> Result<Page<T>, StoreError> {
+    let after = cursor.map(decode_cursor).transpose()?;
+    keyed.sort_by(|a, b| b.0.cmp(&a.0));
+    let size = page_size(limit);
+    let mut rest = keyed
+        .into_iter()
+        .filter(|(k, _)| after.as_ref().is_none_or(|a| k < a));
+    let page: Vec<(String, T)> = rest.by_ref().take(size).collect();
+    let next_cursor = match (rest.next(), page.last()) {
+        (Some(_), Some((last, _))) => Some(encode_cursor(last)),
+        _ => None,
+    };
+    Ok(Page {
+        items: page.into_iter().map(|(_, v)| v).collect(),
+        next_cursor,
+    })
+}
+
+/// Whether a referral passes a query's filters.
+pub fn referral_matches(q: &ReferralQuery, r: &ReferralRecord) -> bool {
+    q.status
+        .as_ref()
+        .is_none_or(|s| r.status.as_ref() == Some(s))
+        && q.substatus
+            .as_ref()
+            .is_none_or(|s| r.substatus.as_ref() == Some(s))
+        && q.eligible.is_none_or(|e| r.eligible == e)
+        && q.skip_reason.is_none_or(|s| r.skip_reason == Some(s))
+        && q.q
+            .as_ref()
+            .is_none_or(|text| r.search_text().contains(&text.to_lowercase()))
+}
+
+/// Whether a lead passes a query's filters.
+pub fn lead_matches(q: &LeadQuery, l: &Lead) -> bool {
+    q.segment
+        .as_ref()
+        .is_none_or(|s| l.segment.as_ref() == Some(s))
+        && q.provider
+            .as_ref()
+            .is_none_or(|p| l.provider.as_ref() == Some(p))
+        && q.min_score.is_none_or(|m| l.score.unwrap_or(0) >= m)
+        && q.sync_status.is_none_or(|s| l.sync_status == s)
+        && q.q
+            .as_ref()
+            .is_none_or(|text| l.search_text().contains(&text.to_lowercase()))
+}
+
+fn check_version(stored: Option<u64>, expected: Option<u64>, what: &str) -> Result<(), StoreError> {
+    if stored == expected {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(format!(
+            "{what}: stored version {stored:?}, expected {expected:?}"
+        )))
+    }
+}
+
+#[async_trait]
+impl ReferralStore for EmbeddedStore {
+    async fn upsert_referral(&self, record: &ReferralRecord) -> Result<UpsertOutcome, StoreError> {
+        let mut inner = self.lock();
+        let outcome = match inner.referrals.get(&record.id) {
+            None => UpsertOutcome::Inserted,
+            Some(stored) => match compare_versions(&record.version(), &stored.version()) {
+                VersionOrder::Newer => UpsertOutcome::Updated,
+                VersionOrder::Same => return Ok(UpsertOutcome::Unchanged),
+                VersionOrder::Stale => return Ok(UpsertOutcome::Stale),
+            },
+        };
+        inner.referrals.insert(record.id.clone(), record.clone());
+        Ok(outcome)
+    }
+
+    async fn get_referral(&self, id: &str) -> Result<Option<ReferralRecord>, StoreError> {
+        Ok(self.lock().referrals.get(id).cloned())
+    }
+
+    async fn list_referrals(
+        &self,
+        query: &ReferralQuery,
+    ) -> Result<Page<ReferralRecord>, StoreError> {
+        let keyed = self
+            .lock()
+            .referrals
+            .values()
+            .filter(|r| referral_matches(query, r))
+            .map(|r| (referral_sort_key(r), r.clone()))
+            .collect();
+        page_desc(keyed, query.cursor.as_deref(), query.limit)
+    }
+}
+
+#[async_trait]
+impl LeadStore for EmbeddedStore {
+    async fn get_lead(&self, domain: &Domain) -> Result<Option<Lead>, StoreError> {
+        Ok(self.lock().leads.get(domain).cloned())
+    }
+
+    async fn put_lead(&self, lead: &Lead, expected_version: Option<u64>) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let stored = inner.leads.get(&lead.domain).map(|l| l.version);
+        check_version(stored, expected_version, lead.domain.as_str())?;
+        inner.leads.insert(lead.domain.clone(), lead.clone());
+        Ok(())
+    }
+
+    async fn list_leads(&self, query: &LeadQuery) -> Result<Page<Lead>, StoreError> {
+        let keyed = self
+            .lock()
+            .leads
+            .values()
+            .filter(|l| lead_matches(query, l))
+            .map(|l| (lead_sort_key(l), l.clone()))
+            .collect();
+        page_desc(keyed, query.cursor.as_deref(), query.limit)
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let entries = inner.audit.entry(entry.domain.clone()).or_default();
+        if entries.iter().any(|e| e.id == entry.id) {
+            return Err(StoreError::Conflict(format!(
+                "audit entry {} exists",
+                entry.id
+            )));
+        }
+        entries.push(entry.clone());
+        Ok(())
+    }
+
+    async fn list_audit(
+        &self,
+        domain: &Domain,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let keyed = self
+            .lock()
+            .audit
+            .get(domain)
+            .into_iter()
+            .flatten()
+            .map(|a| (audit_sort_key(a), a.clone()))
+            .collect();
+        Ok(page_desc(keyed, None, Some(limit))?.items)
+    }
+}
+
+#[async_trait]
+impl SyncStore for EmbeddedStore {
+    async fn put_sync_run(&self, run: &SyncRun) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let mut run = run.clone();
+        if let Some(stored) = inner.runs.get(&run.id) {
+            run.stored = stored.stored;
+            run.eligible = stored.eligible;
+            run.skipped = stored.skipped.clone();
+            run.outcomes = stored.outcomes.clone();
+            run.summarized_at = stored.summarized_at;
+        }
+        inner.runs.insert(run.id.clone(), run);
+        Ok(())
+    }
+
+    async fn count_ingested(
+        &self,
+        run_id: &str,
+        referral_id: &str,
+        outcome: UpsertOutcome,
+        skip_reason: Option<SkipReason>,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let Some(run) = inner.runs.get_mut(run_id) else {
+            return Ok(false);
+        };
+        if !inner
+            .counted
+            .insert((run_id.to_owned(), referral_id.to_owned()))
+        {
+            return Ok(false);
+        }
+        run.stored += 1;
+        *run.outcomes.entry(outcome.as_str().to_owned()).or_default() += 1;
+        match skip_reason {
+            None => run.eligible += 1,
+            Some(reason) => *run.skipped.entry(reason.to_string()).or_default() += 1,
+        }
+        Ok(true)
+    }
+
+    async fn claim_run_summary(&self, run_id: &str) -> Result<bool, StoreError> {
+        match self.lock().runs.get_mut(run_id) {
+            Some(run) if run.summarized_at.is_none() => {
+                run.summarized_at = Some(hunter_domain::clock::now());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn get_sync_run(&self, id: &str) -> Result<Option<SyncRun>, StoreError> {
+        Ok(self.lock().runs.get(id).cloned())
+    }
+
+    async fn list_sync_runs(
+        &self,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<Page<SyncRun>, StoreError> {
+        let keyed = self
+            .lock()
+            .runs
+            .values()
+            .map(|r| (run_sort_key(r), r.clone()))
+            .collect();
+        page_desc(keyed, cursor, limit)
+    }
+
+    async fn get_state(&self, key: &str) -> Result<Option<SyncState>, StoreError> {
+        Ok(self.lock().states.get(key).cloned())
+    }
+
+    async fn put_state(
+        &self,
+        state: &SyncState,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let stored = inner.states.get(&state.key).map(|s| s.version);
+        check_version(stored, expected_version, &state.key)?;
+        inner.states.insert(state.key.clone(), state.clone());
+        Ok(())
+    }
+}

@@ -1,0 +1,236 @@
+//! Sending many messages: batches of 10, transient entry failures retried, permanent ones reported.
+
+use crate::ports::QueueError;
+use crate::ports::{OutgoingMessage, Queue, SendFailure};
+use crate::retry::Backoff;
+
+/// SQS's batch size.
+pub const BATCH_SIZE: usize = 10;
+
+/// What [`send_all`] could not deliver (everything else was accepted).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SendReport {
+    pub sent: usize,
+    /// Entries refused for their content (sender fault) or still failing after every retry.
+    pub failed: Vec<SendFailure>,
+}
+
+/// A send that stopped on a request failing as a whole, after `sent` messages went out.
+#[derive(Debug, thiserror::Error)]
+#[error("{error} (after {sent} sent)")]
+pub struct SendAllError {
+    pub error: QueueError,
+    pub sent: usize,
+}
+
+impl SendAllError {
+    /// Whether sending the rest may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        self.error.is_retryable()
+    }
+}
+
+/// Sends `messages` in batches of [`BATCH_SIZE`]. Entries that failed transiently are sent again
+/// with backoff; entries the queue refused as malformed are reported, not retried.
+/// A whole-request failure that stays after the retries stops the send: the error says how many
+/// messages went out before it.
+pub async fn send_all(
+    queue: &dyn Queue,
+    messages: &[OutgoingMessage],
+    backoff: &Backoff,
+) -> Result<SendReport, SendAllError> {
+    let mut report = SendReport::default();
+    for chunk in messages.chunks(BATCH_SIZE) {
+        let mut pending: Vec<OutgoingMessage> = chunk.to_vec();
+        let mut retry = 0;
+        loop {
+            let failures = match queue.send_batch(&pending).await {
+                Ok(failures) => failures,
+                Err(err) if err.is_retryable() && retry < backoff.max_retries => {
+                    tokio::time::sleep(backoff.delay(retry)).await;
+                    retry += 1;
+                    continue;
+                }
+                Err(error) => {
+                    return Err(SendAllError {
+                        error,
+                        sent: report.sent,
+                    });
+                }
+            };
+            report.sent += pending.len() - failures.len();
+            let (permanent, transient): (Vec<_>, Vec<_>) =
+                failures.into_iter().partition(|f| f.sender_fault);
+            report.failed.extend(permanent);
+            if transient.is_empty() {
+                break;
+            }
+            if retry >= backoff.max_retries {
+                report.failed.extend(transient);
+                break;
+            }
+            pending.retain(|m| transient.iter().any(|f| f.id == m.id));
+            tokio::time::sleep(backoff.delay(retry)).await;
+            retry += 1;
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::adapters::EmbeddedQueue;
+    use crate::ports::{QueueDepth, ReceivedMessage};
+
+    /// Fails the first entry of each of its first `transient_rounds` batches with a service fault;
+    /// after `up_for` batches, fails every request as a whole.
+    struct Flaky {
+        inner: EmbeddedQueue,
+        transient_rounds: Mutex<u32>,
+        batches: Mutex<Vec<usize>>,
+        up_for: usize,
+    }
+
+    #[async_trait]
+    impl Queue for Flaky {
+        async fn send_batch(
+            &self,
+            messages: &[OutgoingMessage],
+        ) -> Result<Vec<SendFailure>, QueueError> {
+            if self.batches.lock().unwrap().len() >= self.up_for {
+                return Err(QueueError::Unavailable("the queue is down".into()));
+            }
+            self.batches.lock().unwrap().push(messages.len());
+            let transient = {
+                let mut rounds = self.transient_rounds.lock().unwrap();
+                let transient = *rounds > 0;
+                *rounds = rounds.saturating_sub(1);
+                transient
+            };
+            if transient {
+                let (first, rest) = messages.split_first().unwrap();
+                let mut failures = self.inner.send_batch(rest).await.unwrap_or_default();
+                failures.push(SendFailure {
+                    id: first.id.clone(),
+                    code: "InternalError".into(),
+                    message: "try again".into(),
+                    sender_fault: false,
+                });
+                return Ok(failures);
+            }
+            self.inner.send_batch(messages).await
+        }
+        async fn receive(
+            &self,
+            max: usize,
+            v: Option<Duration>,
+            w: Duration,
+        ) -> Result<Vec<ReceivedMessage>, QueueError> {
+            self.inner.receive(max, v, w).await
+        }
+        async fn delete(&self, r: &str) -> Result<(), QueueError> {
+            self.inner.delete(r).await
+        }
+        async fn change_visibility(&self, r: &str, t: Duration) -> Result<(), QueueError> {
+            self.inner.change_visibility(r, t).await
+        }
+        async fn depth(&self) -> Result<QueueDepth, QueueError> {
+            self.inner.depth().await
+        }
+        async fn take_dead_letters(&self, max: usize) -> Result<Vec<ReceivedMessage>, QueueError> {
+            self.inner.take_dead_letters(max).await
+        }
+        async fn redrive_dead_letters(&self) -> Result<usize, QueueError> {
+            self.inner.redrive_dead_letters().await
+        }
+    }
+
+    fn flaky(transient_rounds: u32) -> Flaky {
+        Flaky {
+            inner: EmbeddedQueue::new("q", Duration::from_secs(30), 5),
+            transient_rounds: Mutex::new(transient_rounds),
+            batches: Mutex::new(Vec::new()),
+            up_for: usize::MAX,
+        }
+    }
+
+    fn fast(max_retries: u32) -> Backoff {
+        Backoff {
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(2),
+            max_retries,
+        }
+    }
+
+    fn messages(n: usize) -> Vec<OutgoingMessage> {
+        (0..n)
+            .map(|i| OutgoingMessage::new(format!("m{i}"), format!("body {i}")))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn when_25_messages_are_sent_should_use_batches_of_10() {
+        let queue = flaky(0);
+        let report = send_all(&queue, &messages(25), &fast(3)).await.unwrap();
+        assert_eq!(
+            report,
+            SendReport {
+                sent: 25,
+                failed: vec![]
+            }
+        );
+        assert_eq!(*queue.batches.lock().unwrap(), vec![10, 10, 5]);
+        assert_eq!(queue.depth().await.unwrap().visible, 25);
+    }
+
+    #[tokio::test]
+    async fn when_an_entry_fails_transiently_should_resend_only_that_entry() {
+        let queue = flaky(2);
+        let report = send_all(&queue, &messages(4), &fast(3)).await.unwrap();
+        assert_eq!(report.sent, 4);
+        assert!(report.failed.is_empty());
+        assert_eq!(*queue.batches.lock().unwrap(), vec![4, 1, 1]);
+        assert_eq!(queue.depth().await.unwrap().visible, 4);
+    }
+
+    #[tokio::test]
+    async fn when_transient_failures_outlast_the_retries_should_report_them() {
+        let queue = flaky(10);
+        let report = send_all(&queue, &messages(3), &fast(2)).await.unwrap();
+        assert_eq!(report.sent, 2);
+        assert_eq!(report.failed.len(), 1);
+        assert!(!report.failed[0].sender_fault);
+    }
+
+    #[tokio::test]
+    async fn when_an_entry_is_malformed_should_report_it_without_retrying() {
+        let queue = flaky(0);
+        let mut batch = messages(3);
+        batch[1].delay = Some(Duration::from_secs(901));
+        let report = send_all(&queue, &batch, &fast(3)).await.unwrap();
+        assert_eq!(report.sent, 2);
+        assert_eq!(report.failed.len(), 1);
+        assert_eq!(report.failed[0].id, "m1");
+        assert!(report.failed[0].sender_fault);
+        assert_eq!(*queue.batches.lock().unwrap(), vec![3]);
+    }
+
+    #[tokio::test]
+    async fn when_the_queue_fails_as_a_whole_midway_should_say_how_many_went_out() {
+        let queue = Flaky {
+            up_for: 2,
+            ..flaky(0)
+        };
+        let err = send_all(&queue, &messages(25), &fast(1)).await.unwrap_err();
+        assert_eq!(err.sent, 20);
+        assert!(err.is_retryable());
+        assert_eq!(queue.depth().await.unwrap().visible, 20);
+    }
+}

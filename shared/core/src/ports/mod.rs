@@ -1,0 +1,19 @@
+//! The ports: what the handlers need from the world, as traits and the types they speak. Each
+//! port's error says whether retrying may help. Adapters (`crate::adapters`, the Partner Center
+//! and Dataverse clients) implement them; handlers take them as parameters.
+
+mod queue;
+mod sink;
+mod source;
+mod store;
+mod trigger;
+
+pub use hunter_domain::rules::UpsertOutcome;
+pub use queue::{OutgoingMessage, Queue, QueueDepth, QueueError, ReceivedMessage, SendFailure};
+pub use sink::{LeadSink, LeadUpsert, PushedLead, SinkError};
+pub use source::{ReferralFilter, ReferralPage, ReferralSource, ReferralWriteBack, SourceError};
+pub use store::{
+    DEFAULT_PAGE_SIZE, LeadQuery, LeadStore, MAX_PAGE_SIZE, Page, ReferralQuery, ReferralStore,
+    Store, StoreError, SyncStore, page_size,
+};
+pub use trigger::{SyncTrigger, TriggerError};

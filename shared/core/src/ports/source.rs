@@ -1,0 +1,85 @@
+//! Where referrals come from (Partner Center), and writing Hunter's result back onto them.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio::time::Instant;
+
+/// Which referrals a sync asks for. Empty lists mean "all".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReferralFilter {
+    /// e.g. `["Incoming"]`.
+    pub directions: Vec<String>,
+    /// e.g. `["New", "Active"]`.
+    pub statuses: Vec<String>,
+    /// Only referrals updated at or after this instant (the sync watermark).
+    pub updated_since: Option<DateTime<Utc>>,
+    /// The page size asked for (the source's own page size wins).
+    pub page_size: usize,
+}
+
+/// One page of referrals, each kept as the raw JSON the source sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReferralPage {
+    pub referrals: Vec<Value>,
+    /// Where the next page is (`@odata.nextLink`, verbatim); `None` on the last page.
+    pub next_link: Option<String>,
+    /// The source's id of the answer, for its support.
+    pub request_id: Option<String>,
+}
+
+/// Where referrals come from, page by page (Partner Center).
+#[async_trait]
+pub trait ReferralSource: Send + Sync {
+    /// The first page of what `filter` selects; retries give up before `deadline`.
+    async fn first_page(
+        &self,
+        filter: &ReferralFilter,
+        deadline: Option<Instant>,
+    ) -> Result<ReferralPage, SourceError>;
+    /// The page at a `@odata.nextLink`.
+    async fn next_page(
+        &self,
+        next_link: &str,
+        deadline: Option<Instant>,
+    ) -> Result<ReferralPage, SourceError>;
+}
+
+/// Writes Hunter's result back onto the referral in Partner Center.
+#[async_trait]
+pub trait ReferralWriteBack: Send + Sync {
+    /// Sets the referral's `externalReferenceId` (the CRM record id), as Microsoft's own CRM
+    /// connector does; `etag` makes it conditional (`If-Match`, 412 when the referral changed).
+    async fn set_external_reference(
+        &self,
+        referral_id: &str,
+        etag: Option<&str>,
+        reference: &str,
+    ) -> Result<(), SourceError>;
+}
+
+/// A failed call to the referral source, after the client's own retries.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SourceError {
+    /// The credentials were refused: someone must sign in again or fix the app registration.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Throttling, a server error or the network; a later attempt may succeed.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A request or answer outside the contract; retrying will not help.
+    #[error("{0}")]
+    Invalid(String),
+    /// Waiting for the next retry would pass the caller's deadline.
+    #[error("deadline reached before the referral source answered (next retry in {0:?})")]
+    Deadline(Duration),
+}
+
+impl SourceError {
+    /// Whether the same call may succeed later without anyone changing anything.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Deadline(_))
+    }
+}

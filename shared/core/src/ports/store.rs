@@ -1,0 +1,145 @@
+//! Where Hunter keeps referrals, leads, sync runs and sync state.
+
+use async_trait::async_trait;
+use hunter_domain::model::{AuditEntry, Lead, ReferralRecord, SyncRun, SyncState, SyncStatus};
+use hunter_domain::rules::{Domain, SkipReason, UpsertOutcome};
+use serde::{Deserialize, Serialize};
+
+/// Largest page any list call returns.
+pub const MAX_PAGE_SIZE: usize = 200;
+/// Page size when the caller names none.
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+
+/// One page of results and the opaque cursor of the next one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// Filters for listing referrals (newest `createdDateTime` first).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReferralQuery {
+    pub status: Option<String>,
+    pub substatus: Option<String>,
+    pub eligible: Option<bool>,
+    pub skip_reason: Option<SkipReason>,
+    /// Case-insensitive text in name, customer, domain or id.
+    pub q: Option<String>,
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+/// Filters for listing leads (highest score first).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LeadQuery {
+    pub segment: Option<String>,
+    pub provider: Option<String>,
+    pub min_score: Option<u8>,
+    pub sync_status: Option<SyncStatus>,
+    /// Case-insensitive text in domain or company name.
+    pub q: Option<String>,
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+/// The page size a query asks for, within `1..=MAX_PAGE_SIZE`.
+pub fn page_size(limit: Option<usize>) -> usize {
+    limit.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE)
+}
+
+/// Referrals keyed by id, replaced only by newer versions.
+#[async_trait]
+pub trait ReferralStore: Send + Sync {
+    /// Stores `record` unless the stored version is newer or the same (see [`UpsertOutcome`]).
+    async fn upsert_referral(&self, record: &ReferralRecord) -> Result<UpsertOutcome, StoreError>;
+    async fn get_referral(&self, id: &str) -> Result<Option<ReferralRecord>, StoreError>;
+    async fn list_referrals(
+        &self,
+        query: &ReferralQuery,
+    ) -> Result<Page<ReferralRecord>, StoreError>;
+}
+
+/// Leads keyed by domain, with their audit trail.
+#[async_trait]
+pub trait LeadStore: Send + Sync {
+    async fn get_lead(&self, domain: &Domain) -> Result<Option<Lead>, StoreError>;
+    /// Writes `lead` if the stored version is `expected_version` (`None`: none is stored),
+    /// else [`StoreError::Conflict`].
+    async fn put_lead(&self, lead: &Lead, expected_version: Option<u64>) -> Result<(), StoreError>;
+    async fn list_leads(&self, query: &LeadQuery) -> Result<Page<Lead>, StoreError>;
+    /// Appends an entry; entries are never changed or removed.
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// A lead's audit entries, newest first.
+    async fn list_audit(
+        &self,
+        domain: &Domain,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
+/// Sync runs and sync state.
+#[async_trait]
+pub trait SyncStore: Send + Sync {
+    /// Creates the run, or updates the fields fetch-referrals owns (status, times, pages, fetched,
+    /// enqueued, error); a stored run keeps its ingest counters (stored, eligible, skipped).
+    async fn put_sync_run(&self, run: &SyncRun) -> Result<(), StoreError>;
+    /// Counts referral `referral_id` once for run `run_id`: as stored, by upsert outcome, and as
+    /// eligible or skipped. Atomic and idempotent (a redelivered message is not counted again), so
+    /// concurrent ingests add up exactly. Returns whether it counted now; a run that does not
+    /// exist is left alone.
+    async fn count_ingested(
+        &self,
+        run_id: &str,
+        referral_id: &str,
+        outcome: UpsertOutcome,
+        skip_reason: Option<SkipReason>,
+    ) -> Result<bool, StoreError>;
+    /// Marks run `run_id` as summarized; true for the one caller that marked it (so the run's
+    /// summary is reported once, by whichever of fetch and ingest sees it complete first).
+    async fn claim_run_summary(&self, run_id: &str) -> Result<bool, StoreError>;
+    async fn get_sync_run(&self, id: &str) -> Result<Option<SyncRun>, StoreError>;
+    /// Runs, newest `startedAt` first.
+    async fn list_sync_runs(
+        &self,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<Page<SyncRun>, StoreError>;
+    async fn get_state(&self, key: &str) -> Result<Option<SyncState>, StoreError>;
+    /// Writes `state` if the stored version is `expected_version` (`None`: none is stored),
+    /// else [`StoreError::Conflict`].
+    async fn put_state(
+        &self,
+        state: &SyncState,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError>;
+}
+
+/// Everything Hunter stores; one adapter implements all of it.
+pub trait Store: ReferralStore + LeadStore + SyncStore {}
+impl<T: ReferralStore + LeadStore + SyncStore> Store for T {}
+
+/// A failure of a store adapter.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// A conditional write lost: the stored item changed (or exists) since it was read.
+    #[error("conditional write failed: {0}")]
+    Conflict(String),
+    /// A pagination cursor that this store did not issue.
+    #[error("invalid cursor")]
+    InvalidCursor,
+    /// An item that cannot be (de)serialized; retrying will not help.
+    #[error("invalid item: {0}")]
+    InvalidItem(String),
+    /// Throttling, network or service failure; retrying may help.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    /// Whether the same call may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Conflict(_))
+    }
+}

@@ -1,0 +1,147 @@
+//! Adapters built from configuration: the one place the Lambda composition roots and
+//! hunter-local get their AWS clients, HTTP client and Partner Center client from.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::adapters::{DynamoStore, LambdaSyncTrigger, SqsQueue};
+use crate::config::Config;
+use crate::credentials::Credentials;
+use crate::dynamics::{DataverseAuth, DataverseClient, DataverseError, DataverseLeadSink};
+use crate::partner_center::{
+    PartnerCenterAuth, PartnerCenterClient, PartnerCenterError, StateRefreshTokenStore,
+};
+use crate::ports::SyncStore;
+use crate::ports::{QueueError, TriggerError};
+use crate::retry::Backoff;
+use hunter_domain::crm::DynamicsMapping;
+
+/// The AWS configuration of the standard environment (region, credentials, `AWS_ENDPOINT_URL`).
+pub async fn aws_sdk_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// The HTTP client for external APIs: rustls, bounded connect and request times.
+pub fn http_client() -> Result<reqwest::Client, PartnerCenterError> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .user_agent(concat!("hunter-referral-sync/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| PartnerCenterError::Transport(e.to_string()))
+}
+
+/// The table `HUNTER_TABLE`.
+pub fn dynamo_store(sdk: &aws_config::SdkConfig, config: &Config) -> DynamoStore {
+    DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone())
+}
+
+/// The referrals queue, `HUNTER_REFERRALS_QUEUE_URL` (required).
+pub async fn referrals_queue(
+    sdk: &aws_config::SdkConfig,
+    config: &Config,
+) -> Result<SqsQueue, QueueError> {
+    sqs_queue(
+        sdk,
+        config.referrals_queue_url.as_deref(),
+        "HUNTER_REFERRALS_QUEUE_URL",
+    )
+    .await
+}
+
+/// The dynamics-push queue, `HUNTER_DYNAMICS_QUEUE_URL` (required).
+pub async fn dynamics_queue(
+    sdk: &aws_config::SdkConfig,
+    config: &Config,
+) -> Result<SqsQueue, QueueError> {
+    sqs_queue(
+        sdk,
+        config.dynamics_queue_url.as_deref(),
+        "HUNTER_DYNAMICS_QUEUE_URL",
+    )
+    .await
+}
+
+async fn sqs_queue(
+    sdk: &aws_config::SdkConfig,
+    url: Option<&str>,
+    variable: &str,
+) -> Result<SqsQueue, QueueError> {
+    let url = url.ok_or_else(|| QueueError::Invalid(format!("{variable} is not set")))?;
+    SqsQueue::from_url(aws_sdk_sqs::Client::new(sdk), url).await
+}
+
+/// The trigger of on-demand syncs: the fetch-referrals function `HUNTER_FETCH_FUNCTION` names.
+pub fn lambda_sync_trigger(
+    sdk: &aws_config::SdkConfig,
+    config: &Config,
+) -> Result<LambdaSyncTrigger, TriggerError> {
+    let function = config
+        .fetch_function
+        .as_deref()
+        .ok_or_else(|| TriggerError::Invalid("HUNTER_FETCH_FUNCTION is not set".to_owned()))?;
+    Ok(LambdaSyncTrigger::new(
+        aws_sdk_lambda::Client::new(sdk),
+        function,
+    ))
+}
+
+/// The Partner Center client; the rotated refresh token is kept in `tokens`.
+pub fn partner_center(
+    http: reqwest::Client,
+    config: &Config,
+    credentials: &Credentials,
+    tokens: Arc<dyn SyncStore>,
+) -> Result<PartnerCenterClient, PartnerCenterError> {
+    let auth = PartnerCenterAuth::new(
+        http.clone(),
+        config.partner_center_token_url.clone(),
+        credentials.pc_client_id.clone(),
+        credentials.pc_client_secret.clone(),
+        credentials.pc_refresh_token.clone(),
+        Arc::new(StateRefreshTokenStore::new(tokens)),
+    );
+    PartnerCenterClient::new(http, &config.partner_center_url, auth, Backoff::default())
+}
+
+/// The Partner Center client that writes Dynamics ids back, when `HUNTER_PC_WRITE_BACK` is on.
+pub fn write_back(
+    config: &Config,
+    credentials: &Credentials,
+    tokens: Arc<dyn SyncStore>,
+) -> Result<Option<PartnerCenterClient>, PartnerCenterError> {
+    config
+        .pc_write_back
+        .then(|| partner_center(http_client()?, config, credentials, tokens))
+        .transpose()
+}
+
+/// The Dataverse lead sink of `HUNTER_DYNAMICS_URL` (required) with the D365 credentials; the
+/// token URL defaults to the tenant's Entra endpoint.
+pub fn dataverse_sink(
+    http: reqwest::Client,
+    config: &Config,
+    credentials: &Credentials,
+    mapping: &DynamicsMapping,
+) -> Result<DataverseLeadSink, DataverseError> {
+    let org_url = config.dynamics_url.as_deref().ok_or_else(|| {
+        DataverseError::InvalidRequest("HUNTER_DYNAMICS_URL is not set".to_owned())
+    })?;
+    let token_url = config.dynamics_token_url.clone().unwrap_or_else(|| {
+        let tenant = if credentials.d365_tenant.is_empty() {
+            "organizations"
+        } else {
+            credentials.d365_tenant.as_str()
+        };
+        format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token")
+    });
+    let auth = DataverseAuth::new(
+        http.clone(),
+        token_url,
+        credentials.d365_client_id.clone(),
+        credentials.d365_client_secret.clone(),
+        org_url,
+    );
+    let client = DataverseClient::new(http, org_url, auth, Backoff::default())?;
+    Ok(DataverseLeadSink::new(client, mapping))
+}

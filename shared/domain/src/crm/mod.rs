@@ -1,0 +1,8 @@
+//! Hunter's leads as Dynamics 365 (Dataverse) records: the mapping file and what it makes of a
+//! lead and its referrals.
+
+pub mod mapping;
+pub mod records;
+
+pub use mapping::{DynamicsMapping, MappingError, MappingInput, TableMapping};
+pub use records::{OpportunityRecords, SOURCE, Table, lead_input, opportunity_records};

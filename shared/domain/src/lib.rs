@@ -1,0 +1,20 @@
+//! Hunter referral sync's domain: what a referral says, what Hunter decides about it, and the
+//! records it keeps. Pure: no network, no storage, no async runtime; the ports and adapters of
+//! `hunter-core` depend on this crate, never the other way round.
+//!
+//! - [`referral`]: the tolerant reader of Partner Center's referral JSON.
+//! - [`rules`]: domain extraction and normalization, eligibility, version ordering, as data
+//!   (`rules/hunter-rules.toml`).
+//! - [`model`]: the records stored and served (referrals, leads, sync runs, state, audit).
+//! - [`leads`]: how a referral joins its domain's lead, and what a push did to it.
+//! - [`sync_cursor`]: the watermark and continuation of the Partner Center sync.
+//! - [`crm`]: how a lead maps to Dynamics 365 columns (`rules/dynamics-mapping.toml`).
+//! - [`clock`]: the one source of the current time and its sortable text form.
+
+pub mod clock;
+pub mod crm;
+pub mod leads;
+pub mod model;
+pub mod referral;
+pub mod rules;
+pub mod sync_cursor;

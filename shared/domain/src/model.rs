@@ -1,0 +1,412 @@
+//! The records Hunter stores and serves: referrals, leads, sync runs, sync state, audit entries.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::referral::{Referral, cap_text, invalid_payload_id};
+use crate::rules::{Domain, DomainSource, Eligibility, ExtractedDomain, SkipReason, Version};
+
+/// How much of an unreadable payload is kept with its `invalid_payload` record.
+pub const INVALID_RAW_MAX_BYTES: usize = 16 * 1024;
+
+/// A referral as stored: the fields the API shows, the decision taken, and the raw payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReferralRecord {
+    pub id: String,
+    pub engagement_id: Option<String>,
+    pub name: Option<String>,
+    pub status: Option<String>,
+    pub substatus: Option<String>,
+    #[serde(rename = "type")]
+    pub referral_type: Option<String>,
+    pub qualification: Option<String>,
+    pub direction: Option<String>,
+    pub customer_name: Option<String>,
+    pub customer_country: Option<String>,
+    pub deal_value: Option<f64>,
+    pub currency: Option<String>,
+    pub domain: Option<Domain>,
+    pub domain_source: Option<DomainSource>,
+    pub eligible: bool,
+    pub skip_reason: Option<SkipReason>,
+    /// Why the reason applies, in words (e.g. the parse error of an `invalid_payload`).
+    pub skip_detail: Option<String>,
+    pub created_date_time: Option<DateTime<Utc>>,
+    pub updated_date_time: Option<DateTime<Utc>>,
+    pub etag: Option<String>,
+    pub synced_at: DateTime<Utc>,
+    /// The payload as received (JSON text; capped for unreadable input).
+    pub raw: String,
+}
+
+impl ReferralRecord {
+    /// The record of a readable referral and the decisions taken on it.
+    pub fn from_referral(
+        referral: &Referral,
+        domain: Option<ExtractedDomain>,
+        eligibility: Eligibility,
+        synced_at: DateTime<Utc>,
+    ) -> Self {
+        let (eligible, skip_reason) = match eligibility {
+            Eligibility::Eligible => (true, None),
+            Eligibility::Skipped(reason) => (false, Some(reason)),
+        };
+        let (domain, domain_source) = match domain {
+            Some(d) => (Some(d.domain), Some(d.source)),
+            None => (None, None),
+        };
+        Self {
+            id: referral.id.clone(),
+            engagement_id: referral.engagement_id.clone(),
+            name: referral.name.clone(),
+            status: referral.status.clone(),
+            substatus: referral.substatus.clone(),
+            referral_type: referral.referral_type.clone(),
+            qualification: referral.qualification.clone(),
+            direction: referral.direction.clone(),
+            customer_name: referral.customer_name.clone(),
+            customer_country: referral.customer_country.clone(),
+            deal_value: referral.deal_value,
+            currency: referral.currency.clone(),
+            domain,
+            domain_source,
+            eligible,
+            skip_reason,
+            skip_detail: None,
+            created_date_time: referral.created,
+            updated_date_time: referral.updated,
+            etag: referral.etag.clone(),
+            synced_at,
+            raw: referral.raw.to_string(),
+        }
+    }
+
+    /// The record of input that could not be read: kept (capped) with its reason, never dropped.
+    pub fn invalid(text: &str, detail: &str, synced_at: DateTime<Utc>) -> Self {
+        Self {
+            id: invalid_payload_id(text),
+            engagement_id: None,
+            name: None,
+            status: None,
+            substatus: None,
+            referral_type: None,
+            qualification: None,
+            direction: None,
+            customer_name: None,
+            customer_country: None,
+            deal_value: None,
+            currency: None,
+            domain: None,
+            domain_source: None,
+            eligible: false,
+            skip_reason: Some(SkipReason::InvalidPayload),
+            skip_detail: Some(detail.to_owned()),
+            created_date_time: None,
+            updated_date_time: None,
+            etag: None,
+            synced_at,
+            raw: cap_text(text, INVALID_RAW_MAX_BYTES),
+        }
+    }
+
+    /// The version that decides whether this record replaces a stored one.
+    pub fn version(&self) -> Version {
+        Version {
+            updated: self.updated_date_time,
+            etag: self.etag.clone(),
+        }
+    }
+
+    /// Lowercase text that the `q` filter searches: name, customer, domain, id.
+    pub fn search_text(&self) -> String {
+        [
+            self.name.as_deref(),
+            self.customer_name.as_deref(),
+            self.domain.as_ref().map(Domain::as_str),
+            Some(&self.id),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+    }
+}
+
+/// Where a lead stands with Dynamics 365.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncStatus {
+    #[default]
+    Pending,
+    Synced,
+    Failed,
+    Skipped,
+}
+
+/// One company (registrable domain) and the referrals that named it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lead {
+    pub domain: Domain,
+    pub company_name: Option<String>,
+    pub provider: Option<String>,
+    pub tenant_size: Option<String>,
+    pub score: Option<u8>,
+    pub segment: Option<String>,
+    pub priority: Option<u8>,
+    pub referral_count: u32,
+    pub referral_ids: Vec<String>,
+    pub referral_types: Vec<String>,
+    pub latest_status: Option<String>,
+    pub deal_value_total: f64,
+    /// The referrals behind the aggregates above, one entry each.
+    #[serde(default)]
+    pub contributions: Vec<LeadReferral>,
+    pub sync_status: SyncStatus,
+    pub dynamics_id: Option<String>,
+    pub last_synced_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub sync_attempts: u32,
+    /// +1 whenever a referral changes what the lead says (push-state writes leave it alone);
+    /// push requests name it.
+    #[serde(default)]
+    pub content_version: u64,
+    /// The `content_version` Dynamics last received (pushes of it or older are skipped).
+    #[serde(default)]
+    pub synced_version: Option<u64>,
+    /// Optimistic-concurrency counter: 1 on creation, +1 on every write.
+    pub version: u64,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Lead {
+    /// A lead for `domain` that no referral has been added to yet.
+    pub fn new(domain: Domain, now: DateTime<Utc>) -> Self {
+        Self {
+            domain,
+            company_name: None,
+            provider: None,
+            tenant_size: None,
+            score: None,
+            segment: None,
+            priority: None,
+            referral_count: 0,
+            referral_ids: Vec::new(),
+            referral_types: Vec::new(),
+            latest_status: None,
+            deal_value_total: 0.0,
+            contributions: Vec::new(),
+            sync_status: SyncStatus::Pending,
+            dynamics_id: None,
+            last_synced_at: None,
+            last_error: None,
+            sync_attempts: 0,
+            content_version: 0,
+            synced_version: None,
+            version: 1,
+            updated_at: now,
+        }
+    }
+
+    /// Lowercase text that the `q` filter searches: domain and company name.
+    pub fn search_text(&self) -> String {
+        format!(
+            "{} {}",
+            self.domain,
+            self.company_name.as_deref().unwrap_or_default()
+        )
+        .to_lowercase()
+    }
+}
+
+/// What one referral contributes to its lead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeadReferral {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub referral_type: Option<String>,
+    pub status: Option<String>,
+    pub deal_value: Option<f64>,
+    pub currency: Option<String>,
+    pub customer_name: Option<String>,
+    pub updated_date_time: Option<DateTime<Utc>>,
+}
+
+/// How a sync run ended (or that it has not yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl RunStatus {
+    /// The name as stored and shown (`running`, `succeeded`, `failed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// One Partner Center sync: what fetch-referrals fetched and enqueued, how it ended, and what
+/// ingest-referral made of it (`stored`, `eligible`, `skipped`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncRun {
+    pub id: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub status: RunStatus,
+    pub pages: u32,
+    pub fetched: u32,
+    pub enqueued: u32,
+    /// Fetched referrals fetch-referrals stored as `invalid_payload` itself (not enqueued).
+    #[serde(default)]
+    pub recorded_invalid: u32,
+    /// Referrals of this run that ingest stored (written by ingest, one increment each).
+    pub stored: u32,
+    pub eligible: u32,
+    /// Stored referrals by skip reason.
+    pub skipped: BTreeMap<String, u32>,
+    /// Stored referrals by upsert outcome (inserted, updated, unchanged, stale).
+    #[serde(default)]
+    pub outcomes: BTreeMap<String, u32>,
+    pub error: Option<String>,
+    /// When the run's summary was reported (see `SyncStore::claim_run_summary`).
+    #[serde(default)]
+    pub summarized_at: Option<DateTime<Utc>>,
+}
+
+impl SyncRun {
+    /// A new running sync.
+    pub fn start(id: impl Into<String>, started_at: DateTime<Utc>) -> Self {
+        Self {
+            id: id.into(),
+            started_at,
+            finished_at: None,
+            status: RunStatus::Running,
+            pages: 0,
+            fetched: 0,
+            enqueued: 0,
+            recorded_invalid: 0,
+            stored: 0,
+            eligible: 0,
+            skipped: BTreeMap::new(),
+            outcomes: BTreeMap::new(),
+            error: None,
+            summarized_at: None,
+        }
+    }
+
+    /// The run is over and every referral it delivered is stored: all it fetched when it
+    /// succeeded; what it enqueued or recorded itself when it failed.
+    pub fn is_complete(&self) -> bool {
+        match self.status {
+            RunStatus::Running => false,
+            RunStatus::Succeeded => self.stored >= self.fetched,
+            RunStatus::Failed => self.stored >= self.enqueued + self.recorded_invalid,
+        }
+    }
+}
+
+/// A named piece of sync state (watermark, continuation link, ...), written with a version check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncState {
+    pub key: String,
+    pub value: serde_json::Value,
+    /// 1 on creation, +1 on every write.
+    pub version: u64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One append-only line of a lead's history: who did what, when, with which result. No secrets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    pub id: String,
+    pub domain: Domain,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub result: String,
+    pub detail: Option<String>,
+}
+
+impl AuditEntry {
+    /// A new entry with an id of its own.
+    pub fn new(
+        domain: Domain,
+        at: DateTime<Utc>,
+        actor: &str,
+        action: &str,
+        result: &str,
+        detail: Option<String>,
+    ) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            domain,
+            at,
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            result: result.to_owned(),
+            detail,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RunStatus, SyncRun};
+
+    fn run(status: RunStatus, fetched: u32, enqueued: u32, stored: u32) -> SyncRun {
+        SyncRun {
+            status,
+            fetched,
+            enqueued,
+            stored,
+            ..SyncRun::start("r", chrono::Utc::now())
+        }
+    }
+
+    #[test]
+    fn when_ingest_has_stored_what_the_run_delivers_should_be_complete() {
+        assert!(!run(RunStatus::Running, 10, 10, 10).is_complete());
+        assert!(!run(RunStatus::Succeeded, 10, 10, 9).is_complete());
+        assert!(run(RunStatus::Succeeded, 10, 10, 10).is_complete());
+        // A failed run delivers only what it enqueued (or recorded itself) before failing.
+        assert!(!run(RunStatus::Failed, 10, 6, 5).is_complete());
+        assert!(run(RunStatus::Failed, 10, 6, 6).is_complete());
+        let with_invalid = SyncRun {
+            recorded_invalid: 2,
+            ..run(RunStatus::Failed, 10, 6, 6)
+        };
+        assert!(!with_invalid.is_complete(), "two enqueued ones are missing");
+        assert!(
+            SyncRun {
+                stored: 8,
+                ..with_invalid
+            }
+            .is_complete()
+        );
+    }
+
+    #[test]
+    fn when_a_status_is_named_should_match_its_serialized_form() {
+        for status in [RunStatus::Running, RunStatus::Succeeded, RunStatus::Failed] {
+            assert_eq!(
+                serde_json::to_value(status).expect("a status serializes"),
+                serde_json::Value::from(status.as_str())
+            );
+        }
+    }
+}
