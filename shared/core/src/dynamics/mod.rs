@@ -1,5 +1,6 @@
 //! Dynamics 365 (Dataverse): the Web API client and the lead sink built on it.
 
+pub mod batch;
 pub mod client;
 pub mod error;
 pub mod sink;
