@@ -337,7 +337,7 @@ async fn when_one_batch_item_fails_should_keep_the_others() {
     let too_many = vec![("k".to_owned(), lead("x")); MAX_BATCH_ITEMS + 1];
     assert!(matches!(
         client.batch_upsert("leads", KEY, &too_many).await,
-        Err(DataverseError::InvalidRequest(_))
+        Err(DataverseError::InvalidRequest { .. })
     ));
 }
 

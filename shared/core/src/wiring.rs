@@ -28,7 +28,10 @@ pub fn http_client() -> Result<reqwest::Client, PartnerCenterError> {
         .timeout(Duration::from_secs(60))
         .user_agent(concat!("hunter-referral-sync/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| PartnerCenterError::Transport(e.to_string()))
+        .map_err(|e| PartnerCenterError::InvalidRequest {
+            service: "HTTP client",
+            message: e.to_string(),
+        })
 }
 
 /// The table `HUNTER_TABLE`.
@@ -124,9 +127,13 @@ pub fn dataverse_sink(
     credentials: &Credentials,
     mapping: &DynamicsMapping,
 ) -> Result<DataverseLeadSink, DataverseError> {
-    let org_url = config.dynamics_url.as_deref().ok_or_else(|| {
-        DataverseError::InvalidRequest("HUNTER_DYNAMICS_URL is not set".to_owned())
-    })?;
+    let org_url = config
+        .dynamics_url
+        .as_deref()
+        .ok_or_else(|| DataverseError::InvalidRequest {
+            service: "Dataverse",
+            message: "HUNTER_DYNAMICS_URL is not set".to_owned(),
+        })?;
     let token_url = config.dynamics_token_url.clone().unwrap_or_else(|| {
         let tenant = if credentials.d365_tenant.is_empty() {
             "organizations"

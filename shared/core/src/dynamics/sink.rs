@@ -21,25 +21,6 @@ pub struct DataverseLeadSink {
     key_column: String,
 }
 
-impl From<DataverseError> for SinkError {
-    fn from(err: DataverseError) -> Self {
-        let message = err.to_string();
-        if err.is_retryable() {
-            return Self::Unavailable {
-                message,
-                retry_after: err.retry_after(),
-            };
-        }
-        match err {
-            DataverseError::Auth { .. } => Self::Unauthorized(message),
-            DataverseError::Validation { .. } | DataverseError::Http { .. } => {
-                Self::Rejected(message)
-            }
-            _ => Self::Invalid(message),
-        }
-    }
-}
-
 /// The push that answered `result`; an adopted record was not created by it.
 fn pushed(result: UpsertResult, adopted: bool) -> PushedLead {
     PushedLead {
@@ -147,10 +128,11 @@ impl DataverseLeadSink {
             .into_iter()
             .map(|r| {
                 r.unwrap_or_else(|| {
-                    Err(DataverseError::InvalidResponse(
-                        "lead left out of the $batch".to_owned(),
-                        None,
-                    ))
+                    Err(DataverseError::InvalidResponse {
+                        service: "Dataverse",
+                        message: "lead left out of the $batch".to_owned(),
+                        request_id: None,
+                    })
                 })
             })
             .collect()
@@ -211,8 +193,13 @@ impl LeadSink for DataverseLeadSink {
         }
         items.push(keyed(&records.opportunity, contact_id));
         let results = self.client.upsert_change_set(&items).await?;
-        Ok(results.last().map(|r| r.id.clone()).ok_or_else(|| {
-            DataverseError::InvalidResponse("empty change set answer".to_owned(), None)
-        })?)
+        Ok(results
+            .last()
+            .map(|r| r.id.clone())
+            .ok_or_else(|| DataverseError::InvalidResponse {
+                service: "Dataverse",
+                message: "empty change set answer".to_owned(),
+                request_id: None,
+            })?)
     }
 }

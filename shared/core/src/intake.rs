@@ -1,0 +1,76 @@
+//! What fetch-referrals and ingest-referral both do with what arrives: input that cannot be read
+//! is stored with its reason (never dropped), and every stored referral is counted once in the
+//! sync run that delivered it.
+
+use hunter_domain::clock;
+use hunter_domain::model::ReferralRecord;
+use hunter_domain::rules::{Domain, UpsertOutcome};
+
+use crate::ports::{Store, StoreError};
+use crate::sync_report::report_if_complete;
+
+/// Stores unreadable input as an `invalid_payload` referral (its text capped, with `detail`),
+/// counts it in run `run_id`, and logs it. Returns the record and what storing it did.
+pub async fn record_invalid(
+    store: &dyn Store,
+    run_id: Option<&str>,
+    text: &str,
+    detail: &str,
+) -> Result<(ReferralRecord, UpsertOutcome), StoreError> {
+    let record = ReferralRecord::invalid(text, detail, clock::now());
+    let outcome = store.upsert_referral(&record).await?;
+    log_stored(run_id, &record, outcome, false);
+    count_in_run(store, run_id, &record, outcome).await?;
+    Ok((record, outcome))
+}
+
+/// Counts `record` once in run `run_id` (a redelivery is not counted again) and, when that
+/// completes the run, logs its summary.
+pub async fn count_in_run(
+    store: &dyn Store,
+    run_id: Option<&str>,
+    record: &ReferralRecord,
+    outcome: UpsertOutcome,
+) -> Result<(), StoreError> {
+    let Some(run_id) = run_id else {
+        return Ok(());
+    };
+    if store
+        .count_ingested(run_id, &record.id, outcome, record.skip_reason)
+        .await?
+    {
+        report_if_complete(store, run_id).await;
+    }
+    Ok(())
+}
+
+/// The one log line of a stored referral: `partner_center_referral_ingested`, or
+/// `partner_center_referral_skipped` with its reason.
+pub fn log_stored(
+    run_id: Option<&str>,
+    record: &ReferralRecord,
+    outcome: UpsertOutcome,
+    lead_changed: bool,
+) {
+    let domain = record.domain.as_ref().map(Domain::as_str);
+    match record.skip_reason {
+        None => tracing::info!(
+            event = "partner_center_referral_ingested",
+            run_id,
+            referral_id = %record.id,
+            outcome = outcome.as_str(),
+            domain,
+            domain_source = record.domain_source.map(|s| s.as_str()),
+            lead_changed,
+        ),
+        Some(reason) => tracing::info!(
+            event = "partner_center_referral_skipped",
+            run_id,
+            referral_id = %record.id,
+            outcome = outcome.as_str(),
+            reason = reason.as_str(),
+            detail = record.skip_detail.as_deref(),
+            domain,
+        ),
+    }
+}
