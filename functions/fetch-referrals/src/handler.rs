@@ -1,30 +1,30 @@
 //! fetch-referrals: Partner Center referrals, page by page, onto the referrals queue.
 //!
-//! Each invocation continues the stored continuation (a `@odata.nextLink` left by an invocation
-//! that ran out of time or pages) or starts a new sync run from the watermark. Every page is
-//! enqueued before the next is fetched; the watermark advances only when the last page is
-//! enqueued, so a failed run is simply repeated by the next one (ingest is idempotent).
+//! Each invocation continues the stored run or starts a new one from the watermark
+//! ([`SyncCursor`]). Every page is enqueued before the next is fetched; the watermark advances
+//! only when the last page is enqueued, so a failed run is simply repeated by the next one (ingest
+//! is idempotent).
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hunter_core::fanout::send_all;
+use hunter_core::intake::record_invalid;
 use hunter_core::messages::{MAX_MESSAGE_BYTES, ReferralMessage};
-use hunter_core::ports::StoreError;
+use hunter_core::optimistic::{Change, update_state};
 use hunter_core::ports::{
     OutgoingMessage, Queue, ReferralFilter, ReferralPage, ReferralSource, SourceError, Store,
+    StoreError,
 };
 use hunter_core::retry::Backoff;
 use hunter_core::sync_report::report_if_complete;
 use hunter_domain::clock;
-use hunter_domain::model::{ReferralRecord, RunStatus, SyncRun, SyncState};
+use hunter_domain::model::{RunStatus, SyncRun};
 use hunter_domain::referral::parse_referral_value;
-use hunter_domain::rules::SkipReason;
+pub use hunter_domain::sync_cursor::SYNC_STATE_KEY;
+use hunter_domain::sync_cursor::{Continuation, SyncCursor, SyncStart};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
-
-/// Sync-state key of the watermark and the continuation.
-pub const SYNC_STATE_KEY: &str = "partner_center_sync";
 
 /// What a sync asks for and how far one invocation may go.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,51 +89,38 @@ pub struct FetchSummary {
     pub enqueued: u32,
     /// Referrals stored at once as `invalid_payload` (too large for a message, refused by SQS).
     pub recorded_invalid: u32,
+    /// The watermark stored after this invocation.
     pub watermark: Option<DateTime<Utc>>,
     pub error: Option<String>,
     /// Whether the error may go away by itself (false: someone must act, e.g. sign in again).
     pub retryable: Option<bool>,
 }
 
-/// The stored watermark and continuation.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SyncCursor {
-    /// Largest `updatedDateTime` of a completed run; the next run asks for `ge` it.
-    watermark: Option<DateTime<Utc>>,
-    continuation: Option<Continuation>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Continuation {
-    run_id: String,
-    next_link: String,
-    max_updated: Option<DateTime<Utc>>,
-    recorded_invalid: u32,
-}
-
 /// A failure that ends the run.
+#[derive(Debug)]
 struct RunFailure {
     message: String,
     retryable: bool,
 }
 
+impl RunFailure {
+    fn of(err: &impl std::fmt::Display, retryable: bool) -> Self {
+        Self {
+            message: err.to_string(),
+            retryable,
+        }
+    }
+}
+
 impl From<SourceError> for RunFailure {
     fn from(err: SourceError) -> Self {
-        Self {
-            retryable: err.is_retryable(),
-            message: err.to_string(),
-        }
+        Self::of(&err, err.is_retryable())
     }
 }
 
 impl From<StoreError> for RunFailure {
     fn from(err: StoreError) -> Self {
-        Self {
-            retryable: err.is_retryable(),
-            message: err.to_string(),
-        }
+        Self::of(&err, err.is_retryable())
     }
 }
 
@@ -145,95 +132,59 @@ pub async fn fetch_referrals(
     new_run_id: Option<String>,
     deadline: Option<Instant>,
 ) -> Result<FetchSummary, StoreError> {
-    let (cursor, cursor_version) = load_cursor(deps.store).await?;
-    let mut sync = match &cursor.continuation {
-        Some(c) => Sync::resume(deps.store, c).await?,
-        None => Sync::start(
+    let cursor = load_cursor(deps.store).await?;
+    let mut sync = match cursor.start() {
+        SyncStart::Resume(continuation) => Sync::resume(deps.store, continuation).await?,
+        SyncStart::New { since } => Sync::start(
             new_run_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-            cursor.watermark,
+            since,
         ),
     };
     deps.store.put_sync_run(&sync.run).await?;
     let work_deadline = deadline.map(|d| d.checked_sub(deps.settings.deadline_margin).unwrap_or(d));
 
-    let outcome = sync
-        .run_pages(deps, cursor.continuation.as_ref(), work_deadline)
-        .await;
-    let status = match outcome {
+    let (status, next_cursor) = match sync.run_pages(deps, work_deadline).await {
         Ok(None) => {
-            sync.run.status = RunStatus::Succeeded;
-            sync.run.finished_at = Some(clock::now());
-            let watermark = max_time(cursor.watermark, sync.max_updated);
-            save_cursor(
-                deps.store,
-                cursor_version,
-                SyncCursor {
-                    watermark,
-                    continuation: None,
-                },
+            sync.end(RunStatus::Succeeded, None);
+            (
+                FetchStatus::Succeeded,
+                Some(cursor.completed(sync.max_updated)),
             )
-            .await?;
-            sync.watermark = watermark;
-            FetchStatus::Succeeded
         }
-        Ok(Some(next_link)) => {
-            let continuation = Continuation {
-                run_id: sync.run.id.clone(),
-                next_link,
-                max_updated: sync.max_updated,
-                recorded_invalid: sync.run.recorded_invalid,
-            };
-            save_cursor(
-                deps.store,
-                cursor_version,
-                SyncCursor {
-                    watermark: cursor.watermark,
-                    continuation: Some(continuation),
-                },
-            )
-            .await?;
-            FetchStatus::Continued
-        }
+        Ok(Some(next_link)) => (
+            FetchStatus::Continued,
+            Some(cursor.continued(sync.continuation(next_link))),
+        ),
         Err(failure) => {
-            sync.run.status = RunStatus::Failed;
-            sync.run.finished_at = Some(clock::now());
-            sync.run.error = Some(failure.message.clone());
-            sync.failure = Some(failure);
-            if cursor.continuation.is_some() {
-                // The next run starts over from the watermark rather than from a link that may be stale.
-                save_cursor(
-                    deps.store,
-                    cursor_version,
-                    SyncCursor {
-                        watermark: cursor.watermark,
-                        continuation: None,
-                    },
-                )
-                .await?;
-            }
-            FetchStatus::Failed
+            sync.end(RunStatus::Failed, Some(failure));
+            (FetchStatus::Failed, cursor.failed())
         }
     };
+    let watermark = match next_cursor {
+        Some(next) => save_cursor(deps.store, next).await?,
+        None => cursor.watermark,
+    };
     deps.store.put_sync_run(&sync.run).await?;
-    Ok(sync.finish(deps.store, status).await)
+    Ok(sync.finish(deps.store, status, watermark).await)
 }
 
 /// The run being fetched.
 struct Sync {
     run: SyncRun,
-    filter_since: Option<DateTime<Utc>>,
+    /// Where the next page is: the first page of `since` when `None`.
+    next_link: Option<String>,
+    since: Option<DateTime<Utc>>,
     max_updated: Option<DateTime<Utc>>,
-    watermark: Option<DateTime<Utc>>,
     failure: Option<RunFailure>,
 }
 
 impl Sync {
-    fn start(run_id: String, watermark: Option<DateTime<Utc>>) -> Self {
+    fn start(run_id: String, since: Option<DateTime<Utc>>) -> Self {
         Self {
             run: SyncRun::start(run_id, clock::now()),
-            filter_since: watermark,
+            next_link: None,
+            since,
             max_updated: None,
-            watermark,
             failure: None,
         }
     }
@@ -246,11 +197,27 @@ impl Sync {
         run.recorded_invalid = continuation.recorded_invalid;
         Ok(Self {
             run,
-            filter_since: None,
+            next_link: Some(continuation.next_link.clone()),
+            since: None,
             max_updated: continuation.max_updated,
-            watermark: None,
             failure: None,
         })
+    }
+
+    fn continuation(&self, next_link: String) -> Continuation {
+        Continuation {
+            run_id: self.run.id.clone(),
+            next_link,
+            max_updated: self.max_updated,
+            recorded_invalid: self.run.recorded_invalid,
+        }
+    }
+
+    fn end(&mut self, status: RunStatus, failure: Option<RunFailure>) {
+        self.run.status = status;
+        self.run.finished_at = Some(clock::now());
+        self.run.error = failure.as_ref().map(|f| f.message.clone());
+        self.failure = failure;
     }
 
     /// Fetches and enqueues pages. `Ok(None)`: the last page is enqueued; `Ok(Some(link))`: stop
@@ -258,19 +225,17 @@ impl Sync {
     async fn run_pages(
         &mut self,
         deps: &FetchDeps<'_>,
-        continuation: Option<&Continuation>,
         deadline: Option<Instant>,
     ) -> Result<Option<String>, RunFailure> {
         let settings = deps.settings;
-        let mut next_link = continuation.map(|c| c.next_link.clone());
         let mut pages_now = 0u32;
         loop {
-            let page = match &next_link {
+            let page = match &self.next_link {
                 None => {
                     let filter = ReferralFilter {
                         directions: settings.directions.clone(),
                         statuses: settings.statuses.clone(),
-                        updated_since: self.filter_since,
+                        updated_since: self.since,
                         page_size: settings.page_size,
                     };
                     deps.source.first_page(&filter, deadline).await?
@@ -283,26 +248,26 @@ impl Sync {
             pages_now += 1;
             self.enqueue_page(deps, &page).await?;
             deps.store.put_sync_run(&self.run).await?;
-            match page.next_link {
-                None => return Ok(None),
-                Some(link) => {
-                    let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
-                    if out_of_time || pages_now >= settings.page_limit {
-                        return Ok(Some(link));
-                    }
-                    next_link = Some(link);
-                }
+            let Some(link) = page.next_link else {
+                return Ok(None);
+            };
+            let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
+            if out_of_time || pages_now >= settings.page_limit {
+                return Ok(Some(link));
             }
+            self.next_link = Some(link);
         }
     }
 
+    /// Sends the page's referrals to the queue. A referral too large for a message, or one the
+    /// queue refuses for what it is, is stored at once as `invalid_payload`.
     async fn enqueue_page(
         &mut self,
         deps: &FetchDeps<'_>,
         page: &ReferralPage,
     ) -> Result<(), RunFailure> {
         self.run.pages += 1;
-        self.run.fetched += u32::try_from(page.referrals.len()).unwrap_or(u32::MAX);
+        self.run.fetched += count(page.referrals.len());
         tracing::info!(
             event = "partner_center_referrals_fetched",
             run_id = %self.run.id,
@@ -313,7 +278,7 @@ impl Sync {
         let mut messages = Vec::with_capacity(page.referrals.len());
         for (i, referral) in page.referrals.iter().enumerate() {
             if let Ok(parsed) = parse_referral_value(referral.clone()) {
-                self.max_updated = max_time(self.max_updated, parsed.updated);
+                self.max_updated = self.max_updated.max(parsed.updated);
             }
             let body = ReferralMessage {
                 run_id: Some(self.run.id.clone()),
@@ -331,78 +296,58 @@ impl Sync {
             }
             messages.push(OutgoingMessage::new(i.to_string(), body));
         }
-        let report = match send_all(deps.queue, &messages, &deps.settings.send_backoff).await {
-            Ok(report) => report,
-            Err(err) => {
+        let report = send_all(deps.queue, &messages, &deps.settings.send_backoff)
+            .await
+            .map_err(|err| {
                 // What went out will be ingested and counted: the run must know it was sent.
-                self.run.enqueued += u32::try_from(err.sent).unwrap_or(u32::MAX);
-                return Err(RunFailure {
-                    retryable: err.is_retryable(),
-                    message: format!("referrals queue: {err}"),
-                });
-            }
-        };
-        self.run.enqueued += u32::try_from(report.sent).unwrap_or(u32::MAX);
-        let mut transient = Vec::new();
-        for failure in report.failed {
-            if failure.sender_fault {
-                let body = messages
-                    .iter()
-                    .find(|m| m.id == failure.id)
-                    .map(|m| m.body.as_str())
-                    .unwrap_or_default();
-                let detail = format!(
-                    "the referrals queue refused it: {} {}",
-                    failure.code, failure.message
-                );
-                self.record_invalid(deps.store, body, &detail).await?;
-            } else {
-                transient.push(failure.code);
-            }
+                self.run.enqueued += count(err.sent);
+                RunFailure::of(&format!("referrals queue: {err}"), err.is_retryable())
+            })?;
+        self.run.enqueued += count(report.sent);
+        let (refused, transient): (Vec<_>, Vec<_>) =
+            report.failed.into_iter().partition(|f| f.sender_fault);
+        for failure in refused {
+            let body = messages
+                .iter()
+                .find(|m| m.id == failure.id)
+                .map(|m| m.body.as_str())
+                .unwrap_or_default();
+            let detail = format!(
+                "the referrals queue refused it: {} {}",
+                failure.code, failure.message
+            );
+            self.record_invalid(deps.store, body, &detail).await?;
         }
         if !transient.is_empty() {
-            return Err(RunFailure {
-                message: format!(
-                    "{} referrals could not be enqueued ({})",
-                    transient.len(),
-                    transient.join(", ")
-                ),
-                retryable: true,
-            });
+            let codes: Vec<&str> = transient.iter().map(|f| f.code.as_str()).collect();
+            let message = format!(
+                "{} referrals could not be enqueued ({})",
+                transient.len(),
+                codes.join(", ")
+            );
+            return Err(RunFailure::of(&message, true));
         }
         Ok(())
     }
 
-    /// Stores input that cannot travel through the queue as `invalid_payload`, counted in the run.
     async fn record_invalid(
         &mut self,
         store: &dyn Store,
         text: &str,
         detail: &str,
     ) -> Result<(), StoreError> {
-        let record = ReferralRecord::invalid(text, detail, clock::now());
-        let outcome = store.upsert_referral(&record).await?;
-        store
-            .count_ingested(
-                &self.run.id,
-                &record.id,
-                outcome,
-                Some(SkipReason::InvalidPayload),
-            )
-            .await?;
+        record_invalid(store, Some(&self.run.id), text, detail).await?;
         self.run.recorded_invalid += 1;
-        tracing::warn!(
-            event = "partner_center_referral_skipped",
-            run_id = %self.run.id,
-            referral_id = %record.id,
-            reason = SkipReason::InvalidPayload.as_str(),
-            detail,
-        );
         Ok(())
     }
 
     /// Logs the invocation and, when the run is complete, its one summary.
-    async fn finish(self, store: &dyn Store, status: FetchStatus) -> FetchSummary {
+    async fn finish(
+        self,
+        store: &dyn Store,
+        status: FetchStatus,
+        watermark: Option<DateTime<Utc>>,
+    ) -> FetchSummary {
         let run = &self.run;
         match &self.failure {
             Some(failure) => tracing::error!(
@@ -430,58 +375,48 @@ impl Sync {
             pages: run.pages,
             fetched: run.fetched,
             enqueued: run.enqueued,
-            recorded_invalid: self.run.recorded_invalid,
-            watermark: self.watermark,
+            recorded_invalid: run.recorded_invalid,
+            watermark,
             error: self.failure.as_ref().map(|f| f.message.clone()),
             retryable: self.failure.as_ref().map(|f| f.retryable),
         }
     }
 }
 
-fn max_time(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
-    a.max(b)
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-async fn load_cursor(store: &dyn Store) -> Result<(SyncCursor, Option<u64>), StoreError> {
+async fn load_cursor(store: &dyn Store) -> Result<SyncCursor, StoreError> {
     match store.get_state(SYNC_STATE_KEY).await? {
-        None => Ok((SyncCursor::default(), None)),
-        Some(state) => {
-            let cursor = serde_json::from_value(state.value).map_err(|e| {
-                StoreError::InvalidItem(format!("sync state {SYNC_STATE_KEY}: {e}"))
-            })?;
-            Ok((cursor, Some(state.version)))
-        }
+        None => Ok(SyncCursor::default()),
+        Some(state) => read_cursor(&state.value),
     }
 }
 
-/// Writes the cursor. If another invocation wrote it meanwhile, keeps the later watermark of both.
+fn read_cursor(value: &serde_json::Value) -> Result<SyncCursor, StoreError> {
+    serde_json::from_value(value.clone())
+        .map_err(|e| StoreError::InvalidItem(format!("sync state {SYNC_STATE_KEY}: {e}")))
+}
+
+/// Writes `cursor` over whatever is stored (another invocation may have written meanwhile: the
+/// later watermark wins); returns the stored watermark.
 async fn save_cursor(
     store: &dyn Store,
-    expected: Option<u64>,
     cursor: SyncCursor,
-) -> Result<(), StoreError> {
-    let mut expected = expected;
-    let mut cursor = cursor;
-    for _ in 0..5 {
-        let state = SyncState {
-            key: SYNC_STATE_KEY.to_owned(),
-            value: serde_json::to_value(&cursor)
-                .map_err(|e| StoreError::InvalidItem(e.to_string()))?,
-            version: expected.map_or(1, |v| v + 1),
-            updated_at: clock::now(),
-        };
-        match store.put_state(&state, expected).await {
-            Err(StoreError::Conflict(_)) => {
-                let (stored, version) = load_cursor(store).await?;
-                cursor.watermark = max_time(cursor.watermark, stored.watermark);
-                expected = version;
-            }
-            other => return other,
-        }
-    }
-    Err(StoreError::Conflict(format!(
-        "sync state {SYNC_STATE_KEY} kept changing"
-    )))
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let merge = |stored: Option<&serde_json::Value>| {
+        let stored = stored.map(read_cursor).transpose()?.unwrap_or_default();
+        let merged = cursor.clone().merged_over(&stored);
+        let value =
+            serde_json::to_value(&merged).map_err(|e| StoreError::InvalidItem(e.to_string()))?;
+        Ok((value, merged.watermark))
+    };
+    update_state(store, SYNC_STATE_KEY, |stored| match merge(stored) {
+        Ok((value, watermark)) => Change::Write(value, Ok(watermark)),
+        Err(err) => Change::Keep(Err(err)),
+    })
+    .await?
 }
 
 /// Turns the Lambda deadline (milliseconds since the epoch) into an [`Instant`].

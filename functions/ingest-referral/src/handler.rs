@@ -7,19 +7,16 @@
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use hunter_core::fanout::send_all;
+use hunter_core::intake::{count_in_run, log_stored, record_invalid};
 use hunter_core::messages::{PushMessage, ReferralMessage};
-use hunter_core::ports::{OutgoingMessage, Queue, Store, UpsertOutcome};
-use hunter_core::ports::{QueueError, StoreError};
+use hunter_core::optimistic::{Change, update_lead};
+use hunter_core::ports::{OutgoingMessage, Queue, QueueError, Store, StoreError, UpsertOutcome};
 use hunter_core::retry::Backoff;
-use hunter_core::sync_report::report_if_complete;
 use hunter_domain::clock;
-use hunter_domain::leads::{contains, merge_referral};
-use hunter_domain::model::{Lead, ReferralRecord, SyncStatus};
+use hunter_domain::leads::{LeadJoin, join_referral};
+use hunter_domain::model::{Lead, ReferralRecord};
 use hunter_domain::referral::parse_referral_value;
 use hunter_domain::rules::{Domain, Rules, SkipReason, eligibility, extract_domain};
-
-/// Optimistic lead writes tried before the message is handed back to the queue.
-const LEAD_WRITE_ATTEMPTS: u32 = 5;
 
 /// What the function works with.
 #[allow(missing_debug_implementations, reason = "trait objects")]
@@ -65,6 +62,19 @@ pub struct Ingested {
     pub push_requested: bool,
 }
 
+impl Ingested {
+    fn of(record: ReferralRecord, outcome: UpsertOutcome, join: &LeadJoin) -> Self {
+        Self {
+            referral_id: record.id,
+            outcome,
+            skip_reason: record.skip_reason,
+            domain: record.domain,
+            lead_changed: matches!(join, LeadJoin::Changed(_)),
+            push_requested: !matches!(join, LeadJoin::Unchanged),
+        }
+    }
+}
+
 /// The SQS batch handler: every record processed, transient failures reported for redelivery.
 pub async fn handle_batch(deps: &IngestDeps<'_>, event: SqsEvent) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
@@ -87,7 +97,7 @@ pub async fn ingest_message(deps: &IngestDeps<'_>, body: &str) -> Result<Ingeste
         // The store refused the record for what it is (e.g. too large an item): keep the input,
         // capped, with the reason.
         Err(IngestError::Store(StoreError::InvalidItem(detail))) => {
-            record_invalid(deps, None, body, &detail).await
+            invalid(deps, None, body, &detail).await
         }
         other => other,
     }
@@ -96,82 +106,52 @@ pub async fn ingest_message(deps: &IngestDeps<'_>, body: &str) -> Result<Ingeste
 async fn ingest_readable(deps: &IngestDeps<'_>, body: &str) -> Result<Ingested, IngestError> {
     let message = match ReferralMessage::from_body(body) {
         Ok(message) => message,
-        Err(invalid) => return record_invalid(deps, None, body, &invalid.to_string()).await,
+        Err(unreadable) => return invalid(deps, None, body, &unreadable.to_string()).await,
     };
     let run_id = message.run_id.as_deref();
     let referral = match parse_referral_value(message.referral.clone()) {
         Ok(referral) => referral,
-        Err(invalid) => {
-            return record_invalid(
-                deps,
-                run_id,
-                &message.referral.to_string(),
-                &invalid.to_string(),
-            )
-            .await;
+        Err(unreadable) => {
+            let text = message.referral.to_string();
+            return invalid(deps, run_id, &text, &unreadable.to_string()).await;
         }
     };
     let extracted = extract_domain(&referral, deps.rules);
     let decision = eligibility(&referral, extracted.as_ref().map(|d| &d.domain), deps.rules);
     let record = ReferralRecord::from_referral(&referral, extracted, decision, clock::now());
     let outcome = deps.store.upsert_referral(&record).await?;
-    let (lead_changed, push_requested) = match outcome {
-        UpsertOutcome::Stale => (false, false),
-        _ => update_lead(deps, &record, outcome).await?,
-    };
-    log_ingested(run_id, &record, outcome, lead_changed);
-    count(deps, run_id, &record.id, outcome, record.skip_reason).await?;
-    Ok(Ingested {
-        referral_id: record.id,
+    let join = join_lead(deps, &record, outcome).await?;
+    log_stored(
+        run_id,
+        &record,
         outcome,
-        skip_reason: record.skip_reason,
-        domain: record.domain,
-        lead_changed,
-        push_requested,
-    })
+        matches!(join, LeadJoin::Changed(_)),
+    );
+    count_in_run(deps.store, run_id, &record, outcome).await?;
+    Ok(Ingested::of(record, outcome, &join))
 }
 
-/// Joins an eligible referral to its domain's lead (and refreshes a referral that left
-/// eligibility in the lead that counts it). Requests a push when the lead changed, and again on
-/// a redelivery of a referral whose lead is still pending (the first request may have been lost).
-async fn update_lead(
+/// Joins the stored referral to its domain's lead ([`join_referral`]) and asks for the push the
+/// join calls for.
+async fn join_lead(
     deps: &IngestDeps<'_>,
     record: &ReferralRecord,
     outcome: UpsertOutcome,
-) -> Result<(bool, bool), IngestError> {
+) -> Result<LeadJoin, IngestError> {
     let Some(domain) = &record.domain else {
-        return Ok((false, false));
+        return Ok(LeadJoin::Unchanged);
     };
-    for _ in 0..LEAD_WRITE_ATTEMPTS {
-        let stored = deps.store.get_lead(domain).await?;
-        if !record.eligible && !stored.as_ref().is_some_and(|l| contains(l, &record.id)) {
-            return Ok((false, false));
+    let join = update_lead(deps.store, domain, |stored| {
+        match join_referral(stored, record, outcome, clock::now()) {
+            LeadJoin::Changed(lead) => Change::Write(lead.clone(), LeadJoin::Changed(lead)),
+            other => Change::Keep(other),
         }
-        let expected = stored.as_ref().map(|l| l.version);
-        let mut lead = stored.unwrap_or_else(|| Lead::new(domain.clone(), clock::now()));
-        if !merge_referral(&mut lead, record, clock::now()) {
-            let retry_push = outcome == UpsertOutcome::Unchanged
-                && lead.sync_status == SyncStatus::Pending
-                && expected.is_some();
-            if retry_push {
-                request_push(deps, &lead).await?;
-            }
-            return Ok((false, retry_push));
-        }
-        if let Some(version) = expected {
-            lead.version = version + 1;
-        }
-        lead.sync_status = SyncStatus::Pending;
-        match deps.store.put_lead(&lead, expected).await {
-            Ok(()) => {
-                request_push(deps, &lead).await?;
-                return Ok((true, true));
-            }
-            Err(StoreError::Conflict(_)) => continue,
-            Err(err) => return Err(err.into()),
-        }
+    })
+    .await?;
+    if let LeadJoin::Changed(lead) | LeadJoin::PushAgain(lead) = &join {
+        request_push(deps, lead).await?;
     }
-    Err(StoreError::Conflict(format!("lead {domain} kept changing")).into())
+    Ok(join)
 }
 
 async fn request_push(deps: &IngestDeps<'_>, lead: &Lead) -> Result<(), IngestError> {
@@ -199,72 +179,14 @@ async fn request_push(deps: &IngestDeps<'_>, lead: &Lead) -> Result<(), IngestEr
 }
 
 /// Stores unreadable input as `invalid_payload` and counts it in its run.
-async fn record_invalid(
+async fn invalid(
     deps: &IngestDeps<'_>,
     run_id: Option<&str>,
     text: &str,
     detail: &str,
 ) -> Result<Ingested, IngestError> {
-    let record = ReferralRecord::invalid(text, detail, clock::now());
-    let outcome = deps.store.upsert_referral(&record).await?;
-    log_ingested(run_id, &record, outcome, false);
-    count(deps, run_id, &record.id, outcome, record.skip_reason).await?;
-    Ok(Ingested {
-        referral_id: record.id,
-        outcome,
-        skip_reason: record.skip_reason,
-        domain: None,
-        lead_changed: false,
-        push_requested: false,
-    })
-}
-
-async fn count(
-    deps: &IngestDeps<'_>,
-    run_id: Option<&str>,
-    referral_id: &str,
-    outcome: UpsertOutcome,
-    skip_reason: Option<SkipReason>,
-) -> Result<(), StoreError> {
-    if let Some(run_id) = run_id {
-        if deps
-            .store
-            .count_ingested(run_id, referral_id, outcome, skip_reason)
-            .await?
-        {
-            report_if_complete(deps.store, run_id).await;
-        }
-    }
-    Ok(())
-}
-
-fn log_ingested(
-    run_id: Option<&str>,
-    record: &ReferralRecord,
-    outcome: UpsertOutcome,
-    lead_changed: bool,
-) {
-    let domain = record.domain.as_ref().map(Domain::as_str);
-    match record.skip_reason {
-        None => tracing::info!(
-            event = "partner_center_referral_ingested",
-            run_id,
-            referral_id = %record.id,
-            outcome = outcome.as_str(),
-            domain,
-            domain_source = record.domain_source.map(|s| s.as_str()),
-            lead_changed,
-        ),
-        Some(reason) => tracing::info!(
-            event = "partner_center_referral_skipped",
-            run_id,
-            referral_id = %record.id,
-            outcome = outcome.as_str(),
-            reason = reason.as_str(),
-            detail = record.skip_detail.as_deref(),
-            domain,
-        ),
-    }
+    let (record, outcome) = record_invalid(deps.store, run_id, text, detail).await?;
+    Ok(Ingested::of(record, outcome, &LeadJoin::Unchanged))
 }
 
 /// The Lambda entry: an SQS event from the referrals queue.

@@ -11,20 +11,24 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use futures_util::StreamExt as _;
 use hunter_core::messages::PushMessage;
-use hunter_core::ports::StoreError;
+use hunter_core::optimistic::{Change, update_lead};
 use hunter_core::ports::{
-    LeadSink, LeadUpsert, PushedLead, Queue, ReferralWriteBack, SinkError, Store,
+    LeadSink, LeadUpsert, PushedLead, Queue, ReferralWriteBack, SinkError, Store, StoreError,
 };
 use hunter_domain::clock;
 use hunter_domain::crm::{DynamicsMapping, lead_input, opportunity_records};
-use hunter_domain::model::{AuditEntry, Lead, SyncStatus};
-use hunter_domain::referral::{Referral, parse_referral};
+use hunter_domain::leads::{
+    PushAttempt, active_contributions, newest_contribution, push_needed, record_push,
+};
+use hunter_domain::model::{AuditEntry, Lead, LeadReferral};
+use hunter_domain::referral::{Referral, cap_text, parse_referral};
+use hunter_domain::rules::normalize_domain;
 use serde_json::{Map, Value};
 
 /// Who the audit trail names for pushes.
 pub const ACTOR: &str = "push-dynamics";
-/// Optimistic writes of the lead's sync state before giving up (the message is retried).
-const LEAD_WRITE_ATTEMPTS: u32 = 5;
+/// SQS's longest visibility timeout.
+const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
 
 /// What the function works with.
 #[allow(missing_debug_implementations, reason = "trait objects")]
@@ -53,6 +57,18 @@ pub enum PushOutcome {
         error: String,
         after: Option<Duration>,
     },
+}
+
+impl From<SinkError> for PushOutcome {
+    fn from(err: SinkError) -> Self {
+        match err.is_retryable() {
+            true => Self::Retry {
+                after: err.retry_after(),
+                error: err.to_string(),
+            },
+            false => Self::Failed(err.to_string()),
+        }
+    }
 }
 
 /// The SQS batch handler: the batch's leads are upserted together (a `$batch` when there are
@@ -91,9 +107,6 @@ pub async fn handle_batch(deps: &PushDeps<'_>, event: SqsEvent) -> SqsBatchRespo
     response
 }
 
-/// SQS's longest visibility timeout.
-const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
-
 /// One push message. `Err` only for store failures (retried).
 pub async fn push_message(deps: &PushDeps<'_>, body: &str) -> Result<PushOutcome, StoreError> {
     push_messages(deps, &[body])
@@ -127,30 +140,25 @@ pub async fn push_messages(
             .collect()
             .await;
     let mut seen = std::collections::HashSet::new();
-    for item in &mut prepared {
-        if let Ok(Prepared::Ready(lead, _)) = item {
-            if !seen.insert(lead.domain.clone()) {
-                tracing::info!(event = "dynamics_push_skipped", domain = %lead.domain, reason = "duplicate in batch");
-                *item = Ok(Prepared::Skipped("duplicate in batch"));
-            }
+    let mut ready = Vec::new();
+    let mut upserts = Vec::new();
+    for (i, item) in prepared.iter_mut().enumerate() {
+        let Ok(Prepared::Ready(lead, record)) = item else {
+            continue;
+        };
+        if !seen.insert(lead.domain.clone()) {
+            tracing::info!(event = "dynamics_push_skipped", domain = %lead.domain, reason = "duplicate in batch");
+            *item = Ok(Prepared::Skipped("duplicate in batch"));
+            continue;
         }
+        ready.push(i);
+        upserts.push(LeadUpsert {
+            key: lead.domain.to_string(),
+            domain: lead.domain.to_string(),
+            record: record.clone(),
+            adopt: lead.dynamics_id.is_none(),
+        });
     }
-    let (ready, upserts): (Vec<usize>, Vec<LeadUpsert>) = prepared
-        .iter()
-        .enumerate()
-        .filter_map(|(i, item)| match item {
-            Ok(Prepared::Ready(lead, record)) => Some((
-                i,
-                LeadUpsert {
-                    key: lead.domain.to_string(),
-                    domain: lead.domain.to_string(),
-                    record: record.clone(),
-                    adopt: lead.dynamics_id.is_none(),
-                },
-            )),
-            _ => None,
-        })
-        .unzip();
     let mut upserted: Vec<Option<Result<PushedLead, SinkError>>> =
         (0..prepared.len()).map(|_| None).collect();
     for (&i, result) in ready.iter().zip(deps.sink.upsert_leads(&upserts).await) {
@@ -187,23 +195,26 @@ async fn prepare(deps: &PushDeps<'_>, body: &str) -> Result<Prepared, StoreError
     let message: PushMessage = match serde_json::from_str(body) {
         Ok(message) => message,
         Err(err) => {
-            tracing::error!(event = "dynamics_push_unreadable", error = %err, body = %hunter_domain::referral::cap_text(body, 512));
+            tracing::error!(event = "dynamics_push_unreadable", error = %err, body = %cap_text(body, 512));
             return Ok(Prepared::Skipped("unreadable message"));
         }
     };
-    let Some(lead) = find_lead(deps.store, &message.domain).await? else {
+    let lead = match normalize_domain(&message.domain) {
+        Ok(domain) => deps.store.get_lead(&domain).await?,
+        Err(_) => None,
+    };
+    let Some(lead) = lead else {
         tracing::warn!(event = "dynamics_push_skipped", domain = %message.domain, reason = "no such lead");
         return Ok(Prepared::Skipped("no such lead"));
     };
-    if !message.force
-        && lead
-            .synced_version
-            .is_some_and(|v| v >= message.lead_version)
-    {
+    if !push_needed(&lead, message.lead_version, message.force) {
         tracing::info!(event = "dynamics_push_skipped", domain = %lead.domain, reason = "already synced", version = message.lead_version);
         return Ok(Prepared::Skipped("already synced"));
     }
-    let referral = newest_referral(deps.store, &lead).await?;
+    let referral = match newest_contribution(&lead) {
+        Some(newest) => stored_referral(deps.store, newest).await?,
+        None => None,
+    };
     Ok(
         match deps.mapping.map(&lead_input(&lead, referral.as_ref())) {
             Ok(record) => Prepared::Ready(lead, record),
@@ -220,17 +231,10 @@ async fn finish(
 ) -> Result<PushOutcome, StoreError> {
     let outcome = match upserted {
         Ok(pushed) => match sync_opportunities(deps, lead).await? {
-            Err(err) if err.is_retryable() => PushOutcome::Retry {
-                error: err.to_string(),
-                after: err.retry_after(),
-            },
+            Err(err) if err.is_retryable() => PushOutcome::from(err),
             _ => PushOutcome::Synced(pushed),
         },
-        Err(err) if err.is_retryable() => PushOutcome::Retry {
-            error: err.to_string(),
-            after: err.retry_after(),
-        },
-        Err(err) => PushOutcome::Failed(err.to_string()),
+        Err(err) => PushOutcome::from(err),
     };
     record_attempt(deps.store, lead, &outcome).await?;
     if let (PushOutcome::Synced(pushed), Some(writer)) = (&outcome, deps.write_back) {
@@ -249,17 +253,8 @@ async fn sync_opportunities(
     if !deps.opportunities {
         return Ok(Ok(()));
     }
-    for contribution in lead.contributions.iter().filter(|c| {
-        c.status
-            .as_deref()
-            .is_some_and(|s| s.eq_ignore_ascii_case("Active"))
-    }) {
-        let Some(referral) = deps
-            .store
-            .get_referral(&contribution.id)
-            .await?
-            .and_then(|record| parse_referral(&record.raw).ok())
-        else {
+    for contribution in active_contributions(lead) {
+        let Some(referral) = stored_referral(deps.store, contribution).await? else {
             continue;
         };
         let (result, detail) = match opportunity_records(deps.mapping, lead, &referral) {
@@ -275,16 +270,7 @@ async fn sync_opportunities(
             },
         };
         tracing::info!(event = "dynamics_opportunity_upserted", domain = %lead.domain, referral_id = %referral.id, result);
-        let entry = AuditEntry {
-            id: uuid::Uuid::new_v4().to_string(),
-            domain: lead.domain.clone(),
-            at: clock::now(),
-            actor: ACTOR.to_owned(),
-            action: "opportunity".to_owned(),
-            result: result.to_owned(),
-            detail: Some(detail),
-        };
-        deps.store.append_audit(&entry).await?;
+        audit(deps.store, lead, "opportunity", result, Some(detail)).await?;
     }
     Ok(Ok(()))
 }
@@ -301,7 +287,7 @@ async fn write_back(
         let Some(record) = store.get_referral(&contribution.id).await? else {
             continue;
         };
-        let current = serde_json::from_str::<serde_json::Value>(&record.raw)
+        let current = serde_json::from_str::<Value>(&record.raw)
             .ok()
             .and_then(|raw| raw["externalReferenceId"].as_str().map(str::to_owned));
         if current.as_deref() == Some(dynamics_id) {
@@ -315,105 +301,76 @@ async fn write_back(
             Err(err) => ("failed", format!("referral {}: {err}", record.id)),
         };
         tracing::info!(event = "partner_center_write_back", domain = %lead.domain, referral_id = %record.id, result = outcome);
-        let entry = AuditEntry {
-            id: uuid::Uuid::new_v4().to_string(),
-            domain: lead.domain.clone(),
-            at: clock::now(),
-            actor: ACTOR.to_owned(),
-            action: "write_back".to_owned(),
-            result: outcome.to_owned(),
-            detail: Some(detail),
-        };
-        store.append_audit(&entry).await?;
+        audit(store, lead, "write_back", outcome, Some(detail)).await?;
     }
     Ok(())
 }
 
-async fn find_lead(store: &dyn Store, domain: &str) -> Result<Option<Lead>, StoreError> {
-    match hunter_domain::rules::normalize_domain(domain) {
-        Ok(domain) => store.get_lead(&domain).await,
-        Err(_) => Ok(None),
-    }
-}
-
-/// The lead's most recently updated referral, read from its stored raw payload.
-async fn newest_referral(store: &dyn Store, lead: &Lead) -> Result<Option<Referral>, StoreError> {
-    let newest = lead
-        .contributions
-        .iter()
-        .max_by(|a, b| (a.updated_date_time, &a.id).cmp(&(b.updated_date_time, &b.id)));
-    let Some(newest) = newest else {
-        return Ok(None);
-    };
+/// A contribution's referral, read from its stored raw payload.
+async fn stored_referral(
+    store: &dyn Store,
+    contribution: &LeadReferral,
+) -> Result<Option<Referral>, StoreError> {
     Ok(store
-        .get_referral(&newest.id)
+        .get_referral(&contribution.id)
         .await?
         .and_then(|record| parse_referral(&record.raw).ok()))
 }
 
-/// Writes the attempt's sync state on the lead (re-reading on conflicts, so concurrent ingest
-/// changes are kept) and appends its audit entry.
+/// Writes the attempt's sync state on the lead as stored now (changes ingested meanwhile are
+/// kept) and appends its audit entry.
 async fn record_attempt(
     store: &dyn Store,
     pushed: &Lead,
     outcome: &PushOutcome,
 ) -> Result<(), StoreError> {
-    let now = clock::now();
-    let (action, result, detail) = match outcome {
+    let (action, attempt) = match outcome {
         PushOutcome::Synced(p) => (
             if p.adopted { "adopt" } else { "upsert" },
-            "synced",
-            Some(format!("dynamicsId {}", p.id)),
+            PushAttempt::Synced {
+                dynamics_id: p.id.clone(),
+            },
         ),
-        PushOutcome::Failed(error) => ("upsert", "failed", Some(error.clone())),
-        PushOutcome::Retry { error, .. } => ("upsert", "retry", Some(error.clone())),
+        PushOutcome::Failed(error) => ("upsert", PushAttempt::Failed(error.clone())),
+        PushOutcome::Retry { error, .. } => ("upsert", PushAttempt::Retry(error.clone())),
         PushOutcome::Skipped(_) => return Ok(()),
     };
-    for _ in 0..LEAD_WRITE_ATTEMPTS {
-        let Some(mut lead) = store.get_lead(&pushed.domain).await? else {
-            return Ok(());
-        };
-        let expected = lead.version;
-        lead.sync_attempts += 1;
-        match outcome {
-            PushOutcome::Synced(p) => {
-                lead.dynamics_id = Some(p.id.clone());
-                lead.last_synced_at = Some(now);
-                lead.last_error = None;
-                lead.synced_version =
-                    Some(pushed.content_version.max(lead.synced_version.unwrap_or(0)));
-                // A change ingested meanwhile keeps the lead pending (its own push is queued).
-                lead.sync_status = if lead.content_version == pushed.content_version {
-                    SyncStatus::Synced
-                } else {
-                    SyncStatus::Pending
-                };
-            }
-            PushOutcome::Failed(error) => {
-                lead.sync_status = SyncStatus::Failed;
-                lead.last_error = Some(error.clone());
-            }
-            PushOutcome::Retry { error, .. } => lead.last_error = Some(error.clone()),
-            PushOutcome::Skipped(_) => {}
+    let now = clock::now();
+    let recorded = update_lead(store, &pushed.domain, |stored| match stored {
+        Some(mut lead) => {
+            record_push(&mut lead, pushed.content_version, &attempt, now);
+            Change::Write(lead, true)
         }
-        lead.version = expected + 1;
-        lead.updated_at = now;
-        match store.put_lead(&lead, Some(expected)).await {
-            Ok(()) => break,
-            Err(StoreError::Conflict(_)) => continue,
-            Err(err) => return Err(err),
-        }
+        None => Change::Keep(false),
+    })
+    .await?;
+    if !recorded {
+        return Ok(());
     }
-    let entry = AuditEntry {
-        id: uuid::Uuid::new_v4().to_string(),
-        domain: pushed.domain.clone(),
-        at: now,
-        actor: ACTOR.to_owned(),
-        action: action.to_owned(),
-        result: result.to_owned(),
-        detail,
+    let (result, detail) = match &attempt {
+        PushAttempt::Synced { dynamics_id } => ("synced", format!("dynamicsId {dynamics_id}")),
+        PushAttempt::Failed(error) => ("failed", error.clone()),
+        PushAttempt::Retry(error) => ("retry", error.clone()),
     };
     tracing::info!(event = "dynamics_push_attempt", domain = %pushed.domain, action, result, content_version = pushed.content_version);
+    audit(store, pushed, action, result, Some(detail)).await
+}
+
+async fn audit(
+    store: &dyn Store,
+    lead: &Lead,
+    action: &str,
+    result: &str,
+    detail: Option<String>,
+) -> Result<(), StoreError> {
+    let entry = AuditEntry::new(
+        lead.domain.clone(),
+        clock::now(),
+        ACTOR,
+        action,
+        result,
+        detail,
+    );
     store.append_audit(&entry).await
 }
 
