@@ -8,21 +8,19 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use hunter_core::fanout::send_all;
+use hunter_core::cursor::{load_cursor, save_cursor};
+use hunter_core::fanout::enqueue_referrals;
 use hunter_core::intake::record_invalid;
-use hunter_core::messages::{MAX_MESSAGE_BYTES, ReferralMessage};
-use hunter_core::optimistic::{Change, update_state};
 use hunter_core::ports::{
-    OutgoingMessage, Queue, ReferralFilter, ReferralPage, ReferralSource, SourceError, Store,
-    StoreError,
+    Queue, ReferralFilter, ReferralPage, ReferralSource, SourceError, Store, StoreError,
 };
 use hunter_core::retry::Backoff;
 use hunter_core::sync_report::report_if_complete;
 use hunter_domain::clock;
 use hunter_domain::model::{RunStatus, SyncRun};
-use hunter_domain::referral::parse_referral_value;
+use hunter_domain::referral::updated_date_time;
 pub use hunter_domain::sync_cursor::SYNC_STATE_KEY;
-use hunter_domain::sync_cursor::{Continuation, SyncCursor, SyncStart};
+use hunter_domain::sync_cursor::{Continuation, SyncStart};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -275,69 +273,36 @@ impl Sync {
             count = page.referrals.len(),
             request_id = page.request_id.as_deref(),
         );
-        let mut messages = Vec::with_capacity(page.referrals.len());
-        for (i, referral) in page.referrals.iter().enumerate() {
-            if let Ok(parsed) = parse_referral_value(referral.clone()) {
-                self.max_updated = self.max_updated.max(parsed.updated);
-            }
-            let body = ReferralMessage {
-                run_id: Some(self.run.id.clone()),
-                referral: referral.clone(),
-            }
-            .to_body();
-            if body.len() > MAX_MESSAGE_BYTES {
-                let detail = format!(
-                    "referral is {} bytes, more than a queue message holds",
-                    body.len()
-                );
-                self.record_invalid(deps.store, &referral.to_string(), &detail)
-                    .await?;
-                continue;
-            }
-            messages.push(OutgoingMessage::new(i.to_string(), body));
-        }
-        let report = send_all(deps.queue, &messages, &deps.settings.send_backoff)
+        let page_max = page.referrals.iter().filter_map(updated_date_time).max();
+        self.max_updated = self.max_updated.max(page_max);
+        let backoff = &deps.settings.send_backoff;
+        let enqueued = enqueue_referrals(deps.queue, &self.run.id, &page.referrals, backoff)
             .await
             .map_err(|err| {
                 // What went out will be ingested and counted: the run must know it was sent.
                 self.run.enqueued += count(err.sent);
                 RunFailure::of(&format!("referrals queue: {err}"), err.is_retryable())
             })?;
-        self.run.enqueued += count(report.sent);
-        let (refused, transient): (Vec<_>, Vec<_>) =
-            report.failed.into_iter().partition(|f| f.sender_fault);
-        for failure in refused {
-            let body = messages
-                .iter()
-                .find(|m| m.id == failure.id)
-                .map(|m| m.body.as_str())
-                .unwrap_or_default();
-            let detail = format!(
-                "the referrals queue refused it: {} {}",
-                failure.code, failure.message
-            );
-            self.record_invalid(deps.store, body, &detail).await?;
+        self.run.enqueued += count(enqueued.sent);
+        for unsendable in &enqueued.unsendable {
+            record_invalid(
+                deps.store,
+                Some(&self.run.id),
+                &unsendable.text,
+                &unsendable.detail,
+            )
+            .await?;
+            self.run.recorded_invalid += 1;
         }
-        if !transient.is_empty() {
-            let codes: Vec<&str> = transient.iter().map(|f| f.code.as_str()).collect();
+        if !enqueued.transient.is_empty() {
+            let codes: Vec<&str> = enqueued.transient.iter().map(|f| f.code.as_str()).collect();
             let message = format!(
                 "{} referrals could not be enqueued ({})",
-                transient.len(),
+                codes.len(),
                 codes.join(", ")
             );
             return Err(RunFailure::of(&message, true));
         }
-        Ok(())
-    }
-
-    async fn record_invalid(
-        &mut self,
-        store: &dyn Store,
-        text: &str,
-        detail: &str,
-    ) -> Result<(), StoreError> {
-        record_invalid(store, Some(&self.run.id), text, detail).await?;
-        self.run.recorded_invalid += 1;
         Ok(())
     }
 
@@ -385,38 +350,6 @@ impl Sync {
 
 fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
-}
-
-async fn load_cursor(store: &dyn Store) -> Result<SyncCursor, StoreError> {
-    match store.get_state(SYNC_STATE_KEY).await? {
-        None => Ok(SyncCursor::default()),
-        Some(state) => read_cursor(&state.value),
-    }
-}
-
-fn read_cursor(value: &serde_json::Value) -> Result<SyncCursor, StoreError> {
-    serde_json::from_value(value.clone())
-        .map_err(|e| StoreError::InvalidItem(format!("sync state {SYNC_STATE_KEY}: {e}")))
-}
-
-/// Writes `cursor` over whatever is stored (another invocation may have written meanwhile: the
-/// later watermark wins); returns the stored watermark.
-async fn save_cursor(
-    store: &dyn Store,
-    cursor: SyncCursor,
-) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let merge = |stored: Option<&serde_json::Value>| {
-        let stored = stored.map(read_cursor).transpose()?.unwrap_or_default();
-        let merged = cursor.clone().merged_over(&stored);
-        let value =
-            serde_json::to_value(&merged).map_err(|e| StoreError::InvalidItem(e.to_string()))?;
-        Ok((value, merged.watermark))
-    };
-    update_state(store, SYNC_STATE_KEY, |stored| match merge(stored) {
-        Ok((value, watermark)) => Change::Write(value, Ok(watermark)),
-        Err(err) => Change::Keep(Err(err)),
-    })
-    .await?
 }
 
 /// Turns the Lambda deadline (milliseconds since the epoch) into an [`Instant`].

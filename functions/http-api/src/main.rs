@@ -15,7 +15,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let state = ApiState {
         store: Arc::new(wiring::dynamo_store(&sdk, &config)),
         push_queue: Arc::new(push_queue),
-        sync: Arc::new(wiring::lambda_sync_trigger(&sdk, &config)?),
+        sync: Arc::new(wiring::lambda_sync_trigger(&sdk, &config)),
         api_token: api_token(credentials.api_token)?,
     };
     lambda_http::run(router(state)).await

@@ -25,8 +25,10 @@ pub struct Config {
     /// `HUNTER_SECRET_ARN`: Secrets Manager secret holding the credentials, when set.
     pub secret_arn: Option<String>,
     /// `HUNTER_FETCH_FUNCTION`: name or ARN of fetch-referrals, which http-api invokes for
-    /// `POST /api/v1/sync`.
-    pub fetch_function: Option<String>,
+    /// `POST /api/v1/sync` (default `fetch-referrals`, the function's name; the template sets the
+    /// deployed one).
+    #[serde(default = "default_fetch_function")]
+    pub fetch_function: String,
     /// `HUNTER_RULES_FILE`: a rules file replacing the compiled-in one.
     pub rules_file: Option<String>,
     /// `HUNTER_MAPPING_FILE`: a Dynamics mapping file replacing the compiled-in one.
@@ -50,6 +52,9 @@ pub struct Config {
 
 fn default_table() -> String {
     "hunter".to_owned()
+}
+fn default_fetch_function() -> String {
+    "fetch-referrals".to_owned()
 }
 fn default_partner_center_url() -> String {
     "https://api.partner.microsoft.com".to_owned()
@@ -103,6 +108,7 @@ mod tests {
             "https://api.partner.microsoft.com"
         );
         assert_eq!(config.referrals_queue_url, None);
+        assert_eq!(config.fetch_function, "fetch-referrals");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Sending many messages: batches of 10, transient entry failures retried, permanent ones reported.
 
-use crate::ports::QueueError;
-use crate::ports::{OutgoingMessage, Queue, SendFailure};
+use serde_json::Value;
+
+use crate::messages::{MAX_MESSAGE_BYTES, ReferralMessage};
+use crate::ports::{OutgoingMessage, Queue, QueueError, SendFailure};
 use crate::retry::Backoff;
 
 /// SQS's batch size.
@@ -77,6 +79,76 @@ pub async fn send_all(
     Ok(report)
 }
 
+/// A referral that cannot travel through the queue, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unsendable {
+    /// The text to keep (the referral, or the message the queue refused).
+    pub text: String,
+    pub detail: String,
+}
+
+/// What [`enqueue_referrals`] did with a page.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Enqueued {
+    pub sent: usize,
+    /// Too large for a message, or refused by the queue for what it is: to be stored as
+    /// `invalid_payload` instead.
+    pub unsendable: Vec<Unsendable>,
+    /// Entries still failing for a passing reason after the retries.
+    pub transient: Vec<SendFailure>,
+}
+
+/// Sends referrals (as Partner Center sent them) of run `run_id` to the referrals queue, one
+/// [`ReferralMessage`] each.
+pub async fn enqueue_referrals(
+    queue: &dyn Queue,
+    run_id: &str,
+    referrals: &[Value],
+    backoff: &Backoff,
+) -> Result<Enqueued, SendAllError> {
+    let mut unsendable = Vec::new();
+    let mut messages = Vec::with_capacity(referrals.len());
+    for (i, referral) in referrals.iter().enumerate() {
+        let body = ReferralMessage {
+            run_id: Some(run_id.to_owned()),
+            referral: referral.clone(),
+        }
+        .to_body();
+        if body.len() > MAX_MESSAGE_BYTES {
+            unsendable.push(Unsendable {
+                text: referral.to_string(),
+                detail: format!(
+                    "referral is {} bytes, more than a queue message holds",
+                    body.len()
+                ),
+            });
+        } else {
+            messages.push(OutgoingMessage::new(i.to_string(), body));
+        }
+    }
+    let report = send_all(queue, &messages, backoff).await?;
+    let (refused, transient): (Vec<_>, Vec<_>) =
+        report.failed.into_iter().partition(|f| f.sender_fault);
+    unsendable.extend(refused.into_iter().map(|failure| {
+        Unsendable {
+            text: messages
+                .iter()
+                .find(|m| m.id == failure.id)
+                .map(|m| m.body.clone())
+                .unwrap_or_default(),
+            detail: format!(
+                "the referrals queue refused it: {} {}",
+                failure.code, failure.message
+            ),
+        }
+    }));
+    Ok(Enqueued {
+        sent: report.sent,
+        unsendable,
+        transient,
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -96,6 +168,8 @@ mod tests {
         transient_rounds: Mutex<u32>,
         batches: Mutex<Vec<usize>>,
         up_for: usize,
+        /// Refuses every entry for what it is.
+        refuse: bool,
     }
 
     #[async_trait]
@@ -108,6 +182,17 @@ mod tests {
                 return Err(QueueError::Unavailable("the queue is down".into()));
             }
             self.batches.lock().unwrap().push(messages.len());
+            if self.refuse {
+                return Ok(messages
+                    .iter()
+                    .map(|m| SendFailure {
+                        id: m.id.clone(),
+                        code: "InvalidMessageContents".into(),
+                        message: "no".into(),
+                        sender_fault: true,
+                    })
+                    .collect());
+            }
             let transient = {
                 let mut rounds = self.transient_rounds.lock().unwrap();
                 let transient = *rounds > 0;
@@ -158,6 +243,7 @@ mod tests {
             transient_rounds: Mutex::new(transient_rounds),
             batches: Mutex::new(Vec::new()),
             up_for: usize::MAX,
+            refuse: false,
         }
     }
 
@@ -232,5 +318,55 @@ mod tests {
         assert_eq!(err.sent, 20);
         assert!(err.is_retryable());
         assert_eq!(queue.depth().await.unwrap().visible, 20);
+    }
+
+    #[tokio::test]
+    async fn when_a_page_is_enqueued_should_wrap_each_referral_and_set_aside_oversized_ones() {
+        let queue = flaky(0);
+        let huge = serde_json::json!({"id": "big", "notes": "x".repeat(MAX_MESSAGE_BYTES)});
+        let referrals = vec![
+            serde_json::json!({"id": "a"}),
+            huge,
+            serde_json::json!({"id": "b"}),
+        ];
+        let enqueued = enqueue_referrals(&queue, "run-1", &referrals, &fast(1))
+            .await
+            .unwrap();
+        assert_eq!(enqueued.sent, 2);
+        assert!(enqueued.transient.is_empty());
+        assert_eq!(enqueued.unsendable.len(), 1);
+        assert!(enqueued.unsendable[0].text.contains("\"big\""));
+        assert!(
+            enqueued.unsendable[0]
+                .detail
+                .contains("more than a queue message holds")
+        );
+        let received = queue.receive(10, None, Duration::ZERO).await.unwrap();
+        let bodies: Vec<ReferralMessage> = received
+            .iter()
+            .map(|m| ReferralMessage::from_body(&m.body).unwrap())
+            .collect();
+        assert!(bodies.iter().all(|m| m.run_id.as_deref() == Some("run-1")));
+        assert_eq!(bodies.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn when_the_queue_refuses_an_entry_should_hand_it_back_with_the_reason() {
+        let queue = Flaky {
+            refuse: true,
+            ..flaky(0)
+        };
+        let referrals = vec![serde_json::json!({"id": "a"})];
+        let enqueued = enqueue_referrals(&queue, "run-1", &referrals, &fast(1))
+            .await
+            .unwrap();
+        assert_eq!(enqueued.sent, 0);
+        assert_eq!(enqueued.unsendable.len(), 1);
+        assert!(enqueued.unsendable[0].text.contains("run-1"));
+        assert!(
+            enqueued.unsendable[0]
+                .detail
+                .contains("InvalidMessageContents")
+        );
     }
 }

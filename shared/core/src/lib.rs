@@ -6,6 +6,7 @@
 pub mod adapters;
 pub mod config;
 pub mod credentials;
+pub mod cursor;
 pub mod dynamics;
 pub mod fanout;
 pub mod http;

@@ -11,8 +11,8 @@ use crate::dynamics::{DataverseAuth, DataverseClient, DataverseError, DataverseL
 use crate::partner_center::{
     PartnerCenterAuth, PartnerCenterClient, PartnerCenterError, StateRefreshTokenStore,
 };
+use crate::ports::QueueError;
 use crate::ports::SyncStore;
-use crate::ports::{QueueError, TriggerError};
 use crate::retry::Backoff;
 use hunter_domain::crm::DynamicsMapping;
 
@@ -75,18 +75,11 @@ async fn sqs_queue(
 }
 
 /// The trigger of on-demand syncs: the fetch-referrals function `HUNTER_FETCH_FUNCTION` names.
-pub fn lambda_sync_trigger(
-    sdk: &aws_config::SdkConfig,
-    config: &Config,
-) -> Result<LambdaSyncTrigger, TriggerError> {
-    let function = config
-        .fetch_function
-        .as_deref()
-        .ok_or_else(|| TriggerError::Invalid("HUNTER_FETCH_FUNCTION is not set".to_owned()))?;
-    Ok(LambdaSyncTrigger::new(
+pub fn lambda_sync_trigger(sdk: &aws_config::SdkConfig, config: &Config) -> LambdaSyncTrigger {
+    LambdaSyncTrigger::new(
         aws_sdk_lambda::Client::new(sdk),
-        function,
-    ))
+        config.fetch_function.clone(),
+    )
 }
 
 /// The Partner Center client; the rotated refresh token is kept in `tokens`.

@@ -174,6 +174,11 @@ pub fn parse_referral_value(value: Value) -> Result<Referral, InvalidPayload> {
     })
 }
 
+/// The `updatedDateTime` of a referral as Partner Center sent it, without reading the rest.
+pub fn updated_date_time(raw: &Value) -> Option<DateTime<Utc>> {
+    timestamp(raw.get("updatedDateTime"))
+}
+
 /// Text stored for invalid input: capped to `max_bytes` on a char boundary, with a marker when cut.
 ///
 /// The result never exceeds `max_bytes`; the marker is omitted when it does not fit.
@@ -527,6 +532,14 @@ mod tests {
         assert_eq!(invalid_payload_id("abc"), "invalid-ba7816bf8f01cfea");
         assert_eq!(invalid_payload_id("abc"), invalid_payload_id("abc"));
         assert_ne!(invalid_payload_id("abc"), invalid_payload_id("abd"));
+    }
+
+    #[test]
+    fn when_only_the_update_time_is_wanted_should_read_it_alone() {
+        let raw = json!({"id": "1", "updatedDateTime": "2026-10-29T08:01:12.5Z", "details": 3});
+        assert_eq!(updated_date_time(&raw), parse(raw.clone()).updated);
+        assert_eq!(updated_date_time(&json!({"updatedDateTime": "soon"})), None);
+        assert_eq!(updated_date_time(&json!([1])), None);
     }
 
     #[test]

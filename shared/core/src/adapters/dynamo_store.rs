@@ -175,6 +175,24 @@ impl IndexQuery {
         self.values.insert(format!(":{name}"), value);
     }
 
+    /// Items whose `attribute` equals `value`.
+    fn equals(&mut self, attribute: &str, value: AttributeValue) {
+        self.filter(
+            &format!("#{attribute} = :{attribute}"),
+            attribute,
+            attribute,
+            value,
+        );
+    }
+
+    /// Items whose search text holds `text` (case-insensitive); no filter for none or "".
+    fn search(&mut self, text: Option<&str>) {
+        if let Some(text) = text.filter(|t| !t.is_empty()) {
+            let value = s(text.to_lowercase());
+            self.filter("contains(#search, :search)", "search", "searchText", value);
+        }
+    }
+
     fn sk_attribute(&self) -> String {
         self.pk_attribute.replace("pk", "sk")
     }
@@ -449,32 +467,15 @@ impl ReferralStore for DynamoStore {
             (None, _) => IndexQuery::new("gsi1", "gsi1pk", "REFS".to_owned()),
         };
         if let Some(status) = &q.status {
-            query.filter("#status = :status", "status", "status", s(status));
+            query.equals("status", s(status));
         }
         if let Some(substatus) = &q.substatus {
-            query.filter(
-                "#substatus = :substatus",
-                "substatus",
-                "substatus",
-                s(substatus),
-            );
+            query.equals("substatus", s(substatus));
         }
         if let Some(eligible) = q.eligible {
-            query.filter(
-                "#eligible = :eligible",
-                "eligible",
-                "eligible",
-                AttributeValue::Bool(eligible),
-            );
+            query.equals("eligible", AttributeValue::Bool(eligible));
         }
-        if let Some(text) = q.q.as_deref().filter(|t| !t.is_empty()) {
-            query.filter(
-                "contains(#search, :search)",
-                "search",
-                "searchText",
-                s(text.to_lowercase()),
-            );
-        }
+        query.search(q.q.as_deref());
         self.query_page(query, q.cursor.as_deref(), q.limit).await
     }
 }
@@ -504,28 +505,16 @@ impl LeadStore for DynamoStore {
             None => IndexQuery::new("gsi1", "gsi1pk", "LEADS".to_owned()),
         };
         if let Some(provider) = &q.provider {
-            query.filter("#provider = :provider", "provider", "provider", s(provider));
+            query.equals("provider", s(provider));
         }
         if let Some(min) = q.min_score.filter(|m| *m > 0) {
             query.filter("#score >= :score", "score", "score", n(min));
         }
         if let Some(status) = q.sync_status {
             let value = serde_json::to_value(status).map_err(invalid)?;
-            query.filter(
-                "#sync = :sync",
-                "sync",
-                "syncStatus",
-                s(value.as_str().unwrap_or_default()),
-            );
+            query.equals("syncStatus", s(value.as_str().unwrap_or_default()));
         }
-        if let Some(text) = q.q.as_deref().filter(|t| !t.is_empty()) {
-            query.filter(
-                "contains(#search, :search)",
-                "search",
-                "searchText",
-                s(text.to_lowercase()),
-            );
-        }
+        query.search(q.q.as_deref());
         self.query_page(query, q.cursor.as_deref(), q.limit).await
     }
 

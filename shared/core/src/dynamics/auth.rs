@@ -4,27 +4,15 @@ use async_trait::async_trait;
 
 use super::client::NAMES;
 use super::error::DataverseError;
-use crate::http::{IssuedToken, TokenSource, request_token};
+use crate::http::{IssuedToken, TokenEndpoint, TokenSource};
 use crate::secret::Secret;
 
 /// Issues Dataverse access tokens with the client-credentials grant (the app is an application
 /// user of the organization); the client caches them ([`crate::http::TokenCache`]).
+#[derive(Debug)]
 pub struct DataverseAuth {
-    http: reqwest::Client,
-    token_url: String,
-    client_id: String,
-    client_secret: Secret,
+    endpoint: TokenEndpoint,
     scope: String,
-}
-
-impl std::fmt::Debug for DataverseAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DataverseAuth")
-            .field("token_url", &self.token_url)
-            .field("client_id", &self.client_id)
-            .field("scope", &self.scope)
-            .finish_non_exhaustive()
-    }
 }
 
 impl DataverseAuth {
@@ -38,10 +26,12 @@ impl DataverseAuth {
         org_url: &str,
     ) -> Self {
         Self {
-            http,
-            token_url: token_url.into(),
-            client_id: client_id.into(),
-            client_secret,
+            endpoint: TokenEndpoint {
+                http,
+                url: token_url.into(),
+                client_id: client_id.into(),
+                client_secret,
+            },
             scope: format!("{}/.default", org_url.trim_end_matches('/')),
         }
     }
@@ -50,12 +40,7 @@ impl DataverseAuth {
 #[async_trait]
 impl TokenSource for DataverseAuth {
     async fn issue(&self) -> Result<IssuedToken, DataverseError> {
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", self.client_id.as_str()),
-            ("client_secret", self.client_secret.expose()),
-            ("scope", self.scope.as_str()),
-        ];
-        request_token(&self.http, &NAMES, &self.token_url, &form).await
+        let grant = [("grant_type", "client_credentials"), ("scope", &self.scope)];
+        self.endpoint.request(&NAMES, &grant).await
     }
 }

@@ -11,4 +11,4 @@ mod token;
 pub use error::{CODE_DUPLICATE_DETECTED, ServiceError};
 pub(crate) use service::error_parts;
 pub use service::{Answer, Call, Service, ServiceNames};
-pub use token::{IssuedToken, TokenCache, TokenSource, request_token};
+pub use token::{IssuedToken, TokenCache, TokenEndpoint, TokenSource, request_token};

@@ -78,6 +78,41 @@ impl TokenCache {
     }
 }
 
+/// A token endpoint and the application's credentials for it.
+#[derive(Clone)]
+pub struct TokenEndpoint {
+    pub http: reqwest::Client,
+    pub url: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+}
+
+impl std::fmt::Debug for TokenEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenEndpoint")
+            .field("url", &self.url)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenEndpoint {
+    /// Asks for a token with `grant` (grant type and its parameters); the client id, and the
+    /// secret when there is one, are added.
+    pub async fn request(
+        &self,
+        names: &ServiceNames,
+        grant: &[(&str, &str)],
+    ) -> Result<IssuedToken, ServiceError> {
+        let mut form = grant.to_vec();
+        form.push(("client_id", self.client_id.as_str()));
+        if !self.client_secret.is_empty() {
+            form.push(("client_secret", self.client_secret.expose()));
+        }
+        request_token(&self.http, names, &self.url, &form).await
+    }
+}
+
 /// `expires_in` is a string in Entra's v1 answer and a number in v2: accept both.
 fn seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
     #[derive(Deserialize)]

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use tokio::sync::Mutex;
 
 use super::error::PartnerCenterError;
-use crate::http::{IssuedToken, TokenSource, request_token};
+use crate::http::{IssuedToken, TokenEndpoint, TokenSource};
 use crate::optimistic::{Change, update_state};
 use crate::ports::{StoreError, SyncStore};
 use crate::secret::Secret;
@@ -57,11 +57,7 @@ impl RefreshTokenStore for StateRefreshTokenStore {
 /// Issues Partner Center access tokens from the refresh token, saving each rotated successor
 /// at once ([`TokenSource`]; the client caches the access tokens).
 pub struct PartnerCenterAuth {
-    http: reqwest::Client,
-    token_url: String,
-    client_id: String,
-    client_secret: Secret,
-    scope: String,
+    endpoint: TokenEndpoint,
     initial_refresh_token: Secret,
     store: Arc<dyn RefreshTokenStore>,
     /// The latest refresh token, once one was loaded or rotated.
@@ -71,11 +67,13 @@ pub struct PartnerCenterAuth {
 impl std::fmt::Debug for PartnerCenterAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PartnerCenterAuth")
-            .field("token_url", &self.token_url)
-            .field("client_id", &self.client_id)
+            .field("endpoint", &self.endpoint)
             .finish_non_exhaustive()
     }
 }
+
+/// The delegated scope of the Referrals API, with a refresh token.
+const SCOPE: &str = "https://api.partner.microsoft.com/.default offline_access";
 
 impl PartnerCenterAuth {
     /// `initial_refresh_token` is used until a rotated one has been stored.
@@ -88,11 +86,12 @@ impl PartnerCenterAuth {
         store: Arc<dyn RefreshTokenStore>,
     ) -> Self {
         Self {
-            http,
-            token_url: token_url.into(),
-            client_id: client_id.into(),
-            client_secret,
-            scope: "https://api.partner.microsoft.com/.default offline_access".to_owned(),
+            endpoint: TokenEndpoint {
+                http,
+                url: token_url.into(),
+                client_id: client_id.into(),
+                client_secret,
+            },
             initial_refresh_token,
             store,
             refresh: Mutex::new(None),
@@ -119,17 +118,12 @@ impl TokenSource for PartnerCenterAuth {
     async fn issue(&self) -> Result<IssuedToken, PartnerCenterError> {
         let mut refresh = self.refresh.lock().await;
         let current = self.current_refresh_token(&refresh).await;
-        let mut form = vec![
+        let grant = [
             ("grant_type", "refresh_token"),
-            ("client_id", self.client_id.as_str()),
             ("refresh_token", current.expose()),
-            ("scope", self.scope.as_str()),
+            ("scope", SCOPE),
         ];
-        if !self.client_secret.is_empty() {
-            form.push(("client_secret", self.client_secret.expose()));
-        }
-        let issued =
-            request_token(&self.http, &super::client::NAMES, &self.token_url, &form).await?;
+        let issued = self.endpoint.request(&super::client::NAMES, &grant).await?;
         if let Some(rotated) = &issued.refresh_token {
             if let Err(err) = self.store.save(rotated).await {
                 // Kept in memory, so this process goes on; the next successful save persists it.
