@@ -70,7 +70,7 @@ impl Stack {
                     Some(path) => load_referrals_file(path)?,
                     None => generate_referrals(args.seed, SEED_RNG),
                 };
-                let sim_config = SimConfig {
+                let mut sim_config = SimConfig {
                     page_size: args.sim.sim_page_size.max(1),
                     faults: Faults {
                         error_rate: args.sim.sim_error_rate,
@@ -82,9 +82,14 @@ impl Stack {
                     },
                     ..SimConfig::default()
                 };
+                // The built-in simulator accepts the credentials hunter-local is configured
+                // with; without any, hunter-local uses the simulator's.
                 if credentials.pc_refresh_token.is_empty() {
                     credentials.pc_refresh_token =
                         Secret::new(sim_config.initial_refresh_token.clone());
+                } else {
+                    sim_config.initial_refresh_token =
+                        credentials.pc_refresh_token.expose().to_owned();
                 }
                 if credentials.pc_client_id.is_empty() {
                     credentials.pc_client_id = "hunter-local".to_owned();
@@ -110,7 +115,7 @@ impl Stack {
                 None
             }
             _ => {
-                let sim_config = DataverseConfig {
+                let mut sim_config = DataverseConfig {
                     limits: DataverseLimits {
                         max_requests: args.sim.sim_dataverse_max_requests.max(1),
                         window: Duration::from_secs(args.sim.sim_dataverse_window.max(1)),
@@ -128,6 +133,9 @@ impl Stack {
                 if credentials.d365_client_id.is_empty() {
                     credentials.d365_client_id.clone_from(&sim_config.client_id);
                     credentials.d365_client_secret = Secret::new(sim_config.client_secret.clone());
+                } else {
+                    sim_config.client_id.clone_from(&credentials.d365_client_id);
+                    sim_config.client_secret = credentials.d365_client_secret.expose().to_owned();
                 }
                 let sim = DataverseSim::new(sim_config)
                     .serve(([127, 0, 0, 1], 0).into())

@@ -80,6 +80,31 @@ fn once_with_500_seeded_referrals_accounts_for_every_one_on_the_embedded_adapter
 }
 
 #[test]
+fn once_with_credentials_in_the_environment_uses_them_against_the_built_in_simulators() {
+    let env = [
+        ("HUNTER_PC_CLIENT_ID", "my-app".to_owned()),
+        ("HUNTER_PC_CLIENT_SECRET", "my-pc-secret".to_owned()),
+        ("HUNTER_PC_REFRESH_TOKEN", "my-refresh-token".to_owned()),
+        ("HUNTER_D365_CLIENT_ID", "my-dataverse-app".to_owned()),
+        (
+            "HUNTER_D365_CLIENT_SECRET",
+            "my-dataverse-secret".to_owned(),
+        ),
+        ("HUNTER_D365_TENANT", "my-tenant".to_owned()),
+    ];
+    let (summary, status, logs) = run_with_logs(&["--once", "--seed", "60"], &env, "info");
+    assert!(status.success(), "{summary}");
+    assert_accounted_for(&summary, 60);
+    assert!(
+        summary["dynamicsPushed"].as_u64().unwrap() > 0,
+        "the Dataverse simulator took the configured client: {summary}"
+    );
+    for secret in ["my-pc-secret", "my-refresh-token", "my-dataverse-secret"] {
+        assert!(!logs.contains(secret), "{secret} reached a log line");
+    }
+}
+
+#[test]
 fn once_through_server_errors_throttling_and_expiring_tokens_still_accounts_for_every_referral() {
     let args = [
         "--once",
