@@ -187,6 +187,34 @@ async fn a_lead_created_by_hand_in_dynamics_is_adopted_not_duplicated() {
 }
 
 #[tokio::test]
+async fn records_made_by_hand_for_a_subdomain_site_or_mailbox_are_adopted_by_their_registrable_domain()
+ {
+    for (n, by_hand) in [
+        json!({"lastname": "Rep", "websiteurl": "https://shop.contoso.com/en"}),
+        json!({"lastname": "Rep", "emailaddress1": "ada@mail.contoso.com"}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let f = Fixture::start(DataverseConfig::default()).await;
+        let id = f.dataverse.sim.insert_record("leads", by_hand.clone());
+        f.dataverse.sim.insert_record(
+            "leads",
+            json!({"lastname": "Other", "websiteurl": "https://contoso.com.evil.example"}),
+        );
+        let message = f.ingest(&format!("r{n}"), "contoso.com").await;
+
+        let outcome = push_message(&f.deps(), &message).await.unwrap();
+
+        assert!(
+            matches!(outcome, PushOutcome::Synced(ref p) if p.adopted && p.id == id),
+            "{by_hand}: {outcome:?}"
+        );
+        assert_eq!(f.dataverse.sim.records("leads").len(), 2, "{by_hand}");
+    }
+}
+
+#[tokio::test]
 async fn a_validation_error_is_recorded_as_failed_and_acknowledged() {
     let mut config = DataverseConfig::default();
     config.column_limits.insert("companyname".to_owned(), 5);

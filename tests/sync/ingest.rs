@@ -67,6 +67,54 @@ impl Deps {
 }
 
 #[tokio::test]
+async fn a_rules_file_names_the_website_fields_extraction_reads() {
+    let embedded = hunter_domain::rules::EMBEDDED_RULES_TOML;
+    let start = embedded.find("website_fields = [").unwrap();
+    let end = start + embedded[start..].find(']').unwrap() + 1;
+    let path = std::env::temp_dir().join(format!("hunter-rules-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        format!(
+            "{}website_fields = [\"crmHomepage\"]{}",
+            &embedded[..start],
+            &embedded[end..]
+        ),
+    )
+    .unwrap();
+    let rules = Rules::load(Some(&path));
+    std::fs::remove_file(&path).unwrap();
+    let rules = rules.unwrap();
+    let deps = Deps::new();
+    let ingest = IngestDeps {
+        rules: &rules,
+        ..deps.ingest()
+    };
+    let mut named = referral(1);
+    named["customerProfile"] =
+        json!({"name": "Northwind", "crmHomepage": "https://shop.northwind.co.uk/"});
+    let mut unnamed = referral(2);
+    unnamed["customerProfile"] = json!({"name": "Fabrikam", "website": "https://fabrikam.de"});
+
+    let found = ingest_message(&ingest, &envelope(None, named))
+        .await
+        .unwrap();
+    let missed = ingest_message(&ingest, &envelope(None, unnamed))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        found.domain.map(|d| d.to_string()).as_deref(),
+        Some("northwind.co.uk")
+    );
+    assert_eq!(found.skip_reason, None);
+    assert_eq!(
+        missed.skip_reason,
+        Some(SkipReason::NoDomain),
+        "a website field the rules file does not name is not read"
+    );
+}
+
+#[tokio::test]
 async fn a_referral_delivered_twice_and_out_of_order_keeps_the_newest_version() {
     let deps = Deps::new();
     let older = referral(1);
