@@ -5,7 +5,7 @@ SHELL := /bin/bash
 ARGS ?=
 CFN_LINT := .venv/bin/cfn-lint
 
-.PHONY: demo test test-embedded test-moto lint fmt fmt-check clippy cfn-lint venv build
+.PHONY: demo test test-embedded test-moto lint fmt fmt-check clippy layers cfn-lint venv build
 
 ## demo: run hunter-local (pass options with ARGS="--once --seed 50")
 demo:
@@ -19,6 +19,8 @@ test:
 	cargo fmt --all -- --check
 	@echo "==> clippy"
 	cargo clippy --workspace --all-targets -- -D warnings
+	@echo "==> layers"
+	scripts/check-layers.sh
 	@echo "==> cfn-lint"
 	$(CFN_LINT) template.yaml
 	@echo "==> cargo test (moto)"
@@ -31,7 +33,7 @@ test-embedded:
 	@echo "==> sync, push and API tests (simulators + embedded adapters)"
 	cargo test -p hunter-tests --test sync --test push --test api
 	@echo "==> unit tests, simulator tests, hunter-local --once (embedded)"
-	cargo test -p hunter-core -p fetch-referrals -p ingest-referral -p push-dynamics -p http-api
+	cargo test -p hunter-domain -p hunter-core -p fetch-referrals -p ingest-referral -p push-dynamics -p http-api
 	cargo test -p hunter-local -- --skip aws
 
 ## test-moto: the contract suite, hunter-local --once --aws and the functions under cargo lambda watch, on moto server
@@ -43,7 +45,7 @@ test-moto: venv
 	@echo "==> the four functions under cargo lambda watch (moto + simulators)"
 	scripts/with-moto.sh cargo test -p hunter-tests --test lambda
 
-lint: fmt-check clippy cfn-lint
+lint: fmt-check clippy layers cfn-lint
 
 fmt:
 	cargo fmt --all
@@ -55,6 +57,11 @@ fmt-check:
 clippy:
 	@echo "==> clippy"
 	cargo clippy --workspace --all-targets -- -D warnings
+
+## layers: the domain crate has no I/O dependencies
+layers:
+	@echo "==> layers"
+	scripts/check-layers.sh
 
 cfn-lint: venv
 	@echo "==> cfn-lint"

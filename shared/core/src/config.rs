@@ -1,4 +1,4 @@
-//! The one place configuration is read: `HUNTER_*` environment variables (see DESIGN.md).
+//! The one place configuration is read: `HUNTER_*` environment variables (see docs/architecture.md and the README).
 
 use serde::Deserialize;
 

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The domain crate stays pure: no async runtime, HTTP stack or AWS SDK in its dependency tree.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+forbidden='^(tokio|hyper|reqwest|aws-[a-z-]+|lambda_runtime|lambda_http|tracing-subscriber|rusqlite|hickory-[a-z-]+) '
+found=$(cargo tree -p hunter-domain -e normal --prefix none --format '{p}' | sort -u | grep -E "$forbidden" || true)
+if [[ -n "$found" ]]; then
+    echo "hunter-domain must not depend on I/O crates; found:" >&2
+    echo "$found" >&2
+    exit 1
+fi
+echo "hunter-domain: no I/O dependencies"
