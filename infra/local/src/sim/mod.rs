@@ -1,6 +1,11 @@
 //! Simulators of the external services, faithful to their public contracts, with fault injection.
 
+mod comparison;
+mod control;
 pub mod dataverse;
+mod faults;
+mod http;
+mod oauth;
 pub mod partner_center;
 pub mod seed;
 pub mod server;

@@ -1,0 +1,346 @@
+//! Dataverse (Dynamics 365) Web API simulator, with the Entra ID client-credentials token endpoint.
+//!
+//! Follows `shared/reference/dataverse-web-api.md`: `/api/data/v9.2/{set}` create, upsert by id or
+//! alternate key (`leads(hnt_hunterkey='x')`) with `If-Match`/`If-None-Match`, `$filter`/`$select`/
+//! `$orderby`/`$top` queries with `Prefer: odata.maxpagesize` paging, `QualifyLead`, the
+//! `{"error":{"code","message"}}` error body, column length limits, duplicate detection on
+//! `MSCRM.SuppressDuplicateDetection: false`, service-protection limits (429 with `Retry-After` and
+//! the documented codes), `x-ms-dop-hint`, `$batch` with atomic change sets, and fault injection
+//! driven by a seeded RNG so tests are deterministic.
+//!
+//! Entity sets: `leads`, `accounts`, `contacts`, `opportunities` (see [`ENTITY_SETS`]); records are
+//! free-form JSON objects keyed by a GUID primary key. Control routes: `GET|POST /_sim/records/{set}`,
+//! `GET|PUT /_sim/faults`, `GET|PUT /_sim/limits`, `GET|DELETE /_sim/requests`,
+//! `POST /_sim/expire-tokens`.
+
+mod address;
+mod api;
+mod auth;
+mod batch;
+mod filter;
+mod limits;
+mod query;
+mod routes;
+mod state;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::http;
+use super::server::{self, ServerTask};
+pub use limits::{Faults, Limits};
+use state::{Inner, Record};
+
+/// Path prefix of the Web API.
+pub const API_PREFIX: &str = "/api/data/v9.2/";
+/// Tenant segment of the token URL that [`RunningDataverse::token_url`] names (any is accepted).
+pub const SIM_TENANT: &str = "sim-tenant";
+/// Error code (hex) of the "number of requests" service-protection limit.
+pub const CODE_REQUESTS_LIMIT: &str = "0x80072322";
+/// Error code (hex) of the "combined execution time" service-protection limit.
+pub const CODE_EXECUTION_LIMIT: &str = "0x80072321";
+/// Error code (hex) of the "concurrent requests" service-protection limit.
+pub const CODE_CONCURRENCY_LIMIT: &str = "0x80072326";
+/// Decimal form of [`CODE_REQUESTS_LIMIT`].
+pub const DECIMAL_REQUESTS_LIMIT: i64 = -2_147_015_902;
+/// Decimal form of [`CODE_EXECUTION_LIMIT`].
+pub const DECIMAL_EXECUTION_LIMIT: i64 = -2_147_015_903;
+/// Decimal form of [`CODE_CONCURRENCY_LIMIT`].
+pub const DECIMAL_CONCURRENCY_LIMIT: i64 = -2_147_015_898;
+/// Error code of a duplicate-detection hit.
+pub const CODE_DUPLICATE: &str = "0x80040333";
+/// Error code of an over-long string column.
+pub const CODE_VALIDATION: &str = "0x80044331";
+/// Error code when a record with the same key (alternate key or id) already exists.
+pub const CODE_DUPLICATE_KEY: &str = "0x80040237";
+/// Error code of a missing record.
+pub const CODE_NOT_FOUND: &str = "0x80040217";
+/// Error code of a stale `If-Match` version.
+pub const CODE_VERSION_MISMATCH: &str = "0x80060882";
+/// Error code of an unknown resource segment or an unsupported query.
+pub const CODE_BAD_SEGMENT: &str = "0x80060888";
+/// Entity sets served: (set name, primary key column, logical name).
+pub const ENTITY_SETS: &[(&str, &str, &str)] = &[
+    ("leads", "leadid", "lead"),
+    ("accounts", "accountid", "account"),
+    ("contacts", "contactid", "contact"),
+    ("opportunities", "opportunityid", "opportunity"),
+];
+
+/// The primary key column and logical name of an entity set.
+fn entity(set: &str) -> Option<(&'static str, &'static str)> {
+    ENTITY_SETS
+        .iter()
+        .find(|(name, _, _)| *name == set)
+        .map(|(_, pk, logical)| (*pk, *logical))
+}
+
+/// The default column length limits (Lead columns of the contract).
+pub fn default_column_limits() -> BTreeMap<String, usize> {
+    [
+        ("subject", 300),
+        ("lastname", 50),
+        ("firstname", 50),
+        ("companyname", 100),
+        ("emailaddress1", 100),
+        ("websiteurl", 200),
+        ("description", 2000),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// How the simulator behaves.
+#[derive(Clone)]
+pub struct DataverseConfig {
+    /// Alternate-key column of every entity set unless [`DataverseConfig::key_columns`] names another.
+    pub key_column: String,
+    /// Per entity set alternate-key column overrides (set name → column).
+    pub key_columns: BTreeMap<String, String>,
+    /// Column → max string length; see [`default_column_limits`].
+    pub column_limits: BTreeMap<String, usize>,
+    /// Max length of string columns not in `column_limits`. Default 4000.
+    pub default_string_limit: usize,
+    /// Service-protection limits.
+    pub limits: Limits,
+    /// Faults active at start.
+    pub faults: Faults,
+    /// `x-ms-dop-hint` on every answer. Default 4.
+    pub dop_hint: u32,
+    /// The client id the token endpoint accepts.
+    pub client_id: String,
+    /// The client secret the token endpoint accepts.
+    pub client_secret: String,
+    /// Lifetime of issued access tokens. Default 3599 s.
+    pub token_ttl: Duration,
+    /// Seed of the RNG behind faults, ids and tokens.
+    pub rng_seed: u64,
+}
+
+impl Default for DataverseConfig {
+    fn default() -> Self {
+        Self {
+            key_column: "hnt_hunterkey".to_owned(),
+            key_columns: BTreeMap::new(),
+            column_limits: default_column_limits(),
+            default_string_limit: 4000,
+            limits: Limits::default(),
+            faults: Faults::default(),
+            dop_hint: 4,
+            client_id: "sim-client-id".to_owned(),
+            client_secret: "sim-client-secret".to_owned(),
+            token_ttl: Duration::from_secs(3599),
+            rng_seed: 42,
+        }
+    }
+}
+
+impl std::fmt::Debug for DataverseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataverseConfig")
+            .field("key_column", &self.key_column)
+            .field("key_columns", &self.key_columns)
+            .field("column_limits", &self.column_limits)
+            .field("default_string_limit", &self.default_string_limit)
+            .field("limits", &self.limits)
+            .field("faults", &self.faults)
+            .field("dop_hint", &self.dop_hint)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"***")
+            .field("token_ttl", &self.token_ttl)
+            .field("rng_seed", &self.rng_seed)
+            .finish()
+    }
+}
+
+/// One request the simulator answered (control routes `/_sim/...` are not recorded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedRequest {
+    /// HTTP method, e.g. `PATCH`.
+    pub method: String,
+    /// Path and query as received.
+    pub path: String,
+    /// Status answered.
+    pub status: u16,
+    /// API routes: the bearer token was valid. Token endpoint: the grant was accepted.
+    pub auth_ok: bool,
+    /// The `request-id` header answered.
+    pub request_id: String,
+    /// Error code of the answer (`error.code`, or the OAuth `error`), if any.
+    pub error_code: Option<String>,
+}
+
+/// The simulator: shared state behind an `Arc`, so clones see the same records and tokens.
+#[derive(Clone)]
+pub struct DataverseSim {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl std::fmt::Debug for DataverseSim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.lock();
+        let counts: BTreeMap<&str, usize> = inner
+            .store
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.len()))
+            .collect();
+        f.debug_struct("DataverseSim")
+            .field("base_url", &inner.base_url)
+            .field("records", &counts)
+            .field("limits", &inner.protection.limits)
+            .field("faults", &inner.faults)
+            .field("requests", &inner.requests.len())
+            .finish()
+    }
+}
+
+/// A simulator listening on a socket. Dropping it stops the server (so does [`RunningDataverse::shutdown`]).
+#[derive(Debug)]
+#[must_use = "dropping RunningDataverse stops the simulator"]
+pub struct RunningDataverse {
+    /// The organization URL, `http://127.0.0.1:PORT` (no trailing slash); the API is under
+    /// `{base_url}/api/data/v9.2/` and the token scope is `{base_url}/.default`.
+    pub base_url: String,
+    /// `{base_url}/sim-tenant/oauth2/v2.0/token`.
+    pub token_url: String,
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The simulator, to inspect or steer while it serves.
+    pub sim: DataverseSim,
+    server: ServerTask,
+}
+
+impl RunningDataverse {
+    /// `{base_url}/api/data/v9.2` (no trailing slash).
+    pub fn api_url(&self) -> String {
+        format!("{}{}", self.base_url, API_PREFIX.trim_end_matches('/'))
+    }
+
+    /// Stops accepting requests, lets open ones finish and waits for the server to end.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        self.server.shutdown().await
+    }
+
+    /// Waits until the server ends (by [`RunningDataverse::shutdown`], a drop or an error).
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.server.wait().await
+    }
+}
+
+impl DataverseSim {
+    /// An empty simulator.
+    pub fn new(config: DataverseConfig) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Inner::new(config))),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Binds `addr` (port 0 picks a free port), serves in a spawned task and returns at once.
+    pub async fn serve(self, addr: SocketAddr) -> std::io::Result<RunningDataverse> {
+        let bound = server::bind(addr).await?;
+        let (base_url, local) = (bound.base_url, bound.addr);
+        self.set_base_url(&base_url);
+        let server = ServerTask::spawn(bound.listener, self.router());
+        tracing::info!(event = "dataverse_sim_started", base_url = %base_url);
+        Ok(RunningDataverse {
+            token_url: format!("{base_url}/{SIM_TENANT}/oauth2/v2.0/token"),
+            base_url,
+            addr: local,
+            sim: self,
+            server,
+        })
+    }
+
+    /// Sets the organization URL used in `OData-EntityId` and `@odata.context` (no trailing slash).
+    pub fn set_base_url(&self, base_url: &str) {
+        self.lock().base_url = Some(base_url.trim_end_matches('/').to_owned());
+    }
+
+    /// Every record of an entity set (with its primary key and `@odata.etag`), in creation order;
+    /// empty for an unknown set.
+    pub fn records(&self, set: &str) -> Vec<Value> {
+        let Some((pk, _)) = entity(set) else {
+            return Vec::new();
+        };
+        self.lock()
+            .store
+            .get(set)
+            .map(|rows| rows.iter().map(|r| r.representation(pk)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Stores a record as if a person had created it (no checks); returns its id (the primary key
+    /// of `record` if it has one, else a new GUID). Unknown sets and non-objects store nothing and
+    /// return an empty string.
+    pub fn insert_record(&self, set: &str, record: Value) -> String {
+        let (Some((pk, _)), Value::Object(mut data)) = (entity(set), record) else {
+            return String::new();
+        };
+        let mut inner = self.lock();
+        let id = match data.remove(pk) {
+            Some(Value::String(id)) => id.to_lowercase(),
+            _ => inner.new_guid(),
+        };
+        let Record { id, .. } = inner.create(set, id, data);
+        id
+    }
+
+    /// Replaces the active faults.
+    pub fn set_faults(&self, faults: Faults) {
+        tracing::info!(event = "dataverse_sim_faults_set", faults = ?faults);
+        self.lock().faults = faults;
+    }
+
+    /// The active faults (`fail_next` entries already served are gone).
+    pub fn faults(&self) -> Faults {
+        self.lock().faults.clone()
+    }
+
+    /// Replaces the service-protection limits (the windows already counted are kept).
+    pub fn set_limits(&self, limits: Limits) {
+        tracing::info!(event = "dataverse_sim_limits_set", limits = ?limits);
+        self.lock().protection.limits = limits;
+    }
+
+    /// The active service-protection limits.
+    pub fn limits(&self) -> Limits {
+        self.lock().protection.limits.clone()
+    }
+
+    /// Requests answered so far (oldest first; control routes excluded).
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.lock().requests.all()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        self.lock().requests.clear();
+    }
+
+    /// Makes every issued access token expired (the next API call with one answers 401).
+    pub fn expire_all_tokens(&self) {
+        self.lock().access_tokens.expire_all();
+        tracing::info!(event = "dataverse_sim_tokens_expired");
+    }
+
+    /// Issues an access token directly (as if the token endpoint had), for tests and tools.
+    pub fn issue_access_token(&self) -> String {
+        self.lock().issue_access_token()
+    }
+
+    /// The organization URL of answers: the one set, else `http://{Host header}`.
+    fn base_url(&self, headers: &axum::http::HeaderMap) -> String {
+        let configured = self.lock().base_url.clone();
+        http::base_url(configured, headers)
+    }
+}

@@ -1,0 +1,271 @@
+//! Partner Center Referrals API simulator, with the Entra ID token endpoint next to it.
+//!
+//! Follows `shared/reference/partner-center-referrals.md`: OData `$filter`/`$orderby`/`$top`/
+//! `$skip`/`$count`/`$select`, absolute `@odata.nextLink`s on the documented `/v1.0/referrals`
+//! path with an opaque `$skiptoken`, the `{"error":{code,message,target,innerError}}` error body,
+//! `request-id` on every answer, JSON Patch with `If-Match`, delegated bearer tokens whose refresh
+//! token rotates on every use, and fault injection (throttling, server errors, latency, expiring
+//! tokens) driven by a seeded RNG so tests are deterministic.
+//!
+//! Referrals are kept as the raw JSON they were given, malformed ones included.
+
+mod auth;
+mod error;
+mod odata;
+mod patch;
+mod routes;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::http;
+use super::server::{self, ServerTask};
+use state::Inner;
+
+/// Path of the first page of the referral list.
+pub const REFERRALS_PATH: &str = "/v1.0/engagements/referrals";
+/// Path of continuation pages (the documented nextLink has no `/engagements` segment).
+pub const CONTINUATION_PATH: &str = "/v1.0/referrals";
+/// Tenant segment of the token URL that [`RunningSim::token_url`] names (any tenant is accepted).
+pub const SIM_TENANT: &str = "sim-tenant";
+/// Refresh token the simulator accepts first unless [`SimConfig`] names another.
+pub const DEFAULT_REFRESH_TOKEN: &str = "sim-refresh-token";
+
+/// Faults injected into the referral API routes (`/v1.0/...`), and optionally the token endpoint.
+///
+/// JSON shape for `PUT /_sim/faults`: the same snake_case field names, every field optional.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Probability (0..=1) that an API call answers 500 or 503 (even odds; 503 has `Retry-After`).
+    pub error_rate: f64,
+    /// Probability (0..=1) that an API call answers 429 with `Retry-After`.
+    pub throttle_rate: f64,
+    /// `Retry-After` seconds on 429/503/509 answers.
+    pub retry_after_secs: u64,
+    /// Delay added before every API answer.
+    pub latency_ms: u64,
+    /// Every time this many list/continuation pages have been served, all issued access tokens
+    /// expire (the next API call answers 401). Counted from the last [`PartnerCenterSim::set_faults`].
+    pub expire_token_after_pages: Option<u32>,
+    /// Statuses answered, in order, to the next list/continuation page requests (after the auth
+    /// check) before normal service resumes; a 2xx entry means "serve this one normally".
+    pub fail_next: Vec<u16>,
+    /// Statuses answered, in order, by the next token-endpoint calls (OAuth error body).
+    pub token_fail_next: Vec<u16>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            error_rate: 0.0,
+            throttle_rate: 0.0,
+            retry_after_secs: 1,
+            latency_ms: 0,
+            expire_token_after_pages: None,
+            fail_next: Vec::new(),
+            token_fail_next: Vec::new(),
+        }
+    }
+}
+
+/// How the simulator behaves.
+#[derive(Clone)]
+pub struct SimConfig {
+    /// Largest page the server returns (`$top` can only lower it). Default 100.
+    pub page_size: usize,
+    /// Lifetime of issued access tokens. Default one hour.
+    pub access_token_ttl: Duration,
+    /// The refresh token valid at start. Default [`DEFAULT_REFRESH_TOKEN`].
+    pub initial_refresh_token: String,
+    /// Faults active at start.
+    pub faults: Faults,
+    /// Seed of the RNG behind faults, tokens and eTags.
+    pub rng_seed: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            page_size: 100,
+            access_token_ttl: Duration::from_secs(3600),
+            initial_refresh_token: DEFAULT_REFRESH_TOKEN.to_owned(),
+            faults: Faults::default(),
+            rng_seed: 42,
+        }
+    }
+}
+
+impl std::fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("page_size", &self.page_size)
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("initial_refresh_token", &"***")
+            .field("faults", &self.faults)
+            .field("rng_seed", &self.rng_seed)
+            .finish()
+    }
+}
+
+/// One request the simulator answered (control routes `/_sim/...` are not recorded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedRequest {
+    /// HTTP method, e.g. `GET`.
+    pub method: String,
+    /// Path and query as received, e.g. `/v1.0/referrals?$skiptoken=...`.
+    pub path: String,
+    /// Status answered.
+    pub status: u16,
+    /// API routes: the bearer token was valid. Token endpoint: the grant was accepted.
+    pub auth_ok: bool,
+    /// The `request-id` header answered.
+    pub request_id: String,
+    /// The `client-request-id` header sent, if any (echoed back).
+    pub client_request_id: Option<String>,
+}
+
+/// The simulator: shared state behind an `Arc`, so clones see the same referrals and tokens.
+#[derive(Clone)]
+pub struct PartnerCenterSim {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl std::fmt::Debug for PartnerCenterSim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("PartnerCenterSim")
+            .field("base_url", &inner.base_url)
+            .field("referrals", &inner.referrals.len())
+            .field("faults", &inner.faults)
+            .field("requests", &inner.requests.len())
+            .finish()
+    }
+}
+
+/// A simulator listening on a socket. Dropping it stops the server (so does [`RunningSim::shutdown`]).
+#[derive(Debug)]
+#[must_use = "dropping RunningSim stops the simulator"]
+pub struct RunningSim {
+    /// `http://127.0.0.1:PORT` (no trailing slash).
+    pub base_url: String,
+    /// `{base_url}/sim-tenant/oauth2/v2.0/token`.
+    pub token_url: String,
+    /// `{base_url}/sim-tenant/oauth2/v2.0/devicecode`.
+    pub device_code_url: String,
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The simulator, to inspect or steer while it serves.
+    pub sim: PartnerCenterSim,
+    server: ServerTask,
+}
+
+impl RunningSim {
+    /// Stops accepting requests, lets open ones finish and waits for the server to end.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        self.server.shutdown().await
+    }
+
+    /// Waits until the server ends (by [`RunningSim::shutdown`], a drop or an error).
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.server.wait().await
+    }
+}
+
+impl PartnerCenterSim {
+    /// A simulator serving `referrals` (kept verbatim; a later one with the same `id` replaces an
+    /// earlier one; ones without an id are kept by position).
+    pub fn new(referrals: Vec<Value>, config: SimConfig) -> Self {
+        let mut inner = Inner::new(referrals.len(), config);
+        inner.upsert(referrals);
+        Self {
+            inner: Arc::new(Mutex::new(inner)),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Binds `addr` (port 0 picks a free port), serves in a spawned task and returns at once.
+    pub async fn serve(self, addr: SocketAddr) -> std::io::Result<RunningSim> {
+        let bound = server::bind(addr).await?;
+        let (base_url, local) = (bound.base_url, bound.addr);
+        self.set_base_url(&base_url);
+        let server = ServerTask::spawn(bound.listener, self.router());
+        tracing::info!(event = "partner_center_sim_started", base_url = %base_url);
+        Ok(RunningSim {
+            token_url: format!("{base_url}/{SIM_TENANT}/oauth2/v2.0/token"),
+            device_code_url: format!("{base_url}/{SIM_TENANT}/oauth2/v2.0/devicecode"),
+            base_url,
+            addr: local,
+            sim: self,
+            server,
+        })
+    }
+
+    /// Sets the base URL used in nextLinks and `@odata.context` (no trailing slash).
+    pub fn set_base_url(&self, base_url: &str) {
+        self.lock().base_url = Some(base_url.trim_end_matches('/').to_owned());
+    }
+
+    /// Replaces the active faults (and restarts the `expire_token_after_pages` count).
+    pub fn set_faults(&self, faults: Faults) {
+        let mut inner = self.lock();
+        tracing::info!(event = "partner_center_sim_faults_set", faults = ?faults);
+        inner.faults = faults;
+        inner.pages_since_faults = 0;
+    }
+
+    /// The active faults (`fail_next` entries already served are gone).
+    pub fn faults(&self) -> Faults {
+        self.lock().faults.clone()
+    }
+
+    /// Adds referrals, replacing stored ones with the same `id`.
+    pub fn upsert_referrals(&self, referrals: Vec<Value>) {
+        self.lock().upsert(referrals);
+    }
+
+    /// Every stored referral, in storage order.
+    pub fn referrals(&self) -> Vec<Value> {
+        self.lock().referrals.clone()
+    }
+
+    /// Requests answered so far (oldest first; control routes excluded).
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.lock().requests.all()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        self.lock().requests.clear();
+    }
+
+    /// Makes every issued access token expired (the next API call with one answers 401).
+    pub fn expire_all_tokens(&self) {
+        self.lock().access_tokens.expire_all();
+        tracing::info!(event = "partner_center_sim_tokens_expired");
+    }
+
+    /// The one refresh token the token endpoint accepts now.
+    pub fn current_refresh_token(&self) -> String {
+        self.lock().refresh_token.clone()
+    }
+
+    /// Issues an access token directly (as if the token endpoint had), for tests and tools.
+    pub fn issue_access_token(&self) -> String {
+        self.lock().issue_access_token()
+    }
+
+    /// The base URL of nextLinks: the one set, else `http://{Host header}`.
+    fn base_url(&self, headers: &axum::http::HeaderMap) -> String {
+        let configured = self.lock().base_url.clone();
+        http::base_url(configured, headers)
+    }
+}

@@ -1,0 +1,578 @@
+//! The referrals and what the Referrals API does with them: list pages (first and continuation,
+//! the query carried in `$skiptoken`), get one, JSON Patch and replace with `If-Match`.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::Query;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::auth::DeviceCode;
+use super::error::ApiError;
+use super::{
+    CONTINUATION_PATH, Faults, PartnerCenterSim, RecordedRequest, SimConfig, odata, patch,
+};
+use crate::sim::http::{self, RequestLog, if_match_names};
+use crate::sim::oauth::AccessTokens;
+
+/// Everything the simulator holds, behind its lock.
+#[derive(Debug)]
+pub(super) struct Inner {
+    page_size: usize,
+    pub referrals: Vec<Value>,
+    /// Referral id -> position in `referrals`.
+    index: HashMap<String, usize>,
+    pub faults: Faults,
+    pub pages_since_faults: u32,
+    pub fault_rng: fastrand::Rng,
+    pub id_rng: fastrand::Rng,
+    pub access_tokens: AccessTokens,
+    pub refresh_token: String,
+    pub device_codes: HashMap<String, DeviceCode>,
+    pub requests: RequestLog<RecordedRequest>,
+    pub base_url: Option<String>,
+}
+
+impl Inner {
+    /// No referrals yet (room for `capacity`).
+    pub(super) fn new(capacity: usize, config: SimConfig) -> Self {
+        Self {
+            page_size: config.page_size.max(1),
+            referrals: Vec::with_capacity(capacity),
+            index: HashMap::new(),
+            faults: config.faults,
+            pages_since_faults: 0,
+            fault_rng: fastrand::Rng::with_seed(config.rng_seed),
+            id_rng: fastrand::Rng::with_seed(config.rng_seed ^ 0x9e37_79b9_7f4a_7c15),
+            access_tokens: AccessTokens::new("sim-at-", config.access_token_ttl),
+            refresh_token: config.initial_refresh_token,
+            device_codes: HashMap::new(),
+            requests: RequestLog::default(),
+            base_url: None,
+        }
+    }
+
+    /// Adds referrals, replacing stored ones with the same `id`.
+    pub(super) fn upsert(&mut self, referrals: Vec<Value>) {
+        for referral in referrals {
+            match referral_id(&referral) {
+                Some(id) => match self.index.get(&id) {
+                    Some(&position) => self.referrals[position] = referral,
+                    None => {
+                        self.index.insert(id, self.referrals.len());
+                        self.referrals.push(referral);
+                    }
+                },
+                None => self.referrals.push(referral),
+            }
+        }
+    }
+
+    /// `prefix` and 32 random hex digits.
+    pub(super) fn random_hex(&mut self, prefix: &str) -> String {
+        format!("{prefix}{:032x}", self.id_rng.u128(..))
+    }
+
+    /// A new access token from the seeded RNG.
+    pub(super) fn issue_access_token(&mut self) -> String {
+        self.access_tokens.issue(&mut self.id_rng)
+    }
+
+    fn new_etag(&mut self) -> String {
+        format!("\"{}\"", uuid::Uuid::from_u128(self.id_rng.u128(..)))
+    }
+}
+
+impl PartnerCenterSim {
+    /// The first page of the list, or the page its `$skiptoken` names.
+    pub(super) fn first_page(&self, uri: &Uri, headers: &HeaderMap) -> Result<Response, ApiError> {
+        let mut options: HashMap<String, String> = HashMap::new();
+        for (key, value) in query_pairs(uri)? {
+            let name = key.to_ascii_lowercase();
+            if !name.starts_with('$') {
+                continue;
+            }
+            if !matches!(
+                name.as_str(),
+                "$filter" | "$orderby" | "$top" | "$skip" | "$count" | "$select" | "$skiptoken"
+            ) {
+                return Err(ApiError::bad_request(
+                    "UnsupportedQueryOption",
+                    format!("The query parameter '{key}' is not supported."),
+                ));
+            }
+            if options.insert(name, value).is_some() {
+                return Err(ApiError::bad_request(
+                    "DuplicateQueryOption",
+                    format!(
+                        "Query option '{key}' was specified more than once, but it must be specified at most once."
+                    ),
+                ));
+            }
+        }
+        if let Some(token) = options.get("$skiptoken") {
+            let query = Continuation::decode(token)?;
+            return self.serve_page(&query, headers);
+        }
+        let page_size = self.lock().page_size;
+        let top = match options.get("$top") {
+            None => page_size,
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(n) if n > 0 => n.min(page_size),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "InvalidTop",
+                        format!(
+                            "Invalid value '{v}' for $top query option: a positive integer is expected."
+                        ),
+                    ));
+                }
+            },
+        };
+        let offset = match options.get("$skip") {
+            None => 0,
+            Some(v) => v.trim().parse::<usize>().map_err(|_| {
+                ApiError::bad_request(
+                    "InvalidSkip",
+                    format!("Invalid value '{v}' for $skip query option."),
+                )
+            })?,
+        };
+        let count = match options.get("$count").map(|v| v.trim().to_ascii_lowercase()) {
+            None => false,
+            Some(v) if v == "true" => true,
+            Some(v) if v == "false" => false,
+            Some(v) => {
+                return Err(ApiError::bad_request(
+                    "InvalidCount",
+                    format!(
+                        "Invalid value '{v}' for $count query option: true or false is expected."
+                    ),
+                ));
+            }
+        };
+        let query = Continuation {
+            filter: options
+                .get("$filter")
+                .cloned()
+                .filter(|f| !f.trim().is_empty()),
+            orderby: options
+                .get("$orderby")
+                .cloned()
+                .filter(|o| !o.trim().is_empty()),
+            select: options
+                .get("$select")
+                .cloned()
+                .filter(|s| !s.trim().is_empty()),
+            top,
+            offset,
+            count,
+        };
+        self.serve_page(&query, headers)
+    }
+
+    /// A continuation page (`/v1.0/referrals?$skiptoken=...`).
+    pub(super) fn continuation(
+        &self,
+        uri: &Uri,
+        headers: &HeaderMap,
+    ) -> Result<Response, ApiError> {
+        let token = query_pairs(uri)?
+            .into_iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("$skiptoken"))
+            .map(|(_, v)| v)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "MissingSkipToken",
+                    "The $skiptoken query option is required.",
+                )
+            })?;
+        let query = Continuation::decode(&token)?;
+        self.serve_page(&query, headers)
+    }
+
+    fn serve_page(&self, query: &Continuation, headers: &HeaderMap) -> Result<Response, ApiError> {
+        let filter = query
+            .filter
+            .as_deref()
+            .map(odata::parse_filter)
+            .transpose()
+            .map_err(|e| {
+                ApiError::bad_request(
+                    "InvalidFilter",
+                    format!(
+                        "Invalid $filter '{}': {e}",
+                        query.filter.as_deref().unwrap_or("")
+                    ),
+                )
+            })?;
+        let order = odata::parse_orderby(query.orderby.as_deref())
+            .map_err(|e| ApiError::bad_request("InvalidOrderBy", e))?;
+        let select = odata::parse_select(query.select.as_deref())
+            .map_err(|e| ApiError::bad_request("InvalidSelect", e))?;
+        let base = self.base_url(headers);
+        let mut inner = self.lock();
+        let (page, total) = {
+            let mut matches: Vec<(usize, &Value)> = inner
+                .referrals
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| filter.as_ref().is_none_or(|f| f.matches(r)))
+                .collect();
+            odata::sort(&mut matches, &order);
+            let total = matches.len();
+            let page: Vec<Value> = matches
+                .iter()
+                .skip(query.offset)
+                .take(query.top)
+                .map(|(_, r)| odata::project(r, select.as_deref()))
+                .collect();
+            (page, total)
+        };
+        let returned = page.len();
+        let mut body = Map::new();
+        body.insert(
+            "@odata.context".into(),
+            json!(format!("{base}/v1.0/$metadata#Referrals")),
+        );
+        if query.count {
+            body.insert("@odata.count".into(), json!(total));
+        }
+        body.insert("value".into(), Value::Array(page));
+        let next_offset = query.offset.saturating_add(query.top);
+        if next_offset < total {
+            let next = Continuation {
+                offset: next_offset,
+                ..query.clone()
+            };
+            body.insert(
+                "@odata.nextLink".into(),
+                json!(format!(
+                    "{base}{CONTINUATION_PATH}?$skiptoken={}",
+                    next.encode()
+                )),
+            );
+        }
+        inner.pages_since_faults += 1;
+        if let Some(limit) = inner.faults.expire_token_after_pages {
+            if inner.pages_since_faults >= limit.max(1) {
+                inner.pages_since_faults = 0;
+                inner.access_tokens.expire_all();
+                tracing::info!(
+                    event = "partner_center_sim_tokens_expired",
+                    reason = "expire_token_after_pages"
+                );
+            }
+        }
+        drop(inner);
+        tracing::debug!(
+            event = "partner_center_sim_page",
+            offset = query.offset,
+            returned,
+            total
+        );
+        Ok(Json(Value::Object(body)).into_response())
+    }
+
+    pub(super) fn get_one(&self, id: &str) -> Result<Response, ApiError> {
+        let inner = self.lock();
+        let referral = inner
+            .index
+            .get(id)
+            .and_then(|&position| inner.referrals.get(position))
+            .ok_or_else(|| ApiError::not_found(id))?;
+        Ok(with_etag(Json(referral.clone()).into_response(), referral))
+    }
+
+    /// JSON Patch of one referral; `If-Match` is optional.
+    pub(super) fn patch(
+        &self,
+        id: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Response, ApiError> {
+        let ops: Value = serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(
+                "InvalidJson",
+                format!("The request body is not valid JSON: {e}"),
+            )
+        })?;
+        let Value::Array(ops) = ops else {
+            return Err(ApiError::bad_request(
+                "InvalidPatch",
+                "A JSON Patch document (an array of operations) is expected.",
+            ));
+        };
+        let mut inner = self.lock();
+        let position = *inner.index.get(id).ok_or_else(|| ApiError::not_found(id))?;
+        let current = &inner.referrals[position];
+        check_if_match(headers, current, false)?;
+        let mut updated = current.clone();
+        for (n, op) in ops.iter().enumerate() {
+            patch::apply(&mut updated, op).map_err(|e| {
+                ApiError::bad_request("InvalidPatch", format!("Operation {n}: {e}"))
+            })?;
+        }
+        let etag = inner.new_etag();
+        stamp(&mut updated, etag);
+        inner.referrals[position] = updated.clone();
+        drop(inner);
+        tracing::info!(event = "partner_center_sim_referral_patched", referral_id = %id, ops = ops.len());
+        let representation = http::prefers(
+            headers
+                .get_all("prefer")
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+            "return=representation",
+        );
+        let response = if representation {
+            Json(updated.clone()).into_response()
+        } else {
+            StatusCode::NO_CONTENT.into_response()
+        };
+        Ok(with_etag(response, &updated))
+    }
+
+    /// Replaces one referral (its `id` and `links` stay); `If-Match` is required.
+    pub(super) fn put(
+        &self,
+        id: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Response, ApiError> {
+        let body: Value = serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(
+                "InvalidJson",
+                format!("The request body is not valid JSON: {e}"),
+            )
+        })?;
+        let Value::Object(mut object) = body else {
+            return Err(ApiError::bad_request(
+                "InvalidReferral",
+                "A referral object is expected.",
+            ));
+        };
+        match object.get("id") {
+            None => {}
+            Some(Value::String(s)) if s == id => {}
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "IdMismatch",
+                    "The body id differs from the URL id.",
+                ));
+            }
+        }
+        let mut inner = self.lock();
+        let position = *inner.index.get(id).ok_or_else(|| ApiError::not_found(id))?;
+        let current = &inner.referrals[position];
+        check_if_match(headers, current, true)?;
+        object.insert("id".into(), json!(id));
+        match current.get("links") {
+            Some(links) => object.insert("links".into(), links.clone()),
+            None => object.remove("links"),
+        };
+        let mut updated = Value::Object(object);
+        if let Some(previous) = current.get("updatedDateTime") {
+            // Keeps the "never goes back in time" rule of `stamp` working.
+            updated["updatedDateTime"] = previous.clone();
+        }
+        let etag = inner.new_etag();
+        stamp(&mut updated, etag);
+        inner.referrals[position] = updated.clone();
+        drop(inner);
+        tracing::info!(event = "partner_center_sim_referral_replaced", referral_id = %id);
+        Ok(with_etag(Json(updated.clone()).into_response(), &updated))
+    }
+}
+
+/// Page query, carried opaquely in `$skiptoken` (base64url of this JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Continuation {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    filter: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    orderby: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    select: Option<String>,
+    /// Page size.
+    top: usize,
+    offset: usize,
+    #[serde(default)]
+    count: bool,
+}
+
+impl Continuation {
+    fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    fn decode(token: &str) -> Result<Self, ApiError> {
+        let invalid = || ApiError::bad_request("InvalidSkipToken", "The $skiptoken is not valid.");
+        let bytes = URL_SAFE_NO_PAD
+            .decode(token.trim().trim_end_matches('='))
+            .map_err(|_| invalid())?;
+        let query: Self = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+        if query.top == 0 {
+            return Err(invalid());
+        }
+        Ok(query)
+    }
+}
+
+fn query_pairs(uri: &Uri) -> Result<Vec<(String, String)>, ApiError> {
+    Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|q| q.0)
+        .map_err(|e| {
+            ApiError::bad_request(
+                "InvalidQuery",
+                format!("The query string cannot be read: {}", e.body_text()),
+            )
+        })
+}
+
+/// The `id` a referral is keyed by: a non-empty string, or a number as text.
+fn referral_id(referral: &Value) -> Option<String> {
+    match referral.get("id")? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// RFC 3339 with any number of fractional digits; a zone-less time is taken as UTC.
+pub(super) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+/// Partner Center style timestamp: seven fractional digits, `Z`.
+fn format_time(t: DateTime<Utc>) -> String {
+    format!(
+        "{}.{:07}Z",
+        t.format("%Y-%m-%dT%H:%M:%S"),
+        t.timestamp_subsec_nanos() / 100
+    )
+}
+
+/// Sets a new `eTag` and moves `updatedDateTime` to now (never backwards).
+fn stamp(referral: &mut Value, etag: String) {
+    let previous = referral
+        .get("updatedDateTime")
+        .and_then(Value::as_str)
+        .and_then(parse_time);
+    let mut now = Utc::now();
+    if let Some(previous) = previous {
+        let floor = previous + chrono::Duration::milliseconds(1);
+        if now < floor {
+            now = floor;
+        }
+    }
+    if let Value::Object(object) = referral {
+        object.insert("updatedDateTime".into(), json!(format_time(now)));
+        object.insert("eTag".into(), json!(etag));
+    }
+}
+
+fn with_etag(mut response: Response, referral: &Value) -> Response {
+    if let Some(etag) = referral
+        .get("eTag")
+        .and_then(Value::as_str)
+        .and_then(|e| HeaderValue::from_str(e).ok())
+    {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+/// `If-Match` against the referral's `eTag`: `*` matches anything; absent is fine unless `required`.
+fn check_if_match(headers: &HeaderMap, referral: &Value, required: bool) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return if required {
+            Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "preconditionFailed",
+                "IfMatchRequired",
+                "The If-Match header is required to replace a referral.",
+            ))
+        } else {
+            Ok(())
+        };
+    };
+    let sent = value.to_str().unwrap_or_default();
+    if if_match_names(sent, referral.get("eTag").and_then(Value::as_str)) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "preconditionFailed",
+            "ETagMismatch",
+            "The referral was modified: If-Match does not match its current eTag.",
+        ))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn when_continuation_round_trips_should_be_equal_and_garbage_refused() {
+        let query = Continuation {
+            filter: Some("status eq 'New'".into()),
+            orderby: None,
+            select: None,
+            top: 5,
+            offset: 10,
+            count: true,
+        };
+        assert_eq!(Continuation::decode(&query.encode()).unwrap(), query);
+        assert!(Continuation::decode("not-base64!").is_err());
+        assert!(
+            Continuation::decode(&URL_SAFE_NO_PAD.encode(b"{\"top\":0,\"offset\":0}")).is_err()
+        );
+    }
+
+    #[test]
+    fn when_stamping_should_never_go_back_in_time() {
+        let mut referral = json!({"id": "1", "updatedDateTime": "2999-01-01T00:00:00Z"});
+        stamp(&mut referral, "\"e\"".into());
+        assert_eq!(
+            referral["updatedDateTime"],
+            json!("2999-01-01T00:00:00.0010000Z")
+        );
+        assert_eq!(referral["eTag"], json!("\"e\""));
+    }
+
+    #[test]
+    fn when_upserting_should_replace_by_id_and_keep_id_less_ones() {
+        let sim = PartnerCenterSim::new(
+            vec![
+                json!({"id": "a", "v": 1}),
+                json!({"v": "no id"}),
+                json!({"id": 7}),
+            ],
+            SimConfig::default(),
+        );
+        sim.upsert_referrals(vec![json!({"id": "a", "v": 2}), json!({"v": "no id"})]);
+        assert_eq!(
+            sim.referrals(),
+            vec![
+                json!({"id": "a", "v": 2}),
+                json!({"v": "no id"}),
+                json!({"id": 7}),
+                json!({"v": "no id"})
+            ]
+        );
+    }
+}
