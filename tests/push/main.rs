@@ -769,8 +769,10 @@ async fn when_a_whole_dollar_batch_is_throttled_should_retry_every_lead_once_ret
         assert_eq!(lead.sync_status, SyncStatus::Pending);
         assert!(lead.last_error.is_some());
     }
-    // The queue's own visibility (0.5 s) was extended to the Retry-After (2 s).
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    // The queue's own visibility (0.5 s) was extended to the Retry-After (2 s). The clock stops
+    // here and moves only as the test says, however loaded the machine is.
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_millis(1900)).await;
     assert!(
         queue
             .receive(10, None, Duration::ZERO)
@@ -778,7 +780,7 @@ async fn when_a_whole_dollar_batch_is_throttled_should_retry_every_lead_once_ret
             .unwrap()
             .is_empty()
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::advance(Duration::from_millis(200)).await;
     assert_eq!(
         queue.receive(10, None, Duration::ZERO).await.unwrap().len(),
         3
