@@ -301,14 +301,7 @@ async fn when_signing_in_with_a_device_code_should_answer_pending_then_tokens() 
 
 #[tokio::test]
 async fn when_the_token_is_missing_bad_or_expired_should_answer_401_with_the_error_body() {
-    let sim = start(
-        fixture(),
-        SimConfig {
-            access_token_ttl: Duration::from_millis(300),
-            ..Default::default()
-        },
-    )
-    .await;
+    let sim = start(fixture(), SimConfig::default()).await;
     let http = reqwest::Client::new();
     let url = format!("{}{REFERRALS}", sim.base_url);
 
@@ -345,16 +338,12 @@ async fn when_the_token_is_missing_bad_or_expired_should_answer_401_with_the_err
             .status(),
         StatusCode::OK
     );
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(
-        http.get(&url)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::UNAUTHORIZED
-    );
+    sim.sim.expire_all_tokens();
+    let expired = http.get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(expired.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = expired.json().await.unwrap();
+    assert_error_body(&body, "unauthenticated");
+    assert_eq!(body["error"]["innerError"]["code"], "ExpiredToken");
 
     let fresh = sim.sim.issue_access_token();
     let expire = http
@@ -382,6 +371,30 @@ async fn when_the_token_is_missing_bad_or_expired_should_answer_401_with_the_err
         vec![false, false, false, true, false, false]
     );
     assert!(log.iter().all(|r| r.method == "GET" && r.path == REFERRALS));
+}
+
+#[tokio::test]
+async fn when_the_token_outlives_its_ttl_should_answer_401_with_the_error_body() {
+    // A TTL of zero: the token has expired by the time it is used, without racing a clock.
+    let sim = start(
+        fixture(),
+        SimConfig {
+            access_token_ttl: Duration::ZERO,
+            ..Default::default()
+        },
+    )
+    .await;
+    let token = sim.sim.issue_access_token();
+    let expired = reqwest::Client::new()
+        .get(format!("{}{REFERRALS}", sim.base_url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expired.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = expired.json().await.unwrap();
+    assert_error_body(&body, "unauthenticated");
+    assert_eq!(body["error"]["innerError"]["code"], "ExpiredToken");
 }
 
 #[tokio::test]
