@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use hunter_core::ports::StoreError;
 use hunter_core::ports::{LeadQuery, ReferralQuery, Store, UpsertOutcome};
+use hunter_core::ports::{RunCount, StoreError};
 use hunter_domain::model::{
     AuditEntry, Lead, ReferralRecord, RunStatus, SyncRun, SyncState, SyncStatus,
 };
@@ -497,7 +497,12 @@ pub async fn ingest_counts_add_up_and_survive_run_updates(store: &dyn Store) {
     for (referral, outcome, reason) in counts {
         assert!(
             store
-                .count_ingested(&run.id, referral, outcome, reason)
+                .count_ingested(RunCount {
+                    run_id: &run.id,
+                    referral_id: referral,
+                    outcome,
+                    skip_reason: reason
+                })
                 .await
                 .unwrap(),
             "{referral} counted"
@@ -506,18 +511,23 @@ pub async fn ingest_counts_add_up_and_survive_run_updates(store: &dyn Store) {
     // A redelivered message is not counted twice; an unknown run is left alone.
     assert!(
         !store
-            .count_ingested(
-                &run.id,
-                "r3",
-                UpsertOutcome::Unchanged,
-                Some(SkipReason::NoDomain)
-            )
+            .count_ingested(RunCount {
+                run_id: &run.id,
+                referral_id: "r3",
+                outcome: UpsertOutcome::Unchanged,
+                skip_reason: Some(SkipReason::NoDomain)
+            })
             .await
             .unwrap()
     );
     assert!(
         !store
-            .count_ingested("no-such-run", "r1", UpsertOutcome::Inserted, None)
+            .count_ingested(RunCount {
+                run_id: "no-such-run",
+                referral_id: "r1",
+                outcome: UpsertOutcome::Inserted,
+                skip_reason: None
+            })
             .await
             .unwrap()
     );

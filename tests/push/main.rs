@@ -313,6 +313,11 @@ async fn a_batch_of_pushes_runs_concurrently_under_throttling_and_lands_each_lea
     let f = Fixture::start_with_retries(
         DataverseConfig {
             limits,
+            // Each answer takes a moment, so requests sent together are in flight together.
+            faults: Faults {
+                latency_ms: 50,
+                ..Faults::default()
+            },
             ..DataverseConfig::default()
         },
         8,
@@ -350,6 +355,11 @@ async fn a_batch_of_pushes_runs_concurrently_under_throttling_and_lands_each_lea
     assert!(
         f.dataverse.sim.requests().iter().any(|r| r.status == 429),
         "the limit was reached"
+    );
+    assert!(
+        f.dataverse.sim.peak_in_flight() > 1,
+        "the first-push lookups ran concurrently: at most {} at once",
+        f.dataverse.sim.peak_in_flight()
     );
 }
 

@@ -99,10 +99,10 @@ async fn a_429_with_retry_after_is_waited_out_and_the_sync_succeeds() {
 #[tokio::test]
 async fn when_partner_center_is_too_slow_to_answer_should_retry_the_timed_out_request() {
     let mut f = SyncFixture::start(referrals(8), pages_of(5)).await;
-    // The client gives up on a request after 300 ms; the simulator answers after 1.5 s until
-    // the fault is lifted, so the first attempt always times out.
+    // The client gives up on a request after 1 s; the simulator's first answer takes 60 s, so
+    // the first attempt always times out, and the others have time to spare on a loaded machine.
     let impatient = reqwest::Client::builder()
-        .timeout(Duration::from_millis(300))
+        .timeout(Duration::from_secs(1))
         .build()
         .unwrap();
     let config = hunter_core::config::Config {
@@ -121,18 +121,16 @@ async fn when_partner_center_is_too_slow_to_answer_should_retry_the_timed_out_re
         hunter_core::wiring::partner_center(impatient, &config, &credentials, f.store.clone())
             .unwrap();
     f.sim.sim.set_faults(Faults {
-        latency_ms: 1500,
+        slow_next_ms: vec![60_000],
         ..Faults::default()
-    });
-    let sim = f.sim.sim.clone();
-    let lift = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        sim.set_faults(Faults::default());
     });
 
     let summary = f.fetch().await;
-    lift.await.unwrap();
 
+    assert!(
+        f.sim.sim.faults().slow_next_ms.is_empty(),
+        "the slow answer was started, and timed out"
+    );
     assert_eq!(summary.status, FetchStatus::Succeeded, "{summary:?}");
     assert_eq!((summary.pages, summary.enqueued), (2, 8));
     assert_eq!(f.queued_ids().await.len(), 8);

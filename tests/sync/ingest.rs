@@ -6,10 +6,10 @@ use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use hunter_core::adapters::{EmbeddedQueue, EmbeddedStore};
 use hunter_core::messages::{PushMessage, ReferralMessage};
-use hunter_core::ports::StoreError;
 use hunter_core::ports::{
     LeadQuery, LeadStore, Page, ReferralQuery, ReferralStore, SyncStore, UpsertOutcome,
 };
+use hunter_core::ports::{RunCount, StoreError};
 use hunter_core::retry::Backoff;
 use hunter_domain::model::{AuditEntry, Lead, ReferralRecord, SyncRun, SyncState};
 use hunter_domain::rules::{Domain, Rules, SkipReason, normalize_domain};
@@ -291,16 +291,8 @@ impl SyncStore for FlakyStore {
     async fn put_sync_run(&self, run: &SyncRun) -> Result<(), StoreError> {
         self.inner.put_sync_run(run).await
     }
-    async fn count_ingested(
-        &self,
-        run_id: &str,
-        referral_id: &str,
-        outcome: UpsertOutcome,
-        skip_reason: Option<SkipReason>,
-    ) -> Result<bool, StoreError> {
-        self.inner
-            .count_ingested(run_id, referral_id, outcome, skip_reason)
-            .await
+    async fn count_ingested(&self, count: RunCount<'_>) -> Result<bool, StoreError> {
+        self.inner.count_ingested(count).await
     }
     async fn claim_run_summary(&self, run_id: &str) -> Result<bool, StoreError> {
         self.inner.claim_run_summary(run_id).await

@@ -6,7 +6,7 @@ use hunter_domain::clock;
 use hunter_domain::model::ReferralRecord;
 use hunter_domain::rules::{Domain, UpsertOutcome};
 
-use crate::ports::{Store, StoreError};
+use crate::ports::{RunCount, Store, StoreError};
 use crate::sync_report::report_if_complete;
 
 /// Stores unreadable input as an `invalid_payload` referral (its text capped, with `detail`),
@@ -35,10 +35,13 @@ pub async fn count_in_run(
     let Some(run_id) = run_id else {
         return Ok(());
     };
-    if store
-        .count_ingested(run_id, &record.id, outcome, record.skip_reason)
-        .await?
-    {
+    let count = RunCount {
+        run_id,
+        referral_id: &record.id,
+        outcome,
+        skip_reason: record.skip_reason,
+    };
+    if store.count_ingested(count).await? {
         report_if_complete(store, run_id).await;
     }
     Ok(())

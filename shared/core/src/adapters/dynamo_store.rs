@@ -34,12 +34,12 @@ use serde::{Deserialize, Serialize};
 use super::keys::{
     audit_sort_key, decode_cursor, encode_cursor, lead_sort_key, referral_sort_key, run_sort_key,
 };
-use crate::ports::StoreError;
 use crate::ports::{
     LeadQuery, LeadStore, Page, ReferralQuery, ReferralStore, SyncStore, UpsertOutcome, page_size,
 };
+use crate::ports::{RunCount, StoreError};
 use hunter_domain::model::{AuditEntry, Lead, ReferralRecord, SyncRun, SyncState};
-use hunter_domain::rules::{Domain, SkipReason, VersionOrder, compare_versions};
+use hunter_domain::rules::{Domain, VersionOrder, compare_versions};
 
 type Attributes = HashMap<String, AttributeValue>;
 
@@ -609,13 +609,13 @@ impl SyncStore for DynamoStore {
         Ok(())
     }
 
-    async fn count_ingested(
-        &self,
-        run_id: &str,
-        referral_id: &str,
-        outcome: UpsertOutcome,
-        skip_reason: Option<SkipReason>,
-    ) -> Result<bool, StoreError> {
+    async fn count_ingested(&self, count: RunCount<'_>) -> Result<bool, StoreError> {
+        let RunCount {
+            run_id,
+            referral_id,
+            outcome,
+            skip_reason,
+        } = count;
         // One transaction: a marker item per (run, referral) that must not exist yet, and the
         // counter increments on the run, which must exist.
         let marker = Put::builder()

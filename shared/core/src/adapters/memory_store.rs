@@ -9,12 +9,12 @@ use async_trait::async_trait;
 use super::keys::{
     audit_sort_key, decode_cursor, encode_cursor, lead_sort_key, referral_sort_key, run_sort_key,
 };
-use crate::ports::StoreError;
 use crate::ports::{
     LeadQuery, LeadStore, Page, ReferralQuery, ReferralStore, SyncStore, UpsertOutcome, page_size,
 };
+use crate::ports::{RunCount, StoreError};
 use hunter_domain::model::{AuditEntry, Lead, ReferralRecord, SyncRun, SyncState};
-use hunter_domain::rules::{Domain, SkipReason, VersionOrder, compare_versions};
+use hunter_domain::rules::{Domain, VersionOrder, compare_versions};
 
 /// In-memory [`crate::ports::Store`] for local mode and tests.
 #[derive(Debug, Default)]
@@ -215,13 +215,13 @@ impl SyncStore for EmbeddedStore {
         Ok(())
     }
 
-    async fn count_ingested(
-        &self,
-        run_id: &str,
-        referral_id: &str,
-        outcome: UpsertOutcome,
-        skip_reason: Option<SkipReason>,
-    ) -> Result<bool, StoreError> {
+    async fn count_ingested(&self, count: RunCount<'_>) -> Result<bool, StoreError> {
+        let RunCount {
+            run_id,
+            referral_id,
+            outcome,
+            skip_reason,
+        } = count;
         let mut inner = self.lock();
         let inner = &mut *inner;
         let Some(run) = inner.runs.get_mut(run_id) else {

@@ -14,6 +14,6 @@ pub use sink::{LeadSink, LeadUpsert, PushedLead, SinkError};
 pub use source::{ReferralFilter, ReferralPage, ReferralSource, ReferralWriteBack, SourceError};
 pub use store::{
     DEFAULT_PAGE_SIZE, LeadQuery, LeadStore, MAX_PAGE_SIZE, Page, ReferralQuery, ReferralStore,
-    Store, StoreError, SyncStore, page_size,
+    RunCount, Store, StoreError, SyncStore, page_size,
 };
 pub use trigger::{SyncTrigger, TriggerError};

@@ -49,6 +49,16 @@ pub fn page_size(limit: Option<usize>) -> usize {
     limit.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE)
 }
 
+/// A stored referral to count once in the sync run that delivered it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunCount<'a> {
+    pub run_id: &'a str,
+    pub referral_id: &'a str,
+    pub outcome: UpsertOutcome,
+    /// `None`: the referral is eligible.
+    pub skip_reason: Option<SkipReason>,
+}
+
 /// Referrals keyed by id, replaced only by newer versions.
 #[async_trait]
 pub trait ReferralStore: Send + Sync {
@@ -85,17 +95,11 @@ pub trait SyncStore: Send + Sync {
     /// Creates the run, or updates the fields fetch-referrals owns (status, times, pages, fetched,
     /// enqueued, error); a stored run keeps its ingest counters (stored, eligible, skipped).
     async fn put_sync_run(&self, run: &SyncRun) -> Result<(), StoreError>;
-    /// Counts referral `referral_id` once for run `run_id`: as stored, by upsert outcome, and as
-    /// eligible or skipped. Atomic and idempotent (a redelivered message is not counted again), so
+    /// Counts a stored referral once in its run: as stored, by upsert outcome, and as eligible or
+    /// skipped. Atomic and idempotent (a redelivered message is not counted again), so
     /// concurrent ingests add up exactly. Returns whether it counted now; a run that does not
     /// exist is left alone.
-    async fn count_ingested(
-        &self,
-        run_id: &str,
-        referral_id: &str,
-        outcome: UpsertOutcome,
-        skip_reason: Option<SkipReason>,
-    ) -> Result<bool, StoreError>;
+    async fn count_ingested(&self, count: RunCount<'_>) -> Result<bool, StoreError>;
     /// Marks run `run_id` as summarized; true for the one caller that marked it (so the run's
     /// summary is reported once, by whichever of fetch and ingest sees it complete first).
     async fn claim_run_summary(&self, run_id: &str) -> Result<bool, StoreError>;

@@ -121,6 +121,8 @@ pub(super) struct Protection {
     /// When each request of the window ended, and how long it ran.
     executed: VecDeque<(Instant, Duration)>,
     in_flight: u32,
+    /// The most requests in flight at once so far.
+    pub peak_in_flight: u32,
 }
 
 impl Protection {
@@ -130,6 +132,7 @@ impl Protection {
             accepted: VecDeque::new(),
             executed: VecDeque::new(),
             in_flight: 0,
+            peak_in_flight: 0,
         }
     }
 
@@ -233,6 +236,7 @@ impl DataverseSim {
         }
         protection.accepted.push_back(now);
         protection.in_flight += 1;
+        protection.peak_in_flight = protection.peak_in_flight.max(protection.in_flight);
         let burst_remaining =
             (limits.max_requests as usize).saturating_sub(protection.accepted.len());
         let time_remaining = limits.max_execution.saturating_sub(executed);

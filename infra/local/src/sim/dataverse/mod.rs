@@ -1,6 +1,6 @@
 //! Dataverse (Dynamics 365) Web API simulator, with the Entra ID client-credentials token endpoint.
 //!
-//! Follows `shared/reference/dataverse-web-api.md`: `/api/data/v9.2/{set}` create, upsert by id or
+//! Follows `docs/reference/dataverse-web-api.md`: `/api/data/v9.2/{set}` create, upsert by id or
 //! alternate key (`leads(hnt_hunterkey='x')`) with `If-Match`/`If-None-Match`, `$filter`/`$select`/
 //! `$orderby`/`$top` queries with `Prefer: odata.maxpagesize` paging, `QualifyLead`, the
 //! `{"error":{"code","message"}}` error body, column length limits, duplicate detection on
@@ -315,6 +315,11 @@ impl DataverseSim {
     /// The active service-protection limits.
     pub fn limits(&self) -> Limits {
         self.lock().protection.limits.clone()
+    }
+
+    /// The most API requests that were in flight at once so far.
+    pub fn peak_in_flight(&self) -> u32 {
+        self.lock().protection.peak_in_flight
     }
 
     /// Requests answered so far (oldest first; control routes excluded).

@@ -1,6 +1,6 @@
 //! Partner Center Referrals API simulator, with the Entra ID token endpoint next to it.
 //!
-//! Follows `shared/reference/partner-center-referrals.md`: OData `$filter`/`$orderby`/`$top`/
+//! Follows `docs/reference/partner-center-referrals.md`: OData `$filter`/`$orderby`/`$top`/
 //! `$skip`/`$count`/`$select`, absolute `@odata.nextLink`s on the documented `/v1.0/referrals`
 //! path with an opaque `$skiptoken`, the `{"error":{code,message,target,innerError}}` error body,
 //! `request-id` on every answer, JSON Patch with `If-Match`, delegated bearer tokens whose refresh
@@ -50,6 +50,9 @@ pub struct Faults {
     pub retry_after_secs: u64,
     /// Delay added before every API answer.
     pub latency_ms: u64,
+    /// Delays (ms) added, in order, to the next API calls on top of `latency_ms` (a slow answer
+    /// that comes once, then normal service).
+    pub slow_next_ms: Vec<u64>,
     /// Every time this many list/continuation pages have been served, all issued access tokens
     /// expire (the next API call answers 401). Counted from the last [`PartnerCenterSim::set_faults`].
     pub expire_token_after_pages: Option<u32>,
@@ -67,6 +70,7 @@ impl Default for Faults {
             throttle_rate: 0.0,
             retry_after_secs: 1,
             latency_ms: 0,
+            slow_next_ms: Vec::new(),
             expire_token_after_pages: None,
             fail_next: Vec::new(),
             token_fail_next: Vec::new(),

@@ -52,7 +52,14 @@ impl PartnerCenterSim {
         list: bool,
         handle: impl FnOnce(&Self) -> Result<Response, ApiError>,
     ) -> Response {
-        let latency = self.lock().faults.latency_ms;
+        let latency = {
+            let faults = &mut self.lock().faults;
+            let slow = match faults.slow_next_ms.is_empty() {
+                true => 0,
+                false => faults.slow_next_ms.remove(0),
+            };
+            faults.latency_ms + slow
+        };
         if latency > 0 {
             tokio::time::sleep(Duration::from_millis(latency)).await;
         }
