@@ -3,11 +3,13 @@
 
 #![allow(clippy::unwrap_used, missing_debug_implementations)]
 
+use hunter_local::sim::control::SimControl as _;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use hunter_core::adapters::{EmbeddedQueue, EmbeddedStore};
 use hunter_core::dynamics::{DataverseAuth, DataverseClient, DataverseLeadSink};
+use hunter_core::http::TokenEndpoint;
 use hunter_core::messages::{PushMessage, ReferralMessage};
 use hunter_core::ports::{LeadSink, LeadUpsert};
 use hunter_core::ports::{LeadStore, Queue};
@@ -42,13 +44,13 @@ impl Fixture {
             .await
             .unwrap();
         let http = reqwest::Client::new();
-        let auth = DataverseAuth::new(
+        let endpoint = TokenEndpoint::new(
             http.clone(),
-            dataverse.token_url.clone(),
+            &dataverse.token_url,
             client_id,
             Secret::new(client_secret),
-            &dataverse.base_url,
         );
+        let auth = DataverseAuth::new(endpoint, &dataverse.base_url);
         let backoff = Backoff {
             base: Duration::from_millis(1),
             cap: Duration::from_millis(5),

@@ -1,6 +1,7 @@
 //! fetch-referrals against the Partner Center simulator: paging, throttling, server errors,
 //! token expiry, refused tokens, continuation and the watermark.
 
+use hunter_local::sim::control::SimControl as _;
 use std::collections::BTreeSet;
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! A Partner Center simulator, embedded store and queues, and the real client, wired like
 //! hunter-local wires them.
 
+use hunter_local::sim::control::SimControl as _;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -69,6 +69,10 @@ pub struct SimFaultArgs {
     /// Access tokens expire after this many pages (a token expiring mid-pagination).
     #[arg(long, env = "HUNTER_SIM_EXPIRE_TOKEN_AFTER_PAGES")]
     pub sim_expire_token_after_pages: Option<u32>,
+    /// The simulator refuses every refresh token hunter-local has, as after an admin revoked
+    /// Hunter's consent (someone must sign in again).
+    #[arg(long, env = "HUNTER_SIM_REFRESH_TOKEN_REVOKED")]
+    pub sim_refresh_token_revoked: bool,
     /// The simulator's page size.
     #[arg(long, env = "HUNTER_SIM_PAGE_SIZE", default_value_t = 100)]
     pub sim_page_size: usize,

@@ -84,7 +84,12 @@ impl Stack {
                 };
                 // The built-in simulator accepts the credentials hunter-local is configured
                 // with; without any, hunter-local uses the simulator's.
-                if credentials.pc_refresh_token.is_empty() {
+                if args.sim.sim_refresh_token_revoked {
+                    sim_config.initial_refresh_token = uuid::Uuid::new_v4().to_string();
+                    if credentials.pc_refresh_token.is_empty() {
+                        credentials.pc_refresh_token = Secret::new("revoked-refresh-token");
+                    }
+                } else if credentials.pc_refresh_token.is_empty() {
                     credentials.pc_refresh_token =
                         Secret::new(sim_config.initial_refresh_token.clone());
                 } else {

@@ -1,10 +1,12 @@
 //! The Dataverse Web API client of hunter-core against the Dataverse simulator over real HTTP.
 #![allow(clippy::unwrap_used)]
 
+use hunter_local::sim::control::SimControl as _;
 use std::time::{Duration, Instant};
 
 use hunter_core::dynamics::client::MAX_BATCH_ITEMS;
 use hunter_core::dynamics::{DataverseAuth, DataverseClient, DataverseError};
+use hunter_core::http::TokenEndpoint;
 use hunter_core::retry::Backoff;
 use hunter_core::secret::Secret;
 use hunter_local::sim::dataverse::{
@@ -31,13 +33,13 @@ fn backoff(max_retries: u32) -> Backoff {
 
 fn client_with(dv: &RunningDataverse, max_retries: u32) -> DataverseClient {
     let http = reqwest::Client::new();
-    let auth = DataverseAuth::new(
+    let endpoint = TokenEndpoint::new(
         http.clone(),
-        dv.token_url.clone(),
+        &dv.token_url,
         "sim-client-id",
         Secret::new("sim-client-secret"),
-        &dv.base_url,
     );
+    let auth = DataverseAuth::new(endpoint, &dv.base_url);
     DataverseClient::new(http, &dv.base_url, auth, backoff(max_retries)).unwrap()
 }
 
@@ -371,13 +373,13 @@ async fn when_the_request_limit_is_hit_should_wait_for_the_window_then_succeed()
 async fn when_the_client_secret_is_wrong_should_fail_with_auth_and_send_nothing() {
     let dv = start().await;
     let http = reqwest::Client::new();
-    let auth = DataverseAuth::new(
+    let endpoint = TokenEndpoint::new(
         http.clone(),
-        dv.token_url.clone(),
+        &dv.token_url,
         "sim-client-id",
         Secret::new("wrong"),
-        &dv.base_url,
     );
+    let auth = DataverseAuth::new(endpoint, &dv.base_url);
     assert!(!format!("{auth:?}").contains("wrong"));
     let client = DataverseClient::new(http, &dv.base_url, auth, backoff(3)).unwrap();
     let err = client

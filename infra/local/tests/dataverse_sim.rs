@@ -1,6 +1,7 @@
 //! The Dataverse Web API simulator over real HTTP.
 #![allow(clippy::unwrap_used)]
 
+use hunter_local::sim::control::SimControl as _;
 use std::time::Duration;
 
 use hunter_local::sim::dataverse::{

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use hunter_local::sim::control::SimControl as _;
 use std::process::Command;
 
 use serde_json::Value;
@@ -238,7 +239,10 @@ fn when_a_sync_runs_should_log_each_page_each_referral_and_one_summary_as_json()
 
 #[test]
 fn when_partner_center_refuses_the_refresh_token_should_fail_the_run_and_still_summarize_it() {
-    let env = [("HUNTER_PC_REFRESH_TOKEN", "revoked-by-an-admin".to_owned())];
+    let env = [
+        ("HUNTER_PC_REFRESH_TOKEN", "revoked-by-an-admin".to_owned()),
+        ("HUNTER_SIM_REFRESH_TOKEN_REVOKED", "true".to_owned()),
+    ];
     let (summary, status, logs) = run_with_logs(&["--once", "--seed", "20"], &env, "info");
     assert!(!status.success(), "a failed sync exits non-zero: {summary}");
     assert_eq!(summary["status"], "failed", "{summary}");

@@ -1,10 +1,12 @@
 //! The Partner Center simulator over real HTTP, and the referral seed generator.
 #![allow(clippy::unwrap_used)]
 
+use hunter_local::sim::control::SimControl as _;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hunter_core::http::TokenEndpoint;
 use hunter_core::partner_center::{PartnerCenterAuth, PartnerCenterClient, RefreshTokenStore};
 use hunter_core::ports::ReferralFilter;
 use hunter_core::ports::ReferralSource as _;
@@ -1041,10 +1043,12 @@ async fn when_the_hunter_client_syncs_should_get_every_referral_through_the_faul
     let http = reqwest::Client::new();
     let store = Arc::new(MemoryTokens::default());
     let auth = PartnerCenterAuth::new(
-        http.clone(),
-        sim.token_url.clone(),
-        "sim-client",
-        Secret::default(),
+        TokenEndpoint::new(
+            http.clone(),
+            &sim.token_url,
+            "sim-client",
+            Secret::default(),
+        ),
         Secret::new(DEFAULT_REFRESH_TOKEN),
         store.clone(),
     );

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use hunter_local::sim::control::SimControl as _;
 use std::collections::BTreeMap;
 
 use clap::Parser;

@@ -8,6 +8,7 @@ use crate::adapters::{DynamoStore, LambdaSyncTrigger, SqsQueue};
 use crate::config::Config;
 use crate::credentials::Credentials;
 use crate::dynamics::{DataverseAuth, DataverseClient, DataverseError, DataverseLeadSink};
+use crate::http::TokenEndpoint;
 use crate::partner_center::{
     PartnerCenterAuth, PartnerCenterClient, PartnerCenterError, StateRefreshTokenStore,
 };
@@ -90,10 +91,12 @@ pub fn partner_center(
     tokens: Arc<dyn SyncStore>,
 ) -> Result<PartnerCenterClient, PartnerCenterError> {
     let auth = PartnerCenterAuth::new(
-        http.clone(),
-        config.partner_center_token_url.clone(),
-        credentials.pc_client_id.clone(),
-        credentials.pc_client_secret.clone(),
+        TokenEndpoint::new(
+            http.clone(),
+            &config.partner_center_token_url,
+            &credentials.pc_client_id,
+            credentials.pc_client_secret.clone(),
+        ),
         credentials.pc_refresh_token.clone(),
         Arc::new(StateRefreshTokenStore::new(tokens)),
     );
@@ -135,13 +138,13 @@ pub fn dataverse_sink(
         };
         format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token")
     });
-    let auth = DataverseAuth::new(
+    let endpoint = TokenEndpoint::new(
         http.clone(),
         token_url,
-        credentials.d365_client_id.clone(),
+        &credentials.d365_client_id,
         credentials.d365_client_secret.clone(),
-        org_url,
     );
+    let auth = DataverseAuth::new(endpoint, org_url);
     let client = DataverseClient::new(http, org_url, auth, Backoff::default())?;
     Ok(DataverseLeadSink::new(client, mapping))
 }

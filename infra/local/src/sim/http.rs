@@ -95,25 +95,61 @@ impl Exchange {
     }
 }
 
-/// The requests a simulator answered, oldest first, bounded.
-#[derive(Debug)]
-pub(crate) struct RequestLog<R>(Vec<R>);
-
-impl<R> Default for RequestLog<R> {
-    fn default() -> Self {
-        Self(Vec::new())
-    }
+/// One request a simulator answered (control routes `/_sim/...` are not recorded).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecordedRequest {
+    /// HTTP method, e.g. `PATCH`.
+    pub method: String,
+    /// Path and query as received, e.g. `/v1.0/referrals?$skiptoken=...`.
+    pub path: String,
+    /// Status answered.
+    pub status: u16,
+    /// API routes: the bearer token was valid. Token endpoint: the grant was accepted.
+    pub auth_ok: bool,
+    /// The `request-id` header answered.
+    pub request_id: String,
+    /// Error code of the answer (`error.code`, or the OAuth `error`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// The `client-request-id` header sent, if any (echoed back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_request_id: Option<String>,
 }
 
-impl<R: Clone> RequestLog<R> {
-    pub(crate) fn record(&mut self, request: R) {
+/// The requests a simulator answered, oldest first, bounded.
+#[derive(Debug, Default)]
+pub(crate) struct RequestLog(Vec<RecordedRequest>);
+
+impl RequestLog {
+    /// Records `exchange` with its `outcome` (control routes are not recorded).
+    pub(crate) fn record(
+        &mut self,
+        exchange: Exchange,
+        outcome: Outcome,
+        client_request_id: Option<String>,
+    ) {
+        if !exchange.is_recorded() {
+            return;
+        }
+        self.push(RecordedRequest {
+            method: exchange.method,
+            path: exchange.path,
+            status: outcome.status,
+            auth_ok: outcome.auth_ok,
+            request_id: exchange.request_id,
+            error_code: outcome.error_code,
+            client_request_id,
+        });
+    }
+
+    fn push(&mut self, request: RecordedRequest) {
         if self.0.len() >= MAX_RECORDED_REQUESTS {
             self.0.drain(..MAX_RECORDED_REQUESTS / 10);
         }
         self.0.push(request);
     }
 
-    pub(crate) fn all(&self) -> Vec<R> {
+    pub(crate) fn all(&self) -> Vec<RecordedRequest> {
         self.0.clone()
     }
 

@@ -1,7 +1,7 @@
 //! Simulators of the external services, faithful to their public contracts, with fault injection.
 
 mod comparison;
-mod control;
+pub mod control;
 pub mod dataverse;
 mod faults;
 mod http;

@@ -610,22 +610,16 @@ impl SyncStore for DynamoStore {
     }
 
     async fn count_ingested(&self, count: RunCount<'_>) -> Result<bool, StoreError> {
-        let RunCount {
-            run_id,
-            referral_id,
-            outcome,
-            skip_reason,
-        } = count;
         // One transaction: a marker item per (run, referral) that must not exist yet, and the
         // counter increments on the run, which must exist.
         let marker = Put::builder()
             .table_name(&self.table)
-            .item("pk", s(run_pk(run_id)))
-            .item("sk", s(format!("COUNTED#{referral_id}")))
+            .item("pk", s(run_pk(count.run_id)))
+            .item("sk", s(format!("COUNTED#{}", count.referral_id)))
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(invalid)?;
-        let (decision, name) = match skip_reason {
+        let (decision, name) = match count.skip_reason {
             None => ("#eligible = if_not_exists(#eligible, :zero) + :one", None),
             Some(reason) => (
                 "#skipped.#reason = if_not_exists(#skipped.#reason, :zero) + :one",
@@ -634,15 +628,15 @@ impl SyncStore for DynamoStore {
         };
         let mut counters = Update::builder()
             .table_name(&self.table)
-            .key("pk", s(run_pk(run_id)))
+            .key("pk", s(run_pk(count.run_id)))
             .key("sk", s("RUN"))
             .condition_expression("attribute_exists(pk)")
             .update_expression(format!(
-                "SET #stored = if_not_exists(#stored, :zero) + :one, #outcomes.#outcome = if_not_exists(#outcomes.#outcome, :zero) + :one, {decision}"
+                "SET #stored = if_not_exists(#stored, :zero) + :one, #outcomes.#count.outcome = if_not_exists(#outcomes.#count.outcome, :zero) + :one, {decision}"
             ))
             .expression_attribute_names("#stored", "stored")
             .expression_attribute_names("#outcomes", "outcomes")
-            .expression_attribute_names("#outcome", outcome.as_str())
+            .expression_attribute_names("#count.outcome", count.outcome.as_str())
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":zero", n(0));
         counters = match name {

@@ -216,26 +216,22 @@ impl SyncStore for EmbeddedStore {
     }
 
     async fn count_ingested(&self, count: RunCount<'_>) -> Result<bool, StoreError> {
-        let RunCount {
-            run_id,
-            referral_id,
-            outcome,
-            skip_reason,
-        } = count;
         let mut inner = self.lock();
         let inner = &mut *inner;
-        let Some(run) = inner.runs.get_mut(run_id) else {
+        let Some(run) = inner.runs.get_mut(count.run_id) else {
             return Ok(false);
         };
         if !inner
             .counted
-            .insert((run_id.to_owned(), referral_id.to_owned()))
+            .insert((count.run_id.to_owned(), count.referral_id.to_owned()))
         {
             return Ok(false);
         }
         run.stored += 1;
-        *run.outcomes.entry(outcome.as_str().to_owned()).or_default() += 1;
-        match skip_reason {
+        *run.outcomes
+            .entry(count.outcome.as_str().to_owned())
+            .or_default() += 1;
+        match count.skip_reason {
             None => run.eligible += 1,
             Some(reason) => *run.skipped.entry(reason.to_string()).or_default() += 1,
         }

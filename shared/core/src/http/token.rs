@@ -97,6 +97,20 @@ impl std::fmt::Debug for TokenEndpoint {
 }
 
 impl TokenEndpoint {
+    pub fn new(
+        http: reqwest::Client,
+        url: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: Secret,
+    ) -> Self {
+        Self {
+            http,
+            url: url.into(),
+            client_id: client_id.into(),
+            client_secret,
+        }
+    }
+
     /// Asks for a token with `grant` (grant type and its parameters); the client id, and the
     /// secret when there is one, are added.
     pub async fn request(

@@ -76,22 +76,14 @@ impl std::fmt::Debug for PartnerCenterAuth {
 const SCOPE: &str = "https://api.partner.microsoft.com/.default offline_access";
 
 impl PartnerCenterAuth {
-    /// `initial_refresh_token` is used until a rotated one has been stored.
+    /// Tokens from `endpoint`; `initial_refresh_token` is used until a rotated one is stored.
     pub fn new(
-        http: reqwest::Client,
-        token_url: impl Into<String>,
-        client_id: impl Into<String>,
-        client_secret: Secret,
+        endpoint: TokenEndpoint,
         initial_refresh_token: Secret,
         store: Arc<dyn RefreshTokenStore>,
     ) -> Self {
         Self {
-            endpoint: TokenEndpoint {
-                http,
-                url: token_url.into(),
-                client_id: client_id.into(),
-                client_secret,
-            },
+            endpoint,
             initial_refresh_token,
             store,
             refresh: Mutex::new(None),

@@ -13,7 +13,7 @@ use crate::sim::oauth::{OAuthError, TokenRefusal};
 impl DataverseSim {
     /// The request's bearer token is one issued and not expired.
     pub(super) fn check_auth(&self, headers: &HeaderMap) -> Result<(), DvError> {
-        let checked = self.lock().access_tokens.check(headers);
+        let checked = self.lock().controls.access_tokens.check(headers);
         checked.map_err(|refusal| {
             let message = match refusal {
                 TokenRefusal::Missing | TokenRefusal::NotBearer => {
@@ -78,7 +78,7 @@ impl DataverseSim {
             ));
         }
         let token = inner.issue_access_token();
-        let ttl = inner.access_tokens.ttl();
+        let ttl = inner.controls.access_tokens.ttl();
         drop(inner);
         tracing::info!(
             event = "dataverse_sim_token_issued",

@@ -251,8 +251,8 @@ impl DataverseSim {
     /// The fault to answer instead of the request, if one is due.
     pub(super) fn injected_fault(&self) -> Option<DvError> {
         let mut inner = self.lock();
-        let retry_after = inner.faults.retry_after_secs;
-        match faults::next_scripted(&mut inner.faults.fail_next) {
+        let retry_after = inner.controls.faults.retry_after_secs;
+        match faults::next_scripted(&mut inner.controls.faults.fail_next) {
             Scripted::Serve => return None,
             Scripted::Fail(status) => {
                 tracing::debug!(event = "dataverse_sim_fault", kind = "fail_next", status);
@@ -260,7 +260,7 @@ impl DataverseSim {
             }
             Scripted::Nothing => {}
         }
-        let rate = inner.faults.error_rate;
+        let rate = inner.controls.faults.error_rate;
         let status = faults::server_error(&mut inner.fault_rng, rate)?;
         tracing::debug!(event = "dataverse_sim_fault", kind = "error", status);
         Some(DvError::simulated(status, retry_after))

@@ -28,7 +28,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::http;
@@ -159,22 +158,7 @@ impl std::fmt::Debug for DataverseConfig {
     }
 }
 
-/// One request the simulator answered (control routes `/_sim/...` are not recorded).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordedRequest {
-    /// HTTP method, e.g. `PATCH`.
-    pub method: String,
-    /// Path and query as received.
-    pub path: String,
-    /// Status answered.
-    pub status: u16,
-    /// API routes: the bearer token was valid. Token endpoint: the grant was accepted.
-    pub auth_ok: bool,
-    /// The `request-id` header answered.
-    pub request_id: String,
-    /// Error code of the answer (`error.code`, or the OAuth `error`), if any.
-    pub error_code: Option<String>,
-}
+pub use super::http::RecordedRequest;
 
 /// The simulator: shared state behind an `Arc`, so clones see the same records and tokens.
 #[derive(Clone)]
@@ -194,8 +178,8 @@ impl std::fmt::Debug for DataverseSim {
             .field("base_url", &inner.base_url)
             .field("records", &counts)
             .field("limits", &inner.protection.limits)
-            .field("faults", &inner.faults)
-            .field("requests", &inner.requests.len())
+            .field("faults", &inner.controls.faults)
+            .field("requests", &inner.controls.requests.len())
             .finish()
     }
 }
@@ -295,17 +279,6 @@ impl DataverseSim {
         id
     }
 
-    /// Replaces the active faults.
-    pub fn set_faults(&self, faults: Faults) {
-        tracing::info!(event = "dataverse_sim_faults_set", faults = ?faults);
-        self.lock().faults = faults;
-    }
-
-    /// The active faults (`fail_next` entries already served are gone).
-    pub fn faults(&self) -> Faults {
-        self.lock().faults.clone()
-    }
-
     /// Replaces the service-protection limits (the windows already counted are kept).
     pub fn set_limits(&self, limits: Limits) {
         tracing::info!(event = "dataverse_sim_limits_set", limits = ?limits);
@@ -320,22 +293,6 @@ impl DataverseSim {
     /// The most API requests that were in flight at once so far.
     pub fn peak_in_flight(&self) -> u32 {
         self.lock().protection.peak_in_flight
-    }
-
-    /// Requests answered so far (oldest first; control routes excluded).
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.lock().requests.all()
-    }
-
-    /// Forgets the recorded requests.
-    pub fn clear_requests(&self) {
-        self.lock().requests.clear();
-    }
-
-    /// Makes every issued access token expired (the next API call with one answers 401).
-    pub fn expire_all_tokens(&self) {
-        self.lock().access_tokens.expire_all();
-        tracing::info!(event = "dataverse_sim_tokens_expired");
     }
 
     /// Issues an access token directly (as if the token endpoint had), for tests and tools.

@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 use super::address::percent_decode;
 use super::api::{ApiRequest, DvError, headers_of};
 use super::limits::LimitsJson;
-use super::{API_PREFIX, CODE_BAD_SEGMENT, DataverseSim, Faults, RecordedRequest, entity};
-use crate::sim::control::{self, SimControl, control_routes};
+use super::{API_PREFIX, CODE_BAD_SEGMENT, DataverseSim, Faults, entity};
+use crate::sim::control::{self, Controls, SimControl, control_routes};
 use crate::sim::http::{AuthOk, Exchange};
 use crate::sim::oauth;
 
@@ -52,26 +52,11 @@ impl DataverseSim {
 
 impl SimControl for DataverseSim {
     type Faults = Faults;
-    type Recorded = RecordedRequest;
+    const FAULTS_SET_EVENT: &'static str = "dataverse_sim_faults_set";
+    const TOKENS_EXPIRED_EVENT: &'static str = "dataverse_sim_tokens_expired";
 
-    fn recorded_requests(&self) -> Vec<RecordedRequest> {
-        self.requests()
-    }
-
-    fn forget_requests(&self) {
-        self.clear_requests();
-    }
-
-    fn active_faults(&self) -> Faults {
-        self.faults()
-    }
-
-    fn replace_faults(&self, faults: Faults) {
-        self.set_faults(faults);
-    }
-
-    fn expire_tokens(&self) {
-        self.expire_all_tokens();
+    fn with_controls<R>(&self, f: impl FnOnce(&mut Controls<Faults>) -> R) -> R {
+        f(&mut self.lock().controls)
     }
 
     fn faults_refused(message: String) -> Response {
@@ -139,7 +124,7 @@ async fn api_authorized(
         Ok(in_flight) => in_flight,
         Err(error) => return error.into_response(),
     };
-    let latency = sim.lock().faults.latency_ms;
+    let latency = sim.lock().controls.faults.latency_ms;
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
@@ -198,16 +183,7 @@ async fn envelope(State(sim): State<DataverseSim>, request: Request, next: Next)
         .headers_mut()
         .insert("x-ms-dop-hint", HeaderValue::from(dop_hint));
     exchange.log("dataverse_sim_request", &outcome, None);
-    if exchange.is_recorded() {
-        sim.lock().requests.record(RecordedRequest {
-            method: exchange.method,
-            path: exchange.path,
-            status: outcome.status,
-            auth_ok: outcome.auth_ok,
-            request_id: exchange.request_id,
-            error_code: outcome.error_code,
-        });
-    }
+    sim.lock().controls.requests.record(exchange, outcome, None);
     response
 }
 

@@ -14,9 +14,10 @@ use super::limits::{Faults, Protection};
 use super::query::{project, query, select_from};
 use super::{
     API_PREFIX, CODE_BAD_SEGMENT, CODE_DUPLICATE, CODE_DUPLICATE_KEY, CODE_VALIDATION,
-    CODE_VERSION_MISMATCH, DataverseConfig, ENTITY_SETS, RecordedRequest, entity,
+    CODE_VERSION_MISMATCH, DataverseConfig, ENTITY_SETS, entity,
 };
-use crate::sim::http::{RequestLog, if_match_names};
+use crate::sim::control::Controls;
+use crate::sim::http::if_match_names;
 use crate::sim::oauth::AccessTokens;
 
 /// A stored row.
@@ -66,16 +67,14 @@ pub(super) struct Inner {
     column_limits: BTreeMap<String, usize>,
     default_string_limit: usize,
     pub protection: Protection,
-    pub faults: Faults,
+    pub controls: Controls<Faults>,
     pub fault_rng: fastrand::Rng,
     pub dop_hint: u32,
     pub client_id: String,
     pub client_secret: String,
-    pub access_tokens: AccessTokens,
     pub store: Store,
     version: u64,
     pub id_rng: fastrand::Rng,
-    pub requests: RequestLog<RecordedRequest>,
     pub base_url: Option<String>,
 }
 
@@ -91,16 +90,17 @@ impl Inner {
             column_limits: config.column_limits,
             default_string_limit: config.default_string_limit,
             protection: Protection::new(config.limits),
-            faults: config.faults,
+            controls: Controls::new(
+                config.faults,
+                AccessTokens::new("sim-dv-", config.token_ttl),
+            ),
             fault_rng: fastrand::Rng::with_seed(config.rng_seed),
             dop_hint: config.dop_hint,
             client_id: config.client_id,
             client_secret: config.client_secret,
-            access_tokens: AccessTokens::new("sim-dv-", config.token_ttl),
             store,
             version: 1000,
             id_rng: fastrand::Rng::with_seed(config.rng_seed ^ 0x9e37_79b9_7f4a_7c15),
-            requests: RequestLog::default(),
             base_url: None,
         }
     }
@@ -114,7 +114,7 @@ impl Inner {
 
     /// A new access token from the seeded RNG.
     pub(super) fn issue_access_token(&mut self) -> String {
-        self.access_tokens.issue(&mut self.id_rng)
+        self.controls.access_tokens.issue(&mut self.id_rng)
     }
 
     fn next_version(&mut self) -> u64 {

@@ -28,7 +28,7 @@ pub(super) struct DeviceCode {
 impl PartnerCenterSim {
     /// The request's bearer token is one issued and not expired.
     pub(super) fn check_auth(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let checked = self.lock().access_tokens.check(headers);
+        let checked = self.lock().controls.access_tokens.check(headers);
         let Err(refusal) = checked else {
             return Ok(());
         };
@@ -47,13 +47,18 @@ impl PartnerCenterSim {
     /// The refresh-token and device-code grants; each issues a new refresh token.
     pub(super) fn token_grant(&self, form: &HashMap<String, String>) -> Result<Value, OAuthError> {
         let mut inner = self.lock();
-        if let Scripted::Fail(status) = faults::next_scripted(&mut inner.faults.token_fail_next) {
+        if let Scripted::Fail(status) =
+            faults::next_scripted(&mut inner.controls.faults.token_fail_next)
+        {
             tracing::debug!(
                 event = "partner_center_sim_fault",
                 kind = "token_fail_next",
                 status
             );
-            return Err(OAuthError::simulated(status, inner.faults.retry_after_secs));
+            return Err(OAuthError::simulated(
+                status,
+                inner.controls.faults.retry_after_secs,
+            ));
         }
         if form.get("client_id").is_none_or(|c| c.trim().is_empty()) {
             return Err(OAuthError::invalid_request(
@@ -131,7 +136,7 @@ impl PartnerCenterSim {
         let access_token = inner.issue_access_token();
         let refresh_token = inner.random_hex("sim-rt-");
         inner.refresh_token = refresh_token.clone();
-        let ttl = inner.access_tokens.ttl().as_secs();
+        let ttl = inner.controls.access_tokens.ttl().as_secs();
         drop(inner);
         let now = Utc::now().timestamp();
         tracing::info!(

@@ -117,22 +117,7 @@ impl std::fmt::Debug for SimConfig {
     }
 }
 
-/// One request the simulator answered (control routes `/_sim/...` are not recorded).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordedRequest {
-    /// HTTP method, e.g. `GET`.
-    pub method: String,
-    /// Path and query as received, e.g. `/v1.0/referrals?$skiptoken=...`.
-    pub path: String,
-    /// Status answered.
-    pub status: u16,
-    /// API routes: the bearer token was valid. Token endpoint: the grant was accepted.
-    pub auth_ok: bool,
-    /// The `request-id` header answered.
-    pub request_id: String,
-    /// The `client-request-id` header sent, if any (echoed back).
-    pub client_request_id: Option<String>,
-}
+pub use super::http::RecordedRequest;
 
 /// The simulator: shared state behind an `Arc`, so clones see the same referrals and tokens.
 #[derive(Clone)]
@@ -146,8 +131,8 @@ impl std::fmt::Debug for PartnerCenterSim {
         f.debug_struct("PartnerCenterSim")
             .field("base_url", &inner.base_url)
             .field("referrals", &inner.referrals.len())
-            .field("faults", &inner.faults)
-            .field("requests", &inner.requests.len())
+            .field("faults", &inner.controls.faults)
+            .field("requests", &inner.controls.requests.len())
             .finish()
     }
 }
@@ -218,19 +203,6 @@ impl PartnerCenterSim {
         self.lock().base_url = Some(base_url.trim_end_matches('/').to_owned());
     }
 
-    /// Replaces the active faults (and restarts the `expire_token_after_pages` count).
-    pub fn set_faults(&self, faults: Faults) {
-        let mut inner = self.lock();
-        tracing::info!(event = "partner_center_sim_faults_set", faults = ?faults);
-        inner.faults = faults;
-        inner.pages_since_faults = 0;
-    }
-
-    /// The active faults (`fail_next` entries already served are gone).
-    pub fn faults(&self) -> Faults {
-        self.lock().faults.clone()
-    }
-
     /// Adds referrals, replacing stored ones with the same `id`.
     pub fn upsert_referrals(&self, referrals: Vec<Value>) {
         self.lock().upsert(referrals);
@@ -239,22 +211,6 @@ impl PartnerCenterSim {
     /// Every stored referral, in storage order.
     pub fn referrals(&self) -> Vec<Value> {
         self.lock().referrals.clone()
-    }
-
-    /// Requests answered so far (oldest first; control routes excluded).
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.lock().requests.all()
-    }
-
-    /// Forgets the recorded requests.
-    pub fn clear_requests(&self) {
-        self.lock().requests.clear();
-    }
-
-    /// Makes every issued access token expired (the next API call with one answers 401).
-    pub fn expire_all_tokens(&self) {
-        self.lock().access_tokens.expire_all();
-        tracing::info!(event = "partner_center_sim_tokens_expired");
     }
 
     /// The one refresh token the token endpoint accepts now.

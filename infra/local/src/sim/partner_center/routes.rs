@@ -15,8 +15,8 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::{CONTINUATION_PATH, Faults, PartnerCenterSim, REFERRALS_PATH, RecordedRequest};
-use crate::sim::control::{SimControl, control_routes};
+use super::{CONTINUATION_PATH, Faults, PartnerCenterSim, REFERRALS_PATH};
+use crate::sim::control::{Controls, SimControl, control_routes};
 use crate::sim::faults::{self, Scripted};
 use crate::sim::http::{AuthOk, Exchange};
 use crate::sim::oauth;
@@ -53,7 +53,7 @@ impl PartnerCenterSim {
         handle: impl FnOnce(&Self) -> Result<Response, ApiError>,
     ) -> Response {
         let latency = {
-            let faults = &mut self.lock().faults;
+            let faults = &mut self.lock().controls.faults;
             let slow = match faults.slow_next_ms.is_empty() {
                 true => 0,
                 false => faults.slow_next_ms.remove(0),
@@ -77,9 +77,9 @@ impl PartnerCenterSim {
     /// The fault to answer instead of the request, if one is due (`fail_next` on list pages only).
     fn injected_fault(&self, list: bool) -> Option<ApiError> {
         let mut inner = self.lock();
-        let retry_after = inner.faults.retry_after_secs;
+        let retry_after = inner.controls.faults.retry_after_secs;
         if list {
-            match faults::next_scripted(&mut inner.faults.fail_next) {
+            match faults::next_scripted(&mut inner.controls.faults.fail_next) {
                 Scripted::Serve => return None,
                 Scripted::Fail(status) => {
                     tracing::debug!(
@@ -92,7 +92,7 @@ impl PartnerCenterSim {
                 Scripted::Nothing => {}
             }
         }
-        let throttle = inner.faults.throttle_rate;
+        let throttle = inner.controls.faults.throttle_rate;
         if faults::strikes(&mut inner.fault_rng, throttle) {
             tracing::debug!(
                 event = "partner_center_sim_fault",
@@ -101,7 +101,7 @@ impl PartnerCenterSim {
             );
             return Some(ApiError::simulated(429, retry_after));
         }
-        let rate = inner.faults.error_rate;
+        let rate = inner.controls.faults.error_rate;
         let status = faults::server_error(&mut inner.fault_rng, rate)?;
         tracing::debug!(event = "partner_center_sim_fault", kind = "error", status);
         Some(ApiError::simulated(status, retry_after))
@@ -110,30 +110,19 @@ impl PartnerCenterSim {
 
 impl SimControl for PartnerCenterSim {
     type Faults = Faults;
-    type Recorded = RecordedRequest;
+    const FAULTS_SET_EVENT: &'static str = "partner_center_sim_faults_set";
+    const TOKENS_EXPIRED_EVENT: &'static str = "partner_center_sim_tokens_expired";
 
-    fn recorded_requests(&self) -> Vec<RecordedRequest> {
-        self.requests()
-    }
-
-    fn forget_requests(&self) {
-        self.clear_requests();
-    }
-
-    fn active_faults(&self) -> Faults {
-        self.faults()
-    }
-
-    fn replace_faults(&self, faults: Faults) {
-        self.set_faults(faults);
-    }
-
-    fn expire_tokens(&self) {
-        self.expire_all_tokens();
+    fn with_controls<R>(&self, f: impl FnOnce(&mut Controls<Faults>) -> R) -> R {
+        f(&mut self.lock().controls)
     }
 
     fn faults_refused(message: String) -> Response {
         ApiError::bad_request("InvalidFaults", message).into_response()
+    }
+
+    fn on_faults_replaced(&self) {
+        self.lock().pages_since_faults = 0;
     }
 }
 
@@ -154,16 +143,10 @@ async fn envelope(State(sim): State<PartnerCenterSim>, request: Request, next: N
         &outcome,
         client_request_id.as_deref(),
     );
-    if exchange.is_recorded() {
-        sim.lock().requests.record(RecordedRequest {
-            method: exchange.method,
-            path: exchange.path,
-            status: outcome.status,
-            auth_ok: outcome.auth_ok,
-            request_id: exchange.request_id,
-            client_request_id,
-        });
-    }
+    sim.lock()
+        .controls
+        .requests
+        .record(exchange, outcome, client_request_id);
     response
 }
 

@@ -15,10 +15,9 @@ use serde_json::{Map, Value, json};
 
 use super::auth::DeviceCode;
 use super::error::ApiError;
-use super::{
-    CONTINUATION_PATH, Faults, PartnerCenterSim, RecordedRequest, SimConfig, odata, patch,
-};
-use crate::sim::http::{self, RequestLog, if_match_names};
+use super::{CONTINUATION_PATH, Faults, PartnerCenterSim, SimConfig, odata, patch};
+use crate::sim::control::Controls;
+use crate::sim::http::{self, if_match_names};
 use crate::sim::oauth::AccessTokens;
 
 /// Everything the simulator holds, behind its lock.
@@ -28,14 +27,12 @@ pub(super) struct Inner {
     pub referrals: Vec<Value>,
     /// Referral id -> position in `referrals`.
     index: HashMap<String, usize>,
-    pub faults: Faults,
+    pub controls: Controls<Faults>,
     pub pages_since_faults: u32,
     pub fault_rng: fastrand::Rng,
     pub id_rng: fastrand::Rng,
-    pub access_tokens: AccessTokens,
     pub refresh_token: String,
     pub device_codes: HashMap<String, DeviceCode>,
-    pub requests: RequestLog<RecordedRequest>,
     pub base_url: Option<String>,
 }
 
@@ -46,14 +43,15 @@ impl Inner {
             page_size: config.page_size.max(1),
             referrals: Vec::with_capacity(capacity),
             index: HashMap::new(),
-            faults: config.faults,
+            controls: Controls::new(
+                config.faults,
+                AccessTokens::new("sim-at-", config.access_token_ttl),
+            ),
             pages_since_faults: 0,
             fault_rng: fastrand::Rng::with_seed(config.rng_seed),
             id_rng: fastrand::Rng::with_seed(config.rng_seed ^ 0x9e37_79b9_7f4a_7c15),
-            access_tokens: AccessTokens::new("sim-at-", config.access_token_ttl),
             refresh_token: config.initial_refresh_token,
             device_codes: HashMap::new(),
-            requests: RequestLog::default(),
             base_url: None,
         }
     }
@@ -81,7 +79,7 @@ impl Inner {
 
     /// A new access token from the seeded RNG.
     pub(super) fn issue_access_token(&mut self) -> String {
-        self.access_tokens.issue(&mut self.id_rng)
+        self.controls.access_tokens.issue(&mut self.id_rng)
     }
 
     fn new_etag(&mut self) -> String {
@@ -260,10 +258,10 @@ impl PartnerCenterSim {
             );
         }
         inner.pages_since_faults += 1;
-        if let Some(limit) = inner.faults.expire_token_after_pages {
+        if let Some(limit) = inner.controls.faults.expire_token_after_pages {
             if inner.pages_since_faults >= limit.max(1) {
                 inner.pages_since_faults = 0;
-                inner.access_tokens.expire_all();
+                inner.controls.access_tokens.expire_all();
                 tracing::info!(
                     event = "partner_center_sim_tokens_expired",
                     reason = "expire_token_after_pages"
