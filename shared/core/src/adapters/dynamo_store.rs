@@ -632,11 +632,11 @@ impl SyncStore for DynamoStore {
             .key("sk", s("RUN"))
             .condition_expression("attribute_exists(pk)")
             .update_expression(format!(
-                "SET #stored = if_not_exists(#stored, :zero) + :one, #outcomes.#count.outcome = if_not_exists(#outcomes.#count.outcome, :zero) + :one, {decision}"
+                "SET #stored = if_not_exists(#stored, :zero) + :one, #outcomes.#outcome = if_not_exists(#outcomes.#outcome, :zero) + :one, {decision}"
             ))
             .expression_attribute_names("#stored", "stored")
             .expression_attribute_names("#outcomes", "outcomes")
-            .expression_attribute_names("#count.outcome", count.outcome.as_str())
+            .expression_attribute_names("#outcome", count.outcome.as_str())
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":zero", n(0));
         counters = match name {
