@@ -424,7 +424,10 @@ async fn when_limits_are_exceeded_should_answer_429_with_retry_after() {
     });
     let slow = c.request(Method::GET, "leads").send();
     let quick = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Sent once the slow one is in flight, however long that takes on a loaded machine.
+        while dv.sim.in_flight() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         c.request(Method::GET, "leads").send().await.unwrap()
     };
     let (slow, quick) = tokio::join!(slow, quick);

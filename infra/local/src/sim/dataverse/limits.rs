@@ -120,7 +120,7 @@ pub(super) struct Protection {
     accepted: VecDeque<Instant>,
     /// When each request of the window ended, and how long it ran.
     executed: VecDeque<(Instant, Duration)>,
-    in_flight: u32,
+    pub in_flight: u32,
     /// The most requests in flight at once so far.
     pub peak_in_flight: u32,
 }

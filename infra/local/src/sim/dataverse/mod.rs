@@ -290,6 +290,11 @@ impl DataverseSim {
         self.lock().protection.limits.clone()
     }
 
+    /// API requests in flight now.
+    pub fn in_flight(&self) -> u32 {
+        self.lock().protection.in_flight
+    }
+
     /// The most API requests that were in flight at once so far.
     pub fn peak_in_flight(&self) -> u32 {
         self.lock().protection.peak_in_flight
