@@ -17,4 +17,5 @@ pub mod leads;
 pub mod model;
 pub mod referral;
 pub mod rules;
+pub mod scan;
 pub mod sync_cursor;

@@ -3,6 +3,7 @@
 //! and Dataverse clients) implement them; handlers take them as parameters.
 
 mod queue;
+mod scanner;
 mod sink;
 mod source;
 mod store;
@@ -10,6 +11,7 @@ mod trigger;
 
 pub use hunter_domain::rules::UpsertOutcome;
 pub use queue::{OutgoingMessage, Queue, QueueDepth, QueueError, ReceivedMessage, SendFailure};
+pub use scanner::DomainScanner;
 pub use sink::{LeadSink, LeadUpsert, PushedLead, SinkError};
 pub use source::{ReferralFilter, ReferralPage, ReferralSource, ReferralWriteBack, SourceError};
 pub use store::{
