@@ -8,6 +8,8 @@
 //! - [`model`]: the records stored and served (referrals, leads, sync runs, state, audit).
 //! - [`leads`]: how a referral joins its domain's lead, and what a push did to it.
 //! - [`sync_cursor`]: the watermark and continuation of the Partner Center sync.
+//! - [`scoring`]: a lead's provider, score, segment, priority and commercial category from its
+//!   DNS scan, as data (the `[scoring]` sections of `rules/hunter-rules.toml`).
 //! - [`crm`]: how a lead maps to Dynamics 365 columns (`rules/dynamics-mapping.toml`).
 //! - [`clock`]: the one source of the current time and its sortable text form.
 
@@ -18,4 +20,5 @@ pub mod model;
 pub mod referral;
 pub mod rules;
 pub mod scan;
+pub mod scoring;
 pub mod sync_cursor;

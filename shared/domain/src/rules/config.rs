@@ -1,4 +1,5 @@
-//! Data-driven ingestion rules: embedded `rules/hunter-rules.toml`, overridable by a file.
+//! Data-driven rules (ingestion and scoring): embedded `rules/hunter-rules.toml`, overridable by
+//! a file.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -7,6 +8,7 @@ use std::sync::LazyLock;
 use serde::Deserialize;
 
 use super::domain::{Domain, ascii_host};
+use crate::scoring::{ScoringRules, ScoringSection};
 
 /// The rules file compiled into the binary.
 pub const EMBEDDED_RULES_TOML: &str = include_str!("../../rules/hunter-rules.toml");
@@ -44,6 +46,9 @@ struct RulesFile {
     eligibility: EligibilitySection,
     extraction: ExtractionSection,
     consumer_domains: ConsumerSection,
+    /// Optional: a file without it (or without some of its sections) scores with the embedded
+    /// scoring sections.
+    scoring: Option<ScoringSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,9 +72,10 @@ struct ConsumerSection {
     domains: Vec<String>,
 }
 
-/// Referral-ingestion rules (eligibility values, extraction fields, consumer domains).
+/// Hunter's rules: referral ingestion (eligibility values, extraction fields, consumer domains)
+/// and scoring ([`Rules::scoring`]).
 ///
-/// All values are stored lowercased and compared case-insensitively.
+/// Ingestion values are stored lowercased and compared case-insensitively.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rules {
     incoming_directions: BTreeSet<String>,
@@ -78,6 +84,7 @@ pub struct Rules {
     external_id_profile_types: BTreeSet<String>,
     website_fields: Vec<String>,
     consumer_domains: BTreeSet<String>,
+    scoring: ScoringRules,
 }
 
 impl Default for Rules {
@@ -117,6 +124,7 @@ impl Rules {
                         .map_err(|e| RulesError::Invalid(format!("consumer domain {d:?}: {e}")))
                 })
                 .collect::<Result<_, _>>()?,
+            scoring: ScoringRules::from_section(file.scoring)?,
         };
         Ok(rules)
     }
@@ -177,6 +185,11 @@ impl Rules {
     /// The consumer domains, lowercase ASCII.
     pub fn consumer_domains(&self) -> impl Iterator<Item = &str> {
         self.consumer_domains.iter().map(String::as_str)
+    }
+
+    /// The scoring rules (providers, points, segments, priorities, commercial segments).
+    pub fn scoring(&self) -> &ScoringRules {
+        &self.scoring
     }
 }
 
