@@ -44,6 +44,8 @@ macro_rules! contract_suite {
             store_test!(a_foreign_cursor_is_rejected);
             store_test!(leads_are_written_with_a_version_check);
             store_test!(leads_list_by_score_and_segment);
+            store_test!(a_lead_and_a_referral_contribution_are_written_together_or_not_at_all);
+            store_test!(contributions_page_by_referral_id);
             store_test!(audit_entries_are_append_only_and_newest_first);
             store_test!(sync_runs_list_newest_first);
             store_test!(sync_state_is_written_with_a_version_check);

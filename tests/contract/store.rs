@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use hunter_core::ports::{LeadQuery, ReferralQuery, Store, UpsertOutcome};
 use hunter_core::ports::{RunCount, StoreError};
 use hunter_domain::model::{
-    AuditEntry, Lead, ReferralRecord, RunStatus, SyncRun, SyncState, SyncStatus,
+    AuditEntry, Lead, LeadReferral, ReferralRecord, RunStatus, SyncRun, SyncState, SyncStatus,
 };
 use hunter_domain::rules::{Domain, DomainSource, SkipReason, normalize_domain};
 
@@ -257,15 +257,15 @@ pub async fn a_foreign_cursor_is_rejected(store: &dyn Store) {
 
 pub async fn leads_are_written_with_a_version_check(store: &dyn Store) {
     let mut contoso = lead("contoso.com", None, None);
-    store.put_lead(&contoso, None).await.unwrap();
-    let again = store.put_lead(&contoso, None).await;
+    store.put_lead(&contoso, None, None).await.unwrap();
+    let again = store.put_lead(&contoso, None, None).await;
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
 
     contoso.referral_ids.push("r1".to_owned());
     contoso.referral_count = 1;
     contoso.version = 2;
-    store.put_lead(&contoso, Some(1)).await.unwrap();
-    let stale = store.put_lead(&contoso, Some(1)).await;
+    store.put_lead(&contoso, Some(1), None).await.unwrap();
+    let stale = store.put_lead(&contoso, Some(1), None).await;
     assert!(
         matches!(stale, Err(StoreError::Conflict(ref e)) if !e.is_empty()),
         "{stale:?}"
@@ -274,6 +274,126 @@ pub async fn leads_are_written_with_a_version_check(store: &dyn Store) {
     assert_eq!(
         store.get_lead(&domain("contoso.com")).await.unwrap(),
         Some(contoso)
+    );
+}
+
+fn contribution(id: &str, value: f64) -> LeadReferral {
+    LeadReferral {
+        id: id.to_owned(),
+        referral_type: Some("Shared".to_owned()),
+        status: Some("Active".to_owned()),
+        deal_value: Some(value),
+        currency: Some("EUR".to_owned()),
+        customer_name: Some("Contoso".to_owned()),
+        updated_date_time: Some(at(1)),
+    }
+}
+
+pub async fn a_lead_and_a_referral_contribution_are_written_together_or_not_at_all(
+    store: &dyn Store,
+) {
+    let contoso = domain("contoso.com");
+    let mut lead = lead("contoso.com", None, None);
+    store
+        .put_lead(&lead, None, Some(&contribution("r1", 10.0)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_contribution(&contoso, "r1").await.unwrap(),
+        Some(contribution("r1", 10.0))
+    );
+    assert_eq!(store.get_contribution(&contoso, "r2").await.unwrap(), None);
+
+    // A lost version check writes neither the lead nor the contribution.
+    lead.version = 2;
+    lead.referral_count = 2;
+    let lost = store
+        .put_lead(&lead, Some(7), Some(&contribution("r2", 20.0)))
+        .await;
+    assert!(matches!(lost, Err(StoreError::Conflict(_))), "{lost:?}");
+    assert_eq!(store.get_contribution(&contoso, "r2").await.unwrap(), None);
+    assert_eq!(
+        store.get_lead(&contoso).await.unwrap().map(|l| l.version),
+        Some(1)
+    );
+
+    store
+        .put_lead(&lead, Some(1), Some(&contribution("r1", 30.0)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_contribution(&contoso, "r1").await.unwrap(),
+        Some(contribution("r1", 30.0)),
+        "a referral's contribution is replaced, not added"
+    );
+    let page = store
+        .list_contributions(&contoso, None, None)
+        .await
+        .unwrap();
+    assert_eq!(page.items, vec![contribution("r1", 30.0)]);
+    assert_eq!(
+        store.get_lead(&contoso).await.unwrap(),
+        Some(lead),
+        "audit entries and contributions beside the lead leave it as written"
+    );
+}
+
+pub async fn contributions_page_by_referral_id(store: &dyn Store) {
+    let contoso = domain("contoso.com");
+    let mut lead = lead("contoso.com", None, None);
+    let ids: Vec<String> = (0..7).map(|n| format!("r{n}")).collect();
+    for (n, id) in ids.iter().enumerate() {
+        let expected = (n > 0).then_some(lead.version);
+        lead.version = u64::try_from(n).unwrap() + 1;
+        store
+            .put_lead(&lead, expected, Some(&contribution(id, 1.0)))
+            .await
+            .unwrap();
+    }
+    store
+        .append_audit(&AuditEntry::new(
+            contoso.clone(),
+            at(2),
+            "tests",
+            "upsert",
+            "synced",
+            None,
+        ))
+        .await
+        .unwrap();
+    store
+        .put_lead(
+            &self::lead("fabrikam.com", None, None),
+            None,
+            Some(&contribution("other", 1.0)),
+        )
+        .await
+        .unwrap();
+
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list_contributions(&contoso, Some(3), cursor.as_deref())
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 3);
+        seen.extend(page.items.into_iter().map(|c| c.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen, ids,
+        "every contribution once, by id, none of another lead"
+    );
+    let garbage = store
+        .list_contributions(&contoso, None, Some("!!not-a-cursor"))
+        .await;
+    assert!(
+        matches!(garbage, Err(StoreError::InvalidCursor)),
+        "{garbage:?}"
     );
 }
 
@@ -286,11 +406,11 @@ pub async fn leads_list_by_score_and_segment(store: &dyn Store) {
         lead("echo.com", None, None),
     ];
     for l in &leads {
-        store.put_lead(l, None).await.unwrap();
+        store.put_lead(l, None, None).await.unwrap();
     }
     let mut synced = lead("foxtrot.com", Some(10), Some("Skip"));
     synced.sync_status = SyncStatus::Synced;
-    store.put_lead(&synced, None).await.unwrap();
+    store.put_lead(&synced, None, None).await.unwrap();
     let domains = |items: Vec<Lead>| {
         items
             .into_iter()
@@ -371,7 +491,7 @@ pub async fn audit_entries_are_append_only_and_newest_first(store: &dyn Store) {
         detail: Some(format!("attempt {id}")),
     };
     store
-        .put_lead(&lead("contoso.com", None, None), None)
+        .put_lead(&lead("contoso.com", None, None), None, None)
         .await
         .unwrap();
     for (id, minute) in [("a1", 1), ("a2", 3), ("a3", 2)] {

@@ -11,7 +11,7 @@ use hunter_core::ports::{
 };
 use hunter_core::ports::{RunCount, StoreError};
 use hunter_core::retry::Backoff;
-use hunter_domain::model::{AuditEntry, Lead, ReferralRecord, SyncRun, SyncState};
+use hunter_domain::model::{AuditEntry, Lead, LeadReferral, ReferralRecord, SyncRun, SyncState};
 use hunter_domain::rules::{Domain, Rules, SkipReason, normalize_domain};
 use ingest_referral::{IngestDeps, handle_batch, ingest_message};
 use serde_json::{Value, json};
@@ -156,7 +156,7 @@ async fn a_referral_delivered_twice_and_out_of_order_keeps_the_newest_version() 
         .unwrap();
     assert_eq!(lead.referral_count, 1, "a duplicate does not count twice");
     assert_eq!(
-        lead.latest_status.as_deref(),
+        lead.latest_status(),
         Some("Active"),
         "the stale version did not touch the lead"
     );
@@ -268,8 +268,30 @@ impl LeadStore for FlakyStore {
     async fn get_lead(&self, domain: &Domain) -> Result<Option<Lead>, StoreError> {
         self.inner.get_lead(domain).await
     }
-    async fn put_lead(&self, lead: &Lead, expected_version: Option<u64>) -> Result<(), StoreError> {
-        self.inner.put_lead(lead, expected_version).await
+    async fn put_lead(
+        &self,
+        lead: &Lead,
+        expected_version: Option<u64>,
+        contribution: Option<&LeadReferral>,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .put_lead(lead, expected_version, contribution)
+            .await
+    }
+    async fn get_contribution(
+        &self,
+        domain: &Domain,
+        referral_id: &str,
+    ) -> Result<Option<LeadReferral>, StoreError> {
+        self.inner.get_contribution(domain, referral_id).await
+    }
+    async fn list_contributions(
+        &self,
+        domain: &Domain,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<Page<LeadReferral>, StoreError> {
+        self.inner.list_contributions(domain, limit, cursor).await
     }
     async fn list_leads(&self, query: &LeadQuery) -> Result<Page<Lead>, StoreError> {
         self.inner.list_leads(query).await
@@ -436,9 +458,10 @@ async fn referrals_of_one_domain_make_one_lead_and_each_change_requests_a_push()
         .unwrap();
     assert_eq!(
         (lead.referral_count, lead.referral_ids.clone()),
-        (2, vec!["ref-0000".to_owned(), "ref-0007".to_owned()])
+        (2, vec!["ref-0007".to_owned(), "ref-0000".to_owned()]),
+        "the newest first"
     );
-    assert!((lead.deal_value_total - 2000.0).abs() < 1e-9);
+    assert_eq!(lead.deal_values["EUR"], 2000.0);
     assert_eq!((lead.version, lead.content_version), (2, 2));
     let pushes: Vec<PushMessage> = take_all(&deps.push)
         .await

@@ -9,11 +9,11 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use hunter_core::fanout::send_all;
 use hunter_core::intake::{count_in_run, log_stored, record_invalid};
 use hunter_core::messages::{PushMessage, ReferralMessage};
-use hunter_core::optimistic::{Change, update_lead};
+use hunter_core::optimistic::{Change, update_lead_with_referral};
 use hunter_core::ports::{OutgoingMessage, Queue, QueueError, Store, StoreError, UpsertOutcome};
 use hunter_core::retry::Backoff;
 use hunter_domain::clock;
-use hunter_domain::leads::{LeadJoin, join_referral};
+use hunter_domain::leads::{LeadJoin, LeadWithReferral, join_referral};
 use hunter_domain::model::{Lead, ReferralRecord};
 use hunter_domain::referral::parse_referral_value;
 use hunter_domain::rules::{Domain, Rules, SkipReason, eligibility, extract_domain};
@@ -69,7 +69,7 @@ impl Ingested {
             outcome,
             skip_reason: record.skip_reason,
             domain: record.domain,
-            lead_changed: matches!(join, LeadJoin::Changed(_)),
+            lead_changed: matches!(join, LeadJoin::Changed(..)),
             push_requested: !matches!(join, LeadJoin::Unchanged),
         }
     }
@@ -125,7 +125,7 @@ async fn ingest_readable(deps: &IngestDeps<'_>, body: &str) -> Result<Ingested, 
         run_id,
         &record,
         outcome,
-        matches!(join, LeadJoin::Changed(_)),
+        matches!(join, LeadJoin::Changed(..)),
     );
     count_in_run(deps.store, run_id, &record, outcome).await?;
     Ok(Ingested::of(record, outcome, &join))
@@ -141,14 +141,24 @@ async fn join_lead(
     let Some(domain) = &record.domain else {
         return Ok(LeadJoin::Unchanged);
     };
-    let join = update_lead(deps.store, domain, |stored| {
-        match join_referral(stored, record, outcome, clock::now()) {
-            LeadJoin::Changed(lead) => Change::Write(lead.clone(), LeadJoin::Changed(lead)),
-            other => Change::Keep(other),
-        }
-    })
-    .await?;
-    if let LeadJoin::Changed(lead) | LeadJoin::PushAgain(lead) = &join {
+    let join =
+        update_lead_with_referral(
+            deps.store,
+            domain,
+            &record.id,
+            |stored| match join_referral(stored, record, outcome, clock::now()) {
+                LeadJoin::Changed(lead, contribution) => {
+                    let written = LeadWithReferral {
+                        lead: lead.clone(),
+                        contribution: Some(contribution.clone()),
+                    };
+                    Change::Write(written, LeadJoin::Changed(lead, contribution))
+                }
+                other => Change::Keep(other),
+            },
+        )
+        .await?;
+    if let LeadJoin::Changed(lead, _) | LeadJoin::PushAgain(lead) = &join {
         request_push(deps, lead).await?;
     }
     Ok(join)

@@ -13,13 +13,12 @@ use futures_util::StreamExt as _;
 use hunter_core::messages::PushMessage;
 use hunter_core::optimistic::{Change, update_lead};
 use hunter_core::ports::{
-    LeadSink, LeadUpsert, PushedLead, Queue, ReferralWriteBack, SinkError, Store, StoreError,
+    LeadSink, LeadUpsert, MAX_PAGE_SIZE, PushedLead, Queue, ReferralWriteBack, SinkError, Store,
+    StoreError,
 };
 use hunter_domain::clock;
 use hunter_domain::crm::{DynamicsMapping, lead_input, opportunity_records};
-use hunter_domain::leads::{
-    PushAttempt, active_contributions, newest_contribution, push_needed, record_push,
-};
+use hunter_domain::leads::{PushAttempt, is_active, push_needed, record_push};
 use hunter_domain::model::{AuditEntry, Lead, LeadReferral};
 use hunter_domain::referral::{Referral, cap_text, parse_referral};
 use hunter_domain::rules::normalize_domain;
@@ -211,8 +210,8 @@ async fn prepare(deps: &PushDeps<'_>, body: &str) -> Result<Prepared, StoreError
         tracing::info!(event = "dynamics_push_skipped", domain = %lead.domain, reason = "already synced", version = message.lead_version);
         return Ok(Prepared::Skipped("already synced"));
     }
-    let referral = match newest_contribution(&lead) {
-        Some(newest) => stored_referral(deps.store, newest).await?,
+    let referral = match &lead.latest {
+        Some(newest) => stored_referral(deps.store, &newest.id).await?,
         None => None,
     };
     Ok(
@@ -253,8 +252,12 @@ async fn sync_opportunities(
     if !deps.opportunities {
         return Ok(Ok(()));
     }
-    for contribution in active_contributions(lead) {
-        let Some(referral) = stored_referral(deps.store, contribution).await? else {
+    for contribution in contributions(deps.store, lead)
+        .await?
+        .iter()
+        .filter(|c| is_active(c))
+    {
+        let Some(referral) = stored_referral(deps.store, &contribution.id).await? else {
             continue;
         };
         let (result, detail) = match opportunity_records(deps.mapping, lead, &referral) {
@@ -283,7 +286,7 @@ async fn write_back(
     lead: &Lead,
     dynamics_id: &str,
 ) -> Result<(), StoreError> {
-    for contribution in &lead.contributions {
+    for contribution in contributions(store, lead).await? {
         let Some(record) = store.get_referral(&contribution.id).await? else {
             continue;
         };
@@ -306,15 +309,28 @@ async fn write_back(
     Ok(())
 }
 
-/// A contribution's referral, read from its stored raw payload.
-async fn stored_referral(
-    store: &dyn Store,
-    contribution: &LeadReferral,
-) -> Result<Option<Referral>, StoreError> {
+/// A referral as Partner Center sent it, read from its stored raw payload.
+async fn stored_referral(store: &dyn Store, id: &str) -> Result<Option<Referral>, StoreError> {
     Ok(store
-        .get_referral(&contribution.id)
+        .get_referral(id)
         .await?
         .and_then(|record| parse_referral(&record.raw).ok()))
+}
+
+/// Every contribution of the lead's referrals, page by page.
+async fn contributions(store: &dyn Store, lead: &Lead) -> Result<Vec<LeadReferral>, StoreError> {
+    let mut all = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list_contributions(&lead.domain, Some(MAX_PAGE_SIZE), cursor.as_deref())
+            .await?;
+        all.extend(page.items);
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(all),
+        }
+    }
 }
 
 /// Writes the attempt's sync state on the lead as stored now (changes ingested meanwhile are

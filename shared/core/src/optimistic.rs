@@ -2,6 +2,7 @@
 //! the one way leads and sync state are updated.
 
 use async_trait::async_trait;
+use hunter_domain::leads::LeadWithReferral;
 use hunter_domain::model::{Lead, SyncState};
 use hunter_domain::rules::Domain;
 use serde_json::Value;
@@ -33,6 +34,26 @@ where
     R: Send,
 {
     update(&LeadSlot { store, domain }, change).await
+}
+
+/// [`update_lead`] for a referral joining the lead of `domain`: `change` sees the lead with the
+/// referral's stored contribution, and what it writes is written together.
+pub async fn update_lead_with_referral<S, R>(
+    store: &S,
+    domain: &Domain,
+    referral_id: &str,
+    change: impl FnMut(Option<LeadWithReferral>) -> Change<LeadWithReferral, R> + Send,
+) -> Result<R, StoreError>
+where
+    S: LeadStore + ?Sized,
+    R: Send,
+{
+    let slot = JoinSlot {
+        store,
+        domain,
+        referral_id,
+    };
+    update(&slot, change).await
 }
 
 /// [`update_lead`] for the sync state under `key`: `change` sees the stored value and decides
@@ -113,7 +134,7 @@ impl<S: LeadStore + ?Sized> Slot for LeadSlot<'_, S> {
     }
 
     async fn write(&self, lead: &Lead, expected: Option<u64>) -> Result<(), StoreError> {
-        self.store.put_lead(lead, expected).await
+        self.store.put_lead(lead, expected, None).await
     }
 
     fn version(lead: &Lead) -> u64 {
@@ -122,6 +143,50 @@ impl<S: LeadStore + ?Sized> Slot for LeadSlot<'_, S> {
 
     fn set_version(lead: &mut Lead, version: u64) {
         lead.version = version;
+    }
+
+    fn name(&self) -> String {
+        format!("lead {}", self.domain)
+    }
+}
+
+struct JoinSlot<'a, S: ?Sized> {
+    store: &'a S,
+    domain: &'a Domain,
+    referral_id: &'a str,
+}
+
+#[async_trait]
+impl<S: LeadStore + ?Sized> Slot for JoinSlot<'_, S> {
+    type Item = LeadWithReferral;
+
+    async fn read(&self) -> Result<Option<LeadWithReferral>, StoreError> {
+        let Some(lead) = self.store.get_lead(self.domain).await? else {
+            return Ok(None);
+        };
+        let contribution = self
+            .store
+            .get_contribution(self.domain, self.referral_id)
+            .await?;
+        Ok(Some(LeadWithReferral { lead, contribution }))
+    }
+
+    async fn write(
+        &self,
+        item: &LeadWithReferral,
+        expected: Option<u64>,
+    ) -> Result<(), StoreError> {
+        self.store
+            .put_lead(&item.lead, expected, item.contribution.as_ref())
+            .await
+    }
+
+    fn version(item: &LeadWithReferral) -> u64 {
+        item.lead.version
+    }
+
+    fn set_version(item: &mut LeadWithReferral, version: u64) {
+        item.lead.version = version;
     }
 
     fn name(&self) -> String {
@@ -164,6 +229,7 @@ impl<S: SyncStore + ?Sized> Slot for StateSlot<'_, S> {
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
+    use hunter_domain::model::LeadReferral;
     use hunter_domain::rules::normalize_domain;
 
     use super::*;
@@ -194,7 +260,11 @@ mod tests {
         let store = Contended::default();
         store
             .inner
-            .put_lead(&Lead::new(contoso(), hunter_domain::clock::now()), None)
+            .put_lead(
+                &Lead::new(contoso(), hunter_domain::clock::now()),
+                None,
+                None,
+            )
             .await
             .unwrap();
         let calls = AtomicU32::new(0);
@@ -252,7 +322,12 @@ mod tests {
         async fn get_lead(&self, domain: &Domain) -> Result<Option<Lead>, StoreError> {
             self.inner.get_lead(domain).await
         }
-        async fn put_lead(&self, lead: &Lead, expected: Option<u64>) -> Result<(), StoreError> {
+        async fn put_lead(
+            &self,
+            lead: &Lead,
+            expected: Option<u64>,
+            contribution: Option<&LeadReferral>,
+        ) -> Result<(), StoreError> {
             if self.always_lose {
                 return Err(StoreError::Conflict("another writer won".to_owned()));
             }
@@ -260,9 +335,24 @@ mod tests {
                 let mut theirs = Lead::new(contoso(), hunter_domain::clock::now());
                 theirs.company_name = Some("Contoso (theirs)".to_owned());
                 theirs.version = 2;
-                self.inner.put_lead(&theirs, Some(1)).await?;
+                self.inner.put_lead(&theirs, Some(1), None).await?;
             }
-            self.inner.put_lead(lead, expected).await
+            self.inner.put_lead(lead, expected, contribution).await
+        }
+        async fn get_contribution(
+            &self,
+            domain: &Domain,
+            referral_id: &str,
+        ) -> Result<Option<LeadReferral>, StoreError> {
+            self.inner.get_contribution(domain, referral_id).await
+        }
+        async fn list_contributions(
+            &self,
+            domain: &Domain,
+            limit: Option<usize>,
+            cursor: Option<&str>,
+        ) -> Result<crate::ports::Page<LeadReferral>, StoreError> {
+            self.inner.list_contributions(domain, limit, cursor).await
         }
         async fn list_leads(
             &self,

@@ -3,26 +3,36 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{Lead, LeadReferral, ReferralRecord, SyncStatus};
+use crate::model::{LEAD_RECENT_REFERRALS, Lead, LeadReferral, ReferralRecord, SyncStatus};
 use crate::rules::UpsertOutcome;
+
+/// A lead as stored with the contribution of one of its referrals (`None`: the referral does
+/// not count in it yet).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeadWithReferral {
+    pub lead: Lead,
+    pub contribution: Option<LeadReferral>,
+}
 
 /// What storing a referral means for the lead of its domain.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LeadJoin {
     /// Nothing to write, no push to ask for.
     Unchanged,
-    /// Write this lead (created or changed, now pending) and ask for its push.
-    Changed(Lead),
+    /// Write this lead (created or changed, now pending) with the referral's contribution, and
+    /// ask for its push.
+    Changed(Lead, LeadReferral),
     /// Nothing changed, but this is a redelivery and the lead still waits for its push: the first
     /// request may have been lost, so ask again.
     PushAgain(Lead),
 }
 
-/// Joins `record`, stored with `outcome`, to `stored`, the lead of its domain (`None`: no lead
-/// yet). An eligible referral creates or changes the lead; one that left eligibility only
-/// refreshes a lead that counts it already. A stale delivery changes nothing.
+/// Joins `record`, stored with `outcome`, to `stored`, the lead of its domain with the record's
+/// contribution (`None`: no lead yet). An eligible referral creates or changes the lead; one
+/// that left eligibility only refreshes a lead that counts it already. A stale delivery changes
+/// nothing.
 pub fn join_referral(
-    stored: Option<Lead>,
+    stored: Option<LeadWithReferral>,
     record: &ReferralRecord,
     outcome: UpsertOutcome,
     now: DateTime<Utc>,
@@ -30,16 +40,17 @@ pub fn join_referral(
     let Some(domain) = &record.domain else {
         return LeadJoin::Unchanged;
     };
-    if outcome == UpsertOutcome::Stale
-        || (!record.eligible && !stored.as_ref().is_some_and(|l| contains(l, &record.id)))
-    {
+    let counted = stored.as_ref().is_some_and(|s| s.contribution.is_some());
+    if outcome == UpsertOutcome::Stale || (!record.eligible && !counted) {
         return LeadJoin::Unchanged;
     }
-    let existed = stored.is_some();
-    let mut lead = stored.unwrap_or_else(|| Lead::new(domain.clone(), now));
-    if merge_referral(&mut lead, record, now) {
+    let (mut lead, contribution, existed) = match stored {
+        Some(s) => (s.lead, s.contribution, true),
+        None => (Lead::new(domain.clone(), now), None, false),
+    };
+    if let Some(written) = merge_referral(&mut lead, contribution.as_ref(), record, now) {
         lead.sync_status = SyncStatus::Pending;
-        return LeadJoin::Changed(lead);
+        return LeadJoin::Changed(lead, written);
     }
     if existed && outcome == UpsertOutcome::Unchanged && lead.sync_status == SyncStatus::Pending {
         return LeadJoin::PushAgain(lead);
@@ -47,60 +58,93 @@ pub fn join_referral(
     LeadJoin::Unchanged
 }
 
-/// Adds or refreshes `record`'s contribution to `lead` and recomputes the aggregates (count, ids,
-/// types, latest status, total deal value, company name). An older version of a referral than
-/// the one already counted changes nothing. Returns whether the lead changed.
-pub fn merge_referral(lead: &mut Lead, record: &ReferralRecord, now: DateTime<Utc>) -> bool {
+/// Adds `record`'s contribution to `lead`, or replaces `stored`, its earlier one, and updates the
+/// aggregates (count, recent ids, types, newest referral, deal values per currency, company
+/// name). An older version than the one counted, or one that differs only in time, changes
+/// nothing: `None`. Otherwise the contribution to store.
+pub fn merge_referral(
+    lead: &mut Lead,
+    stored: Option<&LeadReferral>,
+    record: &ReferralRecord,
+    now: DateTime<Utc>,
+) -> Option<LeadReferral> {
     let contribution = LeadReferral {
         id: record.id.clone(),
         referral_type: record.referral_type.clone(),
         status: record.status.clone(),
-        deal_value: record.deal_value,
+        deal_value: record.deal_value.filter(|v| v.is_finite()),
         currency: record.currency.clone(),
         customer_name: record.customer_name.clone(),
         updated_date_time: record.updated_date_time,
     };
-    match lead.contributions.iter_mut().find(|c| c.id == record.id) {
-        Some(existing) if existing.updated_date_time > contribution.updated_date_time => {
-            return false;
+    if let Some(old) = stored {
+        let only_time_moved = LeadReferral {
+            updated_date_time: old.updated_date_time,
+            ..contribution.clone()
+        } == *old;
+        // Older than counted, or only the time moved (e.g. Partner Center stored our write-back):
+        // nothing to show or push.
+        if old.updated_date_time > contribution.updated_date_time || only_time_moved {
+            return None;
         }
-        // Only the time moved (e.g. Partner Center stored our write-back): nothing to show or push.
-        Some(existing)
-            if LeadReferral {
-                updated_date_time: existing.updated_date_time,
-                ..contribution.clone()
-            } == *existing =>
-        {
-            return false;
-        }
-        Some(existing) => *existing = contribution,
-        None => lead.contributions.push(contribution),
+        adjust(lead, old, -1);
+    } else {
+        lead.referral_count = lead.referral_count.saturating_add(1);
     }
-    recompute(lead);
+    adjust(lead, &contribution, 1);
+    let newest = |c: &LeadReferral| (c.updated_date_time, c.id.clone());
+    let is_newest = lead.latest.as_ref().is_none_or(|latest| {
+        latest.id == contribution.id || newest(&contribution) >= newest(latest)
+    });
+    if is_newest {
+        lead.latest = Some(contribution.clone());
+    }
+    if let Some(name) = lead
+        .latest
+        .as_ref()
+        .and_then(|l| l.customer_name.clone())
+        .filter(|n| !n.trim().is_empty())
+    {
+        lead.company_name = Some(name);
+    }
+    lead.referral_ids.retain(|id| *id != contribution.id);
+    lead.referral_ids.insert(0, contribution.id.clone());
+    lead.referral_ids.truncate(LEAD_RECENT_REFERRALS);
     lead.content_version += 1;
     lead.updated_at = now;
-    true
+    Some(contribution)
 }
 
-/// Whether `record` already counts in `lead`.
-pub fn contains(lead: &Lead, referral_id: &str) -> bool {
-    lead.contributions.iter().any(|c| c.id == referral_id)
+/// Adds (`sign` 1) or takes away (`sign` −1) a contribution's type and deal value.
+fn adjust(lead: &mut Lead, contribution: &LeadReferral, sign: i8) {
+    if let Some(kind) = &contribution.referral_type {
+        let count = lead.referral_types.entry(kind.clone()).or_default();
+        *count = if sign > 0 {
+            count.saturating_add(1)
+        } else {
+            count.saturating_sub(1)
+        };
+        if *count == 0 {
+            lead.referral_types.remove(kind);
+        }
+    }
+    if let Some(value) = contribution.deal_value {
+        let currency = contribution.currency.clone().unwrap_or_default();
+        let total = lead.deal_values.entry(currency.clone()).or_default();
+        // Kept in cents, so adding and taking away never drifts.
+        *total = ((*total + f64::from(sign) * value) * 100.0).round() / 100.0;
+        if sign < 0 && *total == 0.0 {
+            lead.deal_values.remove(&currency);
+        }
+    }
 }
 
-/// The lead's most recently updated referral.
-pub fn newest_contribution(lead: &Lead) -> Option<&LeadReferral> {
-    lead.contributions
-        .iter()
-        .max_by(|a, b| (a.updated_date_time, &a.id).cmp(&(b.updated_date_time, &b.id)))
-}
-
-/// The lead's referrals a seller accepted (status Active): candidates for opportunities.
-pub fn active_contributions(lead: &Lead) -> impl Iterator<Item = &LeadReferral> {
-    lead.contributions.iter().filter(|c| {
-        c.status
-            .as_deref()
-            .is_some_and(|s| s.eq_ignore_ascii_case("Active"))
-    })
+/// Whether a seller accepted the referral (status Active): a candidate for an opportunity.
+pub fn is_active(contribution: &LeadReferral) -> bool {
+    contribution
+        .status
+        .as_deref()
+        .is_some_and(|s| s.eq_ignore_ascii_case("Active"))
 }
 
 /// Whether a push request for content version `requested` still has work: not when Dynamics has
@@ -146,34 +190,11 @@ pub fn record_push(lead: &mut Lead, pushed: u64, attempt: &PushAttempt, now: Dat
     lead.updated_at = now;
 }
 
-fn recompute(lead: &mut Lead) {
-    let (latest_status, latest_name) = newest_contribution(lead)
-        .map(|c| (c.status.clone(), c.customer_name.clone()))
-        .unwrap_or_default();
-    let contributions = &lead.contributions;
-    lead.referral_ids = contributions.iter().map(|c| c.id.clone()).collect();
-    lead.referral_count = u32::try_from(contributions.len()).unwrap_or(u32::MAX);
-    let mut types: Vec<String> = contributions
-        .iter()
-        .filter_map(|c| c.referral_type.clone())
-        .collect();
-    types.sort();
-    types.dedup();
-    lead.referral_types = types;
-    lead.deal_value_total = contributions
-        .iter()
-        .filter_map(|c| c.deal_value)
-        .filter(|v| v.is_finite())
-        .sum();
-    lead.latest_status = latest_status;
-    if let Some(name) = latest_name.filter(|n| !n.trim().is_empty()) {
-        lead.company_name = Some(name);
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::collections::{BTreeMap, HashMap};
+
     use chrono::TimeZone;
 
     use super::*;
@@ -189,104 +210,170 @@ mod tests {
         r.status = Some(status.to_owned());
         r.referral_type = Some(if id == "b" { "Shared" } else { "Independent" }.to_owned());
         r.deal_value = Some(value);
+        r.currency = Some("EUR".to_owned());
         r.customer_name = Some(format!("Contoso {id}"));
         r.updated_date_time = Some(at(updated));
+        r.domain = Some(normalize_domain("contoso.com").unwrap());
         r.eligible = true;
         r.skip_reason = None;
         r
     }
 
+    /// A lead and its stored contributions, as a store keeps them.
+    #[derive(Debug, Default)]
+    struct Stored {
+        lead: Option<Lead>,
+        contributions: HashMap<String, LeadReferral>,
+    }
+
+    impl Stored {
+        fn join(&mut self, record: &ReferralRecord, outcome: UpsertOutcome) -> LeadJoin {
+            let stored = self.lead.clone().map(|lead| LeadWithReferral {
+                lead,
+                contribution: self.contributions.get(&record.id).cloned(),
+            });
+            let join = join_referral(stored, record, outcome, at(12));
+            if let LeadJoin::Changed(lead, contribution) = &join {
+                self.lead = Some(lead.clone());
+                self.contributions
+                    .insert(contribution.id.clone(), contribution.clone());
+            }
+            join
+        }
+
+        fn lead(&self) -> &Lead {
+            self.lead.as_ref().unwrap()
+        }
+    }
+
+    fn lead_with(id: &str) -> Stored {
+        let mut stored = Stored::default();
+        stored.join(&record(id, "New", 10.0, 1), UpsertOutcome::Inserted);
+        stored
+    }
+
     #[test]
     fn when_referrals_join_a_lead_should_aggregate_count_ids_types_status_and_value() {
-        let mut lead = Lead::new(normalize_domain("contoso.com").unwrap(), at(0));
-        assert!(merge_referral(
-            &mut lead,
-            &record("a", "New", 1000.0, 1),
-            at(5)
-        ));
-        assert!(merge_referral(
-            &mut lead,
-            &record("b", "Active", 250.5, 3),
-            at(5)
-        ));
+        let mut stored = Stored::default();
+        stored.join(&record("a", "New", 1000.0, 1), UpsertOutcome::Inserted);
+        stored.join(&record("b", "Active", 250.5, 3), UpsertOutcome::Inserted);
+        let lead = stored.lead();
         assert_eq!(lead.referral_count, 2);
-        assert_eq!(lead.referral_ids, vec!["a", "b"]);
-        assert_eq!(lead.referral_types, vec!["Independent", "Shared"]);
-        assert_eq!(lead.latest_status.as_deref(), Some("Active"));
-        assert!((lead.deal_value_total - 1250.5).abs() < 1e-9);
+        assert_eq!(lead.referral_ids, vec!["b", "a"], "newest first");
+        assert_eq!(
+            lead.referral_types,
+            BTreeMap::from([("Independent".to_owned(), 1), ("Shared".to_owned(), 1)])
+        );
+        assert!(lead.has_co_sell());
+        assert_eq!(lead.latest_status(), Some("Active"));
+        assert_eq!(lead.deal_values["EUR"], 1250.5);
+        assert_eq!(lead.deal_value(), Some(1250.5));
         assert_eq!(lead.company_name.as_deref(), Some("Contoso b"));
     }
 
     #[test]
     fn when_a_referral_is_updated_should_replace_its_contribution_not_add_one() {
-        let mut lead = Lead::new(normalize_domain("contoso.com").unwrap(), at(0));
-        merge_referral(&mut lead, &record("a", "New", 1000.0, 1), at(5));
-        assert!(merge_referral(
-            &mut lead,
-            &record("a", "Active", 3000.0, 2),
-            at(6)
+        let mut stored = lead_with("a");
+        let mut update = record("a", "Active", 3000.0, 2);
+        update.referral_type = Some("Shared".to_owned());
+        assert!(matches!(
+            stored.join(&update, UpsertOutcome::Updated),
+            LeadJoin::Changed(..)
         ));
+        let lead = stored.lead();
         assert_eq!(lead.referral_count, 1);
-        assert_eq!(lead.latest_status.as_deref(), Some("Active"));
-        assert!((lead.deal_value_total - 3000.0).abs() < 1e-9);
-        assert_eq!(lead.updated_at, at(6));
+        assert_eq!(lead.latest_status(), Some("Active"));
+        assert_eq!(lead.deal_values["EUR"], 3000.0);
+        assert_eq!(
+            lead.referral_types,
+            BTreeMap::from([("Shared".to_owned(), 1)]),
+            "the old type is taken away"
+        );
+        assert_eq!(lead.updated_at, at(12));
     }
 
     #[test]
     fn when_the_same_or_an_older_version_arrives_should_change_nothing() {
         let mut lead = Lead::new(normalize_domain("contoso.com").unwrap(), at(0));
-        merge_referral(&mut lead, &record("a", "Active", 3000.0, 2), at(5));
+        let counted = merge_referral(&mut lead, None, &record("a", "Active", 3000.0, 2), at(5));
         let before = lead.clone();
-        assert!(!merge_referral(
-            &mut lead,
-            &record("a", "Active", 3000.0, 2),
-            at(7)
-        ));
-        assert!(!merge_referral(
-            &mut lead,
-            &record("a", "New", 1000.0, 1),
-            at(7)
-        ));
+        let counted = counted.as_ref();
         assert!(
-            !merge_referral(&mut lead, &record("a", "Active", 3000.0, 9), at(7)),
+            merge_referral(&mut lead, counted, &record("a", "Active", 3000.0, 2), at(7)).is_none()
+        );
+        assert!(
+            merge_referral(&mut lead, counted, &record("a", "New", 1000.0, 1), at(7)).is_none()
+        );
+        assert!(
+            merge_referral(&mut lead, counted, &record("a", "Active", 3000.0, 9), at(7)).is_none(),
             "only the time moved"
         );
         assert_eq!(lead, before);
-        assert!(contains(&lead, "a") && !contains(&lead, "z"));
     }
 
-    fn lead_with(id: &str) -> Lead {
-        let mut lead = Lead::new(normalize_domain("contoso.com").unwrap(), at(0));
-        merge_referral(&mut lead, &with_domain(record(id, "New", 10.0, 1)), at(1));
-        lead
+    #[test]
+    fn when_deal_values_come_in_several_currencies_should_sum_each_on_its_own() {
+        let mut stored = Stored::default();
+        let mut usd = record("u", "New", 100.25, 1);
+        usd.currency = Some("USD".to_owned());
+        let mut none = record("n", "New", 7.0, 2);
+        none.currency = None;
+        stored.join(&usd, UpsertOutcome::Inserted);
+        stored.join(&record("e", "New", 0.1, 3), UpsertOutcome::Inserted);
+        stored.join(&none, UpsertOutcome::Inserted);
+        let mut e2 = record("e", "New", 0.2, 4);
+        e2.currency = Some("EUR".to_owned());
+        stored.join(&e2, UpsertOutcome::Updated);
+        let lead = stored.lead();
+        assert_eq!(
+            lead.deal_values,
+            BTreeMap::from([
+                (String::new(), 7.0),
+                ("EUR".to_owned(), 0.2),
+                ("USD".to_owned(), 100.25)
+            ])
+        );
+        assert_eq!(
+            lead.deal_value(),
+            Some(0.2),
+            "in the newest referral's currency"
+        );
     }
 
-    fn with_domain(mut r: ReferralRecord) -> ReferralRecord {
-        r.domain = Some(normalize_domain("contoso.com").unwrap());
-        r
+    #[test]
+    fn when_a_domain_has_many_referrals_should_keep_only_the_newest_ids_on_the_lead() {
+        let mut stored = Stored::default();
+        for n in 0..(LEAD_RECENT_REFERRALS as u32 + 5) {
+            stored.join(
+                &record(&format!("r{n:02}"), "New", 1.0, n % 24),
+                UpsertOutcome::Inserted,
+            );
+        }
+        let lead = stored.lead();
+        assert_eq!(lead.referral_count, LEAD_RECENT_REFERRALS as u32 + 5);
+        assert_eq!(lead.referral_ids.len(), LEAD_RECENT_REFERRALS);
+        assert_eq!(lead.referral_ids[0], "r24");
+        assert_eq!(stored.contributions.len(), LEAD_RECENT_REFERRALS + 5);
     }
 
     #[test]
     fn when_an_eligible_referral_is_stored_should_create_or_change_a_pending_lead() {
-        let first = with_domain(record("a", "New", 10.0, 1));
-        let LeadJoin::Changed(created) =
-            join_referral(None, &first, UpsertOutcome::Inserted, at(2))
-        else {
-            panic!("a new lead")
-        };
-        assert_eq!(created.referral_ids, vec!["a"]);
-        assert_eq!(created.sync_status, SyncStatus::Pending);
-        let mut synced = created.clone();
-        synced.sync_status = SyncStatus::Synced;
-        let update = with_domain(record("a", "Active", 10.0, 2));
-        match join_referral(Some(synced), &update, UpsertOutcome::Updated, at(3)) {
-            LeadJoin::Changed(lead) => {
+        let mut stored = Stored::default();
+        assert!(matches!(
+            stored.join(&record("a", "New", 10.0, 1), UpsertOutcome::Inserted),
+            LeadJoin::Changed(..)
+        ));
+        assert_eq!(stored.lead().sync_status, SyncStatus::Pending);
+        stored.lead.as_mut().unwrap().sync_status = SyncStatus::Synced;
+        match stored.join(&record("a", "Active", 10.0, 2), UpsertOutcome::Updated) {
+            LeadJoin::Changed(lead, contribution) => {
                 assert_eq!(
                     lead.sync_status,
                     SyncStatus::Pending,
                     "a change waits for its push"
                 );
-                assert_eq!(lead.latest_status.as_deref(), Some("Active"));
+                assert_eq!(lead.latest_status(), Some("Active"));
+                assert_eq!(contribution.status.as_deref(), Some("Active"));
             }
             other => panic!("{other:?}"),
         }
@@ -294,65 +381,57 @@ mod tests {
 
     #[test]
     fn when_nothing_changes_should_ask_again_only_for_a_redelivered_pending_lead() {
-        let again = with_domain(record("a", "New", 10.0, 1));
-        let pending = lead_with("a");
+        let mut stored = lead_with("a");
+        let again = record("a", "New", 10.0, 1);
+        let pending = stored.lead().clone();
         assert_eq!(
-            join_referral(
-                Some(pending.clone()),
-                &again,
-                UpsertOutcome::Unchanged,
-                at(2)
-            ),
-            LeadJoin::PushAgain(pending.clone())
+            stored.join(&again, UpsertOutcome::Unchanged),
+            LeadJoin::PushAgain(pending)
         );
-        let mut synced = pending;
-        synced.sync_status = SyncStatus::Synced;
+        stored.lead.as_mut().unwrap().sync_status = SyncStatus::Synced;
         assert_eq!(
-            join_referral(Some(synced), &again, UpsertOutcome::Unchanged, at(2)),
+            stored.join(&again, UpsertOutcome::Unchanged),
             LeadJoin::Unchanged
         );
     }
 
     #[test]
     fn when_a_referral_is_stale_ineligible_or_domainless_should_leave_the_lead_alone() {
-        let other = with_domain(record("b", "New", 10.0, 1));
+        let mut stored = lead_with("a");
+        let other = record("b", "New", 10.0, 1);
         assert_eq!(
-            join_referral(Some(lead_with("a")), &other, UpsertOutcome::Stale, at(2)),
+            stored.join(&other, UpsertOutcome::Stale),
             LeadJoin::Unchanged
         );
         let mut skipped = other.clone();
         skipped.eligible = false;
         assert_eq!(
-            join_referral(
-                Some(lead_with("a")),
-                &skipped,
-                UpsertOutcome::Inserted,
-                at(2)
-            ),
+            stored.join(&skipped, UpsertOutcome::Inserted),
             LeadJoin::Unchanged,
             "an ineligible referral the lead does not count"
         );
         let mut no_domain = other;
         no_domain.domain = None;
         assert_eq!(
-            join_referral(None, &no_domain, UpsertOutcome::Inserted, at(2)),
+            Stored::default().join(&no_domain, UpsertOutcome::Inserted),
             LeadJoin::Unchanged
         );
     }
 
     #[test]
     fn when_a_counted_referral_leaves_eligibility_should_refresh_the_lead() {
-        let mut closed = with_domain(record("a", "Closed", 10.0, 5));
+        let mut stored = lead_with("a");
+        let mut closed = record("a", "Closed", 10.0, 5);
         closed.eligible = false;
-        match join_referral(Some(lead_with("a")), &closed, UpsertOutcome::Updated, at(6)) {
-            LeadJoin::Changed(lead) => assert_eq!(lead.latest_status.as_deref(), Some("Closed")),
+        match stored.join(&closed, UpsertOutcome::Updated) {
+            LeadJoin::Changed(lead, _) => assert_eq!(lead.latest_status(), Some("Closed")),
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
     fn when_dynamics_has_the_version_should_need_no_push_unless_forced() {
-        let mut lead = lead_with("a");
+        let mut lead = lead_with("a").lead().clone();
         assert!(push_needed(&lead, 1, false), "never pushed");
         lead.synced_version = Some(2);
         assert!(!push_needed(&lead, 1, false) && !push_needed(&lead, 2, false));
@@ -362,7 +441,7 @@ mod tests {
 
     #[test]
     fn when_a_push_is_recorded_should_move_the_sync_status() {
-        let mut lead = lead_with("a");
+        let mut lead = lead_with("a").lead().clone();
         let pushed = lead.content_version;
         record_push(&mut lead, pushed, &PushAttempt::Retry("429".into()), at(3));
         assert_eq!(
@@ -391,9 +470,10 @@ mod tests {
 
     #[test]
     fn when_a_change_arrived_during_the_push_should_stay_pending() {
-        let mut lead = lead_with("a");
-        let pushed = lead.content_version;
-        merge_referral(&mut lead, &with_domain(record("b", "New", 1.0, 2)), at(2));
+        let mut stored = lead_with("a");
+        let pushed = stored.lead().content_version;
+        stored.join(&record("b", "New", 1.0, 2), UpsertOutcome::Inserted);
+        let mut lead = stored.lead().clone();
         let synced = PushAttempt::Synced {
             dynamics_id: "d-1".into(),
         };
@@ -403,12 +483,11 @@ mod tests {
     }
 
     #[test]
-    fn when_asked_for_newest_and_active_referrals_should_find_them() {
-        let mut lead = Lead::new(normalize_domain("contoso.com").unwrap(), at(0));
-        merge_referral(&mut lead, &record("a", "Active", 1.0, 4), at(5));
-        merge_referral(&mut lead, &record("b", "New", 1.0, 2), at(5));
-        assert_eq!(newest_contribution(&lead).map(|c| c.id.as_str()), Some("a"));
-        let active: Vec<&str> = active_contributions(&lead).map(|c| c.id.as_str()).collect();
-        assert_eq!(active, vec!["a"]);
+    fn when_asked_for_accepted_referrals_should_find_them() {
+        let stored = lead_with("a");
+        assert!(!is_active(&stored.contributions["a"]));
+        let mut active = stored.contributions["a"].clone();
+        active.status = Some("active".to_owned());
+        assert!(is_active(&active));
     }
 }

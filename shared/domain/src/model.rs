@@ -147,7 +147,12 @@ pub enum SyncStatus {
     Skipped,
 }
 
-/// One company (registrable domain) and the referrals that named it.
+/// How many of a lead's referral ids the lead item keeps (newest first); the referrals themselves
+/// are items of their own ([`LeadReferral`]), so a busy domain's lead stays small.
+pub const LEAD_RECENT_REFERRALS: usize = 20;
+
+/// One company (registrable domain), the aggregates of the referrals that named it, and where it
+/// stands with Dynamics. The referrals' contributions are stored beside it, one item each.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Lead {
@@ -159,13 +164,17 @@ pub struct Lead {
     pub segment: Option<String>,
     pub priority: Option<u8>,
     pub referral_count: u32,
+    /// The newest referral ids, at most [`LEAD_RECENT_REFERRALS`], newest first.
     pub referral_ids: Vec<String>,
-    pub referral_types: Vec<String>,
-    pub latest_status: Option<String>,
-    pub deal_value_total: f64,
-    /// The referrals behind the aggregates above, one entry each.
+    /// How many referrals of each type (`Shared`, `Independent`, ...).
     #[serde(default)]
-    pub contributions: Vec<LeadReferral>,
+    pub referral_types: BTreeMap<String, u32>,
+    /// The contribution of the most recently updated referral.
+    #[serde(default)]
+    pub latest: Option<LeadReferral>,
+    /// Deal values summed per currency (`""` for referrals that name none), never across them.
+    #[serde(default)]
+    pub deal_values: BTreeMap<String, f64>,
     pub sync_status: SyncStatus,
     pub dynamics_id: Option<String>,
     pub last_synced_at: Option<DateTime<Utc>>,
@@ -196,10 +205,9 @@ impl Lead {
             priority: None,
             referral_count: 0,
             referral_ids: Vec::new(),
-            referral_types: Vec::new(),
-            latest_status: None,
-            deal_value_total: 0.0,
-            contributions: Vec::new(),
+            referral_types: BTreeMap::new(),
+            latest: None,
+            deal_values: BTreeMap::new(),
             sync_status: SyncStatus::Pending,
             dynamics_id: None,
             last_synced_at: None,
@@ -210,6 +218,29 @@ impl Lead {
             version: 1,
             updated_at: now,
         }
+    }
+
+    /// The status of the most recently updated referral.
+    pub fn latest_status(&self) -> Option<&str> {
+        self.latest.as_ref().and_then(|l| l.status.as_deref())
+    }
+
+    /// The deal value in the currency of the most recently updated referral (the one figure a
+    /// CRM column holds; other currencies are not added to it).
+    pub fn deal_value(&self) -> Option<f64> {
+        let currency = self
+            .latest
+            .as_ref()
+            .and_then(|l| l.currency.clone())
+            .unwrap_or_default();
+        self.deal_values.get(&currency).copied()
+    }
+
+    /// Whether any of the lead's referrals is a co-sell (`type` `Shared`).
+    pub fn has_co_sell(&self) -> bool {
+        self.referral_types
+            .iter()
+            .any(|(t, n)| *n > 0 && t.eq_ignore_ascii_case("Shared"))
     }
 
     /// Lowercase text that the `q` filter searches: domain and company name.

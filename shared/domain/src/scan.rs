@@ -249,10 +249,19 @@ mod tests {
             ],
             ..DnsAnswers::default()
         });
-        assert!(signals.spf.as_deref().is_some_and(|s| s.starts_with("v=spf1 ")));
+        assert!(
+            signals
+                .spf
+                .as_deref()
+                .is_some_and(|s| s.starts_with("v=spf1 "))
+        );
         assert_eq!(
             signals.spf_includes,
-            ["spf.protection.outlook.com", "_spf.google.com", "mailgun.org"]
+            [
+                "spf.protection.outlook.com",
+                "_spf.google.com",
+                "mailgun.org"
+            ]
         );
     }
 
@@ -276,7 +285,10 @@ mod tests {
     fn when_dkim_selectors_answer_should_list_those_with_a_key() {
         let signals = Signals::read(&DnsAnswers {
             dkim_txt: vec![
-                ("selector1".to_owned(), vec!["v=DKIM1; k=rsa; p=MIGf".to_owned()]),
+                (
+                    "selector1".to_owned(),
+                    vec!["v=DKIM1; k=rsa; p=MIGf".to_owned()],
+                ),
                 ("selector2".to_owned(), vec!["k=rsa; p=MIIB".to_owned()]),
                 ("google".to_owned(), vec!["v=DKIM1; p=".to_owned()]),
                 ("default".to_owned(), vec!["not a key".to_owned()]),
@@ -305,9 +317,16 @@ mod tests {
             read("v=DMARC1;p=quarantine;pct=25"),
             (Some(DmarcPolicy::Quarantine), Some(25))
         );
-        assert_eq!(read("v=DMARC1; p=none; pct=400"), (Some(DmarcPolicy::None), Some(100)));
+        assert_eq!(
+            read("v=DMARC1; p=none; pct=400"),
+            (Some(DmarcPolicy::None), Some(100))
+        );
         assert_eq!(read("v=DMARC1; p=monitor"), (None, None), "unknown policy");
-        assert_eq!(read("p=reject; v=DMARC1"), (None, None), "v= must come first");
+        assert_eq!(
+            read("p=reject; v=DMARC1"),
+            (None, None),
+            "v= must come first"
+        );
         assert_eq!(read("v=spf1 -all"), (None, None));
     }
 

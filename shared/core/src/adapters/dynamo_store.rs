@@ -38,7 +38,7 @@ use crate::ports::{
     LeadQuery, LeadStore, Page, ReferralQuery, ReferralStore, SyncStore, UpsertOutcome, page_size,
 };
 use crate::ports::{RunCount, StoreError};
-use hunter_domain::model::{AuditEntry, Lead, ReferralRecord, SyncRun, SyncState};
+use hunter_domain::model::{AuditEntry, Lead, LeadReferral, ReferralRecord, SyncRun, SyncState};
 use hunter_domain::rules::{Domain, VersionOrder, compare_versions};
 
 type Attributes = HashMap<String, AttributeValue>;
@@ -144,6 +144,52 @@ where
         }
         Some("ValidationException" | "SerializationException") => StoreError::InvalidItem(text),
         _ => StoreError::Unavailable(text),
+    }
+}
+
+/// Sort-key prefix of a lead's contributions (the lead's referrals), beside its `LEAD` item.
+const CONTRIBUTION_SK_PREFIX: &str = "REF#";
+
+fn contribution_sk(referral_id: &str) -> String {
+    format!("{CONTRIBUTION_SK_PREFIX}{referral_id}")
+}
+
+/// `put` under a check of the stored `version` (`None`: nothing may be stored).
+fn versioned(
+    put: aws_sdk_dynamodb::types::builders::PutBuilder,
+    expected: Option<u64>,
+) -> aws_sdk_dynamodb::types::builders::PutBuilder {
+    match expected {
+        None => put.condition_expression("attribute_not_exists(pk)"),
+        Some(version) => put
+            .condition_expression("#version = :expected")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":expected", n(version)),
+    }
+}
+
+/// A cancelled transaction: a failed condition (another writer got in first) is a conflict, an
+/// item the table refuses is invalid, the rest may pass.
+fn transaction_error<R: std::fmt::Debug>(err: SdkError<TransactWriteItemsError, R>) -> StoreError {
+    let text = DisplayErrorContext(&err).to_string();
+    let reasons = err.as_service_error().and_then(|e| match e {
+        TransactWriteItemsError::TransactionCanceledException(c) => c.cancellation_reasons.as_ref(),
+        _ => None,
+    });
+    let Some(reasons) = reasons else {
+        return store_error(err);
+    };
+    let codes: Vec<&str> = reasons.iter().filter_map(|r| r.code()).collect();
+    if codes.contains(&"ValidationError") {
+        StoreError::InvalidItem(text)
+    } else if codes.contains(&"ConditionalCheckFailed")
+        && codes
+            .iter()
+            .all(|c| matches!(*c, "None" | "ConditionalCheckFailed"))
+    {
+        StoreError::Conflict(text)
+    } else {
+        StoreError::Unavailable(text)
     }
 }
 
@@ -292,19 +338,20 @@ impl DynamoStore {
         item: &Item<T>,
         expected: Option<u64>,
     ) -> Result<(), StoreError> {
-        let request = self
-            .client
-            .put_item()
+        let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(to_item(item)?));
-        let request = match expected {
-            None => request.condition_expression("attribute_not_exists(pk)"),
-            Some(version) => request
-                .condition_expression("#version = :expected")
-                .expression_attribute_names("#version", "version")
-                .expression_attribute_values(":expected", n(version)),
-        };
-        request.send().await.map_err(store_error)?;
+        let put = versioned(put, expected);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(put.get_item().clone())
+            .set_condition_expression(put.get_condition_expression().clone())
+            .set_expression_attribute_names(put.get_expression_attribute_names().clone())
+            .set_expression_attribute_values(put.get_expression_attribute_values().clone())
+            .send()
+            .await
+            .map_err(store_error)?;
         Ok(())
     }
 
@@ -486,7 +533,12 @@ impl LeadStore for DynamoStore {
         self.get(lead_pk(domain), "LEAD").await
     }
 
-    async fn put_lead(&self, lead: &Lead, expected_version: Option<u64>) -> Result<(), StoreError> {
+    async fn put_lead(
+        &self,
+        lead: &Lead,
+        expected_version: Option<u64>,
+        contribution: Option<&LeadReferral>,
+    ) -> Result<(), StoreError> {
         let sort = lead_sort_key(lead);
         let mut item = Item::new(lead_pk(&lead.domain), "LEAD", lead);
         item.gsi1pk = Some("LEADS".to_owned());
@@ -496,7 +548,88 @@ impl LeadStore for DynamoStore {
             item.gsi2sk = Some(sort);
         }
         item.search_text = Some(lead.search_text());
-        self.put_versioned(&item, expected_version).await
+        let Some(contribution) = contribution else {
+            return self.put_versioned(&item, expected_version).await;
+        };
+        // The lead under its version check and the contribution beside it, all or nothing.
+        let lead_put = versioned(
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(to_item(&item)?)),
+            expected_version,
+        )
+        .build()
+        .map_err(invalid)?;
+        let contribution_item = Item::new(
+            lead_pk(&lead.domain),
+            &contribution_sk(&contribution.id),
+            contribution,
+        );
+        let contribution_put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&contribution_item)?))
+            .build()
+            .map_err(invalid)?;
+        self.client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(lead_put).build())
+            .transact_items(TransactWriteItem::builder().put(contribution_put).build())
+            .send()
+            .await
+            .map_err(transaction_error)?;
+        Ok(())
+    }
+
+    async fn get_contribution(
+        &self,
+        domain: &Domain,
+        referral_id: &str,
+    ) -> Result<Option<LeadReferral>, StoreError> {
+        self.get(lead_pk(domain), &contribution_sk(referral_id))
+            .await
+    }
+
+    async fn list_contributions(
+        &self,
+        domain: &Domain,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<Page<LeadReferral>, StoreError> {
+        let pk = lead_pk(domain);
+        let start = cursor
+            .map(|c| -> Result<Attributes, StoreError> {
+                let id = decode_cursor(c)?;
+                Ok(HashMap::from([
+                    ("pk".to_owned(), s(pk.clone())),
+                    ("sk".to_owned(), s(contribution_sk(&id))),
+                ]))
+            })
+            .transpose()?;
+        let size = page_size(limit);
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :ref)")
+            .expression_attribute_values(":pk", s(pk.clone()))
+            .expression_attribute_values(":ref", s(CONTRIBUTION_SK_PREFIX))
+            .consistent_read(true)
+            .limit(i32::try_from(size).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(store_error)?;
+        let items: Vec<LeadReferral> = output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(from_item)
+            .collect::<Result<_, _>>()?;
+        let next_cursor = match (output.last_evaluated_key, items.last()) {
+            (Some(_), Some(last)) => Some(encode_cursor(&last.id)),
+            _ => None,
+        };
+        Ok(Page { items, next_cursor })
     }
 
     async fn list_leads(&self, q: &LeadQuery) -> Result<Page<Lead>, StoreError> {
@@ -656,34 +789,11 @@ impl SyncStore for DynamoStore {
             )
             .send()
             .await;
-        match result {
+        match result.map_err(transaction_error) {
             Ok(_) => Ok(true),
-            Err(err) => {
-                let only_conditions_failed = err
-                    .as_service_error()
-                    .and_then(|e| match e {
-                        TransactWriteItemsError::TransactionCanceledException(c) => {
-                            c.cancellation_reasons.as_ref()
-                        }
-                        _ => None,
-                    })
-                    .is_some_and(|reasons| {
-                        reasons
-                            .iter()
-                            .any(|r| r.code() == Some("ConditionalCheckFailed"))
-                            && reasons.iter().all(|r| {
-                                matches!(r.code(), None | Some("None" | "ConditionalCheckFailed"))
-                            })
-                    });
-                if only_conditions_failed {
-                    // Counted before (a redelivery), or the run is unknown: nothing to do.
-                    Ok(false)
-                } else {
-                    Err(StoreError::Unavailable(
-                        DisplayErrorContext(&err).to_string(),
-                    ))
-                }
-            }
+            // Counted before (a redelivery), or the run is unknown: nothing to do.
+            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(err) => Err(err),
         }
     }
 

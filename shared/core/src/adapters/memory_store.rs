@@ -1,7 +1,7 @@
 //! The embedded store: everything in memory, with the DynamoDB adapter's semantics
 //! (conditional writes, versions, ordering, opaque cursors).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -13,7 +13,7 @@ use crate::ports::{
     LeadQuery, LeadStore, Page, ReferralQuery, ReferralStore, SyncStore, UpsertOutcome, page_size,
 };
 use crate::ports::{RunCount, StoreError};
-use hunter_domain::model::{AuditEntry, Lead, ReferralRecord, SyncRun, SyncState};
+use hunter_domain::model::{AuditEntry, Lead, LeadReferral, ReferralRecord, SyncRun, SyncState};
 use hunter_domain::rules::{Domain, VersionOrder, compare_versions};
 
 /// In-memory [`crate::ports::Store`] for local mode and tests.
@@ -26,6 +26,8 @@ pub struct EmbeddedStore {
 struct Inner {
     referrals: HashMap<String, ReferralRecord>,
     leads: HashMap<Domain, Lead>,
+    /// Each lead's contributions, by referral id.
+    contributions: HashMap<Domain, BTreeMap<String, LeadReferral>>,
     audit: HashMap<Domain, Vec<AuditEntry>>,
     runs: HashMap<String, SyncRun>,
     states: HashMap<String, SyncState>,
@@ -150,12 +152,59 @@ impl LeadStore for EmbeddedStore {
         Ok(self.lock().leads.get(domain).cloned())
     }
 
-    async fn put_lead(&self, lead: &Lead, expected_version: Option<u64>) -> Result<(), StoreError> {
+    async fn put_lead(
+        &self,
+        lead: &Lead,
+        expected_version: Option<u64>,
+        contribution: Option<&LeadReferral>,
+    ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let stored = inner.leads.get(&lead.domain).map(|l| l.version);
         check_version(stored, expected_version, lead.domain.as_str())?;
         inner.leads.insert(lead.domain.clone(), lead.clone());
+        if let Some(contribution) = contribution {
+            inner
+                .contributions
+                .entry(lead.domain.clone())
+                .or_default()
+                .insert(contribution.id.clone(), contribution.clone());
+        }
         Ok(())
+    }
+
+    async fn get_contribution(
+        &self,
+        domain: &Domain,
+        referral_id: &str,
+    ) -> Result<Option<LeadReferral>, StoreError> {
+        Ok(self
+            .lock()
+            .contributions
+            .get(domain)
+            .and_then(|c| c.get(referral_id))
+            .cloned())
+    }
+
+    async fn list_contributions(
+        &self,
+        domain: &Domain,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<Page<LeadReferral>, StoreError> {
+        let after = cursor.map(decode_cursor).transpose()?;
+        let inner = self.lock();
+        let mut rest = inner
+            .contributions
+            .get(domain)
+            .into_iter()
+            .flat_map(|c| c.values())
+            .filter(|c| after.as_ref().is_none_or(|a| c.id > *a));
+        let items: Vec<LeadReferral> = rest.by_ref().take(page_size(limit)).cloned().collect();
+        let next_cursor = match (rest.next(), items.last()) {
+            (Some(_), Some(last)) => Some(encode_cursor(&last.id)),
+            _ => None,
+        };
+        Ok(Page { items, next_cursor })
     }
 
     async fn list_leads(&self, query: &LeadQuery) -> Result<Page<Lead>, StoreError> {

@@ -1,7 +1,9 @@
 //! Where Hunter keeps referrals, leads, sync runs and sync state.
 
 use async_trait::async_trait;
-use hunter_domain::model::{AuditEntry, Lead, ReferralRecord, SyncRun, SyncState, SyncStatus};
+use hunter_domain::model::{
+    AuditEntry, Lead, LeadReferral, ReferralRecord, SyncRun, SyncState, SyncStatus,
+};
 use hunter_domain::rules::{Domain, SkipReason, UpsertOutcome};
 use serde::{Deserialize, Serialize};
 
@@ -76,8 +78,26 @@ pub trait ReferralStore: Send + Sync {
 pub trait LeadStore: Send + Sync {
     async fn get_lead(&self, domain: &Domain) -> Result<Option<Lead>, StoreError>;
     /// Writes `lead` if the stored version is `expected_version` (`None`: none is stored),
-    /// else [`StoreError::Conflict`].
-    async fn put_lead(&self, lead: &Lead, expected_version: Option<u64>) -> Result<(), StoreError>;
+    /// else [`StoreError::Conflict`]; with it, in the same write, a referral's `contribution`.
+    async fn put_lead(
+        &self,
+        lead: &Lead,
+        expected_version: Option<u64>,
+        contribution: Option<&LeadReferral>,
+    ) -> Result<(), StoreError>;
+    /// What referral `referral_id` contributes to the lead of `domain`, if it counts there.
+    async fn get_contribution(
+        &self,
+        domain: &Domain,
+        referral_id: &str,
+    ) -> Result<Option<LeadReferral>, StoreError>;
+    /// The contributions of a lead's referrals, by referral id.
+    async fn list_contributions(
+        &self,
+        domain: &Domain,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<Page<LeadReferral>, StoreError>;
     async fn list_leads(&self, query: &LeadQuery) -> Result<Page<Lead>, StoreError>;
     /// Appends an entry; entries are never changed or removed.
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;

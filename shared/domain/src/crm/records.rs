@@ -57,7 +57,7 @@ pub fn lead_input(lead: &Lead, referral: Option<&Referral>) -> MappingInput {
                 .clone()
                 .or_else(|| referral.and_then(|r| r.customer_name.clone())),
         )
-        .set("deal_value", lead.deal_value_total)
+        .set("deal_value", lead.deal_value())
         .set("score", lead.score)
         .set("priority", lead.priority)
         .set("provider", lead.provider.clone())
@@ -65,7 +65,7 @@ pub fn lead_input(lead: &Lead, referral: Option<&Referral>) -> MappingInput {
         .set("segment", lead.segment.clone())
         .set("referral_ids", lead.referral_ids.join(","))
         .set("referral_count", lead.referral_count)
-        .set("latest_status", lead.latest_status.clone())
+        .set("latest_status", lead.latest_status().map(str::to_owned))
         .set("source", SOURCE);
     if let Some(referral) = referral {
         input
@@ -102,7 +102,7 @@ mod tests {
     fn when_a_lead_and_its_referral_are_mapped_should_carry_contact_notes_and_totals() {
         let mut lead = Lead::new(normalize_domain("contoso.com").unwrap(), Utc::now());
         lead.company_name = Some("Contoso Ltd".into());
-        lead.deal_value_total = 1250.5;
+        lead.deal_values.insert(String::new(), 1250.5);
         let referral = parse_referral_value(json!({
             "id": "r1", "details": {"notes": "40 mailboxes", "currency": "EUR"},
             "customerProfile": {"team": [{"firstName": "Ada", "email": "ada@contoso.com"}]},
