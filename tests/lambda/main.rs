@@ -319,8 +319,8 @@ async fn when_the_functions_run_under_cargo_lambda_watch_should_sync_push_and_se
             ("HUNTER_D365_CLIENT_ID", dv_client),
             ("HUNTER_D365_CLIENT_SECRET", dv_secret),
             ("HUNTER_D365_TENANT", "watch-tenant".to_owned()),
-            // Exactly DESIGN's environment: no HUNTER_FETCH_FUNCTION, http-api invokes
-            // fetch-referrals by its name.
+            // Exactly the shared environment (docs/architecture.md): no HUNTER_FETCH_FUNCTION,
+            // http-api invokes fetch-referrals by its name.
             ("HUNTER_API_TOKEN", API_TOKEN.to_owned()),
         ],
     );

@@ -784,7 +784,7 @@ async fn when_a_whole_dollar_batch_is_throttled_should_retry_every_lead_once_ret
     // The queue's own visibility (0.5 s) was extended to the Retry-After (2 s). The clock stops
     // here and moves only as the test says, however loaded the machine is.
     tokio::time::pause();
-    tokio::time::advance(Duration::from_millis(1900)).await;
+    tokio::time::advance(Duration::from_millis(1000)).await;
     assert!(
         queue
             .receive(10, None, Duration::ZERO)
@@ -792,7 +792,7 @@ async fn when_a_whole_dollar_batch_is_throttled_should_retry_every_lead_once_ret
             .unwrap()
             .is_empty()
     );
-    tokio::time::advance(Duration::from_millis(200)).await;
+    tokio::time::advance(Duration::from_millis(1100)).await;
     assert_eq!(
         queue.receive(10, None, Duration::ZERO).await.unwrap().len(),
         3

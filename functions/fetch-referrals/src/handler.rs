@@ -1,15 +1,15 @@
 //! fetch-referrals: Partner Center referrals, page by page, onto the referrals queue.
 //!
 //! Each invocation continues the stored run or starts a new one from the watermark
-//! ([`SyncCursor`]). Every page is enqueued before the next is fetched; the watermark advances
-//! only when the last page is enqueued, so a failed run is simply repeated by the next one (ingest
-//! is idempotent).
+//! ([`hunter_domain::sync_cursor::SyncCursor`]). Every page is enqueued before the next is
+//! fetched; the watermark advances only when the last page is enqueued, so a failed run is simply
+//! repeated by the next one (ingest is idempotent).
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hunter_core::cursor::{load_cursor, save_cursor};
-use hunter_core::fanout::enqueue_referrals;
+use hunter_core::fanout::{Unsendable, enqueue_referrals, referral_messages};
 use hunter_core::intake::record_invalid;
 use hunter_core::ports::{
     Queue, ReferralFilter, ReferralPage, ReferralSource, SourceError, Store, StoreError,
@@ -275,8 +275,10 @@ impl Sync {
         );
         let page_max = page.referrals.iter().filter_map(updated_date_time).max();
         self.max_updated = self.max_updated.max(page_max);
+        let (messages, oversized) = referral_messages(&self.run.id, &page.referrals);
+        self.record_invalid(deps.store, &oversized).await?;
         let backoff = &deps.settings.send_backoff;
-        let enqueued = enqueue_referrals(deps.queue, &self.run.id, &page.referrals, backoff)
+        let enqueued = enqueue_referrals(deps.queue, &messages, backoff)
             .await
             .map_err(|err| {
                 // What went out will be ingested and counted: the run must know it was sent.
@@ -284,16 +286,7 @@ impl Sync {
                 RunFailure::of(&format!("referrals queue: {err}"), err.is_retryable())
             })?;
         self.run.enqueued += count(enqueued.sent);
-        for unsendable in &enqueued.unsendable {
-            record_invalid(
-                deps.store,
-                Some(&self.run.id),
-                &unsendable.text,
-                &unsendable.detail,
-            )
-            .await?;
-            self.run.recorded_invalid += 1;
-        }
+        self.record_invalid(deps.store, &enqueued.refused).await?;
         if !enqueued.transient.is_empty() {
             let codes: Vec<&str> = enqueued.transient.iter().map(|f| f.code.as_str()).collect();
             let message = format!(
@@ -302,6 +295,19 @@ impl Sync {
                 codes.join(", ")
             );
             return Err(RunFailure::of(&message, true));
+        }
+        Ok(())
+    }
+
+    /// Stores input that cannot travel through the queue as `invalid_payload`, counted in the run.
+    async fn record_invalid(
+        &mut self,
+        store: &dyn Store,
+        unsendable: &[Unsendable],
+    ) -> Result<(), StoreError> {
+        for item in unsendable {
+            record_invalid(store, Some(&self.run.id), &item.text, &item.detail).await?;
+            self.run.recorded_invalid += 1;
         }
         Ok(())
     }

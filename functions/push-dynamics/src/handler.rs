@@ -290,10 +290,7 @@ async fn write_back(
         let Some(record) = store.get_referral(&contribution.id).await? else {
             continue;
         };
-        let current = serde_json::from_str::<Value>(&record.raw)
-            .ok()
-            .and_then(|raw| raw["externalReferenceId"].as_str().map(str::to_owned));
-        if current.as_deref() == Some(dynamics_id) {
+        if parse_referral(&record.raw).is_ok_and(|r| r.references(dynamics_id)) {
             continue;
         }
         let result = writer
@@ -340,15 +337,13 @@ async fn record_attempt(
     pushed: &Lead,
     outcome: &PushOutcome,
 ) -> Result<(), StoreError> {
-    let (action, attempt) = match outcome {
-        PushOutcome::Synced(p) => (
-            if p.adopted { "adopt" } else { "upsert" },
-            PushAttempt::Synced {
-                dynamics_id: p.id.clone(),
-            },
-        ),
-        PushOutcome::Failed(error) => ("upsert", PushAttempt::Failed(error.clone())),
-        PushOutcome::Retry { error, .. } => ("upsert", PushAttempt::Retry(error.clone())),
+    let attempt = match outcome {
+        PushOutcome::Synced(p) => PushAttempt::Synced {
+            dynamics_id: p.id.clone(),
+            adopted: p.adopted,
+        },
+        PushOutcome::Failed(error) => PushAttempt::Failed(error.clone()),
+        PushOutcome::Retry { error, .. } => PushAttempt::Retry(error.clone()),
         PushOutcome::Skipped(_) => return Ok(()),
     };
     let now = clock::now();
@@ -363,13 +358,17 @@ async fn record_attempt(
     if !recorded {
         return Ok(());
     }
-    let (result, detail) = match &attempt {
-        PushAttempt::Synced { dynamics_id } => ("synced", format!("dynamicsId {dynamics_id}")),
-        PushAttempt::Failed(error) => ("failed", error.clone()),
-        PushAttempt::Retry(error) => ("retry", error.clone()),
-    };
+    let (action, result, detail) = attempt.audit();
     tracing::info!(event = "dynamics_push_attempt", domain = %pushed.domain, action, result, content_version = pushed.content_version);
-    audit(store, pushed, action, result, Some(detail)).await
+    let entry = AuditEntry::new(
+        pushed.domain.clone(),
+        now,
+        ACTOR,
+        action,
+        result,
+        Some(detail),
+    );
+    store.append_audit(&entry).await
 }
 
 async fn audit(

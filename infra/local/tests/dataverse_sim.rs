@@ -425,9 +425,14 @@ async fn when_limits_are_exceeded_should_answer_429_with_retry_after() {
     let slow = c.request(Method::GET, "leads").send();
     let quick = async {
         // Sent once the slow one is in flight, however long that takes on a loaded machine.
-        while dv.sim.in_flight() == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let admitted = async {
+            while dv.sim.in_flight() == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), admitted)
+            .await
+            .expect("the slow request is admitted");
         c.request(Method::GET, "leads").send().await.unwrap()
     };
     let (slow, quick) = tokio::join!(slow, quick);

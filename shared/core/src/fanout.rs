@@ -91,22 +91,19 @@ pub struct Unsendable {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Enqueued {
     pub sent: usize,
-    /// Too large for a message, or refused by the queue for what it is: to be stored as
-    /// `invalid_payload` instead.
-    pub unsendable: Vec<Unsendable>,
+    /// Refused by the queue for what they are: to be stored as `invalid_payload` instead.
+    pub refused: Vec<Unsendable>,
     /// Entries still failing for a passing reason after the retries.
     pub transient: Vec<SendFailure>,
 }
 
-/// Sends referrals (as Partner Center sent them) of run `run_id` to the referrals queue, one
-/// [`ReferralMessage`] each.
-pub async fn enqueue_referrals(
-    queue: &dyn Queue,
+/// The [`ReferralMessage`]s of run `run_id` for referrals as Partner Center sent them, and the
+/// referrals too large for a message (to be stored as `invalid_payload` instead).
+pub fn referral_messages(
     run_id: &str,
     referrals: &[Value],
-    backoff: &Backoff,
-) -> Result<Enqueued, SendAllError> {
-    let mut unsendable = Vec::new();
+) -> (Vec<OutgoingMessage>, Vec<Unsendable>) {
+    let mut oversized = Vec::new();
     let mut messages = Vec::with_capacity(referrals.len());
     for (i, referral) in referrals.iter().enumerate() {
         let body = ReferralMessage {
@@ -115,7 +112,7 @@ pub async fn enqueue_referrals(
         }
         .to_body();
         if body.len() > MAX_MESSAGE_BYTES {
-            unsendable.push(Unsendable {
+            oversized.push(Unsendable {
                 text: referral.to_string(),
                 detail: format!(
                     "referral is {} bytes, more than a queue message holds",
@@ -126,11 +123,22 @@ pub async fn enqueue_referrals(
             messages.push(OutgoingMessage::new(i.to_string(), body));
         }
     }
-    let report = send_all(queue, &messages, backoff).await?;
+    (messages, oversized)
+}
+
+/// Sends referral messages ([`referral_messages`]) to the referrals queue; hands back the
+/// entries the queue refused for what they are, with the reason.
+pub async fn enqueue_referrals(
+    queue: &dyn Queue,
+    messages: &[OutgoingMessage],
+    backoff: &Backoff,
+) -> Result<Enqueued, SendAllError> {
+    let report = send_all(queue, messages, backoff).await?;
     let (refused, transient): (Vec<_>, Vec<_>) =
         report.failed.into_iter().partition(|f| f.sender_fault);
-    unsendable.extend(refused.into_iter().map(|failure| {
-        Unsendable {
+    let refused = refused
+        .into_iter()
+        .map(|failure| Unsendable {
             text: messages
                 .iter()
                 .find(|m| m.id == failure.id)
@@ -140,11 +148,11 @@ pub async fn enqueue_referrals(
                 "the referrals queue refused it: {} {}",
                 failure.code, failure.message
             ),
-        }
-    }));
+        })
+        .collect();
     Ok(Enqueued {
         sent: report.sent,
-        unsendable,
+        refused,
         transient,
     })
 }
@@ -329,18 +337,19 @@ mod tests {
             huge,
             serde_json::json!({"id": "b"}),
         ];
-        let enqueued = enqueue_referrals(&queue, "run-1", &referrals, &fast(1))
-            .await
-            .unwrap();
-        assert_eq!(enqueued.sent, 2);
-        assert!(enqueued.transient.is_empty());
-        assert_eq!(enqueued.unsendable.len(), 1);
-        assert!(enqueued.unsendable[0].text.contains("\"big\""));
+        let (messages, oversized) = referral_messages("run-1", &referrals);
+        assert_eq!(oversized.len(), 1);
+        assert!(oversized[0].text.contains("\"big\""));
         assert!(
-            enqueued.unsendable[0]
+            oversized[0]
                 .detail
                 .contains("more than a queue message holds")
         );
+        let enqueued = enqueue_referrals(&queue, &messages, &fast(1))
+            .await
+            .unwrap();
+        assert_eq!(enqueued.sent, 2);
+        assert!(enqueued.transient.is_empty() && enqueued.refused.is_empty());
         let received = queue.receive(10, None, Duration::ZERO).await.unwrap();
         let bodies: Vec<ReferralMessage> = received
             .iter()
@@ -356,15 +365,15 @@ mod tests {
             refuse: true,
             ..flaky(0)
         };
-        let referrals = vec![serde_json::json!({"id": "a"})];
-        let enqueued = enqueue_referrals(&queue, "run-1", &referrals, &fast(1))
+        let (messages, _) = referral_messages("run-1", &[serde_json::json!({"id": "a"})]);
+        let enqueued = enqueue_referrals(&queue, &messages, &fast(1))
             .await
             .unwrap();
         assert_eq!(enqueued.sent, 0);
-        assert_eq!(enqueued.unsendable.len(), 1);
-        assert!(enqueued.unsendable[0].text.contains("run-1"));
+        assert_eq!(enqueued.refused.len(), 1);
+        assert!(enqueued.refused[0].text.contains("run-1"));
         assert!(
-            enqueued.unsendable[0]
+            enqueued.refused[0]
                 .detail
                 .contains("InvalidMessageContents")
         );

@@ -4,7 +4,7 @@
 
 use hunter_domain::clock;
 use hunter_domain::model::ReferralRecord;
-use hunter_domain::rules::{Domain, UpsertOutcome};
+use hunter_domain::rules::{Domain, SkipReason, UpsertOutcome};
 
 use crate::ports::{RunCount, Store, StoreError};
 use crate::sync_report::report_if_complete;
@@ -19,8 +19,8 @@ pub async fn record_invalid(
 ) -> Result<(ReferralRecord, UpsertOutcome), StoreError> {
     let record = ReferralRecord::invalid(text, detail, clock::now());
     let outcome = store.upsert_referral(&record).await?;
-    log_stored(run_id, &record, outcome, false);
     count_in_run(store, run_id, &record, outcome).await?;
+    log_stored(run_id, &record, outcome, false);
     Ok((record, outcome))
 }
 
@@ -48,7 +48,8 @@ pub async fn count_in_run(
 }
 
 /// The one log line of a stored referral: `partner_center_referral_ingested`, or
-/// `partner_center_referral_skipped` with its reason.
+/// `partner_center_referral_skipped` with its reason (a warning for input that could not be
+/// read: someone should look at it).
 pub fn log_stored(
     run_id: Option<&str>,
     record: &ReferralRecord,
@@ -65,6 +66,14 @@ pub fn log_stored(
             domain,
             domain_source = record.domain_source.map(|s| s.as_str()),
             lead_changed,
+        ),
+        Some(SkipReason::InvalidPayload) => tracing::warn!(
+            event = "partner_center_referral_skipped",
+            run_id,
+            referral_id = %record.id,
+            outcome = outcome.as_str(),
+            reason = SkipReason::InvalidPayload.as_str(),
+            detail = record.skip_detail.as_deref(),
         ),
         Some(reason) => tracing::info!(
             event = "partner_center_referral_skipped",

@@ -156,12 +156,30 @@ pub fn push_needed(lead: &Lead, requested: u64, force: bool) -> bool {
 /// How a push attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushAttempt {
-    /// Dynamics holds the lead under this record id.
-    Synced { dynamics_id: String },
+    /// Dynamics holds the lead under this record id (`adopted`: a record made by hand, now keyed).
+    Synced { dynamics_id: String, adopted: bool },
     /// Dynamics refused the lead for good (the data must change); the reason.
     Failed(String),
     /// A failure that may pass; the push is tried again.
     Retry(String),
+}
+
+impl PushAttempt {
+    /// The attempt as the lead's audit trail says it: action, result, detail.
+    pub fn audit(&self) -> (&'static str, &'static str, String) {
+        match self {
+            Self::Synced {
+                dynamics_id,
+                adopted,
+            } => (
+                if *adopted { "adopt" } else { "upsert" },
+                "synced",
+                format!("dynamicsId {dynamics_id}"),
+            ),
+            Self::Failed(error) => ("upsert", "failed", error.clone()),
+            Self::Retry(error) => ("upsert", "retry", error.clone()),
+        }
+    }
 }
 
 /// Records a push attempt of content version `pushed` on `lead` (as read now, which may hold
@@ -170,7 +188,7 @@ pub enum PushAttempt {
 pub fn record_push(lead: &mut Lead, pushed: u64, attempt: &PushAttempt, now: DateTime<Utc>) {
     lead.sync_attempts += 1;
     match attempt {
-        PushAttempt::Synced { dynamics_id } => {
+        PushAttempt::Synced { dynamics_id, .. } => {
             lead.dynamics_id = Some(dynamics_id.clone());
             lead.last_synced_at = Some(now);
             lead.last_error = None;
@@ -450,6 +468,7 @@ mod tests {
         );
         let synced = PushAttempt::Synced {
             dynamics_id: "d-1".into(),
+            adopted: false,
         };
         record_push(&mut lead, pushed, &synced, at(4));
         assert_eq!(lead.sync_status, SyncStatus::Synced);
@@ -476,6 +495,7 @@ mod tests {
         let mut lead = stored.lead().clone();
         let synced = PushAttempt::Synced {
             dynamics_id: "d-1".into(),
+            adopted: false,
         };
         record_push(&mut lead, pushed, &synced, at(3));
         assert_eq!(lead.sync_status, SyncStatus::Pending);

@@ -47,6 +47,8 @@ pub struct Referral {
     pub currency: Option<String>,
     /// `details.notes`.
     pub notes: Option<String>,
+    /// `externalReferenceId`: the CRM record a partner's system wrote back.
+    pub external_reference_id: Option<String>,
     /// `createdDateTime`.
     pub created: Option<DateTime<Utc>>,
     /// `updatedDateTime`.
@@ -104,6 +106,12 @@ pub enum InvalidPayload {
 }
 
 impl Referral {
+    /// Whether Partner Center already names `crm_id` as this referral's CRM record (a write-back
+    /// of it would change nothing).
+    pub fn references(&self, crm_id: &str) -> bool {
+        self.external_reference_id.as_deref() == Some(crm_id)
+    }
+
     /// The version used to order deliveries (`updatedDateTime`, `eTag`).
     pub fn version(&self) -> Version {
         Version {
@@ -130,11 +138,7 @@ pub fn parse_referral_value(value: Value) -> Result<Referral, InvalidPayload> {
     if bytes > MAX_PAYLOAD_BYTES {
         return Err(InvalidPayload::TooLarge { bytes });
     }
-    let id = match obj.get("id") {
-        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_owned(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => return Err(InvalidPayload::MissingId),
-    };
+    let id = referral_id(obj)?;
     let profile = obj.get("customerProfile").and_then(Value::as_object);
     let details = obj.get("details").and_then(Value::as_object);
     let detail = |key: &str| details.and_then(|d| d.get(key));
@@ -157,6 +161,7 @@ pub fn parse_referral_value(value: Value) -> Result<Referral, InvalidPayload> {
         deal_value: number(detail("dealValue")),
         currency: text(detail("currency")),
         notes: text(detail("notes")),
+        external_reference_id: text(obj.get("externalReferenceId")),
         created: timestamp(obj.get("createdDateTime")),
         updated: timestamp(obj.get("updatedDateTime")),
         etag: text(obj.get("eTag"))
@@ -174,9 +179,22 @@ pub fn parse_referral_value(value: Value) -> Result<Referral, InvalidPayload> {
     })
 }
 
-/// The `updatedDateTime` of a referral as Partner Center sent it, without reading the rest.
+/// The `updatedDateTime` of a referral as Partner Center sent it, without reading the rest;
+/// `None` for input [`parse_referral_value`] would refuse (no id, too large, not an object).
 pub fn updated_date_time(raw: &Value) -> Option<DateTime<Utc>> {
-    timestamp(raw.get("updatedDateTime"))
+    let obj = raw.as_object()?;
+    referral_id(obj).ok()?;
+    let updated = timestamp(obj.get("updatedDateTime"))?;
+    (json_len(raw) <= MAX_PAYLOAD_BYTES).then_some(updated)
+}
+
+/// A referral's `id` (a number id as its decimal string).
+fn referral_id(obj: &Map<String, Value>) -> Result<String, InvalidPayload> {
+    match obj.get("id") {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        _ => Err(InvalidPayload::MissingId),
+    }
 }
 
 /// Text stored for invalid input: capped to `max_bytes` on a char boundary, with a marker when cut.
@@ -538,8 +556,19 @@ mod tests {
     fn when_only_the_update_time_is_wanted_should_read_it_alone() {
         let raw = json!({"id": "1", "updatedDateTime": "2026-10-29T08:01:12.5Z", "details": 3});
         assert_eq!(updated_date_time(&raw), parse(raw.clone()).updated);
-        assert_eq!(updated_date_time(&json!({"updatedDateTime": "soon"})), None);
+        assert_eq!(
+            updated_date_time(&json!({"id": "1", "updatedDateTime": "soon"})),
+            None
+        );
         assert_eq!(updated_date_time(&json!([1])), None);
+        assert_eq!(
+            updated_date_time(&json!({"updatedDateTime": "2026-10-29T08:01:12Z"})),
+            None,
+            "input without an id is not a referral"
+        );
+        let huge = json!({"id": "1", "updatedDateTime": "2026-10-29T08:01:12Z",
+            "notes": "x".repeat(MAX_PAYLOAD_BYTES)});
+        assert_eq!(updated_date_time(&huge), None);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::ports::{
 };
 use crate::ports::{RunCount, StoreError};
 use hunter_domain::model::{AuditEntry, Lead, LeadReferral, ReferralRecord, SyncRun, SyncState};
-use hunter_domain::rules::{Domain, VersionOrder, compare_versions};
+use hunter_domain::rules::Domain;
 
 /// In-memory [`crate::ports::Store`] for local mode and tests.
 #[derive(Debug, Default)]
@@ -115,15 +115,11 @@ fn check_version(stored: Option<u64>, expected: Option<u64>, what: &str) -> Resu
 impl ReferralStore for EmbeddedStore {
     async fn upsert_referral(&self, record: &ReferralRecord) -> Result<UpsertOutcome, StoreError> {
         let mut inner = self.lock();
-        let outcome = match inner.referrals.get(&record.id) {
-            None => UpsertOutcome::Inserted,
-            Some(stored) => match compare_versions(&record.version(), &stored.version()) {
-                VersionOrder::Newer => UpsertOutcome::Updated,
-                VersionOrder::Same => return Ok(UpsertOutcome::Unchanged),
-                VersionOrder::Stale => return Ok(UpsertOutcome::Stale),
-            },
-        };
-        inner.referrals.insert(record.id.clone(), record.clone());
+        let stored = inner.referrals.get(&record.id).map(ReferralRecord::version);
+        let outcome = UpsertOutcome::of(&record.version(), stored.as_ref());
+        if outcome.writes() {
+            inner.referrals.insert(record.id.clone(), record.clone());
+        }
         Ok(outcome)
     }
 

@@ -68,6 +68,14 @@ pub enum Entry {
 }
 
 impl Entry {
+    /// The entry's messages, a change set's in order.
+    pub fn into_messages(self) -> Vec<Message> {
+        match self {
+            Entry::Single(message) => vec![message],
+            Entry::ChangeSet(messages) => messages,
+        }
+    }
+
     /// How many messages the entry holds.
     pub fn len(&self) -> usize {
         match self {

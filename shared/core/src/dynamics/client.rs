@@ -34,8 +34,9 @@ const ODATA_HEADERS: &[(&str, &str)] = &[
 const API_PATH: &str = "/api/data/v9.2/";
 /// Most requests in one `$batch`.
 pub const MAX_BATCH_ITEMS: usize = 1000;
-/// Records `find_by_domain` looks at.
-const FIND_TOP: usize = 5;
+/// Records `find_by_domain` looks at (generous: other domains that contain this one's name match
+/// the `contains` filter too and are dropped after).
+const FIND_TOP: usize = 50;
 
 /// The outcome of an upsert.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -441,13 +442,7 @@ impl DataverseClient {
         })?;
         let entries = batch::read(&answer.body, &boundary)
             .map_err(|e| invalid_response(e, request_id.clone()))?;
-        let answers = entries
-            .into_iter()
-            .flat_map(|entry| match entry {
-                Entry::Single(message) => vec![message],
-                Entry::ChangeSet(messages) => messages,
-            })
-            .collect();
+        let answers = entries.into_iter().flat_map(Entry::into_messages).collect();
         Ok((answers, request_id))
     }
 }
@@ -462,9 +457,10 @@ fn upsert_outcome(
         .get("request-id")
         .map(str::to_owned)
         .or(batch_request_id);
-    let status = answer
-        .status()
-        .ok_or_else(|| invalid_response(format!("status line '{}'", answer.start_line), None))?;
+    let Some(status) = answer.status() else {
+        let message = format!("status line '{}'", answer.start_line);
+        return Err(invalid_response(message, request_id));
+    };
     if (200..300).contains(&status) {
         let id = answer
             .headers
@@ -507,10 +503,7 @@ mod tests {
         let answers: Vec<Message> = batch::read(body, "batchresponse_1")
             .unwrap()
             .into_iter()
-            .flat_map(|e| match e {
-                Entry::Single(m) => vec![m],
-                Entry::ChangeSet(ms) => ms,
-            })
+            .flat_map(Entry::into_messages)
             .collect();
         assert_eq!(answers.len(), 2);
         assert_eq!(answers[0].content_id.as_deref(), Some("1"));

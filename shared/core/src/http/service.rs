@@ -111,20 +111,17 @@ impl Service {
         }
     }
 
-    /// The service's name in messages.
-    pub fn name(&self) -> &'static str {
-        self.names.display
-    }
-
     /// The latest `x-ms-dop-hint` (recommended degree of parallelism) the service sent.
     pub fn dop_hint(&self) -> Option<u32> {
         Some(self.dop_hint.load(Ordering::Relaxed)).filter(|n| *n > 0)
     }
 
-    /// Sends `call` until it is answered with success, or fails for good: throttling (429),
-    /// server errors and network failures are retried up to the backoff's limit, waiting
-    /// `Retry-After` when the service names it; a refused token (401) is renewed once. No wait
-    /// passes `deadline`: [`ServiceError::Deadline`] instead.
+    /// Sends `call` until it is answered with success, or fails for good. Retried up to the
+    /// backoff's limit, waiting `Retry-After` when the service names it: 408, 429, 500 (but a
+    /// Dataverse duplicate-detection hit), 502, 503, 504, 509, network failures, and token
+    /// requests that failed for a passing reason. After a 429 every request of this service
+    /// waits out the same delay. A refused token (401) is renewed once. No wait passes
+    /// `deadline`: [`ServiceError::Deadline`] instead.
     pub async fn send(
         &self,
         call: &Call,
@@ -198,8 +195,9 @@ impl Service {
                 retry_after_ms = retry_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                 retry,
             );
+            let delay = self.backoff.delay_with_hint(retry, retry_after);
             if status == StatusCode::TOO_MANY_REQUESTS {
-                self.pause_all(self.backoff.delay_with_hint(retry, retry_after));
+                self.pause_all(delay);
             }
             if status == StatusCode::UNAUTHORIZED && !renewed {
                 renewed = true;
@@ -207,8 +205,7 @@ impl Service {
                 continue;
             }
             if retryable_answer(status.as_u16(), &code) && retry < self.backoff.max_retries {
-                self.wait(self.backoff.delay_with_hint(retry, retry_after), deadline)
-                    .await?;
+                self.wait(delay, deadline).await?;
                 retry += 1;
                 token = Some(current);
                 continue;

@@ -50,7 +50,7 @@ impl DataverseSim {
                 ),
             ));
         }
-        if field("client_secret") != inner.client_secret {
+        if field("client_secret") != inner.client_secret.expose() {
             return Err(OAuthError::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_client",

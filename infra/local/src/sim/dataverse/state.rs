@@ -2,6 +2,7 @@
 //! get, query (see [`super::query`]), delete, `QualifyLead`; one request at a time, under the
 //! simulator's lock.
 
+use hunter_core::secret::Secret;
 use std::collections::{BTreeMap, HashMap};
 
 use axum::http::StatusCode;
@@ -71,7 +72,7 @@ pub(super) struct Inner {
     pub fault_rng: fastrand::Rng,
     pub dop_hint: u32,
     pub client_id: String,
-    pub client_secret: String,
+    pub client_secret: Secret,
     pub store: Store,
     version: u64,
     pub id_rng: fastrand::Rng,
@@ -97,7 +98,7 @@ impl Inner {
             fault_rng: fastrand::Rng::with_seed(config.rng_seed),
             dop_hint: config.dop_hint,
             client_id: config.client_id,
-            client_secret: config.client_secret,
+            client_secret: Secret::new(config.client_secret),
             store,
             version: 1000,
             id_rng: fastrand::Rng::with_seed(config.rng_seed ^ 0x9e37_79b9_7f4a_7c15),

@@ -1,6 +1,7 @@
 //! Delegated tokens: the refresh-token grant (the refresh token rotates on every use), the device
 //! code flow, and the bearer check of the API routes.
 
+use hunter_core::secret::Secret;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -82,7 +83,7 @@ impl PartnerCenterSim {
                         "AADSTS900144: The request body must contain the following parameter: 'refresh_token'.",
                     ));
                 }
-                if presented != inner.refresh_token {
+                if presented != inner.refresh_token.expose() {
                     return Err(OAuthError::new(
                         StatusCode::BAD_REQUEST,
                         "invalid_grant",
@@ -135,7 +136,7 @@ impl PartnerCenterSim {
         }
         let access_token = inner.issue_access_token();
         let refresh_token = inner.random_hex("sim-rt-");
-        inner.refresh_token = refresh_token.clone();
+        inner.refresh_token = Secret::new(refresh_token.clone());
         let ttl = inner.controls.access_tokens.ttl().as_secs();
         drop(inner);
         let now = Utc::now().timestamp();

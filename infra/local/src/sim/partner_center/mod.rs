@@ -215,7 +215,7 @@ impl PartnerCenterSim {
 
     /// The one refresh token the token endpoint accepts now.
     pub fn current_refresh_token(&self) -> String {
-        self.lock().refresh_token.clone()
+        self.lock().refresh_token.expose().to_owned()
     }
 
     /// Issues an access token directly (as if the token endpoint had), for tests and tools.

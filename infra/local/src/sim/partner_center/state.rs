@@ -1,6 +1,7 @@
 //! The referrals and what the Referrals API does with them: list pages (first and continuation,
 //! the query carried in `$skiptoken`), get one, JSON Patch and replace with `If-Match`.
 
+use hunter_core::secret::Secret;
 use std::collections::HashMap;
 
 use axum::Json;
@@ -31,7 +32,7 @@ pub(super) struct Inner {
     pub pages_since_faults: u32,
     pub fault_rng: fastrand::Rng,
     pub id_rng: fastrand::Rng,
-    pub refresh_token: String,
+    pub refresh_token: Secret,
     pub device_codes: HashMap<String, DeviceCode>,
     pub base_url: Option<String>,
 }
@@ -50,7 +51,7 @@ impl Inner {
             pages_since_faults: 0,
             fault_rng: fastrand::Rng::with_seed(config.rng_seed),
             id_rng: fastrand::Rng::with_seed(config.rng_seed ^ 0x9e37_79b9_7f4a_7c15),
-            refresh_token: config.initial_refresh_token,
+            refresh_token: Secret::new(config.initial_refresh_token),
             device_codes: HashMap::new(),
             base_url: None,
         }
