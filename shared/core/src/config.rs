@@ -48,6 +48,48 @@ pub struct Config {
     /// `HUNTER_D365_OPPORTUNITIES`: accepted referrals become account + contact + opportunity
     /// in Dynamics (default on).
     pub d365_opportunities: Option<bool>,
+    /// `HUNTER_DNS_SERVER`: the one nameserver domain scans ask (`HOST:PORT`, UDP and TCP);
+    /// unset: the system's resolvers.
+    pub dns_server: Option<String>,
+    /// `HUNTER_RESCAN_AFTER`: a lead's domain is scanned again once its last scan is this old
+    /// (`7d`, `12h`, `30m`, `90s` or seconds; default 7 days).
+    #[serde(default = "default_rescan_after", deserialize_with = "duration_text")]
+    pub rescan_after: std::time::Duration,
+}
+
+fn default_rescan_after() -> std::time::Duration {
+    std::time::Duration::from_secs(7 * 24 * 3600)
+}
+
+/// A duration written `<number><unit>` (`s`, `m`, `h`, `d`) or as seconds.
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let seconds_per_unit = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    let number: u64 = number.parse().ok()?;
+    Some(std::time::Duration::from_secs(
+        number.checked_mul(seconds_per_unit)?,
+    ))
+}
+
+fn duration_text<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<std::time::Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_duration(&text).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not a duration (e.g. 7d, 12h, 30m, 90s)"
+        ))
+    })
 }
 
 fn default_table() -> String {
@@ -109,6 +151,33 @@ mod tests {
         );
         assert_eq!(config.referrals_queue_url, None);
         assert_eq!(config.fetch_function, "fetch-referrals");
+        assert_eq!(config.dns_server, None);
+    }
+
+    #[test]
+    fn when_rescan_after_is_set_should_read_its_unit() {
+        let read = |text: &str| {
+            Config::from_vars(vars(&[("HUNTER_RESCAN_AFTER", text)])).map(|c| c.rescan_after)
+        };
+        assert_eq!(
+            Config::from_vars(vars(&[])).unwrap().rescan_after,
+            std::time::Duration::from_secs(7 * 86_400)
+        );
+        assert_eq!(read("12h").unwrap().as_secs(), 12 * 3600);
+        assert_eq!(read("30m").unwrap().as_secs(), 1800);
+        assert_eq!(read("90").unwrap().as_secs(), 90);
+        assert_eq!(read("2d").unwrap().as_secs(), 2 * 86_400);
+        let err = read("soon").unwrap_err().to_string();
+        assert!(err.contains("not a duration"), "{err}");
+        assert!(read("5w").is_err());
+    }
+
+    #[test]
+    fn when_a_dns_server_is_set_should_read_it() {
+        let config = Config::from_vars(vars(&[("HUNTER_DNS_SERVER", "127.0.0.1:5353")])).unwrap();
+        assert_eq!(config.dns_server.as_deref(), Some("127.0.0.1:5353"));
+        let blank = Config::from_vars(vars(&[("HUNTER_DNS_SERVER", " ")])).unwrap();
+        assert_eq!(blank.dns_server, None);
     }
 
     #[test]

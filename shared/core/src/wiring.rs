@@ -4,6 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::adapters::dns_scanner::{
+    DnsScanner, DnsScannerError, DnsScannerSettings, parse_nameserver,
+};
 use crate::adapters::{DynamoStore, LambdaSyncTrigger, SqsQueue};
 use crate::config::Config;
 use crate::credentials::Credentials;
@@ -147,4 +150,18 @@ pub fn dataverse_sink(
     let auth = DataverseAuth::new(endpoint, org_url);
     let client = DataverseClient::new(http, org_url, auth, Backoff::default())?;
     Ok(DataverseLeadSink::new(client, mapping))
+}
+
+/// The domain scanner: the nameserver `HUNTER_DNS_SERVER` names (UDP and TCP), else the
+/// system's resolvers; the default deadline (10 s), limit (32 scans at once) and DKIM selectors.
+pub fn dns_scanner(config: &Config) -> Result<DnsScanner, DnsScannerError> {
+    let nameserver = config
+        .dns_server
+        .as_deref()
+        .map(parse_nameserver)
+        .transpose()?;
+    DnsScanner::new(DnsScannerSettings {
+        nameserver,
+        ..DnsScannerSettings::default()
+    })
 }
