@@ -2,6 +2,7 @@
 //! services, the embedded store and queues (or DynamoDB/SQS), and the API.
 
 pub mod cli;
+pub mod dns;
 pub mod sim;
 pub mod stack;
 pub mod summary;
