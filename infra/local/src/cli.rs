@@ -46,6 +46,10 @@ pub struct Args {
     /// Seconds between scheduled syncs when serving.
     #[arg(long, default_value_t = 60)]
     pub sync_interval: u64,
+    /// Every domain scan asks this nameserver (`HOST:PORT`, UDP and TCP). Default: the built-in
+    /// DNS simulator when serving generated referrals, else the system's resolvers.
+    #[arg(long, value_name = "HOST:PORT", env = "HUNTER_DNS_SERVER")]
+    pub dns: Option<String>,
     #[command(flatten)]
     pub sim: SimFaultArgs,
 }
@@ -92,4 +96,8 @@ pub struct SimFaultArgs {
     /// Share of Dataverse requests answered 500 or 503.
     #[arg(long, env = "HUNTER_SIM_DATAVERSE_ERROR_RATE", default_value_t = 0.0)]
     pub sim_dataverse_error_rate: f64,
+    /// The built-in DNS simulator answers NXDOMAIN, SERVFAIL or nothing at all for some seeded
+    /// domains (those scans end `nxdomain`, `servfail`, `timeout`).
+    #[arg(long, env = "HUNTER_SIM_DNS_FAULTS")]
+    pub sim_dns_faults: bool,
 }

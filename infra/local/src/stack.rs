@@ -10,13 +10,14 @@ use hunter_core::config::Config;
 use hunter_core::credentials::Credentials;
 use hunter_core::dynamics::DataverseLeadSink;
 use hunter_core::partner_center::PartnerCenterClient;
-use hunter_core::ports::{Queue, Store};
+use hunter_core::ports::{DomainScanner, Queue, Store};
 use hunter_core::secret::Secret;
 use hunter_core::wiring;
 use hunter_domain::crm::DynamicsMapping;
 use hunter_domain::rules::Rules;
 
 use crate::cli::Args;
+use crate::dns::{DnsSim, RunningDns};
 use crate::sim::dataverse::{
     DataverseConfig, DataverseSim, Faults as DataverseFaults, Limits as DataverseLimits,
     RunningDataverse,
@@ -51,6 +52,13 @@ pub struct Stack {
     pub write_back: bool,
     /// Accepted referrals become opportunities (`HUNTER_D365_OPPORTUNITIES`, default on).
     pub opportunities: bool,
+    /// Scans company domains over DNS: the `--dns` nameserver, else the built-in DNS simulator
+    /// when serving generated referrals, else the system's resolvers.
+    pub scanner: Arc<dyn DomainScanner>,
+    /// The built-in DNS simulator, serving the generated referrals' domains.
+    pub dns_sim: Option<RunningDns>,
+    /// A lead's domain is scanned again once its last scan is this old (`HUNTER_RESCAN_AFTER`).
+    pub rescan_after: Duration,
 }
 
 impl Stack {
@@ -59,6 +67,7 @@ impl Stack {
         let mut credentials = Credentials::from_vars(std::env::vars());
         let rules = Rules::load(config.rules_file.as_deref().map(std::path::Path::new))?;
 
+        let mut seeded_dns = None;
         let partner_center_sim = match (&args.partner_center_url, &args.partner_center_token_url) {
             (Some(url), Some(token_url)) => {
                 config.partner_center_url.clone_from(url);
@@ -70,6 +79,9 @@ impl Stack {
                     Some(path) => load_referrals_file(path)?,
                     None => generate_referrals(args.seed, SEED_RNG),
                 };
+                if args.referrals.is_none() {
+                    seeded_dns = Some(DnsSim::seeded(&referrals, args.sim.sim_dns_faults));
+                }
                 let mut sim_config = SimConfig {
                     page_size: args.sim.sim_page_size.max(1),
                     faults: Faults {
@@ -163,6 +175,25 @@ impl Stack {
             )?)
         };
 
+        let dns_server = args.dns.as_deref().map(str::trim).filter(|s| !s.is_empty());
+        let dns_sim = match (dns_server, seeded_dns) {
+            (Some(server), _) => {
+                config.dns_server = Some(server.to_owned());
+                None
+            }
+            (None, Some(sim)) => {
+                let dns = sim
+                    .serve(([127, 0, 0, 1], 0).into())
+                    .await
+                    .context("starting the DNS simulator")?;
+                tracing::info!(event = "dns_simulator_started", addr = %dns.addr, domains = dns.sim.domains().len(), faults = args.sim.sim_dns_faults);
+                config.dns_server = Some(dns.addr.to_string());
+                Some(dns)
+            }
+            (None, None) => None,
+        };
+        let scanner = Arc::new(wiring::dns_scanner(&config).context("building the DNS scanner")?);
+
         let (store, referrals_queue, push_queue) = if args.aws {
             aws_adapters(&config).await?
         } else {
@@ -183,6 +214,9 @@ impl Stack {
             dataverse_sim,
             write_back: args.write_back || config.pc_write_back,
             opportunities: config.d365_opportunities.unwrap_or(true),
+            rescan_after: config.rescan_after,
+            scanner,
+            dns_sim,
         })
     }
 }
