@@ -9,6 +9,7 @@ use hunter_domain::model::{
     AuditEntry, Lead, LeadReferral, ReferralRecord, RunStatus, SyncRun, SyncState, SyncStatus,
 };
 use hunter_domain::rules::{Domain, DomainSource, SkipReason, normalize_domain};
+use hunter_domain::scoring::Segment;
 
 fn at(minute: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 10, 1, 8, 0, 0)
@@ -57,7 +58,7 @@ fn skipped(mut record: ReferralRecord, reason: SkipReason) -> ReferralRecord {
 fn lead(name: &str, score: Option<u8>, segment: Option<&str>) -> Lead {
     let mut lead = Lead::new(domain(name), at(0));
     lead.score = score;
-    lead.segment = segment.map(str::to_owned);
+    lead.segment = segment.map(|s| s.parse().unwrap());
     lead.company_name = Some(format!("{name} Inc"));
     lead
 }
@@ -286,6 +287,7 @@ fn contribution(id: &str, value: f64) -> LeadReferral {
         currency: Some("EUR".to_owned()),
         customer_name: Some("Contoso".to_owned()),
         updated_date_time: Some(at(1)),
+        opportunity_id: (id == "r1").then(|| "00000000-0000-0000-0000-0000000000a1".to_owned()),
     }
 }
 
@@ -432,7 +434,7 @@ pub async fn leads_list_by_score_and_segment(store: &dyn Store) {
     );
 
     let migration = LeadQuery {
-        segment: Some("Migration".to_owned()),
+        segment: Some(Segment::Migration),
         ..Default::default()
     };
     assert_eq!(

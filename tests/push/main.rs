@@ -90,10 +90,13 @@ impl Fixture {
 
     /// Ingests `referral` (making its lead and a push request); returns the push message body.
     async fn ingest_referral(&self, referral: serde_json::Value) -> String {
+        let scanner = hunter_tests::scanner();
         let deps = IngestDeps {
             store: &self.store,
             push_queue: &self.push_queue,
+            scanner: &scanner,
             rules: Rules::embedded(),
+            rescan_after: hunter_tests::RESCAN_AFTER,
             send_backoff: Backoff::default(),
         };
         ingest_message(

@@ -6,9 +6,53 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hunter_core::adapters::{DynamoStore, EmbeddedQueue, EmbeddedStore, SqsQueue};
+use std::collections::HashMap;
+
+use hunter_core::adapters::{
+    DynamoStore, EmbeddedQueue, EmbeddedStore, Otherwise, SqsQueue, StaticScanner,
+};
 use hunter_core::ports::{Queue, Store};
+use hunter_domain::rules::Domain;
+use hunter_domain::scan::{DnsAnswers, MxRecord, ScanState};
 use tokio::sync::{Mutex, MutexGuard};
+
+/// How old a scan may be before ingest scans the domain again, in tests.
+pub const RESCAN_AFTER: Duration = Duration::from_secs(7 * 86_400);
+
+/// A scanner that answers from the mail set-ups of [`mail_profiles`] instead of DNS; any other
+/// domain times out (stays unscored).
+pub fn scanner() -> StaticScanner {
+    StaticScanner::new(mail_profiles(), Otherwise::State(ScanState::Timeout))
+}
+
+/// DNS answers for the company domains the tests use: `company0.de`..`company6.de` (the
+/// support referrals), `contoso.com` and `company0.com`..`company1100.example`-style names
+/// are added as the tests need them.
+pub fn mail_profiles() -> HashMap<Domain, DnsAnswers> {
+    let google = |domain: &str| DnsAnswers {
+        mx: vec![MxRecord {
+            preference: 1,
+            host: "aspmx.l.google.com".to_owned(),
+        }],
+        apex_txt: vec!["v=spf1 include:_spf.google.com ~all".to_owned()],
+        dkim_txt: vec![(
+            "google".to_owned(),
+            vec!["v=DKIM1; k=rsa; p=MIIB".to_owned()],
+        )],
+        dmarc_txt: vec![format!("v=DMARC1; p=quarantine; rua=mailto:d@{domain}")],
+    };
+    let mut profiles = HashMap::new();
+    for n in 0..7 {
+        let domain = format!("company{n}.de");
+        profiles.insert(domain_of(&domain), google(&domain));
+    }
+    profiles.insert(domain_of("contoso.com"), google("contoso.com"));
+    profiles
+}
+
+fn domain_of(text: &str) -> Domain {
+    hunter_domain::rules::normalize_domain(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+}
 
 /// Moto state is global: tests that use it run one at a time and reset it first.
 static MOTO: Mutex<()> = Mutex::const_new(());

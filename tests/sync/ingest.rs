@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use hunter_core::adapters::{EmbeddedQueue, EmbeddedStore};
+use std::collections::HashMap;
+
+use hunter_core::adapters::{EmbeddedQueue, EmbeddedStore, Otherwise, StaticScanner};
 use hunter_core::messages::{PushMessage, ReferralMessage};
 use hunter_core::ports::{
     LeadQuery, LeadStore, Page, ReferralQuery, ReferralStore, SyncStore, UpsertOutcome,
@@ -13,6 +15,7 @@ use hunter_core::ports::{RunCount, StoreError};
 use hunter_core::retry::Backoff;
 use hunter_domain::model::{AuditEntry, Lead, LeadReferral, ReferralRecord, SyncRun, SyncState};
 use hunter_domain::rules::{Domain, Rules, SkipReason, normalize_domain};
+use hunter_domain::scan::{DnsAnswers, MxRecord, ScanState};
 use ingest_referral::{IngestDeps, handle_batch, ingest_message};
 use serde_json::{Value, json};
 
@@ -43,6 +46,7 @@ fn envelope(run_id: Option<&str>, referral: Value) -> String {
 struct Deps {
     store: EmbeddedStore,
     push: EmbeddedQueue,
+    scanner: StaticScanner,
 }
 
 impl Deps {
@@ -50,13 +54,16 @@ impl Deps {
         Self {
             store: EmbeddedStore::new(),
             push: EmbeddedQueue::new("push", Duration::from_secs(60), 5),
+            scanner: hunter_tests::scanner(),
         }
     }
     fn ingest(&self) -> IngestDeps<'_> {
         IngestDeps {
             store: &self.store,
             push_queue: &self.push,
+            scanner: &self.scanner,
             rules: Rules::embedded(),
+            rescan_after: hunter_tests::RESCAN_AFTER,
             send_backoff: Backoff {
                 base: Duration::from_millis(1),
                 cap: Duration::from_millis(2),
@@ -348,10 +355,13 @@ async fn a_batch_of_good_poison_and_transiently_failing_messages_reports_only_th
         failing_id: "ref-0002".into(),
     };
     let push = EmbeddedQueue::new("push", Duration::from_secs(60), 5);
+    let scanner = hunter_tests::scanner();
     let deps = IngestDeps {
         store: &store,
         push_queue: &push,
+        scanner: &scanner,
         rules: Rules::embedded(),
+        rescan_after: hunter_tests::RESCAN_AFTER,
         send_backoff: Backoff::default(),
     };
     let batch = event(&[
@@ -462,7 +472,13 @@ async fn referrals_of_one_domain_make_one_lead_and_each_change_requests_a_push()
         "the newest first"
     );
     assert_eq!(lead.deal_values["EUR"], 2000.0);
-    assert_eq!((lead.version, lead.content_version), (2, 2));
+    // Two referrals and one scan changed what the lead says.
+    assert_eq!((lead.version, lead.content_version), (3, 3));
+    assert_eq!(
+        deps.scanner.scans_of(&lead.domain),
+        1,
+        "one scan per domain"
+    );
     let pushes: Vec<PushMessage> = take_all(&deps.push)
         .await
         .iter()
@@ -474,9 +490,126 @@ async fn referrals_of_one_domain_make_one_lead_and_each_change_requests_a_push()
             .filter(|p| p.domain == "company0.de")
             .map(|p| p.lead_version)
             .max(),
-        Some(2)
+        Some(3)
     );
     assert!(pushes.len() >= 2);
+}
+
+#[tokio::test]
+async fn an_eligible_referral_s_domain_is_scanned_and_scored_after_the_referral_is_stored() {
+    let deps = Deps::new();
+    let ingested = ingest_message(&deps.ingest(), &envelope(None, referral(1)))
+        .await
+        .unwrap();
+    assert!(ingested.push_requested);
+    let lead = deps
+        .store
+        .get_lead(&normalize_domain("company1.de").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(lead.scan_state, ScanState::Ok);
+    assert_eq!(lead.provider.as_deref(), Some("Google"));
+    let score = lead.score.unwrap();
+    assert_eq!(
+        lead.score_breakdown.iter().map(|l| l.points).sum::<i32>(),
+        i32::from(score)
+    );
+    assert!(lead.segment.is_some() && lead.priority_category.is_some());
+    assert_eq!(
+        lead.signals.as_ref().map(|s| s.dkim_selectors.clone()),
+        Some(vec!["google".to_owned()])
+    );
+    let pushes = take_all(&deps.push).await;
+    let newest: Vec<PushMessage> = pushes
+        .iter()
+        .map(|m| serde_json::from_str(&m.body).unwrap())
+        .collect();
+    assert_eq!(
+        newest.iter().map(|p| p.lead_version).max(),
+        Some(lead.content_version),
+        "the push carries the scored lead"
+    );
+}
+
+#[tokio::test]
+async fn a_scan_that_times_out_leaves_the_referral_stored_and_the_lead_unscored() {
+    let deps = Deps::new();
+    let mut unknown = referral(1);
+    unknown["customerProfile"]["team"][0]["email"] = json!("ada@never-answers.example.com");
+    let ingested = ingest_message(&deps.ingest(), &envelope(None, unknown))
+        .await
+        .unwrap();
+    assert_eq!(ingested.skip_reason, None);
+    assert!(deps.store.get_referral("ref-0001").await.unwrap().is_some());
+    let lead = deps
+        .store
+        .get_lead(&normalize_domain("example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(lead.scan_state, ScanState::Timeout);
+    assert_eq!((lead.score, lead.provider.as_deref()), (None, None));
+    assert!(lead.scan_detail.is_some());
+}
+
+#[tokio::test]
+async fn a_stale_scan_is_done_again_and_a_changed_provider_asks_for_a_push() {
+    let store = EmbeddedStore::new();
+    let push = EmbeddedQueue::new("push", Duration::from_secs(60), 5);
+    let domain = normalize_domain("company1.de").unwrap();
+    let scan_as = |mx: &str| {
+        let answers = DnsAnswers {
+            mx: vec![MxRecord {
+                preference: 10,
+                host: mx.to_owned(),
+            }],
+            ..DnsAnswers::default()
+        };
+        StaticScanner::new(
+            HashMap::from([(domain.clone(), answers)]),
+            Otherwise::State(ScanState::Timeout),
+        )
+    };
+    let google = scan_as("aspmx.l.google.com");
+    let m365 = scan_as("company1-de.mail.protection.outlook.com");
+    let deps = |scanner, rescan_after| IngestDeps {
+        store: &store,
+        push_queue: &push,
+        scanner,
+        rules: Rules::embedded(),
+        rescan_after,
+        send_backoff: Backoff::default(),
+    };
+    let week = Duration::from_secs(7 * 86_400);
+    ingest_message(&deps(&google, week), &envelope(None, referral(1)))
+        .await
+        .unwrap();
+    take_all(&push).await;
+    // A redelivery within the week: no scan.
+    ingest_message(&deps(&m365, week), &envelope(None, referral(1)))
+        .await
+        .unwrap();
+    assert_eq!(m365.scans_of(&domain), 0);
+    // Once the scan is older than HUNTER_RESCAN_AFTER, the domain is scanned again.
+    ingest_message(&deps(&m365, Duration::ZERO), &envelope(None, referral(1)))
+        .await
+        .unwrap();
+    assert_eq!(m365.scans_of(&domain), 1);
+    let lead = store.get_lead(&domain).await.unwrap().unwrap();
+    assert_eq!(lead.provider.as_deref(), Some("M365"));
+    let providers: Vec<&str> = lead.history.iter().map(|h| h.provider.as_str()).collect();
+    assert_eq!(providers, ["Google", "M365"]);
+    let pushes: Vec<PushMessage> = take_all(&push)
+        .await
+        .iter()
+        .map(|m| serde_json::from_str(&m.body).unwrap())
+        .collect();
+    assert_eq!(
+        pushes.iter().map(|p| p.lead_version).max(),
+        Some(lead.content_version),
+        "the changed provider is pushed"
+    );
 }
 
 #[tokio::test]

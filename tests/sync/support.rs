@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fetch_referrals::{FetchDeps, FetchSettings, FetchSummary, fetch_referrals};
-use hunter_core::adapters::{EmbeddedQueue, EmbeddedStore};
+use hunter_core::adapters::{EmbeddedQueue, EmbeddedStore, StaticScanner};
 use hunter_core::config::Config;
 use hunter_core::credentials::Credentials;
 use hunter_core::messages::ReferralMessage;
@@ -61,6 +61,7 @@ pub struct SyncFixture {
     pub client: PartnerCenterClient,
     pub settings: FetchSettings,
     pub rules: &'static Rules,
+    pub scanner: StaticScanner,
 }
 
 impl SyncFixture {
@@ -112,6 +113,7 @@ impl SyncFixture {
                 ..FetchSettings::default()
             },
             rules: Rules::embedded(),
+            scanner: hunter_tests::scanner(),
         }
     }
 
@@ -149,7 +151,9 @@ impl SyncFixture {
         IngestDeps {
             store: self.store.as_ref(),
             push_queue: self.push_queue.as_ref(),
+            scanner: &self.scanner,
             rules: self.rules,
+            rescan_after: hunter_tests::RESCAN_AFTER,
             send_backoff: Backoff {
                 base: Duration::from_millis(1),
                 cap: Duration::from_millis(5),

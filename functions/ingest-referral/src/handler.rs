@@ -10,9 +10,13 @@ use hunter_core::fanout::send_all;
 use hunter_core::intake::{count_in_run, log_stored, record_invalid};
 use hunter_core::messages::{PushMessage, ReferralMessage};
 use hunter_core::optimistic::{Change, update_lead_with_referral};
-use hunter_core::ports::{OutgoingMessage, Queue, QueueError, Store, StoreError, UpsertOutcome};
+use hunter_core::ports::{
+    DomainScanner, OutgoingMessage, Queue, QueueError, Store, StoreError, UpsertOutcome,
+};
 use hunter_core::retry::Backoff;
+use hunter_core::scanning::scan_lead;
 use hunter_domain::clock;
+use hunter_domain::lead_scan::claim_scan;
 use hunter_domain::leads::{LeadJoin, LeadWithReferral, join_referral};
 use hunter_domain::model::{Lead, ReferralRecord};
 use hunter_domain::referral::parse_referral_value;
@@ -24,7 +28,11 @@ pub struct IngestDeps<'a> {
     pub store: &'a dyn Store,
     /// The dynamics-push queue.
     pub push_queue: &'a dyn Queue,
+    /// Scans the domains of leads (DNS).
+    pub scanner: &'a dyn DomainScanner,
     pub rules: &'a Rules,
+    /// A lead's domain is scanned again once its last scan is this old (`HUNTER_RESCAN_AFTER`).
+    pub rescan_after: std::time::Duration,
     pub send_backoff: Backoff,
 }
 
@@ -131,8 +139,10 @@ async fn ingest_readable(deps: &IngestDeps<'_>, body: &str) -> Result<Ingested, 
     Ok(Ingested::of(record, outcome, &join))
 }
 
-/// Joins the stored referral to its domain's lead ([`join_referral`]) and asks for the push the
-/// join calls for.
+/// Joins the stored referral to its domain's lead ([`join_referral`]), scans the domain when a
+/// scan is due ([`claim_scan`]: never scanned, or older than `rescan_after`; once per domain),
+/// and asks for the push that the join or the scan calls for. The referral is stored before
+/// the scan, so a DNS failure never loses it.
 async fn join_lead(
     deps: &IngestDeps<'_>,
     record: &ReferralRecord,
@@ -141,24 +151,45 @@ async fn join_lead(
     let Some(domain) = &record.domain else {
         return Ok(LeadJoin::Unchanged);
     };
-    let join =
-        update_lead_with_referral(
-            deps.store,
-            domain,
-            &record.id,
-            |stored| match join_referral(stored, record, outcome, clock::now()) {
-                LeadJoin::Changed(lead, contribution) => {
-                    let written = LeadWithReferral {
-                        lead: lead.clone(),
-                        contribution: Some(contribution.clone()),
-                    };
-                    Change::Write(written, LeadJoin::Changed(lead, contribution))
+    let now = clock::now();
+    let (join, scan_claimed) =
+        update_lead_with_referral(deps.store, domain, &record.id, |stored| {
+            let counted = stored.as_ref().is_some_and(|s| s.contribution.is_some());
+            let existing = stored.as_ref().map(|s| s.lead.clone());
+            let join = join_referral(stored, record, outcome, now);
+            // What to write: the joined lead, or (when a scan is claimed) the lead as it was.
+            let mut written = match &join {
+                LeadJoin::Changed(lead, contribution) => Some(LeadWithReferral {
+                    lead: lead.clone(),
+                    contribution: Some(contribution.clone()),
+                }),
+                _ if counted || record.eligible => existing.map(|lead| LeadWithReferral {
+                    lead,
+                    contribution: None,
+                }),
+                _ => None,
+            };
+            let claimed = written
+                .as_mut()
+                .is_some_and(|w| claim_scan(&mut w.lead, now, deps.rescan_after));
+            match written {
+                Some(w) if claimed || matches!(join, LeadJoin::Changed(..)) => {
+                    Change::Write(w, (join, claimed))
                 }
-                other => Change::Keep(other),
-            },
-        )
+                _ => Change::Keep((join, false)),
+            }
+        })
         .await?;
-    if let LeadJoin::Changed(lead, _) | LeadJoin::PushAgain(lead) = &join {
+    let scanned = match scan_claimed {
+        true => scan_lead(deps.store, deps.scanner, deps.rules.scoring(), domain).await?,
+        false => None,
+    };
+    let pushed = match (&scanned, &join) {
+        (Some(scanned), _) if scanned.changed => Some(&scanned.lead),
+        (_, LeadJoin::Changed(lead, _) | LeadJoin::PushAgain(lead)) => Some(lead),
+        _ => None,
+    };
+    if let Some(lead) = pushed {
         request_push(deps, lead).await?;
     }
     Ok(join)

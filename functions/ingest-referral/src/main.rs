@@ -15,10 +15,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sdk = wiring::aws_sdk_config().await;
     let store = wiring::dynamo_store(&sdk, &config);
     let push_queue = wiring::dynamics_queue(&sdk, &config).await?;
+    let scanner = wiring::dns_scanner(&config)?;
     let deps = IngestDeps {
         store: &store,
         push_queue: &push_queue,
+        scanner: &scanner,
         rules: &rules,
+        rescan_after: config.rescan_after,
         send_backoff: Backoff::default(),
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {

@@ -11,14 +11,14 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use futures_util::StreamExt as _;
 use hunter_core::messages::PushMessage;
-use hunter_core::optimistic::{Change, update_lead};
+use hunter_core::optimistic::{Change, update_lead, update_lead_with_referral};
 use hunter_core::ports::{
     LeadSink, LeadUpsert, MAX_PAGE_SIZE, PushedLead, Queue, ReferralWriteBack, SinkError, Store,
     StoreError,
 };
 use hunter_domain::clock;
 use hunter_domain::crm::{DynamicsMapping, lead_input, opportunity_records};
-use hunter_domain::leads::{PushAttempt, is_active, push_needed, record_push};
+use hunter_domain::leads::{LeadWithReferral, PushAttempt, is_active, push_needed, record_push};
 use hunter_domain::model::{AuditEntry, Lead, LeadReferral};
 use hunter_domain::referral::{Referral, cap_text, parse_referral};
 use hunter_domain::rules::normalize_domain;
@@ -260,14 +260,19 @@ async fn sync_opportunities(
         let Some(referral) = stored_referral(deps.store, &contribution.id).await? else {
             continue;
         };
-        let (result, detail) = match opportunity_records(deps.mapping, lead, &referral) {
+        let new_opportunity = contribution.opportunity_id.is_none();
+        let records = opportunity_records(deps.mapping, lead, &referral, new_opportunity);
+        let (result, detail) = match records {
             Ok(None) => continue,
             Err(err) => ("failed", format!("referral {}: {err}", referral.id)),
             Ok(Some(records)) => match deps.sink.upsert_opportunity(&records).await {
-                Ok(id) => (
-                    "synced",
-                    format!("referral {} → opportunity {id}", referral.id),
-                ),
+                Ok(id) => {
+                    if new_opportunity {
+                        remember_opportunity(deps.store, lead, &contribution.id, &id).await?;
+                    }
+                    let detail = format!("referral {} → opportunity {id}", referral.id);
+                    ("synced", detail)
+                }
                 Err(err) if err.is_retryable() => return Ok(Err(err)),
                 Err(err) => ("failed", format!("referral {}: {err}", referral.id)),
             },
@@ -276,6 +281,30 @@ async fn sync_opportunities(
         audit(deps.store, lead, "opportunity", result, Some(detail)).await?;
     }
     Ok(Ok(()))
+}
+
+/// Keeps the opportunity made of a referral on its contribution (its stage is the sellers' now).
+async fn remember_opportunity(
+    store: &dyn Store,
+    lead: &Lead,
+    referral_id: &str,
+    opportunity_id: &str,
+) -> Result<(), StoreError> {
+    update_lead_with_referral(store, &lead.domain, referral_id, |stored| match stored {
+        Some(LeadWithReferral {
+            lead,
+            contribution: Some(mut contribution),
+        }) => {
+            contribution.opportunity_id = Some(opportunity_id.to_owned());
+            let written = LeadWithReferral {
+                lead,
+                contribution: Some(contribution),
+            };
+            Change::Write(written, ())
+        }
+        _ => Change::Keep(()),
+    })
+    .await
 }
 
 /// Sets each referral's `externalReferenceId` to the Dynamics id (unless it is already), with

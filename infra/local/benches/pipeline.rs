@@ -6,11 +6,14 @@
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use hunter_core::adapters::{EmbeddedQueue, EmbeddedStore};
+use std::collections::HashMap;
+
+use hunter_core::adapters::{EmbeddedQueue, EmbeddedStore, Otherwise, StaticScanner};
 use hunter_core::messages::ReferralMessage;
 use hunter_core::retry::Backoff;
 use hunter_domain::referral::parse_referral;
 use hunter_domain::rules::{Rules, eligibility, extract_domain};
+use hunter_domain::scan::{DnsAnswers, MxRecord};
 use hunter_local::sim::seed::generate_referrals;
 use ingest_referral::{IngestDeps, ingest_message};
 
@@ -69,13 +72,18 @@ fn ingest(c: &mut Criterion) {
                 (
                     EmbeddedStore::new(),
                     EmbeddedQueue::new("push", Duration::from_secs(60), 5),
+                    // Every domain answers like a Google Workspace customer: the scan and the
+                    // scoring run, DNS does not.
+                    StaticScanner::new(HashMap::new(), Otherwise::Answers(google_mail())),
                 )
             },
-            |(store, push)| {
+            |(store, push, scanner)| {
                 let deps = IngestDeps {
                     store: &store,
                     push_queue: &push,
+                    scanner: &scanner,
                     rules: Rules::embedded(),
+                    rescan_after: Duration::from_secs(7 * 86_400),
                     send_backoff: Backoff::default(),
                 };
                 runtime.block_on(async {
@@ -96,3 +104,15 @@ criterion_group! {
     targets = rules, ingest
 }
 criterion_main!(benches);
+
+fn google_mail() -> DnsAnswers {
+    DnsAnswers {
+        mx: vec![MxRecord {
+            preference: 1,
+            host: "aspmx.l.google.com".to_owned(),
+        }],
+        apex_txt: vec!["v=spf1 include:_spf.google.com ~all".to_owned()],
+        dkim_txt: vec![("google".to_owned(), vec!["v=DKIM1; p=MIIB".to_owned()])],
+        dmarc_txt: vec!["v=DMARC1; p=quarantine".to_owned()],
+    }
+}

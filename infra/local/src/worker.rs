@@ -51,7 +51,9 @@ pub async fn drain_referrals(stack: &Stack) -> Result<DrainReport, QueueError> {
     let deps = IngestDeps {
         store: stack.store.as_ref(),
         push_queue: stack.push_queue.as_ref(),
+        scanner: stack.scanner.as_ref(),
         rules: &stack.rules,
+        rescan_after: stack.rescan_after,
         send_backoff: Backoff::default(),
     };
     drain(stack.referrals_queue.as_ref(), |event| {

@@ -78,6 +78,38 @@ fn once_with_500_seeded_referrals_accounts_for_every_one_on_the_embedded_adapter
     let (summary, status) = run(&["--once", "--seed", "500"], &[]);
     assert!(status.success(), "{summary}");
     assert_accounted_for(&summary, 500);
+    // Every lead was scanned over DNS (the built-in server) and scored.
+    let leads = summary["leadsUpserted"].as_u64().unwrap();
+    assert_eq!(summary["leadsScored"], leads, "{summary}");
+    let states = summary["scanStates"].as_object().unwrap();
+    assert!(
+        states.keys().all(|s| ["ok", "no_mx"].contains(&s.as_str())),
+        "no fault without --sim-dns-faults: {summary}"
+    );
+    let segments = summary["segments"].as_object().unwrap();
+    for segment in ["Existing", "Migration", "Cold", "Skip"] {
+        assert!(
+            segments[segment].as_u64().unwrap() > 0,
+            "{segment}: {summary}"
+        );
+    }
+    let per_segment: u64 = segments.values().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(per_segment, leads);
+}
+
+#[test]
+fn once_with_dns_faults_records_them_on_the_leads_and_still_pushes_every_lead() {
+    let (summary, status) = run(&["--once", "--seed", "200", "--sim-dns-faults"], &[]);
+    assert!(status.success(), "{summary}");
+    let states = summary["scanStates"].as_object().unwrap();
+    for state in ["nxdomain", "servfail", "timeout"] {
+        assert!(states.contains_key(state), "{state}: {summary}");
+    }
+    assert_eq!(
+        summary["dynamicsPushed"], summary["leadsUpserted"],
+        "{summary}"
+    );
+    assert!(summary["leadsScored"].as_u64().unwrap() < summary["leadsUpserted"].as_u64().unwrap());
 }
 
 #[test]

@@ -16,6 +16,7 @@ pub mod optimistic;
 pub mod partner_center;
 pub mod ports;
 pub mod retry;
+pub mod scanning;
 pub mod secret;
 pub mod sync_report;
 pub mod telemetry;

@@ -76,6 +76,7 @@ pub fn merge_referral(
         currency: record.currency.clone(),
         customer_name: record.customer_name.clone(),
         updated_date_time: record.updated_date_time,
+        opportunity_id: stored.and_then(|old| old.opportunity_id.clone()),
     };
     if let Some(old) = stored {
         let only_time_moved = LeadReferral {

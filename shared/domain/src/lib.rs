@@ -15,6 +15,7 @@
 
 pub mod clock;
 pub mod crm;
+pub mod lead_scan;
 pub mod leads;
 pub mod model;
 pub mod referral;

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::referral::{Referral, cap_text, invalid_payload_id};
 use crate::rules::{Domain, DomainSource, Eligibility, ExtractedDomain, SkipReason, Version};
+use crate::scan::{ScanState, Signals};
+use crate::scoring::{CommercialSegment, Heat, PriorityCategory, ScoreLine, Segment, TenantSize};
 
 /// How much of an unreadable payload is kept with its `invalid_payload` record.
 pub const INVALID_RAW_MAX_BYTES: usize = 16 * 1024;
@@ -158,11 +160,40 @@ pub const LEAD_RECENT_REFERRALS: usize = 20;
 pub struct Lead {
     pub domain: Domain,
     pub company_name: Option<String>,
+    /// The mail provider (`M365`, `Google`, ..., `Local`, `Unknown`); `None` until scored.
     pub provider: Option<String>,
-    pub tenant_size: Option<String>,
+    pub tenant_size: Option<TenantSize>,
+    /// 0..=100; `None` until a scan gave one.
     pub score: Option<u8>,
-    pub segment: Option<String>,
+    pub segment: Option<Segment>,
+    /// 1 (work first) ..= 7.
     pub priority: Option<u8>,
+    #[serde(default)]
+    pub priority_category: Option<PriorityCategory>,
+    #[serde(default)]
+    pub commercial_segment: Option<CommercialSegment>,
+    #[serde(default)]
+    pub commercial_heat: Option<Heat>,
+    /// One line per scoring rule that applied, in rule order; they add up to `score`.
+    #[serde(default)]
+    pub score_breakdown: Vec<ScoreLine>,
+    /// How the last scan of the domain ended (a failed rescan keeps the last score and signals).
+    #[serde(default)]
+    pub scan_state: ScanState,
+    #[serde(default)]
+    pub scanned_at: Option<DateTime<Utc>>,
+    /// Why the last scan ended as it did, when it did not end `ok`.
+    #[serde(default)]
+    pub scan_detail: Option<String>,
+    /// What the last conclusive scan found.
+    #[serde(default)]
+    pub signals: Option<Signals>,
+    /// When a scan of the domain was last started (so concurrent ingests scan it once).
+    #[serde(default)]
+    pub scan_claimed_at: Option<DateTime<Utc>>,
+    /// Score, provider and segment changes, newest last, at most [`LEAD_HISTORY`].
+    #[serde(default)]
+    pub history: Vec<ScoreChange>,
     pub referral_count: u32,
     /// The newest referral ids, at most [`LEAD_RECENT_REFERRALS`], newest first.
     pub referral_ids: Vec<String>,
@@ -203,6 +234,16 @@ impl Lead {
             score: None,
             segment: None,
             priority: None,
+            priority_category: None,
+            commercial_segment: None,
+            commercial_heat: None,
+            score_breakdown: Vec::new(),
+            scan_state: ScanState::Pending,
+            scanned_at: None,
+            scan_detail: None,
+            signals: None,
+            scan_claimed_at: None,
+            history: Vec::new(),
             referral_count: 0,
             referral_ids: Vec::new(),
             referral_types: BTreeMap::new(),
@@ -254,6 +295,19 @@ impl Lead {
     }
 }
 
+/// How many score changes a lead keeps.
+pub const LEAD_HISTORY: usize = 20;
+
+/// A lead's judgement as it changed: when, and what it became.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScoreChange {
+    pub at: DateTime<Utc>,
+    pub score: u8,
+    pub provider: String,
+    pub segment: Segment,
+}
+
 /// What one referral contributes to its lead.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -266,6 +320,10 @@ pub struct LeadReferral {
     pub currency: Option<String>,
     pub customer_name: Option<String>,
     pub updated_date_time: Option<DateTime<Utc>>,
+    /// The Dynamics opportunity made of this referral once it was accepted (so its stage is set
+    /// when it is created only: sellers own it afterwards).
+    #[serde(default)]
+    pub opportunity_id: Option<String>,
 }
 
 /// How a sync run ended (or that it has not yet).

@@ -32,10 +32,12 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::keys::{
-    audit_sort_key, decode_cursor, encode_cursor, lead_sort_key, referral_sort_key, run_sort_key,
+    audit_sort_key, decode_cursor, encode_cursor, lead_order_key, lead_sort_key, page_by_key,
+    referral_sort_key, run_sort_key,
 };
 use crate::ports::{
-    LeadQuery, LeadStore, Page, ReferralQuery, ReferralStore, SyncStore, UpsertOutcome, page_size,
+    LeadQuery, LeadSort, LeadStore, MAX_PAGE_SIZE, Page, ReferralQuery, ReferralStore, SyncStore,
+    UpsertOutcome, page_size,
 };
 use crate::ports::{RunCount, StoreError};
 use hunter_domain::model::{AuditEntry, Lead, LeadReferral, ReferralRecord, SyncRun, SyncState};
@@ -194,6 +196,7 @@ fn transaction_error<R: std::fmt::Debug>(err: SdkError<TransactWriteItemsError, 
 }
 
 /// One query over an index, filters included, and the cursor that resumes it.
+#[derive(Clone)]
 struct IndexQuery {
     index: &'static str,
     pk_attribute: &'static str,
@@ -647,8 +650,32 @@ impl LeadStore for DynamoStore {
             let value = serde_json::to_value(status).map_err(invalid)?;
             query.equals("syncStatus", s(value.as_str().unwrap_or_default()));
         }
+        if let Some(state) = q.scan_state {
+            query.equals("scanState", s(state.as_str()));
+        }
         query.search(q.q.as_deref());
-        self.query_page(query, q.cursor.as_deref(), q.limit).await
+        if q.sort == LeadSort::Score {
+            return self.query_page(query, q.cursor.as_deref(), q.limit).await;
+        }
+        // Other orders have no index: the matching leads are read whole and sorted here, which
+        // a partner's lead volume (thousands) allows.
+        let mut matching: Vec<Lead> = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page: Page<Lead> = self
+                .query_page(query.clone(), cursor.as_deref(), Some(MAX_PAGE_SIZE))
+                .await?;
+            matching.extend(page.items);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let keyed = matching
+            .into_iter()
+            .map(|l| (lead_order_key(&l, q.sort), l))
+            .collect();
+        page_by_key(keyed, q.sort.descending(), q.cursor.as_deref(), q.limit)
     }
 
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {

@@ -3,7 +3,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::ports::StoreError;
+use crate::ports::{LeadSort, Page, StoreError, page_size};
 use hunter_domain::clock::sortable;
 use hunter_domain::model::{AuditEntry, Lead, ReferralRecord, SyncRun};
 
@@ -17,9 +17,50 @@ pub fn referral_sort_key(r: &ReferralRecord) -> String {
     format!("{created}#{}", r.id)
 }
 
-/// Leads list highest score first; unscored ones last.
+/// Leads list highest score first; unscored ones last (the score index's sort key).
 pub fn lead_sort_key(l: &Lead) -> String {
     format!("{:03}#{}", l.score.unwrap_or(0), l.domain)
+}
+
+/// The key a lead list in `sort` order is paged by ([`LeadSort::descending`] says which way).
+pub fn lead_order_key(l: &Lead, sort: LeadSort) -> String {
+    match sort {
+        LeadSort::Score | LeadSort::ScoreAscending => lead_sort_key(l),
+        LeadSort::Domain => l.domain.to_string(),
+        LeadSort::Referrals => format!("{:010}#{}", l.referral_count, l.domain),
+        LeadSort::Updated => format!("{}#{}", sortable(&l.updated_at), l.domain),
+    }
+}
+
+/// Sorts `keyed` by key (greatest first when `descending`) and cuts the page after `cursor`,
+/// the encoded key of the last item of the page before.
+pub fn page_by_key<T>(
+    mut keyed: Vec<(String, T)>,
+    descending: bool,
+    cursor: Option<&str>,
+    limit: Option<usize>,
+) -> Result<Page<T>, StoreError> {
+    let after = cursor.map(decode_cursor).transpose()?;
+    if descending {
+        keyed.sort_by(|a, b| b.0.cmp(&a.0));
+    } else {
+        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    let size = page_size(limit);
+    let mut rest = keyed.into_iter().filter(|(k, _)| match &after {
+        None => true,
+        Some(a) if descending => k < a,
+        Some(a) => k > a,
+    });
+    let page: Vec<(String, T)> = rest.by_ref().take(size).collect();
+    let next_cursor = match (rest.next(), page.last()) {
+        (Some(_), Some((last, _))) => Some(encode_cursor(last)),
+        _ => None,
+    };
+    Ok(Page {
+        items: page.into_iter().map(|(_, v)| v).collect(),
+        next_cursor,
+    })
 }
 
 /// Runs list newest `startedAt` first.

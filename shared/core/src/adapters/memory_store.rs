@@ -7,7 +7,8 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::keys::{
-    audit_sort_key, decode_cursor, encode_cursor, lead_sort_key, referral_sort_key, run_sort_key,
+    audit_sort_key, decode_cursor, encode_cursor, lead_order_key, page_by_key, referral_sort_key,
+    run_sort_key,
 };
 use crate::ports::{
     LeadQuery, LeadStore, Page, ReferralQuery, ReferralStore, SyncStore, UpsertOutcome, page_size,
@@ -50,25 +51,11 @@ impl EmbeddedStore {
 
 /// Sorts `keyed` newest (greatest key) first and cuts the page after `cursor`.
 fn page_desc<T>(
-    mut keyed: Vec<(String, T)>,
+    keyed: Vec<(String, T)>,
     cursor: Option<&str>,
     limit: Option<usize>,
 ) -> Result<Page<T>, StoreError> {
-    let after = cursor.map(decode_cursor).transpose()?;
-    keyed.sort_by(|a, b| b.0.cmp(&a.0));
-    let size = page_size(limit);
-    let mut rest = keyed
-        .into_iter()
-        .filter(|(k, _)| after.as_ref().is_none_or(|a| k < a));
-    let page: Vec<(String, T)> = rest.by_ref().take(size).collect();
-    let next_cursor = match (rest.next(), page.last()) {
-        (Some(_), Some((last, _))) => Some(encode_cursor(last)),
-        _ => None,
-    };
-    Ok(Page {
-        items: page.into_iter().map(|(_, v)| v).collect(),
-        next_cursor,
-    })
+    page_by_key(keyed, true, cursor, limit)
 }
 
 /// Whether a referral passes a query's filters.
@@ -88,9 +75,8 @@ pub fn referral_matches(q: &ReferralQuery, r: &ReferralRecord) -> bool {
 
 /// Whether a lead passes a query's filters.
 pub fn lead_matches(q: &LeadQuery, l: &Lead) -> bool {
-    q.segment
-        .as_ref()
-        .is_none_or(|s| l.segment.as_ref() == Some(s))
+    q.segment.is_none_or(|s| l.segment == Some(s))
+        && q.scan_state.is_none_or(|s| l.scan_state == s)
         && q.provider
             .as_ref()
             .is_none_or(|p| l.provider.as_ref() == Some(p))
@@ -209,9 +195,10 @@ impl LeadStore for EmbeddedStore {
             .leads
             .values()
             .filter(|l| lead_matches(query, l))
-            .map(|l| (lead_sort_key(l), l.clone()))
+            .map(|l| (lead_order_key(l, query.sort), l.clone()))
             .collect();
-        page_desc(keyed, query.cursor.as_deref(), query.limit)
+        let descending = query.sort.descending();
+        page_by_key(keyed, descending, query.cursor.as_deref(), query.limit)
     }
 
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {

@@ -9,9 +9,11 @@ pub mod lambda_trigger;
 pub mod memory_queue;
 pub mod memory_store;
 pub mod sqs_queue;
+pub mod static_scanner;
 
 pub use dynamo_store::DynamoStore;
 pub use lambda_trigger::LambdaSyncTrigger;
 pub use memory_queue::EmbeddedQueue;
 pub use memory_store::EmbeddedStore;
 pub use sqs_queue::SqsQueue;
+pub use static_scanner::{Otherwise, StaticScanner};

@@ -15,7 +15,7 @@ pub use scanner::DomainScanner;
 pub use sink::{LeadSink, LeadUpsert, PushedLead, SinkError};
 pub use source::{ReferralFilter, ReferralPage, ReferralSource, ReferralWriteBack, SourceError};
 pub use store::{
-    DEFAULT_PAGE_SIZE, LeadQuery, LeadStore, MAX_PAGE_SIZE, Page, ReferralQuery, ReferralStore,
-    RunCount, Store, StoreError, SyncStore, page_size,
+    DEFAULT_PAGE_SIZE, LeadQuery, LeadSort, LeadStore, MAX_PAGE_SIZE, Page, ReferralQuery,
+    ReferralStore, RunCount, Store, StoreError, SyncStore, page_size,
 };
 pub use trigger::{SyncTrigger, TriggerError};

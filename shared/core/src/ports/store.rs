@@ -5,6 +5,8 @@ use hunter_domain::model::{
     AuditEntry, Lead, LeadReferral, ReferralRecord, SyncRun, SyncState, SyncStatus,
 };
 use hunter_domain::rules::{Domain, SkipReason, UpsertOutcome};
+use hunter_domain::scan::ScanState;
+use hunter_domain::scoring::Segment;
 use serde::{Deserialize, Serialize};
 
 /// Largest page any list call returns.
@@ -36,14 +38,48 @@ pub struct ReferralQuery {
 /// Filters for listing leads (highest score first).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LeadQuery {
-    pub segment: Option<String>,
+    pub segment: Option<Segment>,
     pub provider: Option<String>,
     pub min_score: Option<u8>,
     pub sync_status: Option<SyncStatus>,
+    pub scan_state: Option<ScanState>,
     /// Case-insensitive text in domain or company name.
     pub q: Option<String>,
+    pub sort: LeadSort,
     pub limit: Option<usize>,
     pub cursor: Option<String>,
+}
+
+/// The order of a lead list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum LeadSort {
+    /// Highest score first (unscored last).
+    #[default]
+    Score,
+    /// Lowest score first.
+    ScoreAscending,
+    /// By domain, a to z.
+    Domain,
+    /// Most referrals first.
+    Referrals,
+    /// Most recently changed first.
+    Updated,
+}
+
+impl LeadSort {
+    /// Every order with its name in `?sort=` (`-` before a name reverses the default direction).
+    pub const NAMES: [(&'static str, LeadSort); 5] = [
+        ("score", LeadSort::Score),
+        ("-score", LeadSort::ScoreAscending),
+        ("domain", LeadSort::Domain),
+        ("referrals", LeadSort::Referrals),
+        ("updated", LeadSort::Updated),
+    ];
+
+    /// Whether the list runs from the greatest sort key down.
+    pub fn descending(self) -> bool {
+        !matches!(self, LeadSort::ScoreAscending | LeadSort::Domain)
+    }
 }
 
 /// The page size a query asks for, within `1..=MAX_PAGE_SIZE`.

@@ -21,7 +21,7 @@ static EMBEDDED: LazyLock<DynamicsMapping> = LazyLock::new(
 );
 
 /// The Hunter fields a column may read (see [`MappingInput`]).
-pub const HUNTER_FIELDS: [&str; 23] = [
+pub const HUNTER_FIELDS: [&str; 25] = [
     "domain",
     "referral_name",
     "subject",
@@ -45,6 +45,8 @@ pub const HUNTER_FIELDS: [&str; 23] = [
     "source",
     "opportunity_stage",
     "lead_source",
+    "commercial_segment",
+    "priority_category",
 ];
 
 /// A mapping file that cannot be used.
@@ -523,7 +525,10 @@ mod tests {
         assert_eq!(mapping.opportunity_stage(80), Some("3-Propose"));
         assert_eq!(mapping.opportunity_stage(79), Some("2-Develop"));
         assert_eq!(mapping.opportunity_stage(0), Some("1-Qualify"));
-        assert_eq!(mapping.lead_source("GREENFIELD"), Some(4));
-        assert_eq!(mapping.lead_source("unknown"), None);
+        assert_eq!(
+            mapping.lead_source("Migration"),
+            None,
+            "the embedded mapping keeps the segment in a column of its own"
+        );
     }
 }

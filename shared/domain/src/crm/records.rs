@@ -61,8 +61,16 @@ pub fn lead_input(lead: &Lead, referral: Option<&Referral>) -> MappingInput {
         .set("score", lead.score)
         .set("priority", lead.priority)
         .set("provider", lead.provider.clone())
-        .set("tenant_size", lead.tenant_size.clone())
-        .set("segment", lead.segment.clone())
+        .set("tenant_size", lead.tenant_size.map(|t| t.as_str()))
+        .set("segment", lead.segment.map(|s| s.as_str()))
+        .set(
+            "commercial_segment",
+            lead.commercial_segment.map(|s| s.as_str()),
+        )
+        .set(
+            "priority_category",
+            lead.priority_category.map(|c| c.as_str()),
+        )
         .set("referral_ids", lead.referral_ids.join(","))
         .set("referral_count", lead.referral_count)
         .set("latest_status", lead.latest_status().map(str::to_owned))
@@ -97,6 +105,54 @@ mod tests {
     use crate::crm::DynamicsMapping;
     use crate::referral::parse_referral_value;
     use crate::rules::normalize_domain;
+
+    #[test]
+    fn when_a_scored_lead_is_mapped_should_carry_its_judgement_in_hunter_s_columns() {
+        let mut lead = Lead::new(normalize_domain("contoso.com").unwrap(), Utc::now());
+        lead.score = Some(85);
+        lead.priority = Some(1);
+        lead.provider = Some("Google".into());
+        lead.tenant_size = Some(crate::scoring::TenantSize::Large);
+        lead.segment = Some(crate::scoring::Segment::Migration);
+        lead.priority_category = Some(crate::scoring::PriorityCategory::P2);
+
+        let record = DynamicsMapping::embedded()
+            .map(&lead_input(&lead, None))
+            .unwrap();
+
+        assert_eq!(record["hnt_finalscore"], 85);
+        assert_eq!(record["hnt_priorityscore"], 1);
+        assert_eq!(record["hnt_provider"], "Google");
+        assert_eq!(
+            record["hnt_huntertenantsize"], 816_940_002,
+            "an option-set value"
+        );
+        assert_eq!(record["hnt_segment"], "Migration");
+        assert_eq!(record["hnt_prioritycategory"], "P2");
+        assert_eq!(record["leadsourcecode"], 4, "Partner, not the segment");
+    }
+
+    #[test]
+    fn when_an_opportunity_exists_already_should_leave_its_stage_to_the_sellers() {
+        let mut lead = Lead::new(normalize_domain("contoso.com").unwrap(), Utc::now());
+        lead.score = Some(85);
+        let referral = parse_referral_value(json!({
+            "id": "r1", "status": "Active", "substatus": "Accepted",
+            "customerProfile": {"name": "Contoso Ltd"}
+        }))
+        .unwrap();
+        let stage = |new| {
+            opportunity_records(DynamicsMapping::embedded(), &lead, &referral, new)
+                .unwrap()
+                .unwrap()
+                .opportunity
+                .record
+                .get("stepname")
+                .cloned()
+        };
+        assert_eq!(stage(true), Some(serde_json::Value::from("3-Propose")));
+        assert_eq!(stage(false), None);
+    }
 
     #[test]
     fn when_a_lead_and_its_referral_are_mapped_should_carry_contact_notes_and_totals() {
@@ -134,11 +190,13 @@ mod tests {
 
 /// The account, contact and opportunity records of an accepted referral (status Active,
 /// substatus Accepted) as `mapping` names them; `None` for any other referral, or when the
-/// mapping has no account or opportunity table.
+/// mapping has no account or opportunity table. The score's opportunity stage is set on a
+/// `new_opportunity` only: once it exists, sellers own its stage.
 pub fn opportunity_records(
     mapping: &DynamicsMapping,
     lead: &Lead,
     referral: &Referral,
+    new_opportunity: bool,
 ) -> Result<Option<OpportunityRecords>, MappingError> {
     let is = |value: &Option<String>, expected: &str| {
         value
@@ -158,6 +216,7 @@ pub fn opportunity_records(
         .set("deal_value", referral.deal_value.filter(|v| v.is_finite()));
     if let Some(stage) = lead
         .score
+        .filter(|_| new_opportunity)
         .and_then(|score| mapping.opportunity_stage(score))
     {
         input.set("opportunity_stage", stage);
@@ -226,7 +285,7 @@ mod opportunity_tests {
             "customerProfile": {"name": "Contoso Ltd", "team": [{"email": "ada@contoso.com"}]}
         }))
         .unwrap();
-        let records = opportunity_records(&mapping, &lead, &referral)
+        let records = opportunity_records(&mapping, &lead, &referral, true)
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -254,7 +313,7 @@ mod opportunity_tests {
             "customerProfile": {"name": "Contoso Ltd", "team": [{"firstName": "Ada", "email": "Ada@Contoso.com"}]}
         }))
         .unwrap();
-        let records = opportunity_records(DynamicsMapping::embedded(), &lead, &referral)
+        let records = opportunity_records(DynamicsMapping::embedded(), &lead, &referral, true)
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -291,7 +350,7 @@ mod opportunity_tests {
                 parse_referral_value(json!({"id": "r1", "status": status, "substatus": substatus}))
                     .unwrap();
             assert!(
-                opportunity_records(DynamicsMapping::embedded(), &lead, &referral)
+                opportunity_records(DynamicsMapping::embedded(), &lead, &referral, true)
                     .unwrap()
                     .is_none(),
                 "{status}/{substatus}"

@@ -89,7 +89,31 @@ macro_rules! named_values {
                 f.write_str(self.as_str())
             }
         }
+
+        impl std::str::FromStr for $name {
+            type Err = UnknownName;
+
+            /// The value written `text` (case-insensitive).
+            fn from_str(text: &str) -> Result<Self, UnknownName> {
+                Self::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| v.as_str().eq_ignore_ascii_case(text.trim()))
+                    .ok_or_else(|| UnknownName {
+                        kind: stringify!($name),
+                        text: text.to_owned(),
+                    })
+            }
+        }
     };
+}
+
+/// A name that is none of a set's values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not a {kind}")]
+pub struct UnknownName {
+    pub kind: &'static str,
+    pub text: String,
 }
 
 named_values! {

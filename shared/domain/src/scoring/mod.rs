@@ -32,7 +32,7 @@ mod tests;
 
 pub use assessment::{
     Assessment, CommercialSegment, Heat, PriorityCategory, ScoreInput, ScoreLine, Segment,
-    TenantSize,
+    TenantSize, UnknownName,
 };
 pub(crate) use file::ScoringSection;
 pub use rules::{PriorityCategoryInfo, ScoringRules};
