@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod leads;
+
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -58,6 +60,8 @@ fn state(stack: &Stack, sync: Arc<dyn SyncTrigger>) -> ApiState {
         store: stack.store.clone(),
         push_queue: stack.push_queue.clone(),
         sync,
+        scanner: stack.scanner.clone(),
+        rules: Arc::new(stack.rules.clone()),
         api_token: Secret::new(TOKEN),
     }
 }

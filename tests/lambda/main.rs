@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use hunter_core::adapters::{DynamoStore, SqsQueue};
 use hunter_core::ports::{ReferralQuery, ReferralStore, SyncStore};
+use hunter_local::dns::DnsSim;
 use hunter_local::sim::dataverse::{DataverseConfig, DataverseSim};
 use hunter_local::sim::partner_center::{PartnerCenterSim, SimConfig};
 use hunter_local::sim::seed::generate_referrals;
@@ -269,7 +270,13 @@ async fn when_the_functions_run_under_cargo_lambda_watch_should_sync_push_and_se
         ..SimConfig::default()
     };
     let refresh_token = pc_config.initial_refresh_token.clone();
-    let pc = PartnerCenterSim::new(generate_referrals(REFERRALS, 7), pc_config)
+    let referrals = generate_referrals(REFERRALS, 7);
+    // ingest-referral scans the leads' domains on loopback, never the machine's resolver.
+    let dns = DnsSim::seeded(&referrals, false)
+        .serve(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let pc = PartnerCenterSim::new(referrals, pc_config)
         .serve(([127, 0, 0, 1], 0).into())
         .await
         .unwrap();
@@ -314,6 +321,7 @@ async fn when_the_functions_run_under_cargo_lambda_watch_should_sync_push_and_se
             ("HUNTER_PARTNER_CENTER_TOKEN_URL", pc.token_url.clone()),
             ("HUNTER_DYNAMICS_URL", dv.base_url.clone()),
             ("HUNTER_DYNAMICS_TOKEN_URL", dv.token_url.clone()),
+            ("HUNTER_DNS_SERVER", dns.addr.to_string()),
             ("HUNTER_PC_CLIENT_ID", "hunter-watch".to_owned()),
             ("HUNTER_PC_REFRESH_TOKEN", refresh_token),
             ("HUNTER_D365_CLIENT_ID", dv_client),
@@ -386,6 +394,13 @@ async fn when_the_functions_run_under_cargo_lambda_watch_should_sync_push_and_se
         "one Dynamics lead per eligible domain"
     );
     assert_eq!(keys.len(), eligible_domains.len(), "no duplicates");
+    assert!(
+        dv.sim
+            .records("leads")
+            .iter()
+            .all(|lead| lead["hnt_finalscore"].is_number()),
+        "ingest-referral scanned and scored every lead over DNS before the push"
+    );
 
     // http-api through its function URL (payload 2.0).
     let (status, health) = watch
@@ -407,6 +422,22 @@ async fn when_the_functions_run_under_cargo_lambda_watch_should_sync_push_and_se
     assert_eq!(
         listed["items"].as_array().unwrap().len(),
         stored.items.iter().filter(|r| r.eligible).count()
+    );
+    let (status, leads) = watch
+        .api(
+            reqwest::Method::GET,
+            "/api/v1/leads?limit=100",
+            Some(API_TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200, "{leads}");
+    let leads = leads["items"].as_array().unwrap();
+    assert_eq!(leads.len(), eligible_domains.len());
+    assert!(
+        leads
+            .iter()
+            .all(|l| l["score"].is_number() && l["scanState"] != "pending"),
+        "{leads:?}"
     );
     let (status, runs) = watch
         .api(reqwest::Method::GET, "/api/v1/sync-runs", Some(API_TOKEN))

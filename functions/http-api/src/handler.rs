@@ -1,5 +1,8 @@
-//! The `/api/v1` HTTP API: health, referrals, sync runs, starting a sync, Dynamics pushes.
-//! The same router serves API Gateway (payload 2.0) on Lambda and hunter-local's listener.
+//! The `/api/v1` HTTP API: health, referrals, leads and scans, sync runs, starting a sync,
+//! Dynamics pushes. The same router serves API Gateway (payload 2.0) on Lambda and
+//! hunter-local's listener.
+
+mod leads;
 
 use std::sync::Arc;
 
@@ -12,13 +15,14 @@ use axum::{Json, Router};
 use hunter_core::fanout::send_all;
 use hunter_core::messages::PushMessage;
 use hunter_core::ports::{
-    LeadQuery, MAX_PAGE_SIZE, OutgoingMessage, Queue, ReferralQuery, Store, SyncTrigger,
+    DomainScanner, LeadQuery, MAX_PAGE_SIZE, OutgoingMessage, Queue, ReferralQuery, Store,
+    SyncTrigger,
 };
 use hunter_core::ports::{StoreError, TriggerError};
 use hunter_core::retry::Backoff;
 use hunter_core::secret::Secret;
 use hunter_domain::model::{Lead, RunStatus, SyncStatus};
-use hunter_domain::rules::{SkipReason, normalize_domain};
+use hunter_domain::rules::{Rules, SkipReason, normalize_domain};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -31,6 +35,10 @@ pub struct ApiState {
     pub push_queue: Arc<dyn Queue>,
     /// Starts `POST /sync` runs.
     pub sync: Arc<dyn SyncTrigger>,
+    /// Scans domains for `POST /scan` and rescans.
+    pub scanner: Arc<dyn DomainScanner>,
+    /// The rules scans are scored by.
+    pub rules: Arc<Rules>,
     /// The bearer token every route but `/health` requires; never empty (see [`api_token`]).
     pub api_token: Secret,
 }
@@ -56,6 +64,10 @@ pub fn router(state: ApiState) -> Router {
     let protected = Router::new()
         .route("/referrals", get(list_referrals))
         .route("/referrals/{id}", get(get_referral))
+        .route("/leads", get(leads::list_leads))
+        .route("/leads/{domain}", get(leads::get_lead))
+        .route("/leads/{domain}/rescan", post(leads::rescan_lead))
+        .route("/scan", post(leads::scan_domain))
         .route("/sync-runs", get(list_sync_runs))
         .route("/sync", post(start_sync))
         .route("/dynamics/sync/{domain}", post(push_one))
@@ -70,7 +82,7 @@ pub fn router(state: ApiState) -> Router {
 }
 
 async fn unknown_route() -> ApiError {
-    not_found("no such route".to_owned())
+    ApiError::not_found("no such route".to_owned())
 }
 
 /// An error answer: `{"error": {"code", "message"}}`.
@@ -90,8 +102,12 @@ impl ApiError {
         }
     }
 
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 }
 
@@ -213,7 +229,7 @@ async fn get_referral(
 ) -> Result<Response, ApiError> {
     match state.store.get_referral(&id).await? {
         Some(record) => Ok(Json(record).into_response()),
-        None => Err(not_found(format!("no referral {id}"))),
+        None => Err(ApiError::not_found(format!("no referral {id}"))),
     }
 }
 
@@ -285,22 +301,23 @@ async fn start_sync(State(state): State<ApiState>) -> Result<Response, ApiError>
 /// The `Retry-After` of a sync request the trigger could not take.
 const SYNC_RETRY_AFTER_SECS: &str = "5";
 
-fn not_found(what: String) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", what)
-}
-
-async fn lead_of(state: &ApiState, domain: &str) -> Result<Lead, ApiError> {
+pub(crate) async fn lead_of(state: &ApiState, domain: &str) -> Result<Lead, ApiError> {
     let domain = normalize_domain(domain)
         .map_err(|e| ApiError::bad_request(format!("domain {domain:?}: {e}")))?;
     state
         .store
         .get_lead(&domain)
         .await?
-        .ok_or_else(|| not_found(format!("no lead for {domain}")))
+        .ok_or_else(|| ApiError::not_found(format!("no lead for {domain}")))
 }
 
-/// Queues forced pushes of `leads`; returns how many were queued.
-async fn queue_pushes(state: &ApiState, leads: &[Lead]) -> Result<usize, ApiError> {
+/// Queues pushes of `leads` (`force`: even of a version Dynamics has); returns how many were
+/// queued.
+pub(crate) async fn queue_pushes(
+    state: &ApiState,
+    leads: &[Lead],
+    force: bool,
+) -> Result<usize, ApiError> {
     let messages: Vec<OutgoingMessage> = leads
         .iter()
         .enumerate()
@@ -308,7 +325,7 @@ async fn queue_pushes(state: &ApiState, leads: &[Lead]) -> Result<usize, ApiErro
             let body = PushMessage {
                 domain: lead.domain.to_string(),
                 lead_version: lead.content_version,
-                force: true,
+                force,
             }
             .to_body();
             OutgoingMessage::new(i.to_string(), body)
@@ -332,7 +349,7 @@ async fn push_one(
     Path(domain): Path<String>,
 ) -> Result<Response, ApiError> {
     let lead = lead_of(&state, &domain).await?;
-    queue_pushes(&state, std::slice::from_ref(&lead)).await?;
+    queue_pushes(&state, std::slice::from_ref(&lead), true).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"domain": lead.domain, "queued": true})),
@@ -358,7 +375,7 @@ async fn push_all(State(state): State<ApiState>) -> Result<Response, ApiError> {
             }
         }
     }
-    let queued = queue_pushes(&state, &waiting).await?;
+    let queued = queue_pushes(&state, &waiting, true).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"queued": queued}))).into_response())
 }
 

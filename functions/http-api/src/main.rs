@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use http_api::{ApiState, api_token, router};
 use hunter_core::{config::Config, credentials::Credentials, telemetry, wiring};
+use hunter_domain::rules::Rules;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -12,10 +13,13 @@ async fn main() -> Result<(), lambda_http::Error> {
     let sdk = wiring::aws_sdk_config().await;
     let credentials = Credentials::load(&sdk, config.secret_arn.as_deref()).await?;
     let push_queue = wiring::dynamics_queue(&sdk, &config).await?;
+    let rules = Rules::load(config.rules_file.as_deref().map(std::path::Path::new))?;
     let state = ApiState {
         store: Arc::new(wiring::dynamo_store(&sdk, &config)),
         push_queue: Arc::new(push_queue),
         sync: Arc::new(wiring::lambda_sync_trigger(&sdk, &config)),
+        scanner: Arc::new(wiring::dns_scanner(&config)?),
+        rules: Arc::new(rules),
         api_token: api_token(credentials.api_token)?,
     };
     lambda_http::run(router(state)).await

@@ -122,6 +122,8 @@ pub fn api_state(
         store: stack.store.clone(),
         push_queue: stack.push_queue.clone(),
         sync: Arc::new(LoopSyncTrigger(sync_requests)),
+        scanner: stack.scanner.clone(),
+        rules: Arc::new(stack.rules.clone()),
         api_token,
     }
 }

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use hunter_local::dns::DnsSim;
 use hunter_local::sim::control::SimControl as _;
 use std::process::Command;
 
@@ -294,8 +295,8 @@ fn when_partner_center_refuses_the_refresh_token_should_fail_the_run_and_still_s
     );
 }
 
-#[test]
-fn once_with_a_referrals_file_serves_exactly_that_file() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_with_a_referrals_file_serves_exactly_that_file() {
     let dir = std::env::temp_dir().join(format!("hunter-once-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("referrals.json");
@@ -307,8 +308,26 @@ fn once_with_a_referrals_file_serves_exactly_that_file() {
         {"name": "no id"}
     ]);
     std::fs::write(&file, referrals.to_string()).unwrap();
+    // With --referrals hunter-local scans through the system resolver unless --dns names one:
+    // the test names a DNS server of its own on loopback.
+    let dns = DnsSim::seeded(referrals.as_array().unwrap(), false)
+        .serve(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let args = [
+        "--once".to_owned(),
+        "--referrals".to_owned(),
+        file.to_str().unwrap().to_owned(),
+        "--dns".to_owned(),
+        dns.addr.to_string(),
+    ];
 
-    let (summary, status) = run(&["--once", "--referrals", file.to_str().unwrap()], &[]);
+    let (summary, status) = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args, &[])
+    })
+    .await
+    .unwrap();
 
     assert!(status.success(), "{summary}");
     assert_eq!(summary["fetched"], 3);
@@ -316,6 +335,14 @@ fn once_with_a_referrals_file_serves_exactly_that_file() {
     assert_eq!(summary["eligible"], 1);
     assert_eq!(summary["skipped"]["status_closed"], 1, "{summary}");
     assert_eq!(summary["skipped"]["invalid_payload"], 1, "{summary}");
+    assert_eq!(
+        summary["leadsScored"], 1,
+        "contoso.com scanned at --dns: {summary}"
+    );
+    assert!(
+        dns.sim.queries().iter().any(|q| q.name == "contoso.com"),
+        "the scan asked the named server"
+    );
 }
 
 #[test]
@@ -348,6 +375,7 @@ fn once_with_aws_accounts_for_every_referral_on_dynamodb_and_sqs() {
 struct External {
     pc: hunter_local::sim::partner_center::RunningSim,
     dv: hunter_local::sim::dataverse::RunningDataverse,
+    _dns: hunter_local::dns::RunningDns,
 }
 
 /// `hunter-local --once` against [`External`] services serving `referrals` generated referrals,
@@ -370,7 +398,12 @@ async fn run_against_external(
         "HUNTER_PC_REFRESH_TOKEN".into(),
         pc_config.initial_refresh_token.clone(),
     ));
-    let pc = PartnerCenterSim::new(generate_referrals(referrals, 99), pc_config)
+    let generated = generate_referrals(referrals, 99);
+    let dns = DnsSim::seeded(&generated, false)
+        .serve(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let pc = PartnerCenterSim::new(generated, pc_config)
         .serve(([127, 0, 0, 1], 0).into())
         .await
         .unwrap();
@@ -394,6 +427,8 @@ async fn run_against_external(
         dv.base_url.clone(),
         "--dynamics-token-url".into(),
         dv.token_url.clone(),
+        "--dns".into(),
+        dns.addr.to_string(),
     ];
     let (summary, status, logs) = tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -403,7 +438,7 @@ async fn run_against_external(
     .await
     .unwrap();
     assert!(status.success(), "{summary}");
-    (External { pc, dv }, summary, logs)
+    (External { pc, dv, _dns: dns }, summary, logs)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
