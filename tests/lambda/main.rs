@@ -269,7 +269,7 @@ async fn when_the_functions_run_under_cargo_lambda_watch_should_sync_push_and_se
         page_size: 10,
         ..SimConfig::default()
     };
-    let refresh_token = pc_config.initial_refresh_token.clone();
+    let refresh_token = pc_config.initial_refresh_token.expose().to_owned();
     let referrals = generate_referrals(REFERRALS, 7);
     // ingest-referral scans the leads' domains on loopback, never the machine's resolver.
     let dns = DnsSim::seeded(&referrals, false)
@@ -281,7 +281,10 @@ async fn when_the_functions_run_under_cargo_lambda_watch_should_sync_push_and_se
         .await
         .unwrap();
     let dv_config = DataverseConfig::default();
-    let (dv_client, dv_secret) = (dv_config.client_id.clone(), dv_config.client_secret.clone());
+    let (dv_client, dv_secret) = (
+        dv_config.client_id.clone(),
+        dv_config.client_secret.expose().to_owned(),
+    );
     let dv = DataverseSim::new(dv_config)
         .serve(([127, 0, 0, 1], 0).into())
         .await

@@ -14,7 +14,6 @@ use hunter_core::messages::{PushMessage, ReferralMessage};
 use hunter_core::ports::{LeadSink, LeadUpsert};
 use hunter_core::ports::{LeadStore, Queue};
 use hunter_core::retry::Backoff;
-use hunter_core::secret::Secret;
 use hunter_domain::crm::DynamicsMapping;
 use hunter_domain::model::{Lead, SyncStatus};
 use hunter_domain::rules::{Rules, normalize_domain};
@@ -44,12 +43,8 @@ impl Fixture {
             .await
             .unwrap();
         let http = reqwest::Client::new();
-        let endpoint = TokenEndpoint::new(
-            http.clone(),
-            &dataverse.token_url,
-            client_id,
-            Secret::new(client_secret),
-        );
+        let endpoint =
+            TokenEndpoint::new(http.clone(), &dataverse.token_url, client_id, client_secret);
         let auth = DataverseAuth::new(endpoint, &dataverse.base_url);
         let backoff = Backoff {
             base: Duration::from_millis(1),
@@ -417,7 +412,7 @@ async fn with_write_back_the_dynamics_id_lands_on_the_referral_in_partner_center
     };
     let credentials = Credentials {
         pc_client_id: "t".into(),
-        pc_refresh_token: Secret::new(refresh),
+        pc_refresh_token: refresh,
         ..Credentials::default()
     };
     let client = hunter_core::wiring::partner_center(
@@ -645,7 +640,7 @@ async fn a_token_that_expires_in_the_middle_of_a_batch_is_renewed_and_every_lead
         "the expiry hit requests in flight: {statuses:?}"
     );
     // The audit trail says what happened, never with what credentials.
-    let secret = DataverseConfig::default().client_secret;
+    let secret = DataverseConfig::default().client_secret.expose().to_owned();
     for n in 0..8 {
         let lead = f.lead(&format!("company{n}.com")).await;
         for entry in f.store.list_audit(&lead.domain, 10).await.unwrap() {

@@ -113,9 +113,7 @@ async fn when_partner_center_is_too_slow_to_answer_should_retry_the_timed_out_re
     };
     let credentials = hunter_core::credentials::Credentials {
         pc_client_id: "hunter-tests".to_owned(),
-        pc_refresh_token: hunter_core::secret::Secret::new(
-            SimConfig::default().initial_refresh_token,
-        ),
+        pc_refresh_token: SimConfig::default().initial_refresh_token,
         ..hunter_core::credentials::Credentials::default()
     };
     f.client =

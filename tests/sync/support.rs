@@ -13,7 +13,6 @@ use hunter_core::messages::ReferralMessage;
 use hunter_core::partner_center::PartnerCenterClient;
 use hunter_core::ports::{Queue, ReceivedMessage, ReferralQuery, Store};
 use hunter_core::retry::Backoff;
-use hunter_core::secret::Secret;
 use hunter_core::wiring;
 use hunter_domain::model::ReferralRecord;
 use hunter_domain::rules::Rules;
@@ -79,7 +78,7 @@ impl SyncFixture {
         };
         let credentials = Credentials {
             pc_client_id: "hunter-tests".to_owned(),
-            pc_refresh_token: Secret::new(refresh_token),
+            pc_refresh_token: refresh_token,
             ..Credentials::default()
         };
         let client = wiring::partner_center(

@@ -57,8 +57,11 @@ impl Default for FetchSettings {
 /// What the function works with.
 #[allow(missing_debug_implementations, reason = "trait objects")]
 pub struct FetchDeps<'a> {
+    /// The sync cursor, the run records, and referrals too large to queue.
     pub store: &'a dyn Store,
+    /// The ingest queue: one message per referral.
     pub queue: &'a dyn Queue,
+    /// Partner Center's referral list.
     pub source: &'a dyn ReferralSource,
     pub settings: &'a FetchSettings,
 }

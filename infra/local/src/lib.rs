@@ -54,7 +54,7 @@ pub async fn run_once(stack: &Stack) -> anyhow::Result<OnceSummary> {
         .with_context(|| format!("sync run {} is not stored", fetch.run_id))?;
     let mut summary = OnceSummary::new(&fetch, &run);
     let leads = worker::leads_changed_since(stack, run.started_at).await?;
-    summary.count_leads(&leads);
+    summary.leads = summary::LeadCounts::of(&leads);
     summary.dynamics_pushed = worker::count_status(&leads, SyncStatus::Synced);
     summary.dynamics_failed = worker::count_status(&leads, SyncStatus::Failed);
     summary.pushes_queued = stack.push_queue.depth().await?.visible;

@@ -97,16 +97,15 @@ impl Stack {
                 // The built-in simulator accepts the credentials hunter-local is configured
                 // with; without any, hunter-local uses the simulator's.
                 if args.sim.sim_refresh_token_revoked {
-                    sim_config.initial_refresh_token = uuid::Uuid::new_v4().to_string();
+                    sim_config.initial_refresh_token =
+                        Secret::new(uuid::Uuid::new_v4().to_string());
                     if credentials.pc_refresh_token.is_empty() {
                         credentials.pc_refresh_token = Secret::new("revoked-refresh-token");
                     }
                 } else if credentials.pc_refresh_token.is_empty() {
-                    credentials.pc_refresh_token =
-                        Secret::new(sim_config.initial_refresh_token.clone());
+                    credentials.pc_refresh_token = sim_config.initial_refresh_token.clone();
                 } else {
-                    sim_config.initial_refresh_token =
-                        credentials.pc_refresh_token.expose().to_owned();
+                    sim_config.initial_refresh_token = credentials.pc_refresh_token.clone();
                 }
                 if credentials.pc_client_id.is_empty() {
                     credentials.pc_client_id = "hunter-local".to_owned();
@@ -149,10 +148,10 @@ impl Stack {
                 };
                 if credentials.d365_client_id.is_empty() {
                     credentials.d365_client_id.clone_from(&sim_config.client_id);
-                    credentials.d365_client_secret = Secret::new(sim_config.client_secret.clone());
+                    credentials.d365_client_secret = sim_config.client_secret.clone();
                 } else {
                     sim_config.client_id.clone_from(&credentials.d365_client_id);
-                    sim_config.client_secret = credentials.d365_client_secret.expose().to_owned();
+                    sim_config.client_secret = credentials.d365_client_secret.clone();
                 }
                 let sim = DataverseSim::new(sim_config)
                     .serve(([127, 0, 0, 1], 0).into())

@@ -21,17 +21,9 @@ pub struct OnceSummary {
     pub skipped: BTreeMap<String, u32>,
     /// Stored referrals by upsert outcome (inserted, updated, unchanged, stale).
     pub outcomes: BTreeMap<String, u32>,
-    pub leads_upserted: usize,
-    /// Those leads by the state of their domain's last scan (`ok`, `no_mx`, `timeout`, ...).
-    pub scan_states: BTreeMap<String, u32>,
-    /// Those leads with a score.
-    pub leads_scored: usize,
-    /// Their scores in bands of ten (`"00-09"`, ..., `"90-100"`).
-    pub scores: BTreeMap<String, u32>,
-    /// Those leads by segment (`Existing`, `Migration`, `Cold`, `Skip`).
-    pub segments: BTreeMap<String, u32>,
-    /// Those leads by priority category (`P1`..`P6`).
-    pub priority_categories: BTreeMap<String, u32>,
+    /// The leads this sync created or changed, counted.
+    #[serde(flatten)]
+    pub leads: LeadCounts,
     pub pushes_queued: u64,
     /// Leads of this sync now in Dynamics (`synced`).
     pub dynamics_pushed: usize,
@@ -54,12 +46,7 @@ impl OnceSummary {
             eligible: run.eligible,
             skipped: run.skipped.clone(),
             outcomes: run.outcomes.clone(),
-            leads_upserted: 0,
-            scan_states: BTreeMap::new(),
-            leads_scored: 0,
-            scores: BTreeMap::new(),
-            segments: BTreeMap::new(),
-            priority_categories: BTreeMap::new(),
+            leads: LeadCounts::default(),
             pushes_queued: 0,
             dynamics_pushed: 0,
             dynamics_failed: 0,
@@ -69,36 +56,113 @@ impl OnceSummary {
         }
     }
 
-    /// Counts `leads` (those this sync created or changed) by scan state, segment and category.
-    pub fn count_leads(&mut self, leads: &[Lead]) {
-        self.leads_upserted = leads.len();
-        self.leads_scored = leads.iter().filter(|l| l.score.is_some()).count();
+    /// Whether the sync worked and nothing was dead-lettered (the exit status of `--once`).
+    pub fn is_success(&self) -> bool {
+        self.status == FetchStatus::Succeeded && self.dlq == 0
+    }
+}
+
+/// Leads counted by how their scan ended and what the rules made of them.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeadCounts {
+    pub leads_upserted: usize,
+    /// By the state of their domain's last scan (`ok`, `no_mx`, `timeout`, ...).
+    pub scan_states: BTreeMap<String, u32>,
+    /// Those with a score.
+    pub leads_scored: usize,
+    /// Scores in bands of ten (`"00-09"`, ..., `"90-100"`).
+    pub scores: BTreeMap<String, u32>,
+    /// By segment (`Existing`, `Migration`, `Cold`, `Skip`).
+    pub segments: BTreeMap<String, u32>,
+    /// By priority category (`P1`..`P6`).
+    pub priority_categories: BTreeMap<String, u32>,
+}
+
+impl LeadCounts {
+    /// Counts `leads` by scan state, score band, segment and priority category.
+    pub fn of(leads: &[Lead]) -> Self {
+        let mut counts = Self {
+            leads_upserted: leads.len(),
+            leads_scored: leads.iter().filter(|l| l.score.is_some()).count(),
+            ..Self::default()
+        };
         for lead in leads {
-            *self
-                .scan_states
-                .entry(lead.scan_state.as_str().to_owned())
-                .or_default() += 1;
+            count(&mut counts.scan_states, lead.scan_state.as_str());
             if let Some(score) = lead.score {
                 let band = match score / 10 {
                     9.. => "90-100".to_owned(),
                     tens => format!("{:02}-{:02}", tens * 10, tens * 10 + 9),
                 };
-                *self.scores.entry(band).or_default() += 1;
+                count(&mut counts.scores, &band);
             }
             if let Some(segment) = lead.segment {
-                *self.segments.entry(segment.to_string()).or_default() += 1;
+                count(&mut counts.segments, segment.as_str());
             }
             if let Some(category) = lead.priority_category {
-                *self
-                    .priority_categories
-                    .entry(category.to_string())
-                    .or_default() += 1;
+                count(&mut counts.priority_categories, category.as_str());
             }
         }
+        counts
+    }
+}
+
+fn count(counts: &mut BTreeMap<String, u32>, key: &str) {
+    *counts.entry(key.to_owned()).or_default() += 1;
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use hunter_domain::rules::normalize_domain;
+    use hunter_domain::scan::ScanState;
+    use hunter_domain::scoring::{PriorityCategory, Segment};
+
+    use super::*;
+
+    fn lead(name: &str, score: Option<u8>, state: ScanState) -> Lead {
+        let mut lead = Lead::new(normalize_domain(name).unwrap(), hunter_domain::clock::now());
+        lead.score = score;
+        lead.scan_state = state;
+        lead.segment = score.map(|s| {
+            if s >= 60 {
+                Segment::Existing
+            } else {
+                Segment::Cold
+            }
+        });
+        lead.priority_category = score.map(|_| PriorityCategory::P2);
+        lead
     }
 
-    /// Whether the sync worked and nothing was dead-lettered (the exit status of `--once`).
-    pub fn is_success(&self) -> bool {
-        self.status == FetchStatus::Succeeded && self.dlq == 0
+    #[test]
+    fn when_counting_leads_should_band_scores_by_ten_with_100_in_the_top_band() {
+        let leads = [
+            lead("a.com", Some(0), ScanState::NoMx),
+            lead("b.com", Some(9), ScanState::Ok),
+            lead("c.com", Some(90), ScanState::Ok),
+            lead("d.com", Some(100), ScanState::Ok),
+            lead("e.com", None, ScanState::Timeout),
+        ];
+        let counts = LeadCounts::of(&leads);
+        assert_eq!(counts.leads_upserted, 5);
+        assert_eq!(counts.leads_scored, 4);
+        assert_eq!(
+            counts.scores,
+            BTreeMap::from([("00-09".to_owned(), 2), ("90-100".to_owned(), 2)])
+        );
+        assert_eq!(
+            counts.scan_states,
+            BTreeMap::from([
+                ("no_mx".to_owned(), 1),
+                ("ok".to_owned(), 3),
+                ("timeout".to_owned(), 1)
+            ])
+        );
+        assert_eq!(
+            counts.segments,
+            BTreeMap::from([("Cold".to_owned(), 2), ("Existing".to_owned(), 2)])
+        );
+        assert_eq!(counts.priority_categories["P2"], 4);
     }
 }

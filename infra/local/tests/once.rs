@@ -396,7 +396,7 @@ async fn run_against_external(
     env.push(("HUNTER_PC_CLIENT_ID".into(), "external-test".into()));
     env.push((
         "HUNTER_PC_REFRESH_TOKEN".into(),
-        pc_config.initial_refresh_token.clone(),
+        pc_config.initial_refresh_token.expose().to_owned(),
     ));
     let generated = generate_referrals(referrals, 99);
     let dns = DnsSim::seeded(&generated, false)
@@ -411,7 +411,7 @@ async fn run_against_external(
     env.push(("HUNTER_D365_CLIENT_ID".into(), dv_config.client_id.clone()));
     env.push((
         "HUNTER_D365_CLIENT_SECRET".into(),
-        dv_config.client_secret.clone(),
+        dv_config.client_secret.expose().to_owned(),
     ));
     let dv = DataverseSim::new(dv_config)
         .serve(([127, 0, 0, 1], 0).into())

@@ -240,14 +240,14 @@ async fn when_signing_in_with_a_device_code_should_answer_pending_then_tokens() 
     let sim = start(
         fixture(),
         SimConfig {
-            initial_refresh_token: "first-rt".into(),
+            initial_refresh_token: hunter_core::secret::Secret::new("first-rt"),
             ..Default::default()
         },
     )
     .await;
     let http = reqwest::Client::new();
     let start_answer: Value = http
-        .post(&sim.device_code_url)
+        .post(sim.device_code_url())
         .form(&[
             ("client_id", "sim-client"),
             (

@@ -21,19 +21,38 @@ pub enum Change<T, R> {
     Keep(R),
 }
 
+impl<T, R> Change<T, R> {
+    /// The same decision about what `into` makes of the item.
+    fn map_item<U>(self, into: impl FnOnce(T) -> U) -> Change<U, R> {
+        match self {
+            Self::Write(item, answer) => Change::Write(into(item), answer),
+            Self::Keep(answer) => Change::Keep(answer),
+        }
+    }
+}
+
 /// Reads the lead of `domain`, lets `change` decide what to make of it (`None`: no lead yet), and
 /// writes the decision under a check of the version read. When another writer got in between,
 /// reads and decides again.
 pub async fn update_lead<S, R>(
     store: &S,
     domain: &Domain,
-    change: impl FnMut(Option<Lead>) -> Change<Lead, R> + Send,
+    mut change: impl FnMut(Option<Lead>) -> Change<Lead, R> + Send,
 ) -> Result<R, StoreError>
 where
     S: LeadStore + ?Sized,
     R: Send,
 {
-    update(&LeadSlot { store, domain }, change).await
+    update(
+        &LeadSlot::new(store, domain, None),
+        |stored: Option<LeadWithReferral>| {
+            change(stored.map(|joined| joined.lead)).map_item(|lead| LeadWithReferral {
+                lead,
+                contribution: None,
+            })
+        },
+    )
+    .await
 }
 
 /// [`update_lead`] for a referral joining the lead of `domain`: `change` sees the lead with the
@@ -48,12 +67,7 @@ where
     S: LeadStore + ?Sized,
     R: Send,
 {
-    let slot = JoinSlot {
-        store,
-        domain,
-        referral_id,
-    };
-    update(&slot, change).await
+    update(&LeadSlot::new(store, domain, Some(referral_id)), change).await
 }
 
 /// [`update_lead`] for the sync state under `key`: `change` sees the stored value and decides
@@ -67,21 +81,14 @@ where
     S: SyncStore + ?Sized,
     R: Send,
 {
-    update(
-        &StateSlot { store, key },
-        |stored: Option<SyncState>| match change(stored.as_ref().map(|s| &s.value)) {
-            Change::Keep(answer) => Change::Keep(answer),
-            Change::Write(value, answer) => Change::Write(
-                SyncState {
-                    key: key.to_owned(),
-                    value,
-                    version: 0,
-                    updated_at: hunter_domain::clock::now(),
-                },
-                answer,
-            ),
-        },
-    )
+    update(&StateSlot { store, key }, |stored: Option<SyncState>| {
+        change(stored.as_ref().map(|s| &s.value)).map_item(|value| SyncState {
+            key: key.to_owned(),
+            value,
+            version: 0,
+            updated_at: hunter_domain::clock::now(),
+        })
+    })
     .await
 }
 
@@ -120,54 +127,35 @@ async fn update<S: Slot, R: Send>(
     )))
 }
 
+/// A lead, with the contribution of `referral_id` when one is named.
 struct LeadSlot<'a, S: ?Sized> {
     store: &'a S,
     domain: &'a Domain,
+    referral_id: Option<&'a str>,
+}
+
+impl<'a, S: ?Sized> LeadSlot<'a, S> {
+    fn new(store: &'a S, domain: &'a Domain, referral_id: Option<&'a str>) -> Self {
+        Self {
+            store,
+            domain,
+            referral_id,
+        }
+    }
 }
 
 #[async_trait]
 impl<S: LeadStore + ?Sized> Slot for LeadSlot<'_, S> {
-    type Item = Lead;
-
-    async fn read(&self) -> Result<Option<Lead>, StoreError> {
-        self.store.get_lead(self.domain).await
-    }
-
-    async fn write(&self, lead: &Lead, expected: Option<u64>) -> Result<(), StoreError> {
-        self.store.put_lead(lead, expected, None).await
-    }
-
-    fn version(lead: &Lead) -> u64 {
-        lead.version
-    }
-
-    fn set_version(lead: &mut Lead, version: u64) {
-        lead.version = version;
-    }
-
-    fn name(&self) -> String {
-        format!("lead {}", self.domain)
-    }
-}
-
-struct JoinSlot<'a, S: ?Sized> {
-    store: &'a S,
-    domain: &'a Domain,
-    referral_id: &'a str,
-}
-
-#[async_trait]
-impl<S: LeadStore + ?Sized> Slot for JoinSlot<'_, S> {
     type Item = LeadWithReferral;
 
     async fn read(&self) -> Result<Option<LeadWithReferral>, StoreError> {
         let Some(lead) = self.store.get_lead(self.domain).await? else {
             return Ok(None);
         };
-        let contribution = self
-            .store
-            .get_contribution(self.domain, self.referral_id)
-            .await?;
+        let contribution = match self.referral_id {
+            Some(id) => self.store.get_contribution(self.domain, id).await?,
+            None => None,
+        };
         Ok(Some(LeadWithReferral { lead, contribution }))
     }
 

@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::model::{LEAD_HISTORY, Lead, ScoreChange};
 use crate::scan::DomainScan;
-use crate::scoring::Assessment;
+use crate::scoring::{Assessment, PriorityCategory, Segment, TenantSize};
 
 /// How long a started scan keeps others from starting one (longer than a scan's deadline).
 pub const SCAN_CLAIM: Duration = Duration::minutes(2);
@@ -44,14 +44,7 @@ pub fn apply_scan(
         return false;
     };
     lead.signals = Some(scan.signals.clone());
-    let before = (
-        lead.score,
-        lead.provider.clone(),
-        lead.segment,
-        lead.tenant_size,
-        lead.priority,
-        lead.priority_category,
-    );
+    let before = Judgement::of(lead);
     lead.score = Some(assessment.score);
     lead.provider = Some(assessment.provider.clone());
     lead.tenant_size = assessment.tenant_size;
@@ -61,15 +54,7 @@ pub fn apply_scan(
     lead.commercial_segment = Some(assessment.commercial_segment);
     lead.commercial_heat = Some(assessment.commercial_heat);
     lead.score_breakdown = assessment.breakdown;
-    let after = (
-        lead.score,
-        lead.provider.clone(),
-        lead.segment,
-        lead.tenant_size,
-        lead.priority,
-        lead.priority_category,
-    );
-    if before == after {
+    if before == Judgement::of(lead) {
         return false;
     }
     lead.history.push(ScoreChange {
@@ -83,6 +68,30 @@ pub fn apply_scan(
     lead.content_version += 1;
     lead.sync_status = crate::model::SyncStatus::Pending;
     true
+}
+
+/// What a push carries of a lead's judgement: a change in any of it needs a push.
+#[derive(PartialEq)]
+struct Judgement {
+    score: Option<u8>,
+    provider: Option<String>,
+    segment: Option<Segment>,
+    tenant_size: Option<TenantSize>,
+    priority: Option<u8>,
+    priority_category: Option<PriorityCategory>,
+}
+
+impl Judgement {
+    fn of(lead: &Lead) -> Self {
+        Self {
+            score: lead.score,
+            provider: lead.provider.clone(),
+            segment: lead.segment,
+            tenant_size: lead.tenant_size,
+            priority: lead.priority,
+            priority_category: lead.priority_category,
+        }
+    }
 }
 
 #[cfg(test)]

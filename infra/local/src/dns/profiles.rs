@@ -64,41 +64,43 @@ const fn profile(name: &'static str, mx: &'static [(u16, &'static str)]) -> Mail
     }
 }
 
-const fn spf(
-    mut p: MailProfile,
-    terms: &'static str,
-    includes: &'static [&'static str],
-    all: &'static str,
-) -> MailProfile {
-    p.spf = Some(terms);
-    p.spf_includes = includes;
-    p.spf_all = all;
-    p
-}
+impl MailProfile {
+    const fn spf(
+        mut self,
+        terms: &'static str,
+        includes: &'static [&'static str],
+        all: &'static str,
+    ) -> Self {
+        self.spf = Some(terms);
+        self.spf_includes = includes;
+        self.spf_all = all;
+        self
+    }
 
-const fn dkim(mut p: MailProfile, selectors: &'static [&'static str]) -> MailProfile {
-    p.dkim = selectors;
-    p
-}
+    const fn dkim(mut self, selectors: &'static [&'static str]) -> Self {
+        self.dkim = selectors;
+        self
+    }
 
-const fn dmarc(mut p: MailProfile, policy: DmarcPolicy, pct: Option<u8>) -> MailProfile {
-    p.dmarc = Some((policy, pct));
-    p
-}
+    const fn dmarc(mut self, policy: DmarcPolicy, pct: Option<u8>) -> Self {
+        self.dmarc = Some((policy, pct));
+        self
+    }
 
-const fn split(mut p: MailProfile, bytes: usize) -> MailProfile {
-    p.spf_split = Some(bytes);
-    p
-}
+    const fn split(mut self, bytes: usize) -> Self {
+        self.spf_split = Some(bytes);
+        self
+    }
 
-const fn verifications(mut p: MailProfile, count: usize) -> MailProfile {
-    p.verifications = count;
-    p
-}
+    const fn verifications(mut self, count: usize) -> Self {
+        self.verifications = count;
+        self
+    }
 
-const fn null_mx(mut p: MailProfile) -> MailProfile {
-    p.null_mx = true;
-    p
+    const fn null_mx(mut self) -> Self {
+        self.null_mx = true;
+        self
+    }
 }
 
 use DmarcPolicy::{None as PNone, Quarantine, Reject};
@@ -108,407 +110,229 @@ const M365_SPF: &[&str] = &["spf.protection.outlook.com"];
 /// Every profile; seeded domains take them in turn (see [`crate::dns::DnsSim::seeded`]).
 pub const CATALOG: &[MailProfile] = &[
     // M365, large tenant (`*.mail.protection.outlook.com`).
-    dmarc(
-        dkim(
-            spf(
-                profile("m365-large", &[(0, "{slug}.mail.protection.outlook.com")]),
-                "",
-                M365_SPF,
-                "-all",
-            ),
-            &["selector1", "selector2"],
-        ),
-        Reject,
-        None,
-    ),
+    profile("m365-large", &[(0, "{slug}.mail.protection.outlook.com")])
+        .spf("", M365_SPF, "-all")
+        .dkim(&["selector1", "selector2"])
+        .dmarc(Reject, None),
     // M365, medium (another outlook.com host).
-    dmarc(
-        dkim(
-            spf(
-                profile("m365-medium", &[(10, "{slug}.mail.eo.outlook.com")]),
-                "",
-                &["spf.protection.outlook.com", "_spf.salesforce.com"],
-                "~all",
-            ),
-            &["selector1"],
-        ),
-        Quarantine,
-        Some(50),
-    ),
-    // M365 through outlook.office365.com.
-    dmarc(
-        spf(
-            profile("m365-office365", &[(10, "outlook.office365.com")]),
+    profile("m365-medium", &[(10, "{slug}.mail.eo.outlook.com")])
+        .spf(
             "",
-            M365_SPF,
-            "-all",
-        ),
-        PNone,
-        None,
-    ),
+            &["spf.protection.outlook.com", "_spf.salesforce.com"],
+            "~all",
+        )
+        .dkim(&["selector1"])
+        .dmarc(Quarantine, Some(50)),
+    // M365 through outlook.office365.com.
+    profile("m365-office365", &[(10, "outlook.office365.com")])
+        .spf("", M365_SPF, "-all")
+        .dmarc(PNone, None),
     // M365, small tenant (`olc.protection.outlook.com`); no DKIM, no DMARC.
-    spf(
-        profile(
-            "m365-small-olc",
-            &[(10, "{slug}.olc.protection.outlook.com")],
-        ),
-        "",
-        M365_SPF,
-        "~all",
-    ),
+    profile(
+        "m365-small-olc",
+        &[(10, "{slug}.olc.protection.outlook.com")],
+    )
+    .spf("", M365_SPF, "~all"),
     // M365, small tenant (`xxx00.protection.outlook.com`); 4 includes (a risk), DMARC none + pct.
-    dmarc(
-        dkim(
-            spf(
-                profile(
-                    "m365-small-regional",
-                    &[(10, "{slug}.eur00.protection.outlook.com")],
-                ),
-                "",
-                &[
-                    "spf.protection.outlook.com",
-                    "sendgrid.net",
-                    "mailgun.org",
-                    "_spf.google.com",
-                ],
-                "~all",
-            ),
-            &["selector2"],
-        ),
-        PNone,
-        Some(100),
-    ),
+    profile(
+        "m365-small-regional",
+        &[(10, "{slug}.eur00.protection.outlook.com")],
+    )
+    .spf(
+        "",
+        &[
+            "spf.protection.outlook.com",
+            "sendgrid.net",
+            "mailgun.org",
+            "_spf.google.com",
+        ],
+        "~all",
+    )
+    .dkim(&["selector2"])
+    .dmarc(PNone, Some(100)),
     // M365, large, with many verification records: its apex TXT answer needs TCP.
-    verifications(
-        dmarc(
-            dkim(
-                split(
-                    spf(
-                        profile(
-                            "m365-large-oversized-txt",
-                            &[(0, "{slug}.mail.protection.outlook.com")],
-                        ),
-                        "ip4:198.51.100.0/24",
-                        &[
-                            "spf.protection.outlook.com",
-                            "_spf.salesforce.com",
-                            "servers.mcsv.net",
-                            "sendgrid.net",
-                            "_spf.google.com",
-                        ],
-                        "-all",
-                    ),
-                    40,
-                ),
-                &["selector1", "selector2"],
-            ),
-            Reject,
-            Some(100),
-        ),
-        OVERSIZED_VERIFICATIONS,
-    ),
+    profile(
+        "m365-large-oversized-txt",
+        &[(0, "{slug}.mail.protection.outlook.com")],
+    )
+    .spf(
+        "ip4:198.51.100.0/24",
+        &[
+            "spf.protection.outlook.com",
+            "_spf.salesforce.com",
+            "servers.mcsv.net",
+            "sendgrid.net",
+            "_spf.google.com",
+        ],
+        "-all",
+    )
+    .split(40)
+    .dkim(&["selector1", "selector2"])
+    .dmarc(Reject, Some(100))
+    .verifications(OVERSIZED_VERIFICATIONS),
     // Google, medium (`aspmx.l.google.com`, the classic five MX).
-    dmarc(
-        dkim(
-            spf(
-                profile(
-                    "google-medium",
-                    &[
-                        (1, "aspmx.l.google.com"),
-                        (5, "alt1.aspmx.l.google.com"),
-                        (5, "alt2.aspmx.l.google.com"),
-                        (10, "alt3.aspmx.l.google.com"),
-                        (10, "alt4.aspmx.l.google.com"),
-                    ],
-                ),
-                "",
-                &["_spf.google.com"],
-                "~all",
-            ),
-            &["google"],
-        ),
-        Quarantine,
-        None,
-    ),
+    profile(
+        "google-medium",
+        &[
+            (1, "aspmx.l.google.com"),
+            (5, "alt1.aspmx.l.google.com"),
+            (5, "alt2.aspmx.l.google.com"),
+            (10, "alt3.aspmx.l.google.com"),
+            (10, "alt4.aspmx.l.google.com"),
+        ],
+    )
+    .spf("", &["_spf.google.com"], "~all")
+    .dkim(&["google"])
+    .dmarc(Quarantine, None),
     // Google, large (`smtp.google.com`); 3 includes, SPF split in two strings.
-    dmarc(
-        dkim(
-            split(
-                spf(
-                    profile("google-large", &[(1, "smtp.google.com")]),
-                    "",
-                    &["_spf.google.com", "spf.mandrillapp.com", "servers.mcsv.net"],
-                    "~all",
-                ),
-                64,
-            ),
-            &["google", "selector1"],
-        ),
-        Reject,
-        Some(25),
-    ),
+    profile("google-large", &[(1, "smtp.google.com")])
+        .spf(
+            "",
+            &["_spf.google.com", "spf.mandrillapp.com", "servers.mcsv.net"],
+            "~all",
+        )
+        .split(64)
+        .dkim(&["google", "selector1"])
+        .dmarc(Reject, Some(25)),
     // Google through googlemail.com; two MX of the same preference; no SPF.
-    dmarc(
-        dkim(
-            profile(
-                "google-googlemail",
-                &[
-                    (5, "aspmx3.googlemail.com"),
-                    (5, "aspmx2.googlemail.com"),
-                    (10, "alt1.aspmx.l.google.com"),
-                ],
-            ),
-            &["google"],
-        ),
-        PNone,
-        None,
-    ),
+    profile(
+        "google-googlemail",
+        &[
+            (5, "aspmx3.googlemail.com"),
+            (5, "aspmx2.googlemail.com"),
+            (10, "alt1.aspmx.l.google.com"),
+        ],
+    )
+    .dkim(&["google"])
+    .dmarc(PNone, None),
     // Yandex (yandex.net); its DKIM selector `mail` is not one Hunter probes.
-    dmarc(
-        dkim(
-            spf(
-                profile("yandex-net", &[(10, "mx.yandex.net")]),
-                "",
-                &["_spf.yandex.net"],
-                "~all",
-            ),
-            &["mail"],
-        ),
-        PNone,
-        None,
-    ),
+    profile("yandex-net", &[(10, "mx.yandex.net")])
+        .spf("", &["_spf.yandex.net"], "~all")
+        .dkim(&["mail"])
+        .dmarc(PNone, None),
     // Yandex (yandex.ru); nothing else.
     profile("yandex-ru", &[(10, "mx.yandex.ru")]),
     // Zoho (zoho.com), three preferences.
-    dmarc(
-        dkim(
-            spf(
-                profile(
-                    "zoho-com",
-                    &[
-                        (10, "mx.zoho.com"),
-                        (20, "mx2.zoho.com"),
-                        (50, "mx3.zoho.com"),
-                    ],
-                ),
-                "",
-                &["zoho.com"],
-                "~all",
-            ),
-            &["default"],
-        ),
-        Quarantine,
-        Some(10),
-    ),
+    profile(
+        "zoho-com",
+        &[
+            (10, "mx.zoho.com"),
+            (20, "mx2.zoho.com"),
+            (50, "mx3.zoho.com"),
+        ],
+    )
+    .spf("", &["zoho.com"], "~all")
+    .dkim(&["default"])
+    .dmarc(Quarantine, Some(10)),
     // Zoho (zoho.eu); SPF, nothing else.
-    spf(
-        profile(
-            "zoho-eu",
-            &[(10, "mx.zoho.eu"), (20, "mx2.zoho.eu"), (50, "mx3.zoho.eu")],
-        ),
-        "",
-        &["zoho.eu"],
-        "-all",
-    ),
+    profile(
+        "zoho-eu",
+        &[(10, "mx.zoho.eu"), (20, "mx2.zoho.eu"), (50, "mx3.zoho.eu")],
+    )
+    .spf("", &["zoho.eu"], "-all"),
     // Zoho (zoho.in).
-    dmarc(
-        dkim(
-            spf(
-                profile("zoho-in", &[(10, "mx.zoho.in"), (20, "mx2.zoho.in")]),
-                "",
-                &["zoho.in"],
-                "~all",
-            ),
-            &["default"],
-        ),
-        Reject,
-        None,
-    ),
+    profile("zoho-in", &[(10, "mx.zoho.in"), (20, "mx2.zoho.in")])
+        .spf("", &["zoho.in"], "~all")
+        .dkim(&["default"])
+        .dmarc(Reject, None),
     // Amazon SES inbound (amazonaws.com).
-    dmarc(
-        spf(
-            profile(
-                "amazon-ses-inbound",
-                &[(10, "inbound-smtp.us-east-1.amazonaws.com")],
-            ),
-            "",
-            &["amazonses.com"],
-            "~all",
-        ),
-        PNone,
-        None,
-    ),
+    profile(
+        "amazon-ses-inbound",
+        &[(10, "inbound-smtp.us-east-1.amazonaws.com")],
+    )
+    .spf("", &["amazonses.com"], "~all")
+    .dmarc(PNone, None),
     // Amazon SES (amazonses.com).
-    dmarc(
-        dkim(
-            spf(
-                profile(
-                    "amazon-ses",
-                    &[(10, "feedback-smtp.eu-west-1.amazonses.com")],
-                ),
-                "",
-                &["amazonses.com"],
-                "-all",
-            ),
-            &["default"],
-        ),
-        Reject,
-        Some(50),
-    ),
+    profile(
+        "amazon-ses",
+        &[(10, "feedback-smtp.eu-west-1.amazonses.com")],
+    )
+    .spf("", &["amazonses.com"], "-all")
+    .dkim(&["default"])
+    .dmarc(Reject, Some(50)),
     // SendGrid; its selectors `s1`, `s2` are not probed.
-    dmarc(
-        dkim(
-            spf(
-                profile("sendgrid", &[(10, "mx.sendgrid.net")]),
-                "",
-                &["sendgrid.net"],
-                "~all",
-            ),
-            &["s1", "s2"],
-        ),
-        PNone,
-        None,
-    ),
+    profile("sendgrid", &[(10, "mx.sendgrid.net")])
+        .spf("", &["sendgrid.net"], "~all")
+        .dkim(&["s1", "s2"])
+        .dmarc(PNone, None),
     // Mailgun; two MX of the same preference.
-    dmarc(
-        dkim(
-            spf(
-                profile(
-                    "mailgun",
-                    &[(10, "mxb.mailgun.org"), (10, "mxa.mailgun.org")],
-                ),
-                "",
-                &["mailgun.org"],
-                "~all",
-            ),
-            &["k1"],
-        ),
-        Quarantine,
-        None,
-    ),
+    profile(
+        "mailgun",
+        &[(10, "mxb.mailgun.org"), (10, "mxa.mailgun.org")],
+    )
+    .spf("", &["mailgun.org"], "~all")
+    .dkim(&["k1"])
+    .dmarc(Quarantine, None),
     // Hosting (cpanel.net) with neither SPF nor DKIM (a risk).
     profile("hosting-cpanel", &[(0, "{slug}.mx.cpanel.net")]),
     // Hosting (plesk.com); SPF without includes.
-    dmarc(
-        dkim(
-            spf(
-                profile("hosting-plesk", &[(10, "mx1.plesk.com")]),
-                "a mx",
-                &[],
-                "-all",
-            ),
-            &["default"],
-        ),
-        PNone,
-        None,
-    ),
+    profile("hosting-plesk", &[(10, "mx1.plesk.com")])
+        .spf("a mx", &[], "-all")
+        .dkim(&["default"])
+        .dmarc(PNone, None),
     // Hosting (hostgator.com).
-    dkim(
-        spf(
-            profile(
-                "hosting-hostgator",
-                &[(0, "mx1.hostgator.com"), (10, "mx2.hostgator.com")],
-            ),
-            "",
-            &["websitewelcome.com"],
-            "~all",
-        ),
-        &["default"],
-    ),
+    profile(
+        "hosting-hostgator",
+        &[(0, "mx1.hostgator.com"), (10, "mx2.hostgator.com")],
+    )
+    .spf("", &["websitewelcome.com"], "~all")
+    .dkim(&["default"]),
     // Hosting (godaddy.com); SPF only.
-    spf(
-        profile(
-            "hosting-godaddy",
-            &[(0, "smtp.godaddy.com"), (10, "mailstore1.godaddy.com")],
-        ),
-        "",
-        &["secureserver.net"],
-        "~all",
-    ),
+    profile(
+        "hosting-godaddy",
+        &[(0, "smtp.godaddy.com"), (10, "mailstore1.godaddy.com")],
+    )
+    .spf("", &["secureserver.net"], "~all"),
     // Hosting (bluehost.com); DMARC none only.
-    dmarc(
-        profile("hosting-bluehost", &[(0, "mail.bluehost.com")]),
-        PNone,
-        None,
-    ),
+    profile("hosting-bluehost", &[(0, "mail.bluehost.com")]).dmarc(PNone, None),
     // Hosting (hostinger.com).
-    dmarc(
-        spf(
-            profile(
-                "hosting-hostinger",
-                &[(5, "mx1.hostinger.com"), (10, "mx2.hostinger.com")],
-            ),
-            "",
-            &["_spf.mail.hostinger.com"],
-            "~all",
-        ),
-        Quarantine,
-        Some(100),
-    ),
+    profile(
+        "hosting-hostinger",
+        &[(5, "mx1.hostinger.com"), (10, "mx2.hostinger.com")],
+    )
+    .spf("", &["_spf.mail.hostinger.com"], "~all")
+    .dmarc(Quarantine, Some(100)),
     // Local: the company's own mail servers.
-    dmarc(
-        dkim(
-            spf(
-                profile(
-                    "local-own",
-                    &[(10, "mail.{domain}"), (20, "mail2.{domain}")],
-                ),
-                "mx a ip4:203.0.113.0/24",
-                &[],
-                "-all",
-            ),
-            &["default"],
-        ),
-        Reject,
-        None,
-    ),
+    profile(
+        "local-own",
+        &[(10, "mail.{domain}"), (20, "mail2.{domain}")],
+    )
+    .spf("mx a ip4:203.0.113.0/24", &[], "-all")
+    .dkim(&["default"])
+    .dmarc(Reject, None),
     // Local: a local hoster.
-    spf(
-        profile(
-            "local-hoster",
-            &[(10, "mx00.ionos.de"), (20, "mx01.ionos.de")],
-        ),
-        "",
-        &["_spf-eu.ionos.com"],
-        "~all",
-    ),
+    profile(
+        "local-hoster",
+        &[(10, "mx00.ionos.de"), (20, "mx01.ionos.de")],
+    )
+    .spf("", &["_spf-eu.ionos.com"], "~all"),
     // Local with five includes split in strings, DKIM at three selectors.
-    dmarc(
-        dkim(
-            split(
-                spf(
-                    profile("local-many-includes", &[(10, "mx.{slug}-mail.net")]),
-                    "mx",
-                    &[
-                        "spf.protection.outlook.com",
-                        "_spf.google.com",
-                        "sendgrid.net",
-                        "mailgun.org",
-                        "amazonses.com",
-                    ],
-                    "-all",
-                ),
-                50,
-            ),
-            &["default", "google", "selector1"],
-        ),
-        Quarantine,
-        Some(100),
-    ),
+    profile("local-many-includes", &[(10, "mx.{slug}-mail.net")])
+        .spf(
+            "mx",
+            &[
+                "spf.protection.outlook.com",
+                "_spf.google.com",
+                "sendgrid.net",
+                "mailgun.org",
+                "amazonses.com",
+            ],
+            "-all",
+        )
+        .split(50)
+        .dkim(&["default", "google", "selector1"])
+        .dmarc(Quarantine, Some(100)),
     // No MX: a parked domain (`v=spf1 -all`, DMARC reject).
-    dmarc(
-        spf(profile("no-mx-parked", &[]), "", &[], "-all"),
-        Reject,
-        None,
-    ),
+    profile("no-mx-parked", &[])
+        .spf("", &[], "-all")
+        .dmarc(Reject, None),
     // No MX and no TXT at all.
     profile("no-mx-bare", &[]),
     // A null MX (RFC 7505).
-    dmarc(
-        spf(null_mx(profile("no-mx-null", &[])), "", &[], "-all"),
-        Reject,
-        None,
-    ),
+    profile("no-mx-null", &[])
+        .null_mx()
+        .spf("", &[], "-all")
+        .dmarc(Reject, None),
 ];
 
 /// The profile named `name`.

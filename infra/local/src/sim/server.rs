@@ -7,6 +7,63 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// Tenant segment of the token URLs the simulators name (any tenant is accepted).
+pub const SIM_TENANT: &str = "sim-tenant";
+
+/// A simulator that serves HTTP: its app, and the URL it names itself by.
+pub trait Simulator: Sized {
+    /// The `event` of the log line that says it started.
+    const STARTED: &'static str;
+    /// Sets the base URL the simulator uses in the links it answers (no trailing slash).
+    fn set_base_url(&self, base_url: &str);
+    /// The axum app.
+    fn router(&self) -> Router;
+}
+
+/// A simulator listening on a socket. Dropping it stops the server (so does [`Running::shutdown`]).
+#[derive(Debug)]
+#[must_use = "dropping a running simulator stops it"]
+pub struct Running<S> {
+    /// `http://127.0.0.1:PORT` (no trailing slash).
+    pub base_url: String,
+    /// `{base_url}/sim-tenant/oauth2/v2.0/token`.
+    pub token_url: String,
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The simulator, to inspect or steer while it serves.
+    pub sim: S,
+    server: ServerTask,
+}
+
+impl<S: Simulator> Running<S> {
+    /// Binds `addr` (port 0 picks a free port), serves `sim` in a spawned task and returns at once.
+    pub async fn start(sim: S, addr: SocketAddr) -> std::io::Result<Self> {
+        let bound = bind(addr).await?;
+        sim.set_base_url(&bound.base_url);
+        let server = ServerTask::spawn(bound.listener, sim.router());
+        tracing::info!(event = S::STARTED, base_url = %bound.base_url);
+        Ok(Self {
+            token_url: format!("{}/{SIM_TENANT}/oauth2/v2.0/token", bound.base_url),
+            base_url: bound.base_url,
+            addr: bound.addr,
+            sim,
+            server,
+        })
+    }
+}
+
+impl<S> Running<S> {
+    /// Stops accepting requests, lets open ones finish and waits for the server to end.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        self.server.shutdown().await
+    }
+
+    /// Waits until the server ends (by [`Running::shutdown`], a drop or an error).
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.server.wait().await
+    }
+}
+
 /// A bound listener and the base URL clients use for it.
 #[derive(Debug)]
 pub struct Bound {

@@ -28,17 +28,17 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use hunter_core::secret::Secret;
 use serde_json::Value;
 
 use super::http;
-use super::server::{self, ServerTask};
+use super::server::{Running, Simulator};
 pub use limits::{Faults, Limits};
 use state::{Inner, Record};
 
 /// Path prefix of the Web API.
 pub const API_PREFIX: &str = "/api/data/v9.2/";
-/// Tenant segment of the token URL that [`RunningDataverse::token_url`] names (any is accepted).
-pub const SIM_TENANT: &str = "sim-tenant";
+pub use super::server::SIM_TENANT;
 /// Error code (hex) of the "number of requests" service-protection limit.
 pub const CODE_REQUESTS_LIMIT: &str = "0x80072322";
 /// Error code (hex) of the "combined execution time" service-protection limit.
@@ -96,7 +96,7 @@ pub fn default_column_limits() -> BTreeMap<String, usize> {
 }
 
 /// How the simulator behaves.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct DataverseConfig {
     /// Alternate-key column of every entity set unless [`DataverseConfig::key_columns`] names another.
     pub key_column: String,
@@ -115,7 +115,7 @@ pub struct DataverseConfig {
     /// The client id the token endpoint accepts.
     pub client_id: String,
     /// The client secret the token endpoint accepts.
-    pub client_secret: String,
+    pub client_secret: Secret,
     /// Lifetime of issued access tokens. Default 3599 s.
     pub token_ttl: Duration,
     /// Seed of the RNG behind faults, ids and tokens.
@@ -133,28 +133,10 @@ impl Default for DataverseConfig {
             faults: Faults::default(),
             dop_hint: 4,
             client_id: "sim-client-id".to_owned(),
-            client_secret: "sim-client-secret".to_owned(),
+            client_secret: Secret::new("sim-client-secret"),
             token_ttl: Duration::from_secs(3599),
             rng_seed: 42,
         }
-    }
-}
-
-impl std::fmt::Debug for DataverseConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DataverseConfig")
-            .field("key_column", &self.key_column)
-            .field("key_columns", &self.key_columns)
-            .field("column_limits", &self.column_limits)
-            .field("default_string_limit", &self.default_string_limit)
-            .field("limits", &self.limits)
-            .field("faults", &self.faults)
-            .field("dop_hint", &self.dop_hint)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"***")
-            .field("token_ttl", &self.token_ttl)
-            .field("rng_seed", &self.rng_seed)
-            .finish()
     }
 }
 
@@ -184,36 +166,26 @@ impl std::fmt::Debug for DataverseSim {
     }
 }
 
-/// A simulator listening on a socket. Dropping it stops the server (so does [`RunningDataverse::shutdown`]).
-#[derive(Debug)]
-#[must_use = "dropping RunningDataverse stops the simulator"]
-pub struct RunningDataverse {
-    /// The organization URL, `http://127.0.0.1:PORT` (no trailing slash); the API is under
-    /// `{base_url}/api/data/v9.2/` and the token scope is `{base_url}/.default`.
-    pub base_url: String,
-    /// `{base_url}/sim-tenant/oauth2/v2.0/token`.
-    pub token_url: String,
-    /// The bound address.
-    pub addr: SocketAddr,
-    /// The simulator, to inspect or steer while it serves.
-    pub sim: DataverseSim,
-    server: ServerTask,
-}
+/// The Dataverse simulator listening on a socket; dropping it stops the server. The API is under
+/// `{base_url}/api/data/v9.2/` and the token scope is `{base_url}/.default`.
+pub type RunningDataverse = Running<DataverseSim>;
 
 impl RunningDataverse {
     /// `{base_url}/api/data/v9.2` (no trailing slash).
     pub fn api_url(&self) -> String {
         format!("{}{}", self.base_url, API_PREFIX.trim_end_matches('/'))
     }
+}
 
-    /// Stops accepting requests, lets open ones finish and waits for the server to end.
-    pub async fn shutdown(self) -> std::io::Result<()> {
-        self.server.shutdown().await
+impl Simulator for DataverseSim {
+    const STARTED: &'static str = "dataverse_sim_started";
+
+    fn set_base_url(&self, base_url: &str) {
+        DataverseSim::set_base_url(self, base_url);
     }
 
-    /// Waits until the server ends (by [`RunningDataverse::shutdown`], a drop or an error).
-    pub async fn wait(self) -> std::io::Result<()> {
-        self.server.wait().await
+    fn router(&self) -> axum::Router {
+        DataverseSim::router(self)
     }
 }
 
@@ -231,18 +203,7 @@ impl DataverseSim {
 
     /// Binds `addr` (port 0 picks a free port), serves in a spawned task and returns at once.
     pub async fn serve(self, addr: SocketAddr) -> std::io::Result<RunningDataverse> {
-        let bound = server::bind(addr).await?;
-        let (base_url, local) = (bound.base_url, bound.addr);
-        self.set_base_url(&base_url);
-        let server = ServerTask::spawn(bound.listener, self.router());
-        tracing::info!(event = "dataverse_sim_started", base_url = %base_url);
-        Ok(RunningDataverse {
-            token_url: format!("{base_url}/{SIM_TENANT}/oauth2/v2.0/token"),
-            base_url,
-            addr: local,
-            sim: self,
-            server,
-        })
+        Running::start(self, addr).await
     }
 
     /// Sets the organization URL used in `OData-EntityId` and `@odata.context` (no trailing slash).

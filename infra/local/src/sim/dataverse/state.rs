@@ -98,7 +98,7 @@ impl Inner {
             fault_rng: fastrand::Rng::with_seed(config.rng_seed),
             dop_hint: config.dop_hint,
             client_id: config.client_id,
-            client_secret: Secret::new(config.client_secret),
+            client_secret: config.client_secret,
             store,
             version: 1000,
             id_rng: fastrand::Rng::with_seed(config.rng_seed ^ 0x9e37_79b9_7f4a_7c15),

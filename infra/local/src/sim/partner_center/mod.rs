@@ -17,6 +17,8 @@ mod routes;
 mod state;
 
 use std::net::SocketAddr;
+
+use hunter_core::secret::Secret;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -24,15 +26,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::http;
-use super::server::{self, ServerTask};
+use super::server::{Running, Simulator};
 use state::Inner;
 
 /// Path of the first page of the referral list.
 pub const REFERRALS_PATH: &str = "/v1.0/engagements/referrals";
 /// Path of continuation pages (the documented nextLink has no `/engagements` segment).
 pub const CONTINUATION_PATH: &str = "/v1.0/referrals";
-/// Tenant segment of the token URL that [`RunningSim::token_url`] names (any tenant is accepted).
-pub const SIM_TENANT: &str = "sim-tenant";
+pub use super::server::SIM_TENANT;
 /// Refresh token the simulator accepts first unless [`SimConfig`] names another.
 pub const DEFAULT_REFRESH_TOKEN: &str = "sim-refresh-token";
 
@@ -79,14 +80,14 @@ impl Default for Faults {
 }
 
 /// How the simulator behaves.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SimConfig {
     /// Largest page the server returns (`$top` can only lower it). Default 100.
     pub page_size: usize,
     /// Lifetime of issued access tokens. Default one hour.
     pub access_token_ttl: Duration,
     /// The refresh token valid at start. Default [`DEFAULT_REFRESH_TOKEN`].
-    pub initial_refresh_token: String,
+    pub initial_refresh_token: Secret,
     /// Faults active at start.
     pub faults: Faults,
     /// Seed of the RNG behind faults, tokens and eTags.
@@ -98,22 +99,10 @@ impl Default for SimConfig {
         Self {
             page_size: 100,
             access_token_ttl: Duration::from_secs(3600),
-            initial_refresh_token: DEFAULT_REFRESH_TOKEN.to_owned(),
+            initial_refresh_token: Secret::new(DEFAULT_REFRESH_TOKEN),
             faults: Faults::default(),
             rng_seed: 42,
         }
-    }
-}
-
-impl std::fmt::Debug for SimConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimConfig")
-            .field("page_size", &self.page_size)
-            .field("access_token_ttl", &self.access_token_ttl)
-            .field("initial_refresh_token", &"***")
-            .field("faults", &self.faults)
-            .field("rng_seed", &self.rng_seed)
-            .finish()
     }
 }
 
@@ -137,32 +126,25 @@ impl std::fmt::Debug for PartnerCenterSim {
     }
 }
 
-/// A simulator listening on a socket. Dropping it stops the server (so does [`RunningSim::shutdown`]).
-#[derive(Debug)]
-#[must_use = "dropping RunningSim stops the simulator"]
-pub struct RunningSim {
-    /// `http://127.0.0.1:PORT` (no trailing slash).
-    pub base_url: String,
-    /// `{base_url}/sim-tenant/oauth2/v2.0/token`.
-    pub token_url: String,
-    /// `{base_url}/sim-tenant/oauth2/v2.0/devicecode`.
-    pub device_code_url: String,
-    /// The bound address.
-    pub addr: SocketAddr,
-    /// The simulator, to inspect or steer while it serves.
-    pub sim: PartnerCenterSim,
-    server: ServerTask,
-}
+/// The Partner Center simulator listening on a socket; dropping it stops the server.
+pub type RunningSim = Running<PartnerCenterSim>;
 
 impl RunningSim {
-    /// Stops accepting requests, lets open ones finish and waits for the server to end.
-    pub async fn shutdown(self) -> std::io::Result<()> {
-        self.server.shutdown().await
+    /// `{base_url}/sim-tenant/oauth2/v2.0/devicecode`.
+    pub fn device_code_url(&self) -> String {
+        format!("{}/{SIM_TENANT}/oauth2/v2.0/devicecode", self.base_url)
+    }
+}
+
+impl Simulator for PartnerCenterSim {
+    const STARTED: &'static str = "partner_center_sim_started";
+
+    fn set_base_url(&self, base_url: &str) {
+        PartnerCenterSim::set_base_url(self, base_url);
     }
 
-    /// Waits until the server ends (by [`RunningSim::shutdown`], a drop or an error).
-    pub async fn wait(self) -> std::io::Result<()> {
-        self.server.wait().await
+    fn router(&self) -> axum::Router {
+        PartnerCenterSim::router(self)
     }
 }
 
@@ -183,19 +165,7 @@ impl PartnerCenterSim {
 
     /// Binds `addr` (port 0 picks a free port), serves in a spawned task and returns at once.
     pub async fn serve(self, addr: SocketAddr) -> std::io::Result<RunningSim> {
-        let bound = server::bind(addr).await?;
-        let (base_url, local) = (bound.base_url, bound.addr);
-        self.set_base_url(&base_url);
-        let server = ServerTask::spawn(bound.listener, self.router());
-        tracing::info!(event = "partner_center_sim_started", base_url = %base_url);
-        Ok(RunningSim {
-            token_url: format!("{base_url}/{SIM_TENANT}/oauth2/v2.0/token"),
-            device_code_url: format!("{base_url}/{SIM_TENANT}/oauth2/v2.0/devicecode"),
-            base_url,
-            addr: local,
-            sim: self,
-            server,
-        })
+        Running::start(self, addr).await
     }
 
     /// Sets the base URL used in nextLinks and `@odata.context` (no trailing slash).

@@ -51,7 +51,7 @@ impl Inner {
             pages_since_faults: 0,
             fault_rng: fastrand::Rng::with_seed(config.rng_seed),
             id_rng: fastrand::Rng::with_seed(config.rng_seed ^ 0x9e37_79b9_7f4a_7c15),
-            refresh_token: Secret::new(config.initial_refresh_token),
+            refresh_token: config.initial_refresh_token,
             device_codes: HashMap::new(),
             base_url: None,
         }
