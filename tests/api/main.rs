@@ -58,6 +58,7 @@ async fn synced_stack(seed: &str) -> Stack {
 fn state(stack: &Stack, sync: Arc<dyn SyncTrigger>) -> ApiState {
     ApiState {
         store: stack.store.clone(),
+        referrals_queue: stack.referrals_queue.clone(),
         push_queue: stack.push_queue.clone(),
         sync,
         scanner: stack.scanner.clone(),

@@ -9,7 +9,7 @@ use hunter_domain::model::{
     AuditEntry, Lead, LeadReferral, ReferralRecord, RunStatus, SyncRun, SyncState, SyncStatus,
 };
 use hunter_domain::rules::{Domain, DomainSource, SkipReason, normalize_domain};
-use hunter_domain::scoring::Segment;
+use hunter_domain::scoring::{PriorityCategory, Segment};
 
 fn at(minute: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 10, 1, 8, 0, 0)
@@ -479,6 +479,44 @@ pub async fn leads_list_by_score_and_segment(store: &dyn Store) {
         domains(store.list_leads(&by_text).await.unwrap().items),
         ["charlie.com"]
     );
+}
+
+pub async fn lead_stats_count_every_lead_exactly(store: &dyn Store) {
+    // More leads than one page of the store's count query, beside items that are not leads.
+    let total = 1234u64;
+    for n in 0..total {
+        let mut l = lead(&format!("company{n}.com"), None, None);
+        if n % 2 == 0 {
+            l.score = Some(u8::try_from(n % 101).unwrap());
+            l.segment = Some(if n % 4 == 0 {
+                Segment::Migration
+            } else {
+                Segment::Cold
+            });
+            l.priority_category = Some(PriorityCategory::P1);
+            l.provider = Some("Google".to_owned());
+        }
+        if n % 5 == 0 {
+            l.sync_status = SyncStatus::Synced;
+        }
+        store.put_lead(&l, None, None).await.unwrap();
+    }
+    store
+        .upsert_referral(&referral("r1", 1, 1, "\"e1\""))
+        .await
+        .unwrap();
+
+    let stats = store.lead_stats().await.unwrap();
+    assert_eq!(stats.leads, total);
+    assert_eq!(stats.scored, total / 2);
+    assert_eq!(stats.segments["Migration"], 309);
+    assert_eq!(stats.segments["Cold"], 308);
+    assert_eq!(stats.priority_categories["P1"], total / 2);
+    assert_eq!(stats.providers["Google"], total / 2);
+    assert_eq!(stats.sync_statuses["synced"], 247);
+    assert_eq!(stats.sync_statuses["pending"], total - 247);
+    assert_eq!(stats.score_bands.values().sum::<u64>(), total / 2);
+    assert_eq!(stats.scan_states["pending"], total);
 }
 
 pub async fn audit_entries_are_append_only_and_newest_first(store: &dyn Store) {

@@ -303,6 +303,9 @@ impl LeadStore for FlakyStore {
     async fn list_leads(&self, query: &LeadQuery) -> Result<Page<Lead>, StoreError> {
         self.inner.list_leads(query).await
     }
+    async fn lead_stats(&self) -> Result<hunter_domain::stats::LeadStats, StoreError> {
+        self.inner.lead_stats().await
+    }
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         self.inner.append_audit(entry).await
     }

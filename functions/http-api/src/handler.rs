@@ -31,6 +31,8 @@ use serde_json::{Value, json};
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Arc<dyn Store>,
+    /// The referrals queue (its depth is in `/health`).
+    pub referrals_queue: Arc<dyn Queue>,
     /// The dynamics-push queue.
     pub push_queue: Arc<dyn Queue>,
     /// Starts `POST /sync` runs.
@@ -59,12 +61,20 @@ pub fn api_token(token: Secret) -> Result<Secret, MissingApiToken> {
     }
 }
 
-/// The routes under `/api/v1`; all but `/health` need `Authorization: Bearer <token>`.
+/// The API as Lambda serves it: [`routes`], and the JSON 404 for every other path.
 pub fn router(state: ApiState) -> Router {
+    routes(state).fallback(unknown_route)
+}
+
+/// The routes under `/api/v1`; all but `/health` need `Authorization: Bearer <token>`. Without a
+/// fallback, so that hunter-local can serve the UI beside them.
+pub fn routes(state: ApiState) -> Router {
     let protected = Router::new()
         .route("/referrals", get(list_referrals))
         .route("/referrals/{id}", get(get_referral))
+        .route("/stats", get(leads::stats))
         .route("/leads", get(leads::list_leads))
+        .route("/leads/export.csv", get(leads::export_csv))
         .route("/leads/{domain}", get(leads::get_lead))
         .route("/leads/{domain}/rescan", post(leads::rescan_lead))
         .route("/scan", post(leads::scan_domain))
@@ -77,12 +87,26 @@ pub fn router(state: ApiState) -> Router {
     let api = Router::new()
         .route("/health", get(health))
         .merge(protected)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
-    Router::new().nest("/api/v1", api).fallback(unknown_route)
+    Router::new().nest("/api/v1", api)
 }
 
 async fn unknown_route() -> ApiError {
-    ApiError::not_found("no such route".to_owned())
+    not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}
+
+/// The API's 404: `{"error": {"code": "not_found", "message"}}`.
+pub fn not_found(message: impl Into<String>) -> ApiError {
+    ApiError::not_found(message)
 }
 
 /// An error answer: `{"error": {"code", "message"}}`.
@@ -137,9 +161,9 @@ impl From<StoreError> for ApiError {
     }
 }
 
-async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
+/// Whether `headers` carry `Authorization: Bearer <the API token>`.
+fn authorized(state: &ApiState, headers: &header::HeaderMap) -> bool {
+    let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
@@ -147,7 +171,11 @@ async fn require_token(State(state): State<ApiState>, request: Request, next: Ne
         .map(|(_, token)| token.trim())
         .unwrap_or_default();
     let expected = state.api_token.expose();
-    if !expected.is_empty() && constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+    !expected.is_empty() && constant_time_eq(presented.as_bytes(), expected.as_bytes())
+}
+
+async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    if authorized(&state, request.headers()) {
         next.run(request).await
     } else {
         let mut response = ApiError::new(
@@ -168,8 +196,44 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// Liveness for anyone; with the API token, also the queues' depths and the newest sync run.
+async fn health(State(state): State<ApiState>, headers: header::HeaderMap) -> Json<Value> {
+    if !authorized(&state, &headers) {
+        return Json(json!({"status": "ok"}));
+    }
+    let depth = |queue: &Arc<dyn Queue>| {
+        let queue = queue.clone();
+        async move {
+            match queue.depth().await {
+                Ok(depth) => json!({
+                    "visible": depth.visible,
+                    "inFlight": depth.in_flight,
+                    "deadLetters": depth.dead_letters,
+                }),
+                Err(err) => {
+                    tracing::warn!(event = "api_queue_depth_failed", error = %err);
+                    Value::Null
+                }
+            }
+        }
+    };
+    let (referrals, pushes, runs) = tokio::join!(
+        depth(&state.referrals_queue),
+        depth(&state.push_queue),
+        state.store.list_sync_runs(Some(1), None)
+    );
+    let last_sync = match runs {
+        Ok(page) => json!(page.items.into_iter().next()),
+        Err(err) => {
+            tracing::warn!(event = "api_last_sync_failed", error = %err);
+            Value::Null
+        }
+    };
+    Json(json!({
+        "status": "ok",
+        "queues": {"referrals": referrals, "dynamicsPush": pushes},
+        "lastSync": last_sync,
+    }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,11 +13,14 @@ use hunter_core::scanning::scan_lead;
 use hunter_domain::model::{Lead, SyncStatus};
 use hunter_domain::rules::domain_from_url_or_host;
 use hunter_domain::scan::ScanState;
-use hunter_domain::scoring::{ScoreInput, Segment, assess};
+use hunter_domain::scoring::{CommercialSegment, ScoreInput, Segment, assess};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{ApiError, ApiState, lead_of, queue_pushes};
+
+mod export;
+pub(crate) use export::export_csv;
 
 /// How many audit entries and referrals the lead view shows.
 const DETAIL_ITEMS: usize = 50;
@@ -94,21 +97,65 @@ pub(crate) async fn list_leads(
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let query = params.query()?;
     let page = state.store.list_leads(&query).await?;
-    let items: Vec<Value> = page.items.iter().map(lead_summary).collect();
+    let items: Vec<Value> = page
+        .items
+        .iter()
+        .map(|lead| lead_summary(&state, lead))
+        .collect();
     Ok(Json(
         json!({"items": items, "nextCursor": page.next_cursor}),
     ))
 }
 
-/// A lead as lists show it: its fields, without the breakdown, signals and history.
-fn lead_summary(lead: &Lead) -> Value {
-    let mut value = serde_json::to_value(lead).unwrap_or(Value::Null);
+/// A lead as lists show it: its fields and its category's label and seller action, without the
+/// breakdown, signals and history.
+fn lead_summary(state: &ApiState, lead: &Lead) -> Value {
+    let mut value = lead_view(state, lead);
     if let Some(object) = value.as_object_mut() {
-        for detail in ["scoreBreakdown", "signals", "history", "scanClaimedAt"] {
+        for detail in ["scoreBreakdown", "signals", "history"] {
             object.remove(detail);
         }
     }
     value
+}
+
+/// A lead with its category's label and seller action (from the rules in force), without the
+/// fields only the pipeline uses.
+fn lead_view(state: &ApiState, lead: &Lead) -> Value {
+    let mut value = serde_json::to_value(lead).unwrap_or(Value::Null);
+    if let Some(object) = value.as_object_mut() {
+        object.remove("scanClaimedAt");
+        if let Some(commercial) = lead.commercial_segment {
+            let info = state.rules.scoring().priority_category(commercial);
+            object.insert("priorityCategoryLabel".to_owned(), json!(info.label));
+            object.insert("sellerAction".to_owned(), json!(info.seller_action));
+        }
+    }
+    value
+}
+
+/// `GET /stats`: every lead counted by segment, priority category, sync status, scan state,
+/// provider and score band, with what each category means.
+pub(crate) async fn stats(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let stats = state.store.lead_stats().await?;
+    let scoring = state.rules.scoring();
+    let categories: Vec<Value> = CommercialSegment::ALL
+        .iter()
+        .map(|commercial| {
+            let info = scoring.priority_category(*commercial);
+            json!({
+                "category": info.category,
+                "label": info.label,
+                "sellerAction": info.seller_action,
+                "commercialSegment": commercial,
+            })
+        })
+        .collect();
+    let mut value = serde_json::to_value(&stats).unwrap_or(Value::Null);
+    if let Some(object) = value.as_object_mut() {
+        object.insert("categories".to_owned(), json!(categories));
+    }
+    Ok(Json(value))
 }
 
 /// `GET /leads/{domain}`: the lead with its score breakdown, scan signals, referrals, Dynamics
@@ -123,9 +170,8 @@ pub(crate) async fn get_lead(
         .list_contributions(&lead.domain, Some(DETAIL_ITEMS), None)
         .await?;
     let audit = state.store.list_audit(&lead.domain, DETAIL_ITEMS).await?;
-    let mut value = serde_json::to_value(&lead).unwrap_or(Value::Null);
+    let mut value = lead_view(&state, &lead);
     if let Some(object) = value.as_object_mut() {
-        object.remove("scanClaimedAt");
         object.insert("referrals".to_owned(), json!(referrals.items));
         object.insert(
             "moreReferrals".to_owned(),
@@ -157,7 +203,7 @@ pub(crate) async fn rescan_lead(
     Ok((
         StatusCode::OK,
         Json(json!({
-            "lead": lead_summary(&scanned.lead),
+            "lead": lead_summary(&state, &scanned.lead),
             "scan": scanned.scan,
             "changed": scanned.changed,
         })),

@@ -13,9 +13,11 @@ async fn main() -> Result<(), lambda_http::Error> {
     let sdk = wiring::aws_sdk_config().await;
     let credentials = Credentials::load(&sdk, config.secret_arn.as_deref()).await?;
     let push_queue = wiring::dynamics_queue(&sdk, &config).await?;
+    let referrals_queue = wiring::referrals_queue(&sdk, &config).await?;
     let rules = Rules::load(config.rules_file.as_deref().map(std::path::Path::new))?;
     let state = ApiState {
         store: Arc::new(wiring::dynamo_store(&sdk, &config)),
+        referrals_queue: Arc::new(referrals_queue),
         push_queue: Arc::new(push_queue),
         sync: Arc::new(wiring::lambda_sync_trigger(&sdk, &config)),
         scanner: Arc::new(wiring::dns_scanner(&config)?),

@@ -8,9 +8,12 @@ use clap::Parser;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "hunter-local", version)]
 pub struct Args {
-    /// Port of the API and UI on 127.0.0.1.
+    /// Port of the API and UI.
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
+    /// Address the API and UI listen on (`0.0.0.0` to reach them from other machines).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
     /// The built-in Partner Center simulator serves exactly the referrals of this JSON array.
     #[arg(long, value_name = "FILE.json", conflicts_with = "seed")]
     pub referrals: Option<PathBuf>,

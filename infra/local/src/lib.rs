@@ -6,6 +6,7 @@ pub mod dns;
 pub mod sim;
 pub mod stack;
 pub mod summary;
+pub mod ui;
 pub mod worker;
 
 use std::process::ExitCode;
@@ -65,21 +66,30 @@ pub async fn run_once(stack: &Stack) -> anyhow::Result<OnceSummary> {
 
 /// Serves the API on 127.0.0.1, syncs every `--sync-interval` seconds and on `POST /sync`.
 async fn serve(stack: Arc<Stack>, args: &Args) -> anyhow::Result<()> {
-    let api_token = match std::env::var("HUNTER_API_TOKEN") {
-        Ok(token) if !token.trim().is_empty() => Secret::new(token),
-        _ => Secret::new(uuid::Uuid::new_v4().simple().to_string()),
+    let (api_token, token_given) = match std::env::var("HUNTER_API_TOKEN") {
+        Ok(token) if !token.trim().is_empty() => (Secret::new(token), true),
+        _ => (
+            Secret::new(uuid::Uuid::new_v4().simple().to_string()),
+            false,
+        ),
     };
     let (sync_requests, mut requested) = mpsc::channel::<Option<String>>(1);
     let state = api_state(&stack, api_token.clone(), sync_requests);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+    let listener = tokio::net::TcpListener::bind((args.bind, args.port))
         .await
-        .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
+        .with_context(|| format!("binding {}:{}", args.bind, args.port))?;
     let url = format!("http://{}/", listener.local_addr()?);
-    // For the person at the terminal: the URL and the token to use (never logged).
-    println!(
-        "Hunter is running at {url}  (API token: {})",
-        api_token.expose()
-    );
+    // For the person at the terminal: the URL to open, signed in with a generated token. A token
+    // given in HUNTER_API_TOKEN is theirs already and never printed; nothing here is logged.
+    if token_given {
+        println!("Hunter is running at {url}  (API token: the one in HUNTER_API_TOKEN)");
+    } else {
+        println!(
+            "Hunter is running at {url}#token={}  (API token: {})",
+            api_token.expose(),
+            api_token.expose()
+        );
+    }
     tracing::info!(event = "hunter_local_ready", url = %url, aws = args.aws);
 
     let syncing = stack.clone();
@@ -103,7 +113,8 @@ async fn serve(stack: Arc<Stack>, args: &Args) -> anyhow::Result<()> {
     let draining = stack.clone();
     tokio::spawn(async move { worker::drain_forever(&draining).await });
 
-    axum::serve(listener, http_api::router(state))
+    let app = http_api::routes(state).merge(ui::router(ui::UiConfig::default()));
+    axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
@@ -120,6 +131,7 @@ pub fn api_state(
 ) -> ApiState {
     ApiState {
         store: stack.store.clone(),
+        referrals_queue: stack.referrals_queue.clone(),
         push_queue: stack.push_queue.clone(),
         sync: Arc::new(LoopSyncTrigger(sync_requests)),
         scanner: stack.scanner.clone(),

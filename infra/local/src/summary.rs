@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use fetch_referrals::{FetchStatus, FetchSummary};
 use hunter_domain::model::{Lead, SyncRun};
+use hunter_domain::stats::LeadStats;
 use serde::Serialize;
 
 /// One sync, end to end. Every fetched referral is accounted for: `stored == fetched` and
@@ -66,103 +67,30 @@ impl OnceSummary {
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LeadCounts {
-    pub leads_upserted: usize,
+    pub leads_upserted: u64,
     /// By the state of their domain's last scan (`ok`, `no_mx`, `timeout`, ...).
-    pub scan_states: BTreeMap<String, u32>,
+    pub scan_states: BTreeMap<String, u64>,
     /// Those with a score.
-    pub leads_scored: usize,
+    pub leads_scored: u64,
     /// Scores in bands of ten (`"00-09"`, ..., `"90-100"`).
-    pub scores: BTreeMap<String, u32>,
+    pub scores: BTreeMap<String, u64>,
     /// By segment (`Existing`, `Migration`, `Cold`, `Skip`).
-    pub segments: BTreeMap<String, u32>,
+    pub segments: BTreeMap<String, u64>,
     /// By priority category (`P1`..`P6`).
-    pub priority_categories: BTreeMap<String, u32>,
+    pub priority_categories: BTreeMap<String, u64>,
 }
 
 impl LeadCounts {
     /// Counts `leads` by scan state, score band, segment and priority category.
     pub fn of(leads: &[Lead]) -> Self {
-        let mut counts = Self {
-            leads_upserted: leads.len(),
-            leads_scored: leads.iter().filter(|l| l.score.is_some()).count(),
-            ..Self::default()
-        };
-        for lead in leads {
-            count(&mut counts.scan_states, lead.scan_state.as_str());
-            if let Some(score) = lead.score {
-                let band = match score / 10 {
-                    9.. => "90-100".to_owned(),
-                    tens => format!("{:02}-{:02}", tens * 10, tens * 10 + 9),
-                };
-                count(&mut counts.scores, &band);
-            }
-            if let Some(segment) = lead.segment {
-                count(&mut counts.segments, segment.as_str());
-            }
-            if let Some(category) = lead.priority_category {
-                count(&mut counts.priority_categories, category.as_str());
-            }
+        let stats = LeadStats::of(leads);
+        Self {
+            leads_upserted: stats.leads,
+            scan_states: stats.scan_states,
+            leads_scored: stats.scored,
+            scores: stats.score_bands,
+            segments: stats.segments,
+            priority_categories: stats.priority_categories,
         }
-        counts
-    }
-}
-
-fn count(counts: &mut BTreeMap<String, u32>, key: &str) {
-    *counts.entry(key.to_owned()).or_default() += 1;
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use hunter_domain::rules::normalize_domain;
-    use hunter_domain::scan::ScanState;
-    use hunter_domain::scoring::{PriorityCategory, Segment};
-
-    use super::*;
-
-    fn lead(name: &str, score: Option<u8>, state: ScanState) -> Lead {
-        let mut lead = Lead::new(normalize_domain(name).unwrap(), hunter_domain::clock::now());
-        lead.score = score;
-        lead.scan_state = state;
-        lead.segment = score.map(|s| {
-            if s >= 60 {
-                Segment::Existing
-            } else {
-                Segment::Cold
-            }
-        });
-        lead.priority_category = score.map(|_| PriorityCategory::P2);
-        lead
-    }
-
-    #[test]
-    fn when_counting_leads_should_band_scores_by_ten_with_100_in_the_top_band() {
-        let leads = [
-            lead("a.com", Some(0), ScanState::NoMx),
-            lead("b.com", Some(9), ScanState::Ok),
-            lead("c.com", Some(90), ScanState::Ok),
-            lead("d.com", Some(100), ScanState::Ok),
-            lead("e.com", None, ScanState::Timeout),
-        ];
-        let counts = LeadCounts::of(&leads);
-        assert_eq!(counts.leads_upserted, 5);
-        assert_eq!(counts.leads_scored, 4);
-        assert_eq!(
-            counts.scores,
-            BTreeMap::from([("00-09".to_owned(), 2), ("90-100".to_owned(), 2)])
-        );
-        assert_eq!(
-            counts.scan_states,
-            BTreeMap::from([
-                ("no_mx".to_owned(), 1),
-                ("ok".to_owned(), 3),
-                ("timeout".to_owned(), 1)
-            ])
-        );
-        assert_eq!(
-            counts.segments,
-            BTreeMap::from([("Cold".to_owned(), 2), ("Existing".to_owned(), 2)])
-        );
-        assert_eq!(counts.priority_categories["P2"], 4);
     }
 }

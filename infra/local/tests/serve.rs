@@ -29,6 +29,40 @@ impl Served {
     }
 }
 
+/// The first line hunter-local prints.
+fn banner(served: &mut Served) -> String {
+    let mut banner = String::new();
+    BufReader::new(served.0.stdout.take().unwrap())
+        .read_line(&mut banner)
+        .unwrap();
+    banner
+}
+
+/// The URL in `banner`.
+fn url_in(banner: &str) -> String {
+    banner
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no URL in {banner:?}"))
+        .to_owned()
+}
+
+fn start(args: &[&str], token: Option<&str>) -> Served {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hunter-local"));
+    command
+        .args(["--port", "0"])
+        .args(args)
+        .env_remove("HUNTER_API_TOKEN")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(token) = token {
+        command.env("HUNTER_API_TOKEN", token);
+    }
+    Served(command.spawn().unwrap())
+}
+
 /// Polls `check` until it yields a value, for at most a minute, while `served` runs.
 async fn eventually<T, F, Fut>(served: &mut Served, what: &str, check: F) -> T
 where
@@ -48,30 +82,13 @@ where
 
 #[tokio::test]
 async fn when_serving_should_sync_at_start_answer_on_its_port_and_sync_again_on_request() {
-    let mut served = Served(
-        Command::new(env!("CARGO_BIN_EXE_hunter-local"))
-            .args(["--port", "0", "--seed", "30"])
-            .args(["--sync-interval", "3600"])
-            .env("HUNTER_API_TOKEN", TOKEN)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    // The first line, for the person at the terminal: the URL (port 0: the one it got) and token.
-    let mut banner = String::new();
-    BufReader::new(served.0.stdout.take().unwrap())
-        .read_line(&mut banner)
-        .unwrap();
-    assert!(banner.contains(TOKEN), "{banner}");
-    let url = banner
-        .split_whitespace()
-        .find(|w| w.starts_with("http://127.0.0.1:"))
-        .unwrap_or_else(|| panic!("no URL in {banner:?}"))
-        .trim_end_matches('/')
-        .to_owned();
+    let mut served = start(&["--seed", "30", "--sync-interval", "3600"], Some(TOKEN));
+    // The first line, for the person at the terminal: the URL (port 0: the one it got); a token
+    // of theirs (HUNTER_API_TOKEN) is never printed.
+    let banner = banner(&mut served);
+    assert!(!banner.contains(TOKEN), "{banner}");
+    let url = url_in(&banner);
+    let url = url.trim_end_matches('/').to_owned();
     let base = format!("{url}/api/v1");
     let http = reqwest::Client::new();
     let get = |path: &str| {
@@ -137,4 +154,75 @@ async fn when_serving_should_sync_at_start_answer_on_its_port_and_sync_again_on_
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test]
+async fn when_started_without_a_token_should_print_a_url_that_signs_the_ui_in_with_a_new_one() {
+    let mut served = start(&["--seed", "5", "--sync-interval", "3600"], None);
+    let url = url_in(&banner(&mut served));
+    let (origin, token) = url
+        .split_once("/#token=")
+        .unwrap_or_else(|| panic!("no #token= in {url}"));
+    assert!(token.len() >= 32, "a guessable token: {token:?}");
+    let http = reqwest::Client::new();
+    let get = |path: &str, token: Option<&str>| {
+        let mut request = http.get(format!("{origin}{path}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.ok() }
+    };
+    eventually(&mut served, "the health check", || {
+        get("/api/v1/health", None)
+    })
+    .await;
+
+    // The token from the fragment is the API's; without it the API refuses.
+    let stats = get("/api/v1/stats", Some(token)).await.unwrap();
+    assert_eq!(stats.status(), reqwest::StatusCode::OK);
+    let refused = get("/api/v1/stats", Some("a-guess")).await.unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
+
+    // The UI: its page at `/`, and the config it starts from, both with a strict CSP.
+    let page = get("/", None).await.unwrap();
+    assert_eq!(page.status(), reqwest::StatusCode::OK);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    let etag = page.headers()["etag"].clone();
+    assert!(page.text().await.unwrap().contains("<html"));
+    let revalidated = http
+        .get(format!("{origin}/"))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revalidated.status(), reqwest::StatusCode::NOT_MODIFIED);
+    let config: Value = get("/config.json", None)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config["apiBase"], "/api/v1");
+    assert_eq!(config["auth"]["mode"], "token");
+
+    // Unknown UI files are a plain 404; unknown API routes the API's JSON 404.
+    let missing = get("/no-such-file.js", None).await.unwrap();
+    assert_eq!(missing.status(), reqwest::StatusCode::NOT_FOUND);
+    let unknown = get("/api/v1/no-such-route", Some(token)).await.unwrap();
+    assert_eq!(unknown.status(), reqwest::StatusCode::NOT_FOUND);
+    let body: Value = unknown.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
 }

@@ -348,6 +348,9 @@ mod tests {
         ) -> Result<crate::ports::Page<Lead>, StoreError> {
             self.inner.list_leads(q).await
         }
+        async fn lead_stats(&self) -> Result<hunter_domain::stats::LeadStats, StoreError> {
+            self.inner.lead_stats().await
+        }
         async fn append_audit(
             &self,
             e: &hunter_domain::model::AuditEntry,

@@ -11,6 +11,7 @@
 //! - [`scoring`]: a lead's provider, score, segment, priority and commercial category from its
 //!   DNS scan, as data (the `[scoring]` sections of `rules/hunter-rules.toml`).
 //! - [`crm`]: how a lead maps to Dynamics 365 columns (`rules/dynamics-mapping.toml`).
+//! - [`stats`]: exact counts of leads by segment, category, sync status and the rest.
 //! - [`clock`]: the one source of the current time and its sortable text form.
 
 pub mod clock;
@@ -22,4 +23,5 @@ pub mod referral;
 pub mod rules;
 pub mod scan;
 pub mod scoring;
+pub mod stats;
 pub mod sync_cursor;

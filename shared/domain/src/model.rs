@@ -149,6 +149,28 @@ pub enum SyncStatus {
     Skipped,
 }
 
+impl SyncStatus {
+    /// Every status, in the order a lead usually goes through them.
+    pub const ALL: [SyncStatus; 4] = [Self::Pending, Self::Synced, Self::Failed, Self::Skipped];
+
+    /// The snake_case name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Synced => "synced",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+        }
+    }
+
+    /// The status named `text` (case-insensitive).
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str().eq_ignore_ascii_case(text.trim()))
+    }
+}
+
 /// How many of a lead's referral ids the lead item keeps (newest first); the referrals themselves
 /// are items of their own ([`LeadReferral`]), so a busy domain's lead stays small.
 pub const LEAD_RECENT_REFERRALS: usize = 20;

@@ -42,11 +42,14 @@ use crate::ports::{
 use crate::ports::{RunCount, StoreError};
 use hunter_domain::model::{AuditEntry, Lead, LeadReferral, ReferralRecord, SyncRun, SyncState};
 use hunter_domain::rules::{Domain, VersionOrder, compare_versions};
+use hunter_domain::stats::{LeadStats, LeadTally};
 
 type Attributes = HashMap<String, AttributeValue>;
 
 /// How many items one Query evaluates at most before filters; pages loop until full.
 const QUERY_CHUNK: i32 = 100;
+/// Leads per Query page when counting them (small items: only the counted fields are read).
+const STATS_CHUNK: i32 = 1000;
 
 /// [`crate::ports::Store`] on one DynamoDB table.
 #[derive(Debug, Clone)]
@@ -676,6 +679,39 @@ impl LeadStore for DynamoStore {
             .map(|l| (lead_order_key(&l, q.sort), l))
             .collect();
         page_by_key(keyed, q.sort.descending(), q.cursor.as_deref(), q.limit)
+    }
+
+    /// One Query over the `LEADS` partition of gsi1, reading only the counted fields; a
+    /// partner's lead volume (thousands) is a few pages.
+    async fn lead_stats(&self) -> Result<LeadStats, StoreError> {
+        let mut names: HashMap<String, String> = LeadTally::FIELDS
+            .iter()
+            .map(|field| (format!("#{field}"), (*field).to_owned()))
+            .collect();
+        names.insert("#gpk".to_owned(), "gsi1pk".to_owned());
+        let projection = LeadTally::FIELDS
+            .map(|field| format!("#{field}"))
+            .join(", ");
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("gsi1")
+            .key_condition_expression("#gpk = :gpk")
+            .expression_attribute_values(":gpk", s("LEADS"))
+            .set_expression_attribute_names(Some(names))
+            .projection_expression(projection)
+            .limit(STATS_CHUNK)
+            .into_paginator()
+            .items()
+            .send();
+        let mut stats = LeadStats::default();
+        while let Some(item) = items.next().await {
+            let tally: LeadTally = serde_dynamo::from_item(item.map_err(store_error)?)
+                .map_err(|e| StoreError::InvalidItem(e.to_string()))?;
+            stats.add(&tally);
+        }
+        Ok(stats)
     }
 
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {

@@ -16,6 +16,7 @@ use crate::ports::{
 use crate::ports::{RunCount, StoreError};
 use hunter_domain::model::{AuditEntry, Lead, LeadReferral, ReferralRecord, SyncRun, SyncState};
 use hunter_domain::rules::Domain;
+use hunter_domain::stats::LeadStats;
 
 /// In-memory [`crate::ports::Store`] for local mode and tests.
 #[derive(Debug, Default)]
@@ -199,6 +200,10 @@ impl LeadStore for EmbeddedStore {
             .collect();
         let descending = query.sort.descending();
         page_by_key(keyed, descending, query.cursor.as_deref(), query.limit)
+    }
+
+    async fn lead_stats(&self) -> Result<LeadStats, StoreError> {
+        Ok(LeadStats::of(self.lock().leads.values()))
     }
 
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {

@@ -7,6 +7,7 @@ use hunter_domain::model::{
 use hunter_domain::rules::{Domain, SkipReason, UpsertOutcome};
 use hunter_domain::scan::ScanState;
 use hunter_domain::scoring::Segment;
+use hunter_domain::stats::LeadStats;
 use serde::{Deserialize, Serialize};
 
 /// Largest page any list call returns.
@@ -135,6 +136,8 @@ pub trait LeadStore: Send + Sync {
         cursor: Option<&str>,
     ) -> Result<Page<LeadReferral>, StoreError>;
     async fn list_leads(&self, query: &LeadQuery) -> Result<Page<Lead>, StoreError>;
+    /// Every lead counted (exact, however many there are).
+    async fn lead_stats(&self) -> Result<LeadStats, StoreError>;
     /// Appends an entry; entries are never changed or removed.
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
     /// A lead's audit entries, newest first.

@@ -1,0 +1,183 @@
+//! `GET /leads/export.csv`: every lead `GET /leads` would list with the same filters and order,
+//! as CSV, page by page as the store answers them.
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use chrono::SecondsFormat;
+use futures_util::stream::{self, StreamExt as _};
+use hunter_core::ports::{MAX_PAGE_SIZE, Page};
+use hunter_domain::model::Lead;
+use hunter_domain::rules::Rules;
+
+use super::LeadParams;
+use crate::{ApiError, ApiState};
+
+/// The columns, in order (the names of the lead fields in the JSON API).
+pub(crate) const COLUMNS: [&str; 20] = [
+    "domain",
+    "companyName",
+    "provider",
+    "tenantSize",
+    "score",
+    "segment",
+    "priority",
+    "priorityCategory",
+    "priorityCategoryLabel",
+    "sellerAction",
+    "commercialSegment",
+    "commercialHeat",
+    "scanState",
+    "scannedAt",
+    "referralCount",
+    "syncStatus",
+    "dynamicsId",
+    "lastSyncedAt",
+    "lastError",
+    "updatedAt",
+];
+
+/// Where the export stands between two chunks.
+enum Next {
+    Rows(Page<Lead>),
+    Fetch(String),
+    Done,
+}
+
+/// `GET /leads/export.csv?segment=&provider=&minScore=&syncStatus=&scanState=&q=&sort=`.
+pub(crate) async fn export_csv(
+    State(state): State<ApiState>,
+    params: Result<Query<LeadParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let mut query = params.query()?;
+    query.limit = Some(MAX_PAGE_SIZE);
+    query.cursor = None;
+    // The first page before the answer starts: a store that is down is a 503, not a cut file.
+    let first = state.store.list_leads(&query).await?;
+    let header = Bytes::from(csv_rows([COLUMNS.map(str::to_owned)]));
+    let rows = stream::unfold(Next::Rows(first), move |next| {
+        let (store, rules, mut query) = (state.store.clone(), state.rules.clone(), query.clone());
+        async move {
+            let page = match next {
+                Next::Done => return None,
+                Next::Rows(page) => page,
+                Next::Fetch(cursor) => {
+                    query.cursor = Some(cursor);
+                    match store.list_leads(&query).await {
+                        Ok(page) => page,
+                        Err(err) => {
+                            tracing::error!(event = "api_export_failed", error = %err);
+                            return Some((Err(std::io::Error::other(err)), Next::Done));
+                        }
+                    }
+                }
+            };
+            let chunk = csv_rows(page.items.iter().map(|lead| row(&rules, lead)));
+            let next = page.next_cursor.map_or(Next::Done, Next::Fetch);
+            Some((Ok(Bytes::from(chunk)), next))
+        }
+    });
+    let body = stream::once(async move { Ok::<_, std::io::Error>(header) }).chain(rows);
+    let filename = format!(
+        "attachment; filename=\"hunter-leads-{}.csv\"",
+        hunter_domain::clock::now().format("%Y%m%d-%H%M")
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, filename),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// One lead's cells, in [`COLUMNS`] order.
+fn row(rules: &Rules, lead: &Lead) -> [String; COLUMNS.len()] {
+    let text = |value: Option<String>| value.unwrap_or_default();
+    let time = |value: Option<chrono::DateTime<chrono::Utc>>| {
+        text(value.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)))
+    };
+    let category = lead
+        .commercial_segment
+        .map(|commercial| rules.scoring().priority_category(commercial));
+    [
+        lead.domain.to_string(),
+        text(lead.company_name.clone()),
+        text(lead.provider.clone()),
+        text(lead.tenant_size.map(|t| t.to_string())),
+        text(lead.score.map(|s| s.to_string())),
+        text(lead.segment.map(|s| s.to_string())),
+        text(lead.priority.map(|p| p.to_string())),
+        text(lead.priority_category.map(|c| c.to_string())),
+        text(category.map(|c| c.label.clone())),
+        text(category.map(|c| c.seller_action.clone())),
+        text(lead.commercial_segment.map(|c| c.to_string())),
+        text(lead.commercial_heat.map(|h| h.to_string())),
+        lead.scan_state.as_str().to_owned(),
+        time(lead.scanned_at),
+        lead.referral_count.to_string(),
+        lead.sync_status.as_str().to_owned(),
+        text(lead.dynamics_id.clone()),
+        time(lead.last_synced_at),
+        text(lead.last_error.clone()),
+        time(Some(lead.updated_at)),
+    ]
+}
+
+/// `rows` as CSV (RFC 4180 quoting), every cell made safe to open in a spreadsheet.
+fn csv_rows<const N: usize>(rows: impl IntoIterator<Item = [String; N]>) -> Vec<u8> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        // Writing to a Vec cannot fail, and every row has the same length.
+        let _ = writer.write_record(row.iter().map(|cell| neutralize(cell).into_owned()));
+    }
+    writer.into_inner().unwrap_or_default()
+}
+
+/// A cell a spreadsheet would read as a formula (it starts with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return) gets a leading `'`, so it is shown as text (OWASP, CSV injection).
+pub(crate) fn neutralize(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn when_a_cell_starts_like_a_formula_should_be_shown_as_text() {
+        for hostile in [
+            "=HYPERLINK(\"http://x\")",
+            "+1+2",
+            "-2+3",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+        ] {
+            assert_eq!(neutralize(hostile), format!("'{hostile}"), "{hostile:?}");
+        }
+        for plain in ["Contoso", "contoso.com", "a=b", "", "P1"] {
+            assert_eq!(neutralize(plain), plain);
+        }
+    }
+
+    #[test]
+    fn when_cells_hold_separators_quotes_or_newlines_should_quote_them() {
+        let text = String::from_utf8(csv_rows([[
+            "a,b".to_owned(),
+            "say \"hi\"".to_owned(),
+            "two\nlines".to_owned(),
+        ]]))
+        .unwrap_or_default();
+        assert_eq!(text, "\"a,b\",\"say \"\"hi\"\"\",\"two\nlines\"\n");
+    }
+}
