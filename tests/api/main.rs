@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod entra;
 mod leads;
 
 use std::sync::{Arc, Mutex};
@@ -64,6 +65,7 @@ fn state(stack: &Stack, sync: Arc<dyn SyncTrigger>) -> ApiState {
         scanner: stack.scanner.clone(),
         rules: Arc::new(stack.rules.clone()),
         api_token: Secret::new(TOKEN),
+        access_tokens: None,
     }
 }
 

@@ -14,11 +14,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use hunter_core::fanout::send_all;
 use hunter_core::messages::PushMessage;
+use hunter_core::ports::{AccessTokenVerifier, AuthError, StoreError, TriggerError};
 use hunter_core::ports::{
     DomainScanner, LeadQuery, MAX_PAGE_SIZE, OutgoingMessage, Queue, ReferralQuery, Store,
     SyncTrigger,
 };
-use hunter_core::ports::{StoreError, TriggerError};
 use hunter_core::retry::Backoff;
 use hunter_core::secret::Secret;
 use hunter_domain::model::{Lead, RunStatus, SyncStatus};
@@ -41,8 +41,11 @@ pub struct ApiState {
     pub scanner: Arc<dyn DomainScanner>,
     /// The rules scans are scored by.
     pub rules: Arc<Rules>,
-    /// The bearer token every route but `/health` requires; never empty (see [`api_token`]).
+    /// The bearer token every route but `/health` accepts; never empty (see [`api_token`]).
     pub api_token: Secret,
+    /// Checks the access tokens of people signed in with Entra ID, accepted beside the API
+    /// token when set.
+    pub access_tokens: Option<Arc<dyn AccessTokenVerifier>>,
 }
 
 /// The API cannot start without a bearer token: an empty one would let anyone in.
@@ -161,8 +164,9 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// Whether `headers` carry `Authorization: Bearer <the API token>`.
-fn authorized(state: &ApiState, headers: &header::HeaderMap) -> bool {
+/// Whether `headers` carry `Authorization: Bearer` with the API token or, when Entra ID sign-in
+/// is on, a valid access token of a signed-in person.
+async fn authorize(state: &ApiState, headers: &header::HeaderMap) -> Result<(), ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -171,24 +175,56 @@ fn authorized(state: &ApiState, headers: &header::HeaderMap) -> bool {
         .map(|(_, token)| token.trim())
         .unwrap_or_default();
     let expected = state.api_token.expose();
-    !expected.is_empty() && constant_time_eq(presented.as_bytes(), expected.as_bytes())
+    if !expected.is_empty() && constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+        return Ok(());
+    }
+    let Some(verifier) = state
+        .access_tokens
+        .as_ref()
+        .filter(|_| presented.contains('.'))
+    else {
+        return Err(unauthorized("send Authorization: Bearer <API token>"));
+    };
+    match verifier.verify(presented).await {
+        Ok(caller) => {
+            tracing::debug!(event = "api_caller_signed_in", caller = %caller.id);
+            Ok(())
+        }
+        Err(err @ AuthError::Refused(_)) => {
+            tracing::info!(event = "api_token_refused", reason = %err);
+            Err(unauthorized(
+                "the sign-in is not valid (expired?): sign in again",
+            ))
+        }
+        Err(err) => {
+            tracing::warn!(event = "api_token_check_failed", retryable = true, error = %err);
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "auth_unavailable",
+                "sign-ins cannot be checked right now, try again",
+            ))
+        }
+    }
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
 }
 
 async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    if authorized(&state, request.headers()) {
-        next.run(request).await
-    } else {
-        let mut response = ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "send Authorization: Bearer <API token>",
-        )
-        .into_response();
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer"),
-        );
-        response
+    match authorize(&state, request.headers()).await {
+        Ok(()) => next.run(request).await,
+        Err(err) => {
+            let unauthorized = err.status == StatusCode::UNAUTHORIZED;
+            let mut response = err.into_response();
+            if unauthorized {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+            }
+            response
+        }
     }
 }
 
@@ -198,7 +234,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Liveness for anyone; with the API token, also the queues' depths and the newest sync run.
 async fn health(State(state): State<ApiState>, headers: header::HeaderMap) -> Json<Value> {
-    if !authorized(&state, &headers) {
+    if authorize(&state, &headers).await.is_err() {
         return Json(json!({"status": "ok"}));
     }
     let depth = |queue: &Arc<dyn Queue>| {

@@ -23,6 +23,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         scanner: Arc::new(wiring::dns_scanner(&config)?),
         rules: Arc::new(rules),
         api_token: api_token(credentials.api_token)?,
+        access_tokens: wiring::entra_token_verifier(&config)?,
     };
     lambda_http::run(router(state)).await
 }

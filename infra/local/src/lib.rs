@@ -113,7 +113,7 @@ async fn serve(stack: Arc<Stack>, args: &Args) -> anyhow::Result<()> {
     let draining = stack.clone();
     tokio::spawn(async move { worker::drain_forever(&draining).await });
 
-    let app = http_api::routes(state).merge(ui::router(ui::UiConfig::default()));
+    let app = http_api::routes(state).merge(ui::router(stack.ui.clone()));
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
@@ -137,6 +137,7 @@ pub fn api_state(
         scanner: stack.scanner.clone(),
         rules: Arc::new(stack.rules.clone()),
         api_token,
+        access_tokens: stack.access_tokens.clone(),
     }
 }
 

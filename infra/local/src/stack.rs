@@ -7,6 +7,9 @@ use anyhow::Context as _;
 use fetch_referrals::FetchSettings;
 use hunter_core::adapters::{DynamoStore, EmbeddedQueue, EmbeddedStore, SqsQueue};
 use hunter_core::config::Config;
+use hunter_core::ports::AccessTokenVerifier;
+
+use crate::ui::UiConfig;
 use hunter_core::credentials::Credentials;
 use hunter_core::dynamics::DataverseLeadSink;
 use hunter_core::partner_center::PartnerCenterClient;
@@ -59,6 +62,10 @@ pub struct Stack {
     pub dns_sim: Option<RunningDns>,
     /// A lead's domain is scanned again once its last scan is this old (`HUNTER_RESCAN_AFTER`).
     pub rescan_after: Duration,
+    /// Checks the Entra ID access tokens of people signed in to the UI (`HUNTER_ENTRA_*`).
+    pub access_tokens: Option<Arc<dyn AccessTokenVerifier>>,
+    /// What the UI starts from (`/config.json`): the API token, or Entra ID sign-in.
+    pub ui: UiConfig,
 }
 
 impl Stack {
@@ -216,6 +223,8 @@ impl Stack {
             rescan_after: config.rescan_after,
             scanner,
             dns_sim,
+            access_tokens: wiring::entra_token_verifier(&config)?,
+            ui: UiConfig::from_config(&config)?,
         })
     }
 }

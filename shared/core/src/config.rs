@@ -55,6 +55,99 @@ pub struct Config {
     /// (`7d`, `12h`, `30m`, `90s` or seconds; default 7 days).
     #[serde(default = "default_rescan_after", deserialize_with = "duration_text")]
     pub rescan_after: std::time::Duration,
+    /// `HUNTER_ENTRA_TENANT_ID`: the Entra ID tenant whose users may sign in to the UI.
+    pub entra_tenant_id: Option<String>,
+    /// `HUNTER_ENTRA_AUDIENCE`: the `aud` an Entra access token must carry to be accepted by the
+    /// API (its app id URI, e.g. `api://hunter`, or its client id). Unset: only the API token.
+    pub entra_audience: Option<String>,
+    /// `HUNTER_ENTRA_ISSUER` (default `https://login.microsoftonline.com/<tenant>/v2.0`).
+    pub entra_issuer: Option<String>,
+    /// `HUNTER_ENTRA_JWKS_URL`: the tenant's signing keys (default
+    /// `https://login.microsoftonline.com/<tenant>/discovery/v2.0/keys`).
+    pub entra_jwks_url: Option<String>,
+    /// `HUNTER_ENTRA_AUTHORITY`: where the UI signs people in (default
+    /// `https://login.microsoftonline.com/<tenant>/oauth2/v2.0`).
+    pub entra_authority: Option<String>,
+    /// `HUNTER_ENTRA_UI_CLIENT_ID`: the UI's app registration (a single-page application).
+    pub entra_ui_client_id: Option<String>,
+    /// `HUNTER_ENTRA_API_SCOPE`: the scope the UI asks for (e.g. `api://hunter/access_as_user`).
+    pub entra_api_scope: Option<String>,
+}
+
+/// How the API checks Entra ID access tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntraApi {
+    pub issuer: String,
+    pub audience: String,
+    pub jwks_url: String,
+}
+
+/// How the UI signs people in with Entra ID (authorization code with PKCE).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntraUi {
+    /// `<authority>/authorize` and `<authority>/token`.
+    pub authority: String,
+    pub client_id: String,
+    pub scope: String,
+}
+
+const ENTRA_LOGIN: &str = "https://login.microsoftonline.com";
+
+impl Config {
+    /// The Entra ID check of the API, when `HUNTER_ENTRA_AUDIENCE` and a tenant (or both the
+    /// issuer and the keys URL) are set.
+    pub fn entra_api(&self) -> Result<Option<EntraApi>, ConfigError> {
+        let Some(audience) = self.entra_audience.clone() else {
+            return Ok(None);
+        };
+        let tenant = self.entra_tenant_id.as_deref();
+        let or_tenant = |value: &Option<String>, name: &str, url: &dyn Fn(&str) -> String| {
+            value.clone().or_else(|| tenant.map(url)).ok_or_else(|| {
+                ConfigError(format!(
+                    "HUNTER_ENTRA_AUDIENCE is set: set HUNTER_ENTRA_TENANT_ID or {name}"
+                ))
+            })
+        };
+        Ok(Some(EntraApi {
+            issuer: or_tenant(&self.entra_issuer, "HUNTER_ENTRA_ISSUER", &|t| {
+                format!("{ENTRA_LOGIN}/{t}/v2.0")
+            })?,
+            jwks_url: or_tenant(&self.entra_jwks_url, "HUNTER_ENTRA_JWKS_URL", &|t| {
+                format!("{ENTRA_LOGIN}/{t}/discovery/v2.0/keys")
+            })?,
+            audience,
+        }))
+    }
+
+    /// The UI's Entra ID sign-in, when `HUNTER_ENTRA_UI_CLIENT_ID` is set.
+    pub fn entra_ui(&self) -> Result<Option<EntraUi>, ConfigError> {
+        let Some(client_id) = self.entra_ui_client_id.clone() else {
+            return Ok(None);
+        };
+        let authority = self
+            .entra_authority
+            .clone()
+            .or_else(|| {
+                self.entra_tenant_id
+                    .as_deref()
+                    .map(|t| format!("{ENTRA_LOGIN}/{t}/oauth2/v2.0"))
+            })
+            .ok_or_else(|| {
+                ConfigError(
+                    "HUNTER_ENTRA_UI_CLIENT_ID is set: set HUNTER_ENTRA_TENANT_ID or \
+                     HUNTER_ENTRA_AUTHORITY"
+                        .to_owned(),
+                )
+            })?;
+        let scope = self.entra_api_scope.clone().ok_or_else(|| {
+            ConfigError("HUNTER_ENTRA_UI_CLIENT_ID is set: set HUNTER_ENTRA_API_SCOPE".to_owned())
+        })?;
+        Ok(Some(EntraUi {
+            authority: authority.trim_end_matches('/').to_owned(),
+            client_id,
+            scope,
+        }))
+    }
 }
 
 fn default_rescan_after() -> std::time::Duration {
@@ -170,6 +263,54 @@ mod tests {
         let err = read("soon").unwrap_err().to_string();
         assert!(err.contains("not a duration"), "{err}");
         assert!(read("5w").is_err());
+    }
+
+    #[test]
+    fn when_entra_is_configured_by_tenant_should_derive_microsofts_urls() {
+        let config = Config::from_vars(vars(&[
+            ("HUNTER_ENTRA_TENANT_ID", "contoso-tenant"),
+            ("HUNTER_ENTRA_AUDIENCE", "api://hunter"),
+            ("HUNTER_ENTRA_UI_CLIENT_ID", "ui-app"),
+            ("HUNTER_ENTRA_API_SCOPE", "api://hunter/access_as_user"),
+        ]))
+        .unwrap();
+        let api = config.entra_api().unwrap().unwrap();
+        assert_eq!(
+            api.issuer,
+            "https://login.microsoftonline.com/contoso-tenant/v2.0"
+        );
+        assert_eq!(
+            api.jwks_url,
+            "https://login.microsoftonline.com/contoso-tenant/discovery/v2.0/keys"
+        );
+        assert_eq!(api.audience, "api://hunter");
+        let ui = config.entra_ui().unwrap().unwrap();
+        assert_eq!(
+            ui.authority,
+            "https://login.microsoftonline.com/contoso-tenant/oauth2/v2.0"
+        );
+        assert_eq!(ui.client_id, "ui-app");
+    }
+
+    #[test]
+    fn when_entra_is_half_configured_should_say_what_is_missing() {
+        let none = Config::from_vars(vars(&[])).unwrap();
+        assert_eq!(none.entra_api().unwrap(), None);
+        assert_eq!(none.entra_ui().unwrap(), None);
+        let audience_only =
+            Config::from_vars(vars(&[("HUNTER_ENTRA_AUDIENCE", "api://hunter")])).unwrap();
+        let err = audience_only.entra_api().unwrap_err().to_string();
+        assert!(err.contains("HUNTER_ENTRA_TENANT_ID"), "{err}");
+        let ui_only = Config::from_vars(vars(&[
+            ("HUNTER_ENTRA_UI_CLIENT_ID", "ui-app"),
+            (
+                "HUNTER_ENTRA_AUTHORITY",
+                "http://127.0.0.1:9/t/oauth2/v2.0/",
+            ),
+        ]))
+        .unwrap();
+        let err = ui_only.entra_ui().unwrap_err().to_string();
+        assert!(err.contains("HUNTER_ENTRA_API_SCOPE"), "{err}");
     }
 
     #[test]

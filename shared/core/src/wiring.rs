@@ -7,16 +7,16 @@ use std::time::Duration;
 use crate::adapters::dns_scanner::{
     DnsScanner, DnsScannerError, DnsScannerSettings, parse_nameserver,
 };
-use crate::adapters::{DynamoStore, LambdaSyncTrigger, SqsQueue};
-use crate::config::Config;
+use crate::adapters::{DynamoStore, EntraTokenVerifier, LambdaSyncTrigger, SqsQueue};
+use crate::config::{Config, ConfigError};
 use crate::credentials::Credentials;
 use crate::dynamics::{DataverseAuth, DataverseClient, DataverseError, DataverseLeadSink};
 use crate::http::TokenEndpoint;
 use crate::partner_center::{
     PartnerCenterAuth, PartnerCenterClient, PartnerCenterError, StateRefreshTokenStore,
 };
-use crate::ports::QueueError;
 use crate::ports::SyncStore;
+use crate::ports::{AccessTokenVerifier, QueueError};
 use crate::retry::Backoff;
 use hunter_domain::crm::DynamicsMapping;
 
@@ -76,6 +76,16 @@ async fn sqs_queue(
 ) -> Result<SqsQueue, QueueError> {
     let url = url.ok_or_else(|| QueueError::Invalid(format!("{variable} is not set")))?;
     SqsQueue::from_url(aws_sdk_sqs::Client::new(sdk), url).await
+}
+
+/// The check of Entra ID access tokens, when `HUNTER_ENTRA_AUDIENCE` turns it on.
+pub fn entra_token_verifier(
+    config: &Config,
+) -> Result<Option<Arc<dyn AccessTokenVerifier>>, ConfigError> {
+    Ok(config.entra_api()?.map(|settings| {
+        Arc::new(EntraTokenVerifier::new(reqwest::Client::new(), settings))
+            as Arc<dyn AccessTokenVerifier>
+    }))
 }
 
 /// The trigger of on-demand syncs: the fetch-referrals function `HUNTER_FETCH_FUNCTION` names.

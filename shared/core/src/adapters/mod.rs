@@ -5,6 +5,7 @@ mod keys;
 
 pub mod dns_scanner;
 pub mod dynamo_store;
+pub mod entra_tokens;
 pub mod lambda_trigger;
 pub mod memory_queue;
 pub mod memory_store;
@@ -12,6 +13,7 @@ pub mod sqs_queue;
 pub mod static_scanner;
 
 pub use dynamo_store::DynamoStore;
+pub use entra_tokens::EntraTokenVerifier;
 pub use lambda_trigger::LambdaSyncTrigger;
 pub use memory_queue::EmbeddedQueue;
 pub use memory_store::EmbeddedStore;

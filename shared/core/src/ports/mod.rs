@@ -2,6 +2,7 @@
 //! port's error says whether retrying may help. Adapters (`crate::adapters`, the Partner Center
 //! and Dataverse clients) implement them; handlers take them as parameters.
 
+mod auth;
 mod queue;
 mod scanner;
 mod sink;
@@ -9,6 +10,7 @@ mod source;
 mod store;
 mod trigger;
 
+pub use auth::{AccessTokenVerifier, AuthError, Caller};
 pub use hunter_domain::rules::UpsertOutcome;
 pub use queue::{OutgoingMessage, Queue, QueueDepth, QueueError, ReceivedMessage, SendFailure};
 pub use scanner::DomainScanner;
