@@ -5,7 +5,7 @@ SHELL := /bin/bash
 ARGS ?=
 CFN_LINT := .venv/bin/cfn-lint
 
-.PHONY: demo test test-embedded test-moto lint fmt fmt-check clippy layers cfn-lint venv build
+.PHONY: demo test test-embedded test-moto test-api-contract lint fmt fmt-check clippy layers cfn-lint venv build
 
 ## demo: run hunter-local (pass options with ARGS="--once --seed 50")
 demo:
@@ -25,6 +25,8 @@ test:
 	$(CFN_LINT) template.yaml
 	@echo "==> cargo test (moto)"
 	scripts/with-moto.sh cargo test --workspace
+	@echo "==> API contract (schemathesis against the OpenAPI document)"
+	HUNTER_LOCAL_BIN=target/debug/hunter-local scripts/api-contract.sh
 
 ## test-embedded: everything that needs no moto: contract suite (embedded), sync suite, unit tests
 test-embedded:
@@ -44,6 +46,10 @@ test-moto: venv
 	scripts/with-moto.sh cargo test -p hunter-local --test once -- aws
 	@echo "==> the four functions under cargo lambda watch (moto + simulators)"
 	scripts/with-moto.sh cargo test -p hunter-tests --test lambda
+
+## test-api-contract: schemathesis against the API's OpenAPI document (hunter-local, seeded)
+test-api-contract:
+	scripts/api-contract.sh
 
 lint: fmt-check clippy layers cfn-lint
 

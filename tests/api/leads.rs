@@ -10,58 +10,7 @@ use http_api::router;
 use lambda_http::tower::ServiceExt as _;
 use serde_json::{Value, json};
 
-use crate::{RecordingTrigger, TOKEN, state, synced_stack};
-
-async fn call(
-    state: &http_api::ApiState,
-    method: &str,
-    uri: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("authorization", format!("Bearer {TOKEN}"));
-    if body.is_some() {
-        request = request.header("content-type", "application/json");
-    }
-    let request = request
-        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-        .unwrap();
-    let response = router(state.clone()).oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
-
-async fn get(state: &http_api::ApiState, uri: &str) -> Value {
-    let (status, body) = call(state, "GET", uri, None).await;
-    assert_eq!(status, StatusCode::OK, "{uri}: {body}");
-    body
-}
-
-/// Every item of a listing, following its cursors.
-async fn all(state: &http_api::ApiState, uri: &str) -> Vec<Value> {
-    let mut items = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page_uri = match &cursor {
-            Some(c) => format!("{uri}&cursor={c}"),
-            None => uri.to_owned(),
-        };
-        let page = get(state, &page_uri).await;
-        items.extend(page["items"].as_array().unwrap().iter().cloned());
-        match page["nextCursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => return items,
-        }
-    }
-}
+use crate::{RecordingTrigger, all, call, get, state, synced_stack};
 
 fn scores(items: &[Value]) -> Vec<i64> {
     items

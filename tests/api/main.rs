@@ -6,12 +6,14 @@
 
 mod entra;
 mod leads;
+mod routes;
 
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Request, StatusCode};
 use axum::response::IntoResponse;
 use clap::Parser;
 use http_api::{ApiState, api_token, router};
@@ -66,6 +68,7 @@ fn state(stack: &Stack, sync: Arc<dyn SyncTrigger>) -> ApiState {
         rules: Arc::new(stack.rules.clone()),
         api_token: Secret::new(TOKEN),
         access_tokens: None,
+        ui_origins: Vec::new(),
     }
 }
 
@@ -78,6 +81,60 @@ async fn invoke(state: ApiState, event: Value) -> Value {
         .await
         .unwrap();
     serde_json::to_value(response).unwrap()
+}
+
+/// `method uri` with the API token and an optional JSON body: the status and the JSON answer
+/// (null when the body is not JSON).
+pub(crate) async fn call(
+    state: &http_api::ApiState,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {TOKEN}"));
+    if body.is_some() {
+        request = request.header("content-type", "application/json");
+    }
+    let request = request
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+        .unwrap();
+    let response = router(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// `GET uri`, which must answer 200.
+pub(crate) async fn get(state: &http_api::ApiState, uri: &str) -> Value {
+    let (status, body) = call(state, "GET", uri, None).await;
+    assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+    body
+}
+
+/// Every item of a listing, following its cursors.
+pub(crate) async fn all(state: &http_api::ApiState, uri: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page_uri = match &cursor {
+            Some(c) => format!("{uri}&cursor={c}"),
+            None => uri.to_owned(),
+        };
+        let page = get(state, &page_uri).await;
+        items.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return items,
+        }
+    }
 }
 
 fn fixture(name: &str) -> Value {

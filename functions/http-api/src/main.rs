@@ -24,6 +24,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         rules: Arc::new(rules),
         api_token: api_token(credentials.api_token)?,
         access_tokens: wiring::entra_token_verifier(&config)?,
+        ui_origins: config.ui_origin.clone(),
     };
     lambda_http::run(router(state)).await
 }

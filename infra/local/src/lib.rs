@@ -138,6 +138,8 @@ pub fn api_state(
         rules: Arc::new(stack.rules.clone()),
         api_token,
         access_tokens: stack.access_tokens.clone(),
+        // The UI is served from the API's own origin.
+        ui_origins: Vec::new(),
     }
 }
 

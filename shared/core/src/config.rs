@@ -55,6 +55,10 @@ pub struct Config {
     /// (`7d`, `12h`, `30m`, `90s` or seconds; default 7 days).
     #[serde(default = "default_rescan_after", deserialize_with = "duration_text")]
     pub rescan_after: std::time::Duration,
+    /// `HUNTER_UI_ORIGIN`: comma-separated origins of a UI served elsewhere than the API that
+    /// browsers may call the API from (CORS); unset: the UI's own origin only.
+    #[serde(default)]
+    pub ui_origin: Vec<String>,
     /// `HUNTER_ENTRA_TENANT_ID`: the Entra ID tenant whose users may sign in to the UI.
     pub entra_tenant_id: Option<String>,
     /// `HUNTER_ENTRA_AUDIENCE`: the `aud` an Entra access token must carry to be accepted by the

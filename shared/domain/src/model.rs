@@ -14,6 +14,7 @@ use crate::scoring::{CommercialSegment, Heat, PriorityCategory, ScoreLine, Segme
 pub const INVALID_RAW_MAX_BYTES: usize = 16 * 1024;
 
 /// A referral as stored: the fields the API shows, the decision taken, and the raw payload.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReferralRecord {
@@ -139,6 +140,7 @@ impl ReferralRecord {
 }
 
 /// Where a lead stands with Dynamics 365.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncStatus {
@@ -177,6 +179,7 @@ pub const LEAD_RECENT_REFERRALS: usize = 20;
 
 /// One company (registrable domain), the aggregates of the referrals that named it, and where it
 /// stands with Dynamics. The referrals' contributions are stored beside it, one item each.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Lead {
@@ -321,6 +324,7 @@ impl Lead {
 pub const LEAD_HISTORY: usize = 20;
 
 /// A lead's judgement as it changed: when, and what it became.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScoreChange {
@@ -331,6 +335,7 @@ pub struct ScoreChange {
 }
 
 /// What one referral contributes to its lead.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LeadReferral {
@@ -349,6 +354,7 @@ pub struct LeadReferral {
 }
 
 /// How a sync run ended (or that it has not yet).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
@@ -370,6 +376,7 @@ impl RunStatus {
 
 /// One Partner Center sync: what fetch-referrals fetched and enqueued, how it ended, and what
 /// ingest-referral made of it (`stored`, `eligible`, `skipped`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncRun {
@@ -441,6 +448,7 @@ pub struct SyncState {
 }
 
 /// One append-only line of a lead's history: who did what, when, with which result. No secrets.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEntry {

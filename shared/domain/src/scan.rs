@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::rules::Domain;
 
 /// Where a domain's scan stands.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ScanState {
@@ -50,6 +51,7 @@ impl ScanState {
 }
 
 /// One MX record.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct MxRecord {
     /// Lower is preferred.
@@ -71,6 +73,7 @@ pub struct DnsAnswers {
 }
 
 /// A DMARC policy (`p=`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DmarcPolicy {
@@ -80,6 +83,7 @@ pub enum DmarcPolicy {
 }
 
 /// What the scan says about a domain's mail.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Signals {
@@ -139,6 +143,7 @@ impl Signals {
 }
 
 /// One scan of one domain.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DomainScan {

@@ -47,6 +47,7 @@ impl From<&Lead> for LeadTally {
 
 /// Leads counted by each thing a seller filters them by. Keys are the serialized names; a value
 /// no lead has is absent.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LeadStats {

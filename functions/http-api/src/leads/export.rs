@@ -2,8 +2,7 @@
 //! as CSV, page by page as the store answers them.
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chrono::SecondsFormat;
@@ -13,7 +12,9 @@ use hunter_domain::model::Lead;
 use hunter_domain::rules::Rules;
 
 use super::LeadParams;
-use crate::{ApiError, ApiState};
+use crate::ApiState;
+use crate::error::{ApiError, CommonErrors, ErrorBody};
+use crate::extract::ApiQuery;
 
 /// The columns, in order (the names of the lead fields in the JSON API).
 pub(crate) const COLUMNS: [&str; 20] = [
@@ -46,12 +47,17 @@ enum Next {
     Done,
 }
 
-/// `GET /leads/export.csv?segment=&provider=&minScore=&syncStatus=&scanState=&q=&sort=`.
+/// `GET /leads/export.csv`: every lead matching the filters, in the order asked for, as CSV
+/// (`cursor` and `limit` are ignored: the export is whole).
+#[utoipa::path(get, path = "/leads/export.csv", tag = "leads", params(LeadParams),
+    responses(
+        (status = 200, description = "The leads as CSV, one header row and one row per lead",
+            content_type = "text/csv", body = String),
+        (status = 400, body = ErrorBody), CommonErrors))]
 pub(crate) async fn export_csv(
     State(state): State<ApiState>,
-    params: Result<Query<LeadParams>, QueryRejection>,
+    ApiQuery(params): ApiQuery<LeadParams>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let mut query = params.query()?;
     query.limit = Some(MAX_PAGE_SIZE);
     query.cursor = None;

@@ -10,6 +10,7 @@ use super::domain::Domain;
 use crate::referral::Referral;
 
 /// Why a referral is stored but not worked.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SkipReason {

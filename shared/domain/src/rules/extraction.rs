@@ -8,6 +8,7 @@ use super::domain::{Domain, domain_from_url_or_host, email_domain};
 use crate::referral::Referral;
 
 /// Where the company domain came from.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DomainSource {
