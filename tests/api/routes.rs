@@ -429,12 +429,13 @@ async fn health_shows_queues_and_the_last_sync_only_to_token_holders() {
     assert!(health["queues"]["dynamicsPush"]["visible"].is_u64());
     assert_eq!(health["lastSync"]["status"], "succeeded");
     assert_eq!(health["lastSync"]["fetched"], 10);
-    let (status, _, open) = raw(
+    let (status, headers, open) = raw(
         &state,
         Request::get("/api/v1/health").body(Body::empty()).unwrap(),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["cache-control"], "no-store", "no cache keeps an answer");
     assert_eq!(
         serde_json::from_str::<Value>(&open).unwrap(),
         serde_json::json!({"status": "ok"})

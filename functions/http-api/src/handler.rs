@@ -21,6 +21,7 @@ use hunter_core::secret::Secret;
 use hunter_domain::model::Lead;
 use hunter_domain::rules::{Rules, normalize_domain};
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -142,7 +143,13 @@ pub fn routes(state: ApiState) -> Router {
     let api = api
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());
-    let router = Router::new().nest("/api/v1", api);
+    // Answers are per caller and change: no browser or CDN keeps them.
+    let router = Router::new()
+        .nest("/api/v1", api)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
     match cors(&state.ui_origins) {
         Some(cors) => router.layer(cors),
         None => router,
