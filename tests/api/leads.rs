@@ -72,6 +72,19 @@ async fn leads_list_scored_filtered_sorted_and_paged() {
             .iter()
             .all(|l| l["provider"] == "Google" && l["score"].as_u64().unwrap() >= 60)
     );
+    let hot = all(&state, "/api/v1/leads?priorityCategory=P1,P2&limit=50").await;
+    assert!(!hot.is_empty());
+    assert!(
+        hot.iter()
+            .all(|l| l["priorityCategory"] == "P1" || l["priorityCategory"] == "P2")
+    );
+    assert_eq!(
+        hot.len(),
+        leads
+            .iter()
+            .filter(|l| l["priorityCategory"] == "P1" || l["priorityCategory"] == "P2")
+            .count()
+    );
     let unscanned = all(&state, "/api/v1/leads?scanState=timeout&limit=50").await;
     assert!(unscanned.is_empty(), "no fault without --sim-dns-faults");
     let pending = all(&state, "/api/v1/leads?syncStatus=pending&limit=50").await;
@@ -192,6 +205,8 @@ async fn bad_lead_parameters_are_answered_400_with_the_error_envelope() {
         "/api/v1/leads?syncStatus=done",
         "/api/v1/leads?scanState=maybe",
         "/api/v1/leads?sort=size",
+        "/api/v1/leads?priorityCategory=P7",
+        "/api/v1/leads?priorityCategory=P1,,P2",
         "/api/v1/leads?limit=0",
         "/api/v1/leads?limit=abc",
         "/api/v1/leads?cursor=%21%21%21",

@@ -435,7 +435,10 @@ async fn health_shows_queues_and_the_last_sync_only_to_token_holders() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(headers["cache-control"], "no-store", "no cache keeps an answer");
+    assert_eq!(
+        headers["cache-control"], "no-store",
+        "no cache keeps an answer"
+    );
     assert_eq!(
         serde_json::from_str::<Value>(&open).unwrap(),
         serde_json::json!({"status": "ok"})

@@ -47,6 +47,7 @@ macro_rules! contract_suite {
             store_test!(a_lead_and_a_referral_contribution_are_written_together_or_not_at_all);
             store_test!(contributions_page_by_referral_id);
             store_test!(lead_stats_count_every_lead_exactly);
+            store_test!(leads_filter_by_any_of_several_priority_categories);
             store_test!(audit_entries_are_append_only_and_newest_first);
             store_test!(sync_runs_list_newest_first);
             store_test!(sync_state_is_written_with_a_version_check);

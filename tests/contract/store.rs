@@ -481,6 +481,40 @@ pub async fn leads_list_by_score_and_segment(store: &dyn Store) {
     );
 }
 
+pub async fn leads_filter_by_any_of_several_priority_categories(store: &dyn Store) {
+    for (name, category) in [
+        ("p1.com", Some(PriorityCategory::P1)),
+        ("p2.com", Some(PriorityCategory::P2)),
+        ("p3.com", Some(PriorityCategory::P3)),
+        ("unscored.com", None),
+    ] {
+        let mut l = lead(name, category.map(|_| 50), None);
+        l.priority_category = category;
+        store.put_lead(&l, None, None).await.unwrap();
+    }
+    let listed = |categories: Vec<PriorityCategory>| async move {
+        let mut domains: Vec<String> = store
+            .list_leads(&LeadQuery {
+                priority_categories: categories,
+                ..LeadQuery::default()
+            })
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|l| l.domain.to_string())
+            .collect();
+        domains.sort();
+        domains
+    };
+    assert_eq!(
+        listed(vec![PriorityCategory::P1, PriorityCategory::P2]).await,
+        ["p1.com", "p2.com"]
+    );
+    assert_eq!(listed(vec![PriorityCategory::P3]).await, ["p3.com"]);
+    assert_eq!(listed(vec![]).await.len(), 4, "no categories: every lead");
+}
+
 pub async fn lead_stats_count_every_lead_exactly(store: &dyn Store) {
     // More leads than one page of the store's count query, beside items that are not leads.
     let total = 1234u64;

@@ -41,6 +41,9 @@ pub(crate) struct LeadParams {
     segment: Option<String>,
     /// Only leads whose mail provider is this (`M365`, `Google`, ...).
     provider: Option<String>,
+    /// Only leads of these priority categories, comma-separated (`P1,P2`).
+    #[param(value_type = Option<String>, pattern = r"^(P[1-6])(,P[1-6])*$", example = "P1,P2")]
+    priority_category: Option<String>,
     /// Only leads scoring at least this.
     #[param(value_type = Option<u8>, minimum = 0, maximum = 100)]
     min_score: Option<String>,
@@ -116,6 +119,12 @@ impl LeadParams {
         Ok(LeadQuery {
             segment: parsed("segment", self.segment, |s| Segment::from_str(s).ok())?,
             provider: given(self.provider),
+            priority_categories: parsed("priorityCategory", self.priority_category, |s| {
+                s.split(',')
+                    .map(|c| PriorityCategory::from_str(c.trim()).ok())
+                    .collect::<Option<Vec<_>>>()
+            })?
+            .unwrap_or_default(),
             min_score: parsed("minScore", self.min_score, |s| {
                 s.parse::<u8>().ok().filter(|n| *n <= 100)
             })?,

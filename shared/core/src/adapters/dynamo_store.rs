@@ -237,6 +237,23 @@ impl IndexQuery {
         );
     }
 
+    /// Items whose `attribute` is one of `values` (no filter for none).
+    fn one_of(&mut self, attribute: &str, values: &[&str]) {
+        if values.is_empty() {
+            return;
+        }
+        let placeholders: Vec<String> = (0..values.len())
+            .map(|i| format!(":{attribute}{i}"))
+            .collect();
+        self.filters
+            .push(format!("#{attribute} IN ({})", placeholders.join(", ")));
+        self.names
+            .insert(format!("#{attribute}"), attribute.to_owned());
+        for (placeholder, value) in placeholders.into_iter().zip(values) {
+            self.values.insert(placeholder, s(*value));
+        }
+    }
+
     /// Items whose search text holds `text` (case-insensitive); no filter for none or "".
     fn search(&mut self, text: Option<&str>) {
         if let Some(text) = text.filter(|t| !t.is_empty()) {
@@ -646,6 +663,8 @@ impl LeadStore for DynamoStore {
         if let Some(provider) = &q.provider {
             query.equals("provider", s(provider));
         }
+        let categories: Vec<&str> = q.priority_categories.iter().map(|c| c.as_str()).collect();
+        query.one_of("priorityCategory", &categories);
         if let Some(min) = q.min_score.filter(|m| *m > 0) {
             query.filter("#score >= :score", "score", "score", n(min));
         }

@@ -77,6 +77,9 @@ pub fn referral_matches(q: &ReferralQuery, r: &ReferralRecord) -> bool {
 /// Whether a lead passes a query's filters.
 pub fn lead_matches(q: &LeadQuery, l: &Lead) -> bool {
     q.segment.is_none_or(|s| l.segment == Some(s))
+        && (q.priority_categories.is_empty()
+            || l.priority_category
+                .is_some_and(|c| q.priority_categories.contains(&c)))
         && q.scan_state.is_none_or(|s| l.scan_state == s)
         && q.provider
             .as_ref()

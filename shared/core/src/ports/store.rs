@@ -6,7 +6,7 @@ use hunter_domain::model::{
 };
 use hunter_domain::rules::{Domain, SkipReason, UpsertOutcome};
 use hunter_domain::scan::ScanState;
-use hunter_domain::scoring::Segment;
+use hunter_domain::scoring::{PriorityCategory, Segment};
 use hunter_domain::stats::LeadStats;
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +40,8 @@ pub struct ReferralQuery {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LeadQuery {
     pub segment: Option<Segment>,
+    /// Leads of any of these priority categories; empty: all.
+    pub priority_categories: Vec<PriorityCategory>,
     pub provider: Option<String>,
     pub min_score: Option<u8>,
     pub sync_status: Option<SyncStatus>,
