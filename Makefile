@@ -5,7 +5,7 @@ SHELL := /bin/bash
 ARGS ?=
 CFN_LINT := .venv/bin/cfn-lint
 
-.PHONY: demo test test-embedded test-moto test-api-contract lint fmt fmt-check clippy layers cfn-lint venv build
+.PHONY: demo test test-embedded test-moto test-api-contract test-browser lint fmt fmt-check clippy layers cfn-lint venv build
 
 ## demo: run hunter-local (pass options with ARGS="--once --seed 50")
 demo:
@@ -26,7 +26,9 @@ test:
 	@echo "==> cargo test (moto)"
 	scripts/with-moto.sh cargo test --workspace
 	@echo "==> API contract (schemathesis against the OpenAPI document)"
-	HUNTER_LOCAL_BIN=target/debug/hunter-local scripts/api-contract.sh
+	HUNTER_LOCAL_BIN=$(CURDIR)/target/debug/hunter-local scripts/api-contract.sh
+	@echo "==> browser tests (headless Chromium)"
+	HUNTER_LOCAL_BIN=$(CURDIR)/target/debug/hunter-local scripts/browser-tests.sh
 
 ## test-embedded: everything that needs no moto: contract suite (embedded), sync suite, unit tests
 test-embedded:
@@ -46,6 +48,10 @@ test-moto: venv
 	scripts/with-moto.sh cargo test -p hunter-local --test once -- aws
 	@echo "==> the four functions under cargo lambda watch (moto + simulators)"
 	scripts/with-moto.sh cargo test -p hunter-tests --test lambda
+
+## test-browser: the UI in headless Chromium (UPDATE_SCREENSHOTS=1 refreshes docs/screenshots)
+test-browser:
+	scripts/browser-tests.sh
 
 ## test-api-contract: schemathesis against the API's OpenAPI document (hunter-local, seeded)
 test-api-contract:

@@ -1,0 +1,166 @@
+// The header: the last sync run, queue and dead-letter depths, and "Sync now".
+import { h, replace } from './dom.js';
+import { ApiError } from './api.js';
+import { relative, absolute, num } from './format.js';
+import { icon } from './components.js';
+
+const IDLE_POLL_MS = 15_000;
+const BUSY_POLL_MS = 1_000;
+const BUSY_MAX_MS = 120_000;
+
+function lastSyncView(run, onToggleError) {
+  if (!run) return h('span', { class: 'muted' }, 'No sync yet');
+  const when = run.finishedAt || run.startedAt;
+  const status = run.status === 'succeeded' ? 'OK' : run.status === 'running' ? 'running…' : 'failed';
+  const text = `${relative(when)} · ${num(run.fetched)} fetched · ${status}`;
+  const title = `Last sync started ${absolute(run.startedAt)}${run.error ? ` — ${run.error}` : ''}`;
+  if (run.status === 'failed') {
+    return h('button', {
+      type: 'button', class: 'last-sync-btn is-failed', title, 'aria-expanded': 'false', onclick: onToggleError,
+    }, icon('alert'), h('span', {}, 'Last sync '), h('span', {}, text));
+  }
+  return h('span', { class: ['last-sync-text', run.status === 'running' ? 'is-running' : ''], title },
+    h('span', { class: 'muted' }, 'Last sync '), h('time', { datetime: when }, text));
+}
+
+function queueView(queues) {
+  if (!queues) return null;
+  const r = queues.referrals || {};
+  const d = queues.dynamicsPush || {};
+  const waiting = (r.visible || 0) + (r.inFlight || 0) + (d.visible || 0) + (d.inFlight || 0);
+  const dead = (r.deadLetters || 0) + (d.deadLetters || 0);
+  const title = `Referrals queue: ${num(r.visible)} waiting, ${num(r.inFlight)} in flight, ${num(r.deadLetters)} dead-lettered\n`
+    + `Dynamics push queue: ${num(d.visible)} waiting, ${num(d.inFlight)} in flight, ${num(d.deadLetters)} dead-lettered`;
+  return h('span', { class: 'queue-info', title },
+    h('span', { class: 'queue-item' }, h('span', { class: 'muted' }, 'Queue '), h('strong', { 'data-testid': 'queue-depth' }, num(waiting))),
+    h('span', { class: ['queue-item', dead > 0 ? 'dlq-alert' : ''], 'data-testid': 'dlq' },
+      h('span', { class: dead > 0 ? '' : 'muted' }, 'DLQ '), h('strong', {}, num(dead)),
+      dead > 0 ? h('span', { class: 'sr-only' }, ' messages failed for good: see the logs') : null));
+}
+
+export function startHeader(ctx) {
+  const lastSyncEl = document.getElementById('last-sync');
+  const queuesEl = document.getElementById('queues');
+  const button = document.getElementById('sync-now');
+  let timer = null;
+  let stopped = false;
+  let waitingFor = null; // {runId, since}
+  let lastRun = null;
+  let errorOpen = false;
+  let seenRun = null; // "id:status" of the newest run seen at the last poll
+  let justAnnounced = false;
+
+  function render(health) {
+    lastRun = health.lastSync || null;
+    replace(lastSyncEl, lastSyncView(lastRun, toggleError));
+    if (lastRun?.status === 'failed') {
+      lastSyncEl.append(h('div', { class: 'sync-error-pop', role: 'note', id: 'sync-error', hidden: !errorOpen },
+        h('strong', {}, 'Sync failed: '), lastRun.error || 'no error message',
+        h('div', { class: 'pop-link' }, h('a', { href: '#/history', class: 'link' }, 'Open the sync history'))));
+      lastSyncEl.querySelector('button')?.setAttribute('aria-expanded', String(errorOpen));
+      lastSyncEl.querySelector('button')?.setAttribute('aria-controls', 'sync-error');
+    } else {
+      errorOpen = false;
+    }
+    replace(queuesEl, queueView(health.queues));
+  }
+
+  // The error of a failed run: shown on click, closed with Escape or a click elsewhere.
+  function setErrorOpen(open) {
+    errorOpen = open;
+    const pop = lastSyncEl.querySelector('.sync-error-pop');
+    if (pop) pop.hidden = !open;
+    lastSyncEl.querySelector('button')?.setAttribute('aria-expanded', String(open));
+  }
+  function toggleError() {
+    setErrorOpen(!errorOpen);
+  }
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && errorOpen) {
+      setErrorOpen(false);
+      lastSyncEl.querySelector('button')?.focus();
+    }
+  });
+  document.addEventListener('click', (e) => {
+    if (errorOpen && e.target.isConnected && !lastSyncEl.contains(e.target)) setErrorOpen(false);
+  });
+
+  async function poll() {
+    if (stopped) return;
+    clearTimeout(timer);
+    let busy = false;
+    try {
+      const health = await ctx.api.get('/health');
+      render(health);
+      const run = health.lastSync;
+      if (waitingFor) {
+        // Done once fetched and ingested: summarized, or nothing left in the referrals queue.
+        const q = health.queues?.referrals || {};
+        const drained = (q.visible || 0) + (q.inFlight || 0) === 0;
+        const done = run && run.id === waitingFor.runId && run.status !== 'running' && (run.summarizedAt || drained || run.status === 'failed');
+        if (done) {
+          waitingFor = null;
+          justAnnounced = true;
+          setBusy(false);
+          ctx.events.dispatchEvent(new CustomEvent('synced', { detail: run }));
+          ctx.stats(true).catch(() => {});
+          if (run.status === 'failed') ctx.toast(`Sync failed: ${run.error || 'see the sync history'}`, 'error');
+          else ctx.toast(`Sync finished: ${num(run.fetched)} fetched, ${num(run.eligible)} eligible`, 'success');
+        } else if (Date.now() - waitingFor.since > BUSY_MAX_MS) {
+          waitingFor = null;
+          setBusy(false);
+        } else {
+          busy = true;
+        }
+      }
+      if (run?.status === 'running') busy = true;
+      // A run that finished on its own (the schedule, another user): views refresh too.
+      const key = run ? `${run.id}:${run.status}:${Boolean(run.summarizedAt)}` : '';
+      if (seenRun !== null && key !== seenRun && run && run.status !== 'running' && !justAnnounced && !waitingFor) {
+        ctx.events.dispatchEvent(new CustomEvent('synced', { detail: run }));
+        ctx.stats(true).catch(() => {});
+      }
+      seenRun = key;
+      justAnnounced = false;
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) return;
+      replace(lastSyncEl, h('span', { class: 'text-danger', title: err.message }, 'Hunter is not answering'));
+    }
+    if (!stopped) timer = setTimeout(poll, busy ? BUSY_POLL_MS : IDLE_POLL_MS);
+  }
+
+  // Busy, Sync now stays focusable (aria-disabled) so a keyboard user keeps their place.
+  function setBusy(on) {
+    if (on) button.setAttribute('aria-disabled', 'true');
+    else button.removeAttribute('aria-disabled');
+    button.classList.toggle('is-busy', on);
+  }
+
+  button.addEventListener('click', async () => {
+    if (button.getAttribute('aria-disabled') === 'true') {
+      ctx.toast('A sync is already running', 'info');
+      return;
+    }
+    setBusy(true);
+    try {
+      const answer = await ctx.api.post('/sync');
+      ctx.toast('Sync started', 'info');
+      waitingFor = { runId: answer.runId, since: Date.now() };
+      poll();
+    } catch (err) {
+      setBusy(false);
+      if (err.status === 401) return;
+      if (err.status === 409 || err.code === 'sync_pending') ctx.toast('A sync is already queued', 'info');
+      else ctx.toast(`Sync could not start: ${err.message}`, 'error');
+    }
+  });
+
+  poll();
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+    refresh: poll,
+  };
+}
