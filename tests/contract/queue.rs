@@ -112,10 +112,12 @@ pub async fn changing_visibility_to_zero_releases_a_message_now(queue: &dyn Queu
 /// The queue under test has maxReceiveCount 2.
 pub async fn a_message_moves_to_the_dead_letter_queue_after_max_receives(queue: &dyn Queue) {
     queue.send_batch(&messages(1)).await.unwrap();
+    let mut first_id = String::new();
     for expected_count in 1..=2 {
         let received = receive_n(queue, 1, Some(Duration::from_secs(300))).await;
         assert_eq!(received.len(), 1);
         assert_eq!(received[0].receive_count, expected_count);
+        first_id.clone_from(&received[0].message_id);
         queue
             .change_visibility(&received[0].receipt, Duration::ZERO)
             .await
@@ -132,6 +134,19 @@ pub async fn a_message_moves_to_the_dead_letter_queue_after_max_receives(queue: 
     assert_eq!(
         (depth.visible, depth.in_flight, depth.dead_letters),
         (0, 0, 1)
+    );
+    let peeked = queue.peek_dead_letters(10).await.unwrap();
+    assert_eq!(peeked.len(), 1, "{peeked:?}");
+    assert_eq!(peeked[0].body, r#"{"n":0}"#);
+    assert_eq!(
+        peeked[0].message_id, first_id,
+        "a dead letter keeps its message id, so its recorded failure can be found"
+    );
+    assert!(peeked[0].receive_count >= 2, "{peeked:?}");
+    assert_eq!(
+        queue.depth().await.unwrap().dead_letters,
+        1,
+        "peeking leaves the dead letter where it is"
     );
 
     assert_eq!(queue.redrive_dead_letters().await.unwrap(), 1);

@@ -768,3 +768,40 @@ pub async fn ingest_counts_add_up_and_survive_run_updates(store: &dyn Store) {
             .is_some()
     );
 }
+
+pub async fn a_message_failure_is_kept_per_queue_and_message(store: &dyn Store) {
+    use hunter_core::ports::MessageFailure;
+    let at = DateTime::parse_from_rfc3339("2026-11-30T10:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let failure = |queue: &str, error: &str, receive_count| MessageFailure {
+        queue: queue.to_owned(),
+        message_id: "m-1".to_owned(),
+        receive_count,
+        error: error.to_owned(),
+        at,
+    };
+    assert_eq!(store.get_failure("referrals", "m-1").await.unwrap(), None);
+    store
+        .record_failure(&failure("referrals", "store unavailable", 1))
+        .await
+        .unwrap();
+    store
+        .record_failure(&failure("dynamics-push", "dataverse 500", 1))
+        .await
+        .unwrap();
+    store
+        .record_failure(&failure("referrals", "store unavailable again", 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_failure("referrals", "m-1").await.unwrap(),
+        Some(failure("referrals", "store unavailable again", 2)),
+        "the last failure replaces the earlier one"
+    );
+    assert_eq!(
+        store.get_failure("dynamics-push", "m-1").await.unwrap(),
+        Some(failure("dynamics-push", "dataverse 500", 1)),
+        "each queue keeps its own"
+    );
+}

@@ -453,6 +453,12 @@ impl hunter_core::ports::Queue for GoesDown<'_> {
     ) -> Result<hunter_core::ports::QueueDepth, hunter_core::ports::QueueError> {
         self.inner.depth().await
     }
+    async fn peek_dead_letters(
+        &self,
+        max: usize,
+    ) -> Result<Vec<hunter_core::ports::ReceivedMessage>, hunter_core::ports::QueueError> {
+        self.inner.peek_dead_letters(max).await
+    }
     async fn take_dead_letters(
         &self,
         max: usize,

@@ -8,10 +8,10 @@ use std::collections::HashMap;
 
 use hunter_core::adapters::{EmbeddedQueue, EmbeddedStore, Otherwise, StaticScanner};
 use hunter_core::messages::{PushMessage, ReferralMessage};
+use hunter_core::ports::{FailureStore, MessageFailure, RunCount, StoreError};
 use hunter_core::ports::{
     LeadQuery, LeadStore, Page, ReferralQuery, ReferralStore, SyncStore, UpsertOutcome,
 };
-use hunter_core::ports::{RunCount, StoreError};
 use hunter_core::retry::Backoff;
 use hunter_domain::model::{AuditEntry, Lead, LeadReferral, ReferralRecord, SyncRun, SyncState};
 use hunter_domain::rules::{Domain, Rules, SkipReason, normalize_domain};
@@ -315,6 +315,20 @@ impl LeadStore for FlakyStore {
         limit: usize,
     ) -> Result<Vec<AuditEntry>, StoreError> {
         self.inner.list_audit(domain, limit).await
+    }
+}
+
+#[async_trait]
+impl FailureStore for FlakyStore {
+    async fn record_failure(&self, failure: &MessageFailure) -> Result<(), StoreError> {
+        self.inner.record_failure(failure).await
+    }
+    async fn get_failure(
+        &self,
+        queue: &str,
+        message_id: &str,
+    ) -> Result<Option<MessageFailure>, StoreError> {
+        self.inner.get_failure(queue, message_id).await
     }
 }
 

@@ -237,6 +237,9 @@ mod tests {
         async fn depth(&self) -> Result<QueueDepth, QueueError> {
             self.inner.depth().await
         }
+        async fn peek_dead_letters(&self, max: usize) -> Result<Vec<ReceivedMessage>, QueueError> {
+            self.inner.peek_dead_letters(max).await
+        }
         async fn take_dead_letters(&self, max: usize) -> Result<Vec<ReceivedMessage>, QueueError> {
             self.inner.take_dead_letters(max).await
         }

@@ -35,11 +35,11 @@ use super::keys::{
     audit_sort_key, decode_cursor, encode_cursor, lead_order_key, lead_sort_key, page_by_key,
     referral_sort_key, run_sort_key,
 };
+use crate::ports::{FailureStore, MessageFailure, RunCount, StoreError};
 use crate::ports::{
     LeadQuery, LeadSort, LeadStore, MAX_PAGE_SIZE, Page, ReferralQuery, ReferralStore, SyncStore,
     UpsertOutcome, page_size,
 };
-use crate::ports::{RunCount, StoreError};
 use hunter_domain::model::{AuditEntry, Lead, LeadReferral, ReferralRecord, SyncRun, SyncState};
 use hunter_domain::rules::{Domain, VersionOrder, compare_versions};
 use hunter_domain::stats::{LeadStats, LeadTally};
@@ -110,6 +110,9 @@ fn run_pk(id: &str) -> String {
 }
 fn state_pk(key: &str) -> String {
     format!("STATE#{key}")
+}
+fn failure_pk(queue: &str, message_id: &str) -> String {
+    format!("FAILURE#{queue}#{message_id}")
 }
 fn referral_bucket(r: &ReferralRecord) -> String {
     match r.skip_reason {
@@ -934,5 +937,32 @@ impl SyncStore for DynamoStore {
             expected_version,
         )
         .await
+    }
+}
+
+#[async_trait]
+impl FailureStore for DynamoStore {
+    async fn record_failure(&self, failure: &MessageFailure) -> Result<(), StoreError> {
+        let item = to_item(&Item::new(
+            failure_pk(&failure.queue, &failure.message_id),
+            "FAILURE",
+            failure,
+        ))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn get_failure(
+        &self,
+        queue: &str,
+        message_id: &str,
+    ) -> Result<Option<MessageFailure>, StoreError> {
+        self.get(failure_pk(queue, message_id), "FAILURE").await
     }
 }

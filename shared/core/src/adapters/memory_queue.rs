@@ -80,6 +80,12 @@ impl EmbeddedQueue {
             if state.messages[index].receive_count >= self.max_receive_count {
                 let mut dead = state.messages.remove(index);
                 dead.receipt = None;
+                tracing::warn!(
+                    event = "message_dead_lettered",
+                    queue = %self.name,
+                    message_id = %dead.id,
+                    receive_count = dead.receive_count,
+                );
                 state.dead.push_back(dead);
                 continue;
             }
@@ -201,6 +207,21 @@ impl Queue for EmbeddedQueue {
             in_flight: (state.messages.len() - visible) as u64,
             dead_letters: state.dead.len() as u64,
         })
+    }
+
+    async fn peek_dead_letters(&self, max: usize) -> Result<Vec<ReceivedMessage>, QueueError> {
+        Ok(self
+            .lock()
+            .dead
+            .iter()
+            .take(max)
+            .map(|m| ReceivedMessage {
+                message_id: m.id.clone(),
+                receipt: String::new(),
+                body: m.body.clone(),
+                receive_count: m.receive_count,
+            })
+            .collect())
     }
 
     async fn take_dead_letters(&self, max: usize) -> Result<Vec<ReceivedMessage>, QueueError> {

@@ -10,10 +10,10 @@ use super::keys::{
     audit_sort_key, decode_cursor, encode_cursor, lead_order_key, page_by_key, referral_sort_key,
     run_sort_key,
 };
+use crate::ports::{FailureStore, MessageFailure, RunCount, StoreError};
 use crate::ports::{
     LeadQuery, LeadStore, Page, ReferralQuery, ReferralStore, SyncStore, UpsertOutcome, page_size,
 };
-use crate::ports::{RunCount, StoreError};
 use hunter_domain::model::{AuditEntry, Lead, LeadReferral, ReferralRecord, SyncRun, SyncState};
 use hunter_domain::rules::Domain;
 use hunter_domain::stats::LeadStats;
@@ -35,6 +35,8 @@ struct Inner {
     states: HashMap<String, SyncState>,
     /// (run id, referral id) pairs already counted by `count_ingested`.
     counted: HashSet<(String, String)>,
+    /// The last failure of each message, by (queue, message id).
+    failures: HashMap<(String, String), MessageFailure>,
 }
 
 impl EmbeddedStore {
@@ -320,5 +322,28 @@ impl SyncStore for EmbeddedStore {
         check_version(stored, expected_version, &state.key)?;
         inner.states.insert(state.key.clone(), state.clone());
         Ok(())
+    }
+}
+
+#[async_trait]
+impl FailureStore for EmbeddedStore {
+    async fn record_failure(&self, failure: &MessageFailure) -> Result<(), StoreError> {
+        self.lock().failures.insert(
+            (failure.queue.clone(), failure.message_id.clone()),
+            failure.clone(),
+        );
+        Ok(())
+    }
+
+    async fn get_failure(
+        &self,
+        queue: &str,
+        message_id: &str,
+    ) -> Result<Option<MessageFailure>, StoreError> {
+        Ok(self
+            .lock()
+            .failures
+            .get(&(queue.to_owned(), message_id.to_owned()))
+            .cloned())
     }
 }

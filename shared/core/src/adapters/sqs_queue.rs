@@ -52,6 +52,9 @@ fn sibling_queue_url(url: &str, arn: &str) -> Option<String> {
     Some(format!("{base}/{name}"))
 }
 
+/// Receive calls one look at a dead-letter queue makes at most.
+const PEEK_ROUNDS: usize = 50;
+
 fn whole_seconds(duration: Duration) -> i32 {
     i32::try_from(duration.as_secs() + u64::from(duration.subsec_nanos() > 0)).unwrap_or(i32::MAX)
 }
@@ -284,6 +287,29 @@ impl Queue for SqsQueue {
             in_flight,
             dead_letters,
         })
+    }
+
+    async fn peek_dead_letters(&self, max: usize) -> Result<Vec<ReceivedMessage>, QueueError> {
+        // Received with no visibility timeout, so they stay visible; SQS samples its servers, so
+        // a few rounds are merged by message id until one brings nothing new.
+        let dlq = self.dlq()?;
+        let mut seen: Vec<ReceivedMessage> = Vec::new();
+        for _ in 0..PEEK_ROUNDS {
+            let batch = self
+                .receive_from(dlq, 10, Some(Duration::ZERO), Duration::ZERO)
+                .await?;
+            let before = seen.len();
+            for mut message in batch {
+                if seen.len() < max && !seen.iter().any(|m| m.message_id == message.message_id) {
+                    message.receipt.clear();
+                    seen.push(message);
+                }
+            }
+            if seen.len() == before || seen.len() >= max {
+                break;
+            }
+        }
+        Ok(seen)
     }
 
     async fn take_dead_letters(&self, max: usize) -> Result<Vec<ReceivedMessage>, QueueError> {

@@ -17,7 +17,7 @@ pub use scanner::DomainScanner;
 pub use sink::{LeadSink, LeadUpsert, PushedLead, SinkError};
 pub use source::{ReferralFilter, ReferralPage, ReferralSource, ReferralWriteBack, SourceError};
 pub use store::{
-    DEFAULT_PAGE_SIZE, LeadQuery, LeadSort, LeadStore, MAX_PAGE_SIZE, Page, ReferralQuery,
-    ReferralStore, RunCount, Store, StoreError, SyncStore, page_size,
+    DEFAULT_PAGE_SIZE, FailureStore, LeadQuery, LeadSort, LeadStore, MAX_PAGE_SIZE, MessageFailure,
+    Page, ReferralQuery, ReferralStore, RunCount, Store, StoreError, SyncStore, page_size,
 };
 pub use trigger::{SyncTrigger, TriggerError};

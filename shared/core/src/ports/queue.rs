@@ -72,6 +72,8 @@ pub trait Queue: Send + Sync {
     /// Makes a received message visible again after `timeout` (zero: now).
     async fn change_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), QueueError>;
     async fn depth(&self) -> Result<QueueDepth, QueueError>;
+    /// Up to `max` dead letters, left where they are (`receipt` is empty).
+    async fn peek_dead_letters(&self, max: usize) -> Result<Vec<ReceivedMessage>, QueueError>;
     /// Takes up to `max` messages off the dead-letter queue (they are deleted from it).
     async fn take_dead_letters(&self, max: usize) -> Result<Vec<ReceivedMessage>, QueueError>;
     /// Moves every dead letter back to the queue; returns how many moved.

@@ -1,6 +1,7 @@
 //! Where Hunter keeps referrals, leads, sync runs and sync state.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use hunter_domain::model::{
     AuditEntry, Lead, LeadReferral, ReferralRecord, SyncRun, SyncState, SyncStatus,
 };
@@ -181,9 +182,35 @@ pub trait SyncStore: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
+/// Why a queued message last failed, kept so that a dead letter can say why it died (queues
+/// keep no error of their own; a message keeps its id when it moves to the dead-letter queue).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageFailure {
+    /// The queue's name (`referrals`, `dynamics-push`).
+    pub queue: String,
+    pub message_id: String,
+    /// How often the message had been received when it failed.
+    pub receive_count: u32,
+    pub error: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The last failure of each queued message.
+#[async_trait]
+pub trait FailureStore: Send + Sync {
+    /// Records `failure`, replacing an earlier one of the same message.
+    async fn record_failure(&self, failure: &MessageFailure) -> Result<(), StoreError>;
+    async fn get_failure(
+        &self,
+        queue: &str,
+        message_id: &str,
+    ) -> Result<Option<MessageFailure>, StoreError>;
+}
+
 /// Everything Hunter stores; one adapter implements all of it.
-pub trait Store: ReferralStore + LeadStore + SyncStore {}
-impl<T: ReferralStore + LeadStore + SyncStore> Store for T {}
+pub trait Store: ReferralStore + LeadStore + SyncStore + FailureStore {}
+impl<T: ReferralStore + LeadStore + SyncStore + FailureStore> Store for T {}
 
 /// A failure of a store adapter.
 #[derive(Debug, Clone, thiserror::Error)]
