@@ -12,6 +12,7 @@ pub mod fanout;
 pub mod http;
 pub mod intake;
 pub mod messages;
+pub mod metrics;
 pub mod optimistic;
 pub mod partner_center;
 pub mod ports;
