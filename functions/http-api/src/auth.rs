@@ -7,6 +7,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hunter_core::ports::AuthError;
 use hunter_core::secret::Secret;
+use subtle::ConstantTimeEq as _;
 
 use crate::ApiState;
 use crate::error::ApiError;
@@ -37,7 +38,7 @@ pub(crate) async fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(
         .map(|(_, token)| token.trim())
         .unwrap_or_default();
     let expected = state.api_token.expose();
-    if !expected.is_empty() && constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+    if token_matches(presented.as_bytes(), expected.as_bytes()) {
         return Ok(());
     }
     let Some(verifier) = state
@@ -93,6 +94,39 @@ pub(crate) async fn require_token(
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether `presented` is the API token, in time independent of where they differ (`subtle`);
+/// an empty expected token matches nothing.
+fn token_matches(presented: &[u8], expected: &[u8]) -> bool {
+    !expected.is_empty() && bool::from(presented.ct_eq(expected))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_matches;
+
+    #[test]
+    fn when_the_token_is_the_same_should_match() {
+        assert!(token_matches(b"s3cret", b"s3cret"));
+        assert!(token_matches("tökén".as_bytes(), "tökén".as_bytes()));
+    }
+
+    #[test]
+    fn when_the_token_differs_anywhere_or_in_length_should_not_match() {
+        for presented in [
+            &b"s3creT"[..],
+            b"S3cret",
+            b"s3cre",
+            b"s3crett",
+            b"",
+            b"s3cret\0",
+        ] {
+            assert!(!token_matches(presented, b"s3cret"), "{presented:?}");
+        }
+    }
+
+    #[test]
+    fn when_the_expected_token_is_empty_should_match_nothing() {
+        assert!(!token_matches(b"", b""));
+        assert!(!token_matches(b"anything", b""));
+    }
 }

@@ -156,8 +156,85 @@ pub(crate) fn neutralize(cell: &str) -> std::borrow::Cow<'_, str> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
+    use proptest::prelude::*;
+    use proptest::string::string_regex;
+
     use super::*;
+
+    const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+    /// Cell text: anything, often starting like a formula or holding CSV's own characters.
+    fn cell() -> impl Strategy<Value = String> {
+        let any_text = |max: usize| string_regex(&format!("(?s).{{0,{max}}}")).unwrap();
+        prop_oneof![
+            2 => any_text(60),
+            1 => any_text(2_000),
+            2 => (
+                prop::sample::select(vec![
+                    "=", "+", "-", "@", "\t", "\r", "\n", "\r\n", "\"", "'", ",", ";", " =",
+                    "\u{feff}", "\u{ff1d}", "=cmd|' /C calc'!A0", "=HYPERLINK(\"http://x\")",
+                    "@SUM(1+1)*cmd|' /C calc'!A0", "\"=1\"", "-", "",
+                ]),
+                any_text(40),
+            )
+                .prop_map(|(start, rest)| format!("{start}{rest}")),
+            1 => string_regex("[=+@\t\r\n\",-]{0,8}").unwrap(),
+        ]
+    }
+
+    fn rows() -> impl Strategy<Value = Vec<[String; COLUMNS.len()]>> {
+        prop::collection::vec(
+            prop::collection::vec(cell(), COLUMNS.len())
+                .prop_map(|cells| cells.try_into().unwrap()),
+            0..6,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Whatever the cells hold, the export reads back as the same grid: one header row and
+        /// one row per lead of exactly the columns, each cell its neutralized text, and no cell
+        /// starts like a formula.
+        #[test]
+        fn properties_any_cells_read_back_as_the_same_neutralized_grid(rows in rows()) {
+            let header = [COLUMNS.map(str::to_owned)];
+            let mut bytes = csv_rows(header.clone());
+            bytes.extend(csv_rows(rows.clone()));
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .from_reader(bytes.as_slice());
+            let read: Vec<csv::StringRecord> = reader
+                .records()
+                .collect::<Result<_, _>>()
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(read.len(), rows.len() + 1);
+            for (record, row) in read.iter().zip(header.iter().chain(&rows)) {
+                prop_assert_eq!(record.len(), COLUMNS.len());
+                for (got, cell) in record.iter().zip(row) {
+                    let want = neutralize(cell);
+                    prop_assert_eq!(got, want.as_ref());
+                    prop_assert!(!got.starts_with(FORMULA_STARTS), "{:?}", got);
+                }
+            }
+        }
+
+        /// Neutralizing leaves text alone or puts one `'` before it, and never starts like a
+        /// formula.
+        #[test]
+        fn properties_neutralized_text_never_starts_like_a_formula(text in cell()) {
+            let safe = neutralize(&text);
+            prop_assert!(!safe.starts_with(FORMULA_STARTS));
+            let quoted = format!("'{text}");
+            prop_assert!(safe == text || *safe == quoted, "{:?}", safe);
+        }
+    }
 
     #[test]
     fn when_a_cell_starts_like_a_formula_should_be_shown_as_text() {

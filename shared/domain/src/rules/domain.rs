@@ -179,7 +179,9 @@ pub(crate) fn ascii_host(input: &str) -> Result<String, DomainError> {
     if ascii.parse::<IpAddr>().is_ok() {
         return Err(DomainError::IpAddress);
     }
-    if ascii.starts_with("www.") && ascii[4..].contains('.') {
+    // `www.` goes unless it is the registrable label itself (`www.com`, `www.co.uk`): stripping
+    // it there would leave a bare public suffix, and a returned domain would not normalize again.
+    if ascii.starts_with("www.") && psl::domain(&ascii.as_bytes()[4..]).is_some() {
         ascii.drain(..4);
     }
     if ascii.len() > MAX_DOMAIN_LEN {
@@ -238,6 +240,14 @@ mod tests {
     #[test]
     fn when_www_is_the_registrable_label_should_keep_it() {
         assert_eq!(norm("www.com").unwrap(), "www.com");
+        assert_eq!(norm("www.co.uk").unwrap(), "www.co.uk");
+        assert_eq!(norm("a.www.co.uk").unwrap(), "www.co.uk");
+        assert_eq!(norm("www.www.co.uk").unwrap(), "www.co.uk");
+        assert_eq!(norm("www.contoso.co.uk").unwrap(), "contoso.co.uk");
+        assert_eq!(
+            norm(&norm("x.www.s3.amazonaws.com").unwrap()).unwrap(),
+            "www.s3.amazonaws.com"
+        );
     }
 
     #[test]
