@@ -101,6 +101,8 @@ pub async fn moto_sdk_config() -> aws_config::SdkConfig {
 pub struct StoreFixture {
     pub store: Arc<dyn Store>,
     _moto: Option<MutexGuard<'static, ()>>,
+    /// The directory of a file-backed store, removed when the fixture is dropped.
+    _dir: Option<tempfile::TempDir>,
 }
 
 #[allow(
@@ -111,12 +113,15 @@ pub struct StoreFixture {
 pub struct QueueFixture {
     pub queue: Arc<dyn Queue>,
     _moto: Option<MutexGuard<'static, ()>>,
+    /// The directory of a file-backed queue, removed when the fixture is dropped.
+    _dir: Option<tempfile::TempDir>,
 }
 
 pub async fn embedded_store() -> StoreFixture {
     StoreFixture {
         store: Arc::new(EmbeddedStore::new()),
         _moto: None,
+        _dir: None,
     }
 }
 
@@ -131,6 +136,7 @@ pub async fn moto_store() -> StoreFixture {
     StoreFixture {
         store: Arc::new(store),
         _moto: Some(guard),
+        _dir: None,
     }
 }
 
@@ -142,6 +148,38 @@ pub async fn embedded_queue(visibility: Duration, max_receive_count: u32) -> Que
             max_receive_count,
         )),
         _moto: None,
+        _dir: None,
+    }
+}
+
+/// A SQLite file of its own in a temporary directory (`DIR/hunter.db`).
+fn sqlite_db() -> (hunter_sqlite::SqliteDb, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let db = hunter_sqlite::SqliteDb::open(&dir.path().join("hunter.db"))
+        .unwrap_or_else(|e| panic!("open sqlite: {e}"));
+    (db, dir)
+}
+
+pub async fn sqlite_store() -> StoreFixture {
+    let (db, dir) = sqlite_db();
+    StoreFixture {
+        store: Arc::new(hunter_sqlite::SqliteStore::new(db)),
+        _moto: None,
+        _dir: Some(dir),
+    }
+}
+
+pub async fn sqlite_queue(visibility: Duration, max_receive_count: u32) -> QueueFixture {
+    let (db, dir) = sqlite_db();
+    QueueFixture {
+        queue: Arc::new(hunter_sqlite::SqliteQueue::new(
+            db,
+            "contract",
+            visibility,
+            max_receive_count,
+        )),
+        _moto: None,
+        _dir: Some(dir),
     }
 }
 
@@ -163,5 +201,6 @@ pub async fn moto_queue(visibility: Duration, max_receive_count: u32) -> QueueFi
     QueueFixture {
         queue: Arc::new(queue),
         _moto: Some(guard),
+        _dir: None,
     }
 }

@@ -1,0 +1,404 @@
+//! The database: one SQLite file in WAL mode, its versioned schema, and the connection the
+//! adapters share.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use hunter_core::ports::{QueueError, StoreError};
+use rusqlite::backup::{Backup, StepResult};
+use rusqlite::{Connection, TransactionBehavior};
+
+/// The schema this build reads and writes (`PRAGMA user_version`; 0 is a new, empty file).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// How long a statement waits for another connection's lock before it fails as busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Schema version 1. Records are JSON in `data`; the other columns are keys, sort keys and
+/// filters derived from it.
+const SCHEMA_V1: &str = "
+CREATE TABLE referrals (
+    id TEXT PRIMARY KEY NOT NULL,
+    sort_key TEXT NOT NULL,
+    status TEXT,
+    substatus TEXT,
+    eligible INTEGER NOT NULL,
+    skip_reason TEXT,
+    search TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX referrals_by_created ON referrals (sort_key);
+
+CREATE TABLE leads (
+    domain TEXT PRIMARY KEY NOT NULL,
+    version INTEGER NOT NULL,
+    key_score TEXT NOT NULL,
+    key_domain TEXT NOT NULL,
+    key_referrals TEXT NOT NULL,
+    key_updated TEXT NOT NULL,
+    score INTEGER,
+    provider TEXT,
+    segment TEXT,
+    priority_category TEXT,
+    sync_status TEXT NOT NULL,
+    scan_state TEXT NOT NULL,
+    search TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX leads_by_score ON leads (key_score);
+CREATE INDEX leads_by_domain ON leads (key_domain);
+CREATE INDEX leads_by_referrals ON leads (key_referrals);
+CREATE INDEX leads_by_updated ON leads (key_updated);
+
+CREATE TABLE contributions (
+    domain TEXT NOT NULL,
+    referral_id TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (domain, referral_id)
+);
+
+CREATE TABLE audit (
+    domain TEXT NOT NULL,
+    id TEXT NOT NULL,
+    sort_key TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (domain, id)
+);
+CREATE INDEX audit_by_time ON audit (domain, sort_key);
+
+CREATE TABLE sync_runs (
+    id TEXT PRIMARY KEY NOT NULL,
+    sort_key TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX sync_runs_by_start ON sync_runs (sort_key);
+
+CREATE TABLE run_counted (
+    run_id TEXT NOT NULL,
+    referral_id TEXT NOT NULL,
+    PRIMARY KEY (run_id, referral_id)
+);
+
+CREATE TABLE sync_state (
+    key TEXT PRIMARY KEY NOT NULL,
+    version INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
+
+CREATE TABLE message_failures (
+    queue TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (queue, message_id)
+);
+
+CREATE TABLE queue_messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    visible_at INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL,
+    receipt TEXT
+);
+CREATE INDEX queue_messages_in_order ON queue_messages (queue, seq);
+CREATE UNIQUE INDEX queue_messages_by_receipt ON queue_messages (receipt)
+    WHERE receipt IS NOT NULL;
+
+CREATE TABLE queue_dead_letters (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    receive_count INTEGER NOT NULL
+);
+CREATE INDEX queue_dead_letters_in_order ON queue_dead_letters (queue, seq);
+";
+
+/// A failure to open, migrate or back up the database.
+#[derive(Debug, thiserror::Error)]
+pub enum SqliteError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The file's directory cannot be created.
+    #[error("database directory: {0}")]
+    Io(#[from] std::io::Error),
+    /// The file was written by a newer build; this one must not touch it.
+    #[error("database schema version {found} is newer than this build's {SCHEMA_VERSION}")]
+    NewerSchema { found: i64 },
+    /// The file cannot be put in WAL mode (so commits would not be crash-safe as promised).
+    #[error("journal mode is {0}, not wal")]
+    NotWal(String),
+    /// Another connection kept the database locked for longer than the busy timeout.
+    #[error("database is busy")]
+    Busy,
+}
+
+/// One SQLite database file shared by [`crate::SqliteStore`] and any number of
+/// [`crate::SqliteQueue`]s: WAL journal, `synchronous = NORMAL` (a committed write survives a
+/// crash or SIGKILL of the process), busy timeout, schema created or checked on open. Cheap to
+/// clone; every clone uses the same connection, and the adapters only use it off the async
+/// runtime (`spawn_blocking`).
+#[derive(Clone)]
+pub struct SqliteDb {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: Option<PathBuf>,
+    conn: Mutex<Connection>,
+}
+
+impl fmt::Debug for SqliteDb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteDb")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteDb {
+    /// Opens (or creates) the database file at `path`, e.g. `DIR/hunter.db`. Blocking.
+    /// Creates the file's directory if it is missing.
+    pub fn open(path: &Path) -> Result<Self, SqliteError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(SqliteError::NotWal(mode));
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Self::ready(conn, Some(path.to_owned()))
+    }
+
+    /// A private in-memory database (tests); gone when the last clone is dropped.
+    pub fn open_in_memory() -> Result<Self, SqliteError> {
+        Self::ready(Connection::open_in_memory()?, None)
+    }
+
+    fn ready(mut conn: Connection, path: Option<PathBuf>) -> Result<Self, SqliteError> {
+        migrate(&mut conn)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                conn: Mutex::new(conn),
+            }),
+        })
+    }
+
+    /// The file it was opened from (`None` in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<i64, SqliteError> {
+        Ok(self
+            .lock()
+            .pragma_query_value(None, "user_version", |row| row.get(0))?)
+    }
+
+    /// Copies a consistent snapshot of the whole database to the file `dest` (replacing what
+    /// it holds) with SQLite's online backup, while other connections go on writing. Blocking:
+    /// from async code, call it inside `spawn_blocking`.
+    pub fn backup_to(&self, dest: &Path) -> Result<(), SqliteError> {
+        let source = self.lock();
+        let mut target = Connection::open(dest)?;
+        target.busy_timeout(BUSY_TIMEOUT)?;
+        let backup = Backup::new(&source, &mut target)?;
+        let started = Instant::now();
+        loop {
+            // All pages in one step: one read snapshot, so concurrent writers never restart it.
+            match backup.step(-1)? {
+                StepResult::Done => return Ok(()),
+                StepResult::More => {}
+                StepResult::Busy | StepResult::Locked if started.elapsed() > BUSY_TIMEOUT => {
+                    return Err(SqliteError::Busy);
+                }
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the connection rolled its transaction back (the `Transaction`
+        // was dropped), so the connection is still sound.
+        self.inner
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` with the connection on the blocking thread pool.
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || f(&mut db.lock()))
+            .await
+            .map_err(|e| DbError::Task(e.to_string()))?
+    }
+}
+
+/// Creates the schema of a new file, or checks that an existing one is not newer.
+fn migrate(conn: &mut Connection) -> Result<(), SqliteError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(SqliteError::NewerSchema { found });
+    }
+    if found < 1 {
+        tx.execute_batch(SCHEMA_V1)?;
+    }
+    // Later versions migrate here, one step at a time, in this same transaction.
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// What can go wrong inside one database call; mapped to the port's error at the boundary.
+#[derive(Debug)]
+pub(crate) enum DbError {
+    Sql(rusqlite::Error),
+    Json(serde_json::Error),
+    Store(StoreError),
+    Queue(QueueError),
+    /// The blocking task panicked or was cancelled.
+    Task(String),
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sql(e)
+    }
+}
+
+impl From<serde_json::Error> for DbError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Json(e)
+    }
+}
+
+impl From<StoreError> for DbError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<QueueError> for DbError {
+    fn from(e: QueueError) -> Self {
+        Self::Queue(e)
+    }
+}
+
+/// Whether a SQLite error says a stored value is not what its column should hold.
+fn is_bad_value(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::Utf8Error(..)
+    )
+}
+
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Sql(e) if is_bad_value(&e) => StoreError::InvalidItem(e.to_string()),
+            // Busy, locked, I/O, full disk and the rest: the database may answer later.
+            DbError::Sql(e) => StoreError::Unavailable(format!("sqlite: {e}")),
+            DbError::Json(e) => StoreError::InvalidItem(e.to_string()),
+            DbError::Store(e) => e,
+            DbError::Queue(e) => StoreError::Unavailable(e.to_string()),
+            DbError::Task(e) => StoreError::Unavailable(format!("sqlite task: {e}")),
+        }
+    }
+}
+
+impl From<DbError> for QueueError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Sql(e) => QueueError::Unavailable(format!("sqlite: {e}")),
+            DbError::Json(e) => QueueError::Invalid(e.to_string()),
+            DbError::Store(e) => QueueError::Unavailable(e.to_string()),
+            DbError::Queue(e) => e,
+            DbError::Task(e) => QueueError::Unavailable(format!("sqlite task: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_database_gets_the_current_schema_version() {
+        let db = SqliteDb::open_in_memory().unwrap();
+        assert_eq!(db.schema_version().unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_file_is_opened_in_wal_mode_and_reopened_without_migrating_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data").join("hunter.db");
+        let db = SqliteDb::open(&path).unwrap();
+        let mode: String = db
+            .lock()
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = db
+            .lock()
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 1, "NORMAL");
+        drop(db);
+        let again = SqliteDb::open(&path).unwrap();
+        assert_eq!(again.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(again.path(), Some(path.as_path()));
+    }
+
+    #[test]
+    fn a_file_of_a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hunter.db");
+        drop(SqliteDb::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        assert!(matches!(
+            SqliteDb::open(&path),
+            Err(SqliteError::NewerSchema { found }) if found == SCHEMA_VERSION + 1
+        ));
+    }
+
+    #[test]
+    fn errors_map_to_retryable_or_not() {
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        assert!(StoreError::from(DbError::Sql(busy)).is_retryable());
+        let json = serde_json::from_str::<u8>("x").unwrap_err();
+        assert!(matches!(
+            StoreError::from(DbError::Json(json)),
+            StoreError::InvalidItem(_)
+        ));
+        let io = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+            None,
+        );
+        assert!(QueueError::from(DbError::Sql(io)).is_retryable());
+    }
+}

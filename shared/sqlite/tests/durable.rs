@@ -1,0 +1,334 @@
+//! What the SQLite backend promises beyond the port contract (which `tests/contract` checks):
+//! data survives reopening the file, a failed write leaves nothing, concurrent receivers never
+//! share a message, and a backup opens with the same data.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use hunter_core::ports::{
+    LeadQuery, LeadStore, OutgoingMessage, Queue, ReferralQuery, ReferralStore, StoreError,
+    SyncStore,
+};
+use hunter_domain::model::{Lead, LeadReferral, ReferralRecord, SyncState};
+use hunter_domain::rules::{Domain, normalize_domain};
+use hunter_sqlite::{SqliteDb, SqliteQueue, SqliteStore};
+
+fn at(minute: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 10, 1, 8, 0, 0).single().unwrap() + chrono::Duration::minutes(minute)
+}
+
+fn domain(text: &str) -> Domain {
+    normalize_domain(text).unwrap()
+}
+
+fn referral(id: &str, minute: i64) -> ReferralRecord {
+    let mut record = ReferralRecord::invalid("{}", "test", at(minute));
+    record.id = id.to_owned();
+    record.name = Some(format!("Referral {id}"));
+    record.created_date_time = Some(at(minute));
+    record.updated_date_time = Some(at(minute));
+    record.etag = Some(format!("\"{id}\""));
+    record
+}
+
+fn contribution(id: &str) -> LeadReferral {
+    LeadReferral {
+        id: id.to_owned(),
+        referral_type: Some("Shared".to_owned()),
+        status: Some("Active".to_owned()),
+        deal_value: Some(1.0),
+        currency: Some("EUR".to_owned()),
+        customer_name: Some("Contoso".to_owned()),
+        updated_date_time: Some(at(1)),
+        opportunity_id: None,
+    }
+}
+
+fn state(version: u64) -> SyncState {
+    SyncState {
+        key: "partner_center_watermark".to_owned(),
+        value: serde_json::json!({ "updatedDateTime": "2026-10-29T08:01:12Z" }),
+        version,
+        updated_at: at(0),
+    }
+}
+
+fn messages(from: usize, n: usize) -> Vec<OutgoingMessage> {
+    (from..from + n)
+        .map(|i| OutgoingMessage::new(format!("m{i}"), format!("{{\"n\":{i}}}")))
+        .collect()
+}
+
+fn open(path: &Path) -> (SqliteStore, SqliteQueue) {
+    let db = SqliteDb::open(path).unwrap();
+    let queue = SqliteQueue::new(db.clone(), "referrals", Duration::from_secs(30), 5);
+    (SqliteStore::new(db), queue)
+}
+
+async fn fill(store: &SqliteStore) -> Lead {
+    for (n, id) in ["r1", "r2", "r3"].into_iter().enumerate() {
+        store
+            .upsert_referral(&referral(id, i64::try_from(n).unwrap()))
+            .await
+            .unwrap();
+    }
+    let mut lead = Lead::new(domain("contoso.com"), at(0));
+    lead.score = Some(72);
+    lead.company_name = Some("Contoso".to_owned());
+    store
+        .put_lead(&lead, None, Some(&contribution("r1")))
+        .await
+        .unwrap();
+    store.put_state(&state(1), None).await.unwrap();
+    lead
+}
+
+async fn assert_filled(store: &SqliteStore, lead: &Lead) {
+    let referrals = store
+        .list_referrals(&ReferralQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        referrals
+            .items
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>(),
+        ["r3", "r2", "r1"]
+    );
+    assert_eq!(
+        store.get_referral("r2").await.unwrap(),
+        Some(referral("r2", 1))
+    );
+    assert_eq!(
+        store.get_lead(&lead.domain).await.unwrap().as_ref(),
+        Some(lead)
+    );
+    assert_eq!(
+        store.get_contribution(&lead.domain, "r1").await.unwrap(),
+        Some(contribution("r1"))
+    );
+    assert_eq!(
+        store.list_leads(&LeadQuery::default()).await.unwrap().items,
+        std::slice::from_ref(lead)
+    );
+    assert_eq!(
+        store.get_state("partner_center_watermark").await.unwrap(),
+        Some(state(1))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_committed_survives_reopening_the_file_and_in_flight_messages_stay_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hunter.db");
+    let (store, queue) = open(&path);
+    let lead = fill(&store).await;
+    assert!(queue.send_batch(&messages(0, 3)).await.unwrap().is_empty());
+    let in_flight = queue
+        .receive(1, Some(Duration::from_secs(2)), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(in_flight.len(), 1);
+    let received_at = Instant::now();
+    // As after a crash: nothing is closed or flushed on purpose, the handles are just gone.
+    drop((store, queue));
+
+    let (store, queue) = open(&path);
+    assert_filled(&store, &lead).await;
+    let depth = queue.depth().await.unwrap();
+    assert_eq!((depth.visible, depth.in_flight), (2, 1));
+    let others = queue.receive(10, None, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        others.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+        [r#"{"n":1}"#, r#"{"n":2}"#],
+        "the others are visible at once, in the order they were sent"
+    );
+    assert!(others.iter().all(|m| m.receive_count == 1));
+    assert!(
+        received_at.elapsed() < Duration::from_secs(2),
+        "the test was too slow to see the message hidden"
+    );
+    assert!(
+        queue
+            .receive(10, None, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the in-flight message stays hidden until its visibility timeout ends"
+    );
+    let again = queue
+        .receive(10, None, Duration::from_secs(4))
+        .await
+        .unwrap();
+    assert!(received_at.elapsed() >= Duration::from_secs(2));
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].message_id, in_flight[0].message_id);
+    assert_eq!(again[0].body, in_flight[0].body);
+    assert_eq!(again[0].receive_count, 2);
+    // The receipt of the first receive is stale now.
+    assert!(
+        queue
+            .change_visibility(&in_flight[0].receipt, Duration::ZERO)
+            .await
+            .is_err()
+    );
+    queue.delete(&in_flight[0].receipt).await.unwrap();
+    assert_eq!(queue.depth().await.unwrap().in_flight, 3);
+    queue.delete(&again[0].receipt).await.unwrap();
+    assert_eq!(queue.depth().await.unwrap().in_flight, 2);
+}
+
+#[tokio::test]
+async fn a_write_that_fails_midway_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hunter.db");
+    let (store, _) = open(&path);
+    let contoso = domain("contoso.com");
+    let mut lead = Lead::new(contoso.clone(), at(0));
+    store
+        .put_lead(&lead, None, Some(&contribution("r1")))
+        .await
+        .unwrap();
+
+    // A lost version check: neither the lead nor the contribution.
+    lead.version = 2;
+    lead.referral_count = 2;
+    let lost = store
+        .put_lead(&lead, Some(5), Some(&contribution("r2")))
+        .await;
+    assert!(matches!(lost, Err(StoreError::Conflict(_))), "{lost:?}");
+    assert_eq!(store.get_contribution(&contoso, "r2").await.unwrap(), None);
+    assert_eq!(store.get_lead(&contoso).await.unwrap().unwrap().version, 1);
+
+    // The second statement of the transaction fails after the first succeeded: the lead is
+    // rolled back with it.
+    let saboteur = rusqlite::Connection::open(&path).unwrap();
+    saboteur
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON contributions
+             BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .unwrap();
+    let fabrikam = Lead::new(domain("fabrikam.com"), at(0));
+    let failed = store
+        .put_lead(&fabrikam, None, Some(&contribution("r3")))
+        .await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(store.get_lead(&fabrikam.domain).await.unwrap(), None);
+    let failed = store
+        .put_lead(&lead, Some(1), Some(&contribution("r2")))
+        .await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(store.get_lead(&contoso).await.unwrap().unwrap().version, 1);
+    saboteur.execute_batch("DROP TRIGGER refuse").unwrap();
+    store
+        .put_lead(&lead, Some(1), Some(&contribution("r2")))
+        .await
+        .unwrap();
+    assert_eq!(store.get_lead(&contoso).await.unwrap(), Some(lead));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_receivers_get_every_message_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hunter.db");
+    let shared = SqliteDb::open(&path).unwrap();
+    let queue = |db: SqliteDb| SqliteQueue::new(db, "referrals", Duration::from_secs(60), 5);
+    for batch in 0..20 {
+        let sent = queue(shared.clone())
+            .send_batch(&messages(batch * 10, 10))
+            .await
+            .unwrap();
+        assert!(sent.is_empty());
+    }
+    // Two receivers share a connection, two have one each (as another process would).
+    let receivers = [
+        queue(shared.clone()),
+        queue(shared.clone()),
+        queue(SqliteDb::open(&path).unwrap()),
+        queue(SqliteDb::open(&path).unwrap()),
+    ];
+    let tasks: Vec<_> = receivers
+        .into_iter()
+        .map(|q| {
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                loop {
+                    let batch = q
+                        .receive(10, None, Duration::from_millis(100))
+                        .await
+                        .unwrap();
+                    if batch.is_empty() {
+                        return got;
+                    }
+                    got.extend(batch);
+                }
+            })
+        })
+        .collect();
+    let mut bodies = Vec::new();
+    let mut per_task = Vec::new();
+    for task in tasks {
+        let got = task.await.unwrap();
+        per_task.push(got.len());
+        assert!(got.iter().all(|m| m.receive_count == 1));
+        bodies.extend(got.into_iter().map(|m| m.body));
+    }
+    assert_eq!(bodies.len(), 200, "per task: {per_task:?}");
+    let distinct: HashSet<&String> = bodies.iter().collect();
+    assert_eq!(distinct.len(), 200, "a message was received twice");
+    let depth = queue(shared).depth().await.unwrap();
+    assert_eq!((depth.visible, depth.in_flight), (0, 200));
+}
+
+#[tokio::test]
+async fn a_backup_opens_with_the_same_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, queue) = open(&dir.path().join("hunter.db"));
+    let lead = fill(&store).await;
+    queue.send_batch(&messages(0, 2)).await.unwrap();
+    let backup = dir.path().join("backup.db");
+    let db = store.db().clone();
+    let to = backup.clone();
+    tokio::task::spawn_blocking(move || db.backup_to(&to))
+        .await
+        .unwrap()
+        .unwrap();
+    // Writes after the backup are not in it.
+    store.upsert_referral(&referral("r4", 9)).await.unwrap();
+
+    let (restored, restored_queue) = open(&backup);
+    assert_filled(&restored, &lead).await;
+    assert_eq!(restored.get_referral("r4").await.unwrap(), None);
+    let received = restored_queue
+        .receive(10, None, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(received.len(), 2);
+}
+
+#[tokio::test]
+async fn queues_of_one_file_are_separate() {
+    let db = SqliteDb::open_in_memory().unwrap();
+    let referrals = SqliteQueue::new(db.clone(), "referrals", Duration::from_secs(30), 2);
+    let push = SqliteQueue::new(db, "dynamics-push", Duration::from_secs(30), 2);
+    referrals.send_batch(&messages(0, 3)).await.unwrap();
+    push.send_batch(&messages(10, 1)).await.unwrap();
+    assert_eq!(referrals.depth().await.unwrap().visible, 3);
+    let got = push.receive(10, None, Duration::ZERO).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body, r#"{"n":10}"#);
+    // A receipt of one queue does nothing in another.
+    assert!(
+        referrals
+            .change_visibility(&got[0].receipt, Duration::ZERO)
+            .await
+            .is_err()
+    );
+    referrals.delete(&got[0].receipt).await.unwrap();
+    assert_eq!(push.depth().await.unwrap().in_flight, 1);
+}
