@@ -30,10 +30,10 @@ test:
 	@echo "==> browser tests (headless Chromium)"
 	HUNTER_LOCAL_BIN=$(CURDIR)/target/debug/hunter-local scripts/browser-tests.sh
 
-## test-embedded: everything that needs no moto: contract suite (embedded), sync suite, unit tests
+## test-embedded: everything that needs no moto: contract suite (memory and SQLite), sync suite, unit tests
 test-embedded:
 	@echo "==> contract tests (embedded)"
-	cargo test -p hunter-tests --test contract -- embedded::
+	cargo test -p hunter-tests --test contract -- embedded:: sqlite::
 	@echo "==> sync, push and API tests (simulators + embedded adapters)"
 	cargo test -p hunter-tests --test sync --test push --test api
 	@echo "==> unit tests, simulator tests, hunter-local --once (embedded)"

@@ -17,7 +17,7 @@ out="$root/target/api-contract"
 rm -rf "$out" && mkdir -p "$out"
 token="contract-$(date +%s)-$RANDOM"
 
-HUNTER_API_TOKEN="$token" RUST_LOG=warn "$bin" --port 0 --seed 120 --sync-interval 3600 \
+HUNTER_API_TOKEN="$token" RUST_LOG=warn "$bin" --port 0 --in-memory --seed 120 --sync-interval 3600 \
     >"$out/hunter-local.out" 2>"$out/hunter-local.log" &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT

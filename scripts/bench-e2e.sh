@@ -10,7 +10,7 @@ cargo build --release -q -p hunter-local --bin hunter-local
 for i in $(seq 1 "$runs"); do
   dynamics=(--no-dynamics)
   [[ "${BENCH_DYNAMICS:-0}" == 1 ]] && dynamics=()
-  summary="$(RUST_LOG=error target/release/hunter-local --once "${dynamics[@]}" --seed "$n" "$@")"
+  summary="$(RUST_LOG=error target/release/hunter-local --once "${dynamics[@]}" --seed "$n" "${BENCH_BACKEND:---in-memory}" "$@")"
   python3 -c '
 import json, sys
 s = json.loads(sys.argv[1])

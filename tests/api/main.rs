@@ -6,6 +6,7 @@
 
 mod entra;
 mod leads;
+mod properties;
 mod routes;
 
 use std::sync::{Arc, Mutex};
@@ -47,6 +48,7 @@ impl SyncTrigger for RecordingTrigger {
 async fn synced_stack(seed: &str) -> Stack {
     let stack = Stack::build(&Args::parse_from([
         "hunter-local",
+        "--in-memory",
         "--once",
         "--no-dynamics",
         "--seed",

@@ -495,3 +495,88 @@ async fn browsers_may_call_the_api_only_from_the_configured_ui_origin() {
     let (_, headers, _) = raw(&state, from("https://hunter.example.com")).await;
     assert!(headers.get("access-control-allow-origin").is_none());
 }
+
+/// A push queue that takes nothing: every entry is refused for a passing reason.
+struct RefusingQueue;
+
+#[async_trait::async_trait]
+impl hunter_core::ports::Queue for RefusingQueue {
+    async fn send_batch(
+        &self,
+        messages: &[hunter_core::ports::OutgoingMessage],
+    ) -> Result<Vec<hunter_core::ports::SendFailure>, hunter_core::ports::QueueError> {
+        Ok(messages
+            .iter()
+            .map(|m| hunter_core::ports::SendFailure {
+                id: m.id.clone(),
+                code: "InternalError".into(),
+                message: "try again".into(),
+                sender_fault: false,
+            })
+            .collect())
+    }
+    async fn receive(
+        &self,
+        _: usize,
+        _: Option<std::time::Duration>,
+        _: std::time::Duration,
+    ) -> Result<Vec<hunter_core::ports::ReceivedMessage>, hunter_core::ports::QueueError> {
+        Ok(Vec::new())
+    }
+    async fn delete(&self, _: &str) -> Result<(), hunter_core::ports::QueueError> {
+        Ok(())
+    }
+    async fn change_visibility(
+        &self,
+        _: &str,
+        _: std::time::Duration,
+    ) -> Result<(), hunter_core::ports::QueueError> {
+        Ok(())
+    }
+    async fn depth(
+        &self,
+    ) -> Result<hunter_core::ports::QueueDepth, hunter_core::ports::QueueError> {
+        Ok(hunter_core::ports::QueueDepth::default())
+    }
+    async fn peek_dead_letters(
+        &self,
+        _: usize,
+    ) -> Result<Vec<hunter_core::ports::ReceivedMessage>, hunter_core::ports::QueueError> {
+        Ok(Vec::new())
+    }
+    async fn take_dead_letters(
+        &self,
+        _: usize,
+    ) -> Result<Vec<hunter_core::ports::ReceivedMessage>, hunter_core::ports::QueueError> {
+        Ok(Vec::new())
+    }
+    async fn redrive_dead_letters(&self) -> Result<usize, hunter_core::ports::QueueError> {
+        Ok(0)
+    }
+}
+
+#[tokio::test]
+async fn a_push_the_queue_did_not_take_is_not_answered_as_queued() {
+    let stack = synced_stack("10").await;
+    let state = ApiState {
+        push_queue: Arc::new(RefusingQueue),
+        ..state(&stack, Arc::new(RecordingTrigger::default()))
+    };
+    let domain = get(&state, "/api/v1/leads?limit=1").await["items"][0]["domain"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let (status, body) = call(
+        &state,
+        "POST",
+        &format!("/api/v1/dynamics/sync/{domain}"),
+        None,
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "queue_unavailable");
+    let (status, body) = call(&state, "POST", "/api/v1/dynamics/bulk-sync", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+}

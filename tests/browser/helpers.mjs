@@ -44,6 +44,7 @@ export async function startHunter({ args = [], env = {}, token = TOKEN, waitForL
   if (token) childEnv.HUNTER_API_TOKEN = token;
   else delete childEnv.HUNTER_API_TOKEN;
   const fullArgs = ['--port', '0', '--sync-interval', '3600', ...args];
+  if (!args.includes('--data-dir')) fullArgs.push('--in-memory');
   if (!args.includes('--referrals')) fullArgs.push('--seed', String(seed));
   const child = spawn(bin, fullArgs, { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
 

@@ -1,9 +1,11 @@
 //! One contract suite for the store and queue ports, run against every backend:
-//! `embedded::*` (in-memory adapters) and `moto::*` (DynamoDB and SQS in moto server over HTTP,
+//! `embedded::*` (in-memory adapters), `sqlite::*` (the durable embedded adapters, one SQLite
+//! file per test) and `moto::*` (DynamoDB and SQS in moto server over HTTP,
 //! with the real AWS SDK). Run one backend alone with `make test-embedded` or `make test-moto`.
 #![allow(clippy::unwrap_used)]
 
 mod queue;
+mod refresh_token;
 mod store;
 
 use std::time::Duration;
@@ -39,6 +41,8 @@ macro_rules! contract_suite {
             store_test!(upsert_rejects_a_stale_version);
             store_test!(upsert_of_an_equal_version_is_idempotent);
             store_test!(a_record_round_trips_every_field);
+            store_test!(a_record_with_a_600_kb_raw_payload_round_trips);
+            store_test!(payloads_are_kept_whole_by_key);
             store_test!(referrals_page_newest_first_with_stable_cursors);
             store_test!(referrals_filter_by_eligibility_reason_status_and_text);
             store_test!(a_foreign_cursor_is_rejected);
@@ -70,3 +74,8 @@ contract_suite!(
     hunter_tests::embedded_queue
 );
 contract_suite!(moto, hunter_tests::moto_store, hunter_tests::moto_queue);
+contract_suite!(
+    sqlite,
+    hunter_tests::sqlite_store,
+    hunter_tests::sqlite_queue
+);

@@ -805,3 +805,84 @@ pub async fn a_message_failure_is_kept_per_queue_and_message(store: &dyn Store) 
         "each queue keeps its own"
     );
 }
+
+/// A raw payload larger than a DynamoDB item holds (400 KB), with multi-byte characters where
+/// the adapter may cut it.
+fn large_raw(id: &str, fill: char) -> String {
+    let notes: String = std::iter::repeat_n(fill, 200_000).collect();
+    serde_json::json!({"id": id, "details": {"notes": notes}, "tail": "ü😀 end"}).to_string()
+}
+
+pub async fn a_record_with_a_600_kb_raw_payload_round_trips(store: &dyn Store) {
+    let mut large = referral("r-large", 1, 10, "\"e1\"");
+    large.raw = large_raw("r-large", '€');
+    assert!(large.raw.len() > 600_000, "{}", large.raw.len());
+    assert_eq!(
+        store.upsert_referral(&large).await.unwrap(),
+        UpsertOutcome::Inserted
+    );
+    store
+        .upsert_referral(&referral("r-small", 0, 10, "\"e1\""))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_referral("r-large").await.unwrap(),
+        Some(large.clone())
+    );
+    let listed = store
+        .list_referrals(&ReferralQuery::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0], large, "newest created first, raw intact");
+    // The same version again changes nothing; an older large version does not replace it.
+    assert_eq!(
+        store.upsert_referral(&large).await.unwrap(),
+        UpsertOutcome::Unchanged
+    );
+    let mut stale = referral("r-large", 1, 5, "\"e0\"");
+    stale.raw = large_raw("r-large", 'ö');
+    assert_eq!(
+        store.upsert_referral(&stale).await.unwrap(),
+        UpsertOutcome::Stale
+    );
+    assert_eq!(
+        store.get_referral("r-large").await.unwrap(),
+        Some(large.clone())
+    );
+    // A newer version replaces it, whether small or large.
+    let small = referral("r-large", 1, 20, "\"e2\"");
+    assert_eq!(
+        store.upsert_referral(&small).await.unwrap(),
+        UpsertOutcome::Updated
+    );
+    assert_eq!(store.get_referral("r-large").await.unwrap(), Some(small));
+    let mut newest = referral("r-large", 1, 30, "\"e3\"");
+    newest.raw = large_raw("r-large", 'ü');
+    assert_eq!(
+        store.upsert_referral(&newest).await.unwrap(),
+        UpsertOutcome::Updated
+    );
+    assert_eq!(store.get_referral("r-large").await.unwrap(), Some(newest));
+}
+
+pub async fn payloads_are_kept_whole_by_key(store: &dyn Store) {
+    assert_eq!(store.get_payload("ref-1").await.unwrap(), None);
+    // Larger than two DynamoDB items, cut where characters are several bytes long.
+    let large = "aé€😀".repeat(70_000);
+    store.put_payload("ref-1", &large).await.unwrap();
+    store.put_payload("ref-2", "small").await.unwrap();
+    assert_eq!(store.get_payload("ref-1").await.unwrap(), Some(large));
+    assert_eq!(
+        store.get_payload("ref-2").await.unwrap().as_deref(),
+        Some("small")
+    );
+    // A shorter text replaces a longer one whole.
+    store.put_payload("ref-1", "shorter").await.unwrap();
+    assert_eq!(
+        store.get_payload("ref-1").await.unwrap().as_deref(),
+        Some("shorter")
+    );
+    assert_eq!(store.get_payload("ref-3").await.unwrap(), None);
+}

@@ -16,7 +16,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::MessageSystemAttributeName;
-use hunter_core::adapters::{DynamoStore, SqsQueue};
+use hunter_core::adapters::{DynamoStore, SecretsManagerRefreshTokenStore, SqsQueue};
+use hunter_core::partner_center::RefreshTokenStore as _;
 use hunter_core::ports::{ReferralQuery, ReferralStore, SyncStore};
 use hunter_local::dns::DnsSim;
 use hunter_local::sim::dataverse::{DataverseConfig, DataverseSim};
@@ -301,6 +302,11 @@ async fn when_the_functions_run_under_cargo_lambda_watch_should_sync_push_and_se
         .await
         .unwrap();
 
+    // The rotating refresh token's secret, as template.yaml creates it: empty at first.
+    let tokens = SecretsManagerRefreshTokenStore::ensure(&sdk, "hunter-watch-pc-refresh-token")
+        .await
+        .unwrap();
+
     let port = free_port();
     let watch = Watch::start(
         port,
@@ -327,6 +333,10 @@ async fn when_the_functions_run_under_cargo_lambda_watch_should_sync_push_and_se
             ("HUNTER_DNS_SERVER", dns.addr.to_string()),
             ("HUNTER_PC_CLIENT_ID", "hunter-watch".to_owned()),
             ("HUNTER_PC_REFRESH_TOKEN", refresh_token),
+            (
+                "HUNTER_PC_REFRESH_TOKEN_SECRET_ARN",
+                tokens.secret_id().to_owned(),
+            ),
             ("HUNTER_D365_CLIENT_ID", dv_client),
             ("HUNTER_D365_CLIENT_SECRET", dv_secret),
             ("HUNTER_D365_TENANT", "watch-tenant".to_owned()),
@@ -359,6 +369,11 @@ async fn when_the_functions_run_under_cargo_lambda_watch_should_sync_push_and_se
     assert_eq!(fetched["status"], "succeeded", "{fetched}");
     assert_eq!(fetched["fetched"], REFERRALS, "run totals: {fetched}");
     assert!(fetched["pages"].as_u64().unwrap() >= 3, "{fetched}");
+    // The rotated refresh token went to its own secret.
+    assert_eq!(
+        tokens.load().await.unwrap().unwrap().token.expose(),
+        pc.sim.current_refresh_token()
+    );
 
     // ingest-referral: the referrals queue's messages as SQS events.
     let ingested = drain_through(&watch, &sqs, referrals_queue.url(), "ingest-referral").await;

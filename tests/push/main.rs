@@ -11,8 +11,8 @@ use hunter_core::adapters::{EmbeddedQueue, EmbeddedStore};
 use hunter_core::dynamics::{DataverseAuth, DataverseClient, DataverseLeadSink};
 use hunter_core::http::TokenEndpoint;
 use hunter_core::messages::{PushMessage, ReferralMessage};
+use hunter_core::ports::{FailureStore, LeadStore, Queue};
 use hunter_core::ports::{LeadSink, LeadUpsert};
-use hunter_core::ports::{LeadStore, Queue};
 use hunter_core::retry::Backoff;
 use hunter_domain::crm::DynamicsMapping;
 use hunter_domain::model::{Lead, SyncStatus};
@@ -69,6 +69,7 @@ impl Fixture {
             queue: Some(&self.push_queue),
             write_back: None,
             opportunities: true,
+            max_receives: None,
         }
     }
 
@@ -93,6 +94,7 @@ impl Fixture {
             rules: Rules::embedded(),
             rescan_after: hunter_tests::RESCAN_AFTER,
             send_backoff: Backoff::default(),
+            max_receives: None,
         };
         ingest_message(
             &deps,
@@ -244,8 +246,30 @@ async fn a_validation_error_is_recorded_as_failed_and_acknowledged() {
     assert_eq!(audit[0].result, "failed");
 }
 
+/// An SQS event of `messages` as Lambda delivers them (ids, receipts, receive counts).
+fn event_of(messages: &[hunter_core::ports::ReceivedMessage]) -> SqsEvent {
+    hunter_local::worker::sqs_event(messages)
+}
+
+/// What Lambda does with a batch's answer: deletes every message not named a failure.
+async fn acknowledge(
+    queue: &dyn Queue,
+    messages: &[hunter_core::ports::ReceivedMessage],
+    response: &aws_lambda_events::event::sqs::SqsBatchResponse,
+) {
+    for m in messages {
+        if !response
+            .batch_item_failures
+            .iter()
+            .any(|f| f.item_identifier == m.message_id)
+        {
+            queue.delete(&m.receipt).await.unwrap();
+        }
+    }
+}
+
 #[tokio::test]
-async fn throttling_beyond_the_retries_is_a_batch_failure_and_the_lead_stays_pending() {
+async fn throttling_beyond_the_retries_puts_the_push_off_without_using_up_a_receive() {
     let f = Fixture::start(DataverseConfig::default()).await;
     let body = f.ingest("r1", "contoso.com").await;
     f.push_queue
@@ -258,16 +282,14 @@ async fn throttling_beyond_the_retries_is_a_batch_failure_and_the_lead_stays_pen
         retry_after_secs: 1,
         ..Faults::default()
     });
-    let mut event = SqsEvent::default();
-    let mut record = SqsMessage::default();
-    record.message_id = Some(received[0].message_id.clone());
-    record.receipt_handle = Some(received[0].receipt.clone());
-    record.body = Some(received[0].body.clone());
-    event.records = vec![record];
 
-    let response = handle_batch(&f.deps(), event).await;
+    let response = handle_batch(&f.deps(), event_of(&received)).await;
 
-    assert_eq!(response.batch_item_failures.len(), 1);
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "a throttled push is not a failure: {response:?}"
+    );
+    acknowledge(&f.push_queue, &received, &response).await;
     let lead = f.lead("contoso.com").await;
     assert_eq!(lead.sync_status, SyncStatus::Pending);
     assert_eq!(lead.sync_attempts, 1);
@@ -275,12 +297,156 @@ async fn throttling_beyond_the_retries_is_a_batch_failure_and_the_lead_stays_pen
     let audit = f.store.list_audit(&lead.domain, 10).await.unwrap();
     assert_eq!(audit[0].result, "retry");
 
-    // Once Dynamics answers again, the redelivered message syncs the lead.
+    // A fresh copy waits out the Retry-After (1 s), received for the first time.
+    tokio::time::pause();
+    assert!(
+        f.push_queue
+            .receive(10, None, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    tokio::time::advance(Duration::from_millis(1100)).await;
+    let copy = f
+        .push_queue
+        .receive(10, None, Duration::ZERO)
+        .await
+        .unwrap();
+    tokio::time::resume();
+    assert_eq!(copy.len(), 1, "{copy:?}");
+    assert_eq!(copy[0].receive_count, 1);
+    assert_eq!(PushMessage::from_body(&copy[0].body).unwrap().deferrals, 1);
+
+    // Once Dynamics answers again, the copy syncs the lead.
     f.dataverse.sim.set_faults(Faults::default());
-    let again = push_message(&f.deps(), &received[0].body).await.unwrap();
+    let again = push_message(&f.deps(), &copy[0].body).await.unwrap();
     assert!(matches!(again, PushOutcome::Synced(_)), "{again:?}");
     assert_eq!(f.lead("contoso.com").await.sync_status, SyncStatus::Synced);
     assert_eq!(f.dataverse.sim.records("leads").len(), 1);
+}
+
+#[tokio::test]
+async fn a_push_throttled_on_more_receives_than_the_queue_allows_is_never_dead_lettered() {
+    let f = Fixture::start(DataverseConfig::default()).await;
+    // Dead-letters after the second receive.
+    let queue = EmbeddedQueue::new("push-strict", Duration::from_secs(60), 2);
+    let body = f.ingest("r1", "contoso.com").await;
+    queue
+        .send_batch(&[hunter_core::ports::OutgoingMessage::new("0", body)])
+        .await
+        .unwrap();
+    let deps = PushDeps {
+        queue: Some(&queue),
+        max_receives: Some(2),
+        ..f.deps()
+    };
+    f.dataverse.sim.set_faults(Faults {
+        fail_next: vec![429; 40],
+        retry_after_secs: 0,
+        ..Faults::default()
+    });
+    for round in 0..5 {
+        let received = queue
+            .receive(10, None, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(received.len(), 1, "round {round}: the push is still queued");
+        let response = handle_batch(&deps, event_of(&received)).await;
+        acknowledge(&queue, &received, &response).await;
+    }
+    assert_eq!(queue.depth().await.unwrap().dead_letters, 0);
+
+    f.dataverse.sim.set_faults(Faults::default());
+    let received = queue
+        .receive(10, None, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let response = handle_batch(&deps, event_of(&received)).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(f.lead("contoso.com").await.sync_status, SyncStatus::Synced);
+    assert_eq!(f.dataverse.sim.records("leads").len(), 1);
+}
+
+#[tokio::test]
+async fn a_push_whose_retry_after_outlasts_the_invocation_is_put_off_at_once() {
+    // Five retries, each told to wait five minutes, inside an invocation with 3 s left.
+    let f = Fixture::start_with_retries(DataverseConfig::default(), 5).await;
+    let body = f.ingest("r1", "contoso.com").await;
+    f.push_queue
+        .send_batch(&[hunter_core::ports::OutgoingMessage::new("0", body)])
+        .await
+        .unwrap();
+    let received = f.push_queue.receive(1, None, Duration::ZERO).await.unwrap();
+    f.dataverse.sim.set_faults(Faults {
+        fail_next: vec![429; 10],
+        retry_after_secs: 300,
+        ..Faults::default()
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+
+    let handled = tokio::time::timeout(
+        Duration::from_secs(60),
+        hunter_core::deadline::within(Some(deadline), handle_batch(&f.deps(), event_of(&received))),
+    )
+    .await;
+
+    let response = handled.expect("the handler stops at the deadline instead of sleeping 300 s");
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    acknowledge(&f.push_queue, &received, &response).await;
+    assert_eq!(
+        requests_to(&f, "PATCH", |_| true) + requests_to(&f, "GET", |_| true),
+        1,
+        "one request, then no retry that would outlive the invocation"
+    );
+    // The copy waits out the Retry-After (the fixture's own ingest left an unrelated message in
+    // flight, which comes back after a minute: only put-off copies count here).
+    let deferred = |messages: Vec<hunter_core::ports::ReceivedMessage>| {
+        messages
+            .iter()
+            .filter(|m| PushMessage::from_body(&m.body).unwrap().deferrals == 1)
+            .count()
+    };
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_secs(299)).await;
+    let early = f
+        .push_queue
+        .receive(10, Some(Duration::from_secs(3600)), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(deferred(early), 0);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let due = f
+        .push_queue
+        .receive(10, None, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(deferred(due), 1);
+}
+
+#[tokio::test]
+async fn without_a_queue_to_put_it_off_a_throttled_push_is_a_batch_failure() {
+    let f = Fixture::start(DataverseConfig::default()).await;
+    let body = f.ingest("r1", "contoso.com").await;
+    f.dataverse.sim.set_faults(Faults {
+        fail_next: vec![429, 429],
+        retry_after_secs: 1,
+        ..Faults::default()
+    });
+    let deps = PushDeps {
+        queue: None,
+        ..f.deps()
+    };
+
+    let response = handle_batch(&deps, sqs_event(vec![body], vec![])).await;
+
+    assert_eq!(response.batch_item_failures.len(), 1);
+    let failure = f
+        .store
+        .get_failure("dynamics-push", "m0")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(failure.error.contains("throttled"), "{failure:?}");
 }
 
 #[tokio::test]
@@ -419,7 +585,7 @@ async fn with_write_back_the_dynamics_id_lands_on_the_referral_in_partner_center
         reqwest::Client::new(),
         &config,
         &credentials,
-        std::sync::Arc::new(EmbeddedStore::new()),
+        std::sync::Arc::new(hunter_core::adapters::MemoryRefreshTokenStore::new()),
     )
     .unwrap();
     let message = f.ingest_referral(referral).await;
@@ -739,7 +905,8 @@ async fn when_a_batch_holds_several_leads_should_upsert_them_in_one_dollar_batch
 }
 
 #[tokio::test]
-async fn when_a_whole_dollar_batch_is_throttled_should_retry_every_lead_once_retry_after_passed() {
+async fn when_a_whole_dollar_batch_is_throttled_should_put_every_lead_off_until_retry_after_passed()
+{
     let f = Fixture::start(DataverseConfig::default()).await;
     let queue = EmbeddedQueue::new("push-short", Duration::from_millis(500), 5);
     let mut bodies = Vec::new();
@@ -767,7 +934,10 @@ async fn when_a_whole_dollar_batch_is_throttled_should_retry_every_lead_once_ret
 
     let response = handle_batch(&deps, sqs_event(bodies, receipts)).await;
 
-    assert_eq!(response.batch_item_failures.len(), 3, "{response:?}");
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    for m in &received {
+        queue.delete(&m.receipt).await.unwrap();
+    }
     assert_eq!(
         batch_posts(&f),
         2,
@@ -779,8 +949,8 @@ async fn when_a_whole_dollar_batch_is_throttled_should_retry_every_lead_once_ret
         assert_eq!(lead.sync_status, SyncStatus::Pending);
         assert!(lead.last_error.is_some());
     }
-    // The queue's own visibility (0.5 s) was extended to the Retry-After (2 s). The clock stops
-    // here and moves only as the test says, however loaded the machine is.
+    // Each push was put off by the Retry-After (2 s) as a fresh message. The clock stops here
+    // and moves only as the test says, however loaded the machine is.
     tokio::time::pause();
     tokio::time::advance(Duration::from_millis(1000)).await;
     assert!(
@@ -791,10 +961,9 @@ async fn when_a_whole_dollar_batch_is_throttled_should_retry_every_lead_once_ret
             .is_empty()
     );
     tokio::time::advance(Duration::from_millis(1100)).await;
-    assert_eq!(
-        queue.receive(10, None, Duration::ZERO).await.unwrap().len(),
-        3
-    );
+    let copies = queue.receive(10, None, Duration::ZERO).await.unwrap();
+    assert_eq!(copies.len(), 3);
+    assert!(copies.iter().all(|m| m.receive_count == 1));
 }
 
 #[tokio::test]

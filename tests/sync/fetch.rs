@@ -5,6 +5,7 @@ use hunter_local::sim::control::SimControl as _;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use fetch_referrals::{FetchStatus, SYNC_STATE_KEY};
 use hunter_domain::model::RunStatus;
 use hunter_local::sim::partner_center::{Faults, SimConfig};
@@ -117,7 +118,7 @@ async fn when_partner_center_is_too_slow_to_answer_should_retry_the_timed_out_re
         ..hunter_core::credentials::Credentials::default()
     };
     f.client =
-        hunter_core::wiring::partner_center(impatient, &config, &credentials, f.store.clone())
+        hunter_core::wiring::partner_center(impatient, &config, &credentials, f.tokens.clone())
             .unwrap();
     f.sim.sim.set_faults(Faults {
         slow_next_ms: vec![60_000],
@@ -179,13 +180,17 @@ async fn a_token_that_expires_mid_run_is_renewed_once_and_paging_goes_on() {
     // The rotated refresh token is the one kept for the next run.
     let rotated = f.sim.sim.current_refresh_token();
     assert_ne!(rotated, first_refresh_token);
-    let state = f
-        .store()
-        .get_state("partner_center_refresh_token")
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(state.value["refreshToken"], rotated);
+    use hunter_core::partner_center::RefreshTokenStore as _;
+    let stored = f.tokens.load().await.unwrap().unwrap();
+    assert_eq!(stored.token.expose(), rotated);
+    assert!(
+        f.store()
+            .get_state("partner_center_refresh_token")
+            .await
+            .unwrap()
+            .is_none(),
+        "the refresh token is not in the sync state every function reads"
+    );
 }
 
 #[tokio::test]
@@ -296,7 +301,9 @@ async fn a_near_deadline_stops_between_pages_and_saves_the_place() {
 
 #[tokio::test]
 async fn the_next_run_asks_only_for_referrals_updated_since_the_watermark() {
-    let f = SyncFixture::start(referrals(6), pages_of(5)).await;
+    let mut f = SyncFixture::start(referrals(6), pages_of(5)).await;
+    // Referrals are a minute apart: a two-minute look-back reaches back two of them.
+    f.settings.sync_overlap = Duration::from_secs(120);
     let first = f.fetch().await;
     assert_eq!(first.enqueued, 6);
     f.queued().await;
@@ -319,40 +326,285 @@ async fn the_next_run_asks_only_for_referrals_updated_since_the_watermark() {
         .path
         .clone();
     assert!(last_query.contains("updatedDateTime"), "{last_query}");
+    assert!(
+        last_query.contains("08%3A03%3A00") || last_query.contains("08:03:00"),
+        "the overlap before the 08:05 watermark: {last_query}"
+    );
     let ids = f.queued_ids().await;
-    // The referral at the watermark itself is fetched again (ge), and the changed one.
+    // Those updated within the overlap before the watermark are fetched again (ge), and the
+    // changed one.
     assert!(ids.contains(&"ref-0003".to_owned()), "{ids:?}");
-    assert!(ids.len() <= 2, "{ids:?}");
+    assert!(
+        ids.iter()
+            .all(|id| ["ref-0003", "ref-0004", "ref-0005"].contains(&id.as_str())),
+        "{ids:?}"
+    );
     assert_eq!(
         second.watermark.unwrap().to_rfc3339(),
         "2026-11-02T09:00:00+00:00"
     );
 }
 
+/// The messages on the referrals queue as the SQS event ingest-referral receives.
+fn sqs_event(messages: &[hunter_core::ports::ReceivedMessage]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = messages
+        .iter()
+        .map(|m| {
+            let mut record = SqsMessage::default();
+            record.message_id = Some(m.message_id.clone());
+            record.body = Some(m.body.clone());
+            record
+        })
+        .collect();
+    event
+}
+
 #[tokio::test]
-async fn a_referral_too_large_for_a_message_is_stored_as_invalid_payload_not_dropped() {
+async fn a_referral_too_large_for_a_message_travels_by_reference_and_is_stored_whole() {
+    // 300 KB: more than a queue message holds (256 KiB), less than the reader's 1 MiB bound.
     let mut big = referral(1);
     big["details"]["notes"] = json!("x".repeat(300 * 1024));
-    let f = SyncFixture::start(vec![referral(0), big], pages_of(5)).await;
+    let mut ineligible = referral(2);
+    ineligible["details"]["notes"] = json!("y".repeat(300 * 1024));
+    ineligible["direction"] = json!("Outgoing");
+    // Above 1 MiB: still unreadable input, kept as an excerpt.
+    let mut huge = referral(3);
+    huge["details"]["notes"] = json!("z".repeat(1100 * 1024));
+    let f = SyncFixture::start(
+        vec![referral(0), big.clone(), ineligible.clone(), huge],
+        pages_of(5),
+    )
+    .await;
 
     let summary = f.fetch().await;
 
     assert_eq!(summary.status, FetchStatus::Succeeded, "{summary:?}");
     assert_eq!(
         (summary.fetched, summary.enqueued, summary.recorded_invalid),
-        (2, 1, 1)
+        (4, 3, 1)
+    );
+    let queued = f.queued().await;
+    assert!(
+        queued
+            .iter()
+            .all(|m| m.body.len() < 1024 || m.body.contains("ref-0000")),
+        "the large ones travel as a reference"
+    );
+    let response = ingest_referral::handle_batch(&f.ingest_deps(), sqs_event(&queued)).await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "{:?}",
+        response.batch_item_failures
+    );
+
+    let stored = f.store().get_referral("ref-0001").await.unwrap().unwrap();
+    assert!(stored.eligible, "{stored:?}");
+    assert_eq!(stored.skip_reason, None);
+    assert_eq!(stored.status.as_deref(), Some("New"));
+    assert_eq!(
+        stored.domain.as_ref().map(ToString::to_string).as_deref(),
+        Some("company1.de")
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&stored.raw).unwrap(),
+        big,
+        "the whole payload is kept"
+    );
+    let outgoing = f.store().get_referral("ref-0002").await.unwrap().unwrap();
+    assert!(!outgoing.eligible);
+    assert_eq!(
+        outgoing.skip_reason,
+        Some(hunter_domain::rules::SkipReason::NotIncoming)
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&outgoing.raw).unwrap(),
+        ineligible
     );
     let invalid = crate::support::invalid_referrals(f.store()).await;
-    assert_eq!(invalid.len(), 1);
+    assert_eq!(invalid.len(), 1, "only the one above 1 MiB");
     assert!(invalid[0].skip_detail.as_deref().unwrap().contains("bytes"));
     assert!(invalid[0].raw.len() <= hunter_domain::model::INVALID_RAW_MAX_BYTES);
+    assert!(invalid[0].skip_detail.as_deref().unwrap().contains("limit"));
     let run = f
         .store()
         .get_sync_run(&summary.run_id)
         .await
         .unwrap()
         .unwrap();
+    assert_eq!(run.stored, 4, "{run:?}");
     assert_eq!(run.skipped.get("invalid_payload"), Some(&1));
+}
+
+#[tokio::test]
+async fn a_referral_committed_late_with_an_older_update_time_is_fetched_by_the_next_run() {
+    let f = SyncFixture::start(referrals(6), pages_of(5)).await;
+    let first = f.fetch().await;
+    assert_eq!(first.enqueued, 6);
+    f.queued().await;
+    let watermark = first.watermark.unwrap();
+
+    // Committed after the first run, dated 5 minutes before its watermark.
+    let mut late = referral(40);
+    late["id"] = json!("late-1");
+    late["updatedDateTime"] = json!((watermark - chrono::Duration::minutes(5)).to_rfc3339());
+    f.sim.sim.upsert_referrals(vec![late]);
+    let second = f.fetch().await;
+
+    assert_eq!(second.status, FetchStatus::Succeeded, "{second:?}");
+    let ids = f.queued_ids().await;
+    assert!(ids.contains(&"late-1".to_owned()), "{ids:?}");
+    assert_eq!(second.watermark, Some(watermark), "the watermark stays");
+}
+
+#[tokio::test]
+async fn a_referral_dated_in_the_future_does_not_move_the_watermark_past_the_run_start() {
+    let mut future = referral(10);
+    future["updatedDateTime"] =
+        json!((chrono::Utc::now() + chrono::Duration::days(365)).to_rfc3339());
+    let f = SyncFixture::start(vec![referral(0), future], pages_of(5)).await;
+    let first = f.fetch().await;
+    assert_eq!((first.status, first.enqueued), (FetchStatus::Succeeded, 2));
+    f.queued().await;
+    let run = f
+        .store()
+        .get_sync_run(&first.run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        first.watermark.unwrap() <= run.started_at,
+        "{:?} after {}",
+        first.watermark,
+        run.started_at
+    );
+
+    let mut after_first = referral(20);
+    after_first["updatedDateTime"] = json!(chrono::Utc::now().to_rfc3339());
+    f.sim.sim.upsert_referrals(vec![after_first]);
+    let second = f.fetch().await;
+
+    assert_eq!(second.status, FetchStatus::Succeeded, "{second:?}");
+    let ids = f.queued_ids().await;
+    assert!(ids.contains(&"ref-0020".to_owned()), "{ids:?}");
+}
+
+#[tokio::test]
+async fn two_runs_at_once_on_one_store_fetch_once() {
+    let f = SyncFixture::start(referrals(6), pages_of(5)).await;
+
+    let (a, b) = tokio::join!(f.fetch(), f.fetch());
+
+    let statuses = [
+        serde_json::to_value(a.status).unwrap(),
+        serde_json::to_value(b.status).unwrap(),
+    ];
+    let (ran, waited) = match statuses[0] == json!("succeeded") {
+        true => (&a, &b),
+        false => (&b, &a),
+    };
+    assert_eq!(ran.status, FetchStatus::Succeeded, "{a:?} {b:?}");
+    assert_eq!(ran.enqueued, 6);
+    assert_eq!(
+        serde_json::to_value(waited).unwrap()["status"],
+        json!("in_progress"),
+        "{waited:?}"
+    );
+    assert_eq!(
+        waited.run_id, ran.run_id,
+        "names the run that holds the sync"
+    );
+    assert_eq!((waited.pages, waited.fetched, waited.enqueued), (0, 0, 0));
+    assert_eq!(f.queued_ids().await.len(), 6, "fetched once");
+    let runs = f.store().list_sync_runs(None, None).await.unwrap().items;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+}
+
+/// Marks the stored sync as held by `run_id` under a lease that ran out a minute ago (its
+/// invocation was killed by the timeout before it could let go).
+async fn expired_lease(f: &SyncFixture, run_id: &str) {
+    let mut state = f
+        .store()
+        .get_state(SYNC_STATE_KEY)
+        .await
+        .unwrap()
+        .unwrap_or(hunter_domain::model::SyncState {
+            key: SYNC_STATE_KEY.to_owned(),
+            value: json!({}),
+            version: 0,
+            updated_at: chrono::Utc::now(),
+        });
+    state.value["lease"] = json!({
+        "runId": run_id,
+        "holder": "a-killed-invocation",
+        "expiresAt": (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339(),
+    });
+    let expected = (state.version > 0).then_some(state.version);
+    state.version += 1;
+    f.store().put_state(&state, expected).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_run_whose_lease_expired_is_abandoned_and_the_next_run_proceeds() {
+    let f = SyncFixture::start(referrals(4), pages_of(5)).await;
+    let stale = hunter_domain::model::SyncRun::start(
+        "killed-run",
+        chrono::Utc::now() - chrono::Duration::minutes(30),
+    );
+    f.store().put_sync_run(&stale).await.unwrap();
+    expired_lease(&f, "killed-run").await;
+
+    let summary = f.fetch().await;
+
+    assert_eq!(summary.status, FetchStatus::Succeeded, "{summary:?}");
+    assert_ne!(summary.run_id, "killed-run");
+    assert_eq!(summary.enqueued, 4);
+    let killed = f.store().get_sync_run("killed-run").await.unwrap().unwrap();
+    assert_eq!(
+        serde_json::to_value(killed.status).unwrap(),
+        json!("abandoned"),
+        "{killed:?}"
+    );
+    assert!(killed.finished_at.is_some());
+}
+
+#[tokio::test]
+async fn a_continued_run_killed_mid_invocation_is_taken_over_from_its_continuation() {
+    let mut f = SyncFixture::start(referrals(17), pages_of(5)).await;
+    f.settings.page_limit = 2;
+    let first = f.fetch().await;
+    assert_eq!((first.status, first.enqueued), (FetchStatus::Continued, 10));
+    // Its next invocation took the sync and was killed before it could let go.
+    expired_lease(&f, &first.run_id).await;
+    f.settings.page_limit = 500;
+
+    let next = f.fetch().await;
+
+    assert_eq!(next.status, FetchStatus::Succeeded, "{next:?}");
+    assert_ne!(next.run_id, first.run_id, "a new run takes over");
+    assert_eq!(
+        (next.pages, next.enqueued),
+        (2, 7),
+        "from the stored place on"
+    );
+    let ids = f.queued_ids().await;
+    assert_eq!(ids.len(), 17);
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 17);
+    let killed = f
+        .store()
+        .get_sync_run(&first.run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(killed.status).unwrap(),
+        json!("abandoned")
+    );
+    assert_eq!(
+        next.watermark.unwrap().to_rfc3339(),
+        "2026-11-01T08:16:00.123456700+00:00",
+        "the watermark covers the pages of both"
+    );
 }
 
 #[tokio::test]
@@ -405,6 +657,110 @@ async fn the_lambda_entry_answers_a_failed_run_with_a_typed_error() {
     assert!(!failed.retryable);
     assert!(failed.message.contains("authentication"), "{failed:?}");
     assert!(f.queued_ids().await.is_empty());
+}
+
+/// The Lambda entry with a scheduled event, its metrics written to `sink`.
+async fn invoke_with(
+    f: &SyncFixture,
+    sink: &hunter_core::metrics::MetricsSink,
+) -> Result<fetch_referrals::FetchSummary, lambda_runtime::Error> {
+    fetch_referrals::handle_with_metrics(
+        &f.fetch_deps(),
+        lambda_runtime::LambdaEvent::new(json!({}), lambda_runtime::Context::default()),
+        sink,
+    )
+    .await
+}
+
+/// The metric values of an EMF line.
+fn metric_values(line: &str) -> (u64, u64, u64, u64) {
+    let json: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(json["Function"], "fetch-referrals");
+    let value = |name: &str| {
+        json[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name} in {line}"))
+    };
+    (
+        value("Fetched"),
+        value("Enqueued"),
+        value("PagesFetched"),
+        value("SyncRunsFailed"),
+    )
+}
+
+#[tokio::test]
+async fn each_invocation_writes_one_metrics_line_of_what_it_did() {
+    let mut f = SyncFixture::start(referrals(8), pages_of(5)).await;
+    f.settings.page_limit = 1;
+    let sink = hunter_core::metrics::MetricsSink::memory();
+
+    let first = invoke_with(&f, &sink).await.unwrap();
+    let second = invoke_with(&f, &sink).await.unwrap();
+    assert_eq!(
+        (first.status, second.status),
+        (FetchStatus::Continued, FetchStatus::Succeeded)
+    );
+    f.sim.sim.set_faults(Faults {
+        fail_next: vec![401, 401],
+        ..Faults::default()
+    });
+    invoke_with(&f, &sink).await.unwrap_err();
+
+    let lines = sink.lines();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(metric_values(&lines[0]), (5, 5, 1, 0));
+    assert_eq!(
+        metric_values(&lines[1]),
+        (3, 3, 1, 0),
+        "this invocation's share"
+    );
+    assert_eq!(metric_values(&lines[2]), (0, 0, 0, 1), "a failed run");
+}
+
+#[tokio::test]
+async fn a_sync_held_by_another_invocation_answers_with_the_fields_of_a_summary() {
+    let f = SyncFixture::start(referrals(3), pages_of(5)).await;
+    let mut state = hunter_domain::model::SyncState {
+        key: SYNC_STATE_KEY.to_owned(),
+        value: json!({}),
+        version: 1,
+        updated_at: chrono::Utc::now(),
+    };
+    state.value["lease"] = json!({
+        "runId": "busy-run",
+        "holder": "another-invocation",
+        "expiresAt": (chrono::Utc::now() + chrono::Duration::minutes(5)).to_rfc3339(),
+    });
+    f.store().put_state(&state, None).await.unwrap();
+    let deps = f.fetch_deps();
+
+    let answer = fetch_referrals::handle(
+        &deps,
+        lambda_runtime::LambdaEvent::new(
+            json!({"runId": "mine"}),
+            lambda_runtime::Context::default(),
+        ),
+    )
+    .await
+    .unwrap();
+
+    let json = serde_json::to_value(&answer).unwrap();
+    assert_eq!(json["status"], "in_progress");
+    assert_eq!(json["runId"], "busy-run");
+    assert_eq!(
+        (
+            json["pages"].as_u64(),
+            json["fetched"].as_u64(),
+            json["enqueued"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0))
+    );
+    assert!(f.queued_ids().await.is_empty());
+    assert!(
+        f.sim.sim.requests().is_empty(),
+        "Partner Center was not asked"
+    );
 }
 
 /// The fixture's queue, failing every request as a whole once `up_for` batches went through.

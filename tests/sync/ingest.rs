@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use hunter_core::adapters::{EmbeddedQueue, EmbeddedStore, Otherwise, StaticScanner};
 use hunter_core::messages::{PushMessage, ReferralMessage};
-use hunter_core::ports::{FailureStore, MessageFailure, RunCount, StoreError};
+use hunter_core::ports::{FailureStore, MessageFailure, PayloadStore, RunCount, StoreError};
 use hunter_core::ports::{
     LeadQuery, LeadStore, Page, ReferralQuery, ReferralStore, SyncStore, UpsertOutcome,
 };
@@ -69,6 +69,7 @@ impl Deps {
                 cap: Duration::from_millis(2),
                 max_retries: 1,
             },
+            max_receives: None,
         }
     }
 }
@@ -245,17 +246,18 @@ async fn poison_input_is_stored_with_its_reason_and_acknowledged() {
     );
 }
 
-/// A store that is unavailable for one referral id.
+/// A store that refuses to store one referral id, with `error`.
 struct FlakyStore {
     inner: EmbeddedStore,
     failing_id: String,
+    error: StoreError,
 }
 
 #[async_trait]
 impl ReferralStore for FlakyStore {
     async fn upsert_referral(&self, record: &ReferralRecord) -> Result<UpsertOutcome, StoreError> {
         if record.id == self.failing_id {
-            return Err(StoreError::Unavailable("throttled".into()));
+            return Err(self.error.clone());
         }
         self.inner.upsert_referral(record).await
     }
@@ -319,6 +321,16 @@ impl LeadStore for FlakyStore {
 }
 
 #[async_trait]
+impl PayloadStore for FlakyStore {
+    async fn put_payload(&self, key: &str, text: &str) -> Result<(), StoreError> {
+        self.inner.put_payload(key, text).await
+    }
+    async fn get_payload(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.inner.get_payload(key).await
+    }
+}
+
+#[async_trait]
 impl FailureStore for FlakyStore {
     async fn record_failure(&self, failure: &MessageFailure) -> Result<(), StoreError> {
         self.inner.record_failure(failure).await
@@ -370,6 +382,7 @@ async fn a_batch_of_good_poison_and_transiently_failing_messages_reports_only_th
     let store = FlakyStore {
         inner: EmbeddedStore::new(),
         failing_id: "ref-0002".into(),
+        error: StoreError::Unavailable("throttled".into()),
     };
     let push = EmbeddedQueue::new("push", Duration::from_secs(60), 5);
     let scanner = hunter_tests::scanner();
@@ -380,6 +393,7 @@ async fn a_batch_of_good_poison_and_transiently_failing_messages_reports_only_th
         rules: Rules::embedded(),
         rescan_after: hunter_tests::RESCAN_AFTER,
         send_backoff: Backoff::default(),
+        max_receives: None,
     };
     let batch = event(&[
         ("good", envelope(None, referral(1))),
@@ -406,11 +420,54 @@ async fn a_batch_of_good_poison_and_transiently_failing_messages_reports_only_th
     assert_eq!(poison.len(), 1);
     assert_eq!(poison[0].raw, "{\"id\": ");
     assert!(store.get_referral("ref-0002").await.unwrap().is_none());
+    let why = store.get_failure("referrals", "transient").await.unwrap();
+    assert!(
+        why.is_some_and(|f| f.error.contains("throttled") && f.receive_count == 1),
+        "the failed message's reason is kept for its dead letter"
+    );
     let json = serde_json::to_value(&response).unwrap();
     assert_eq!(
         json,
         json!({"batchItemFailures": [{"itemIdentifier": "transient"}]})
     );
+}
+
+#[tokio::test]
+async fn a_referral_the_store_refuses_is_retried_not_recorded_as_invalid_payload() {
+    let store = FlakyStore {
+        inner: EmbeddedStore::new(),
+        failing_id: "ref-0002".into(),
+        error: StoreError::InvalidItem("Item size has exceeded the maximum allowed size".into()),
+    };
+    let push = EmbeddedQueue::new("push", Duration::from_secs(60), 5);
+    let scanner = hunter_tests::scanner();
+    let deps = IngestDeps {
+        store: &store,
+        push_queue: &push,
+        scanner: &scanner,
+        rules: Rules::embedded(),
+        rescan_after: hunter_tests::RESCAN_AFTER,
+        send_backoff: Backoff::default(),
+        max_receives: None,
+    };
+    let batch = event(&[
+        ("good", envelope(None, referral(1))),
+        ("refused", envelope(None, referral(2))),
+    ]);
+
+    let response = handle_batch(&deps, batch).await;
+
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, vec!["refused"], "redelivered, then dead-lettered");
+    assert!(
+        crate::support::invalid_referrals(&store).await.is_empty(),
+        "a real referral is not turned into invalid_payload"
+    );
+    assert!(store.get_referral("ref-0001").await.unwrap().is_some());
 }
 
 #[tokio::test]
@@ -597,6 +654,7 @@ async fn a_stale_scan_is_done_again_and_a_changed_provider_asks_for_a_push() {
         rules: Rules::embedded(),
         rescan_after,
         send_backoff: Backoff::default(),
+        max_receives: None,
     };
     let week = Duration::from_secs(7 * 86_400);
     ingest_message(&deps(&google, week), &envelope(None, referral(1)))

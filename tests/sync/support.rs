@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fetch_referrals::{FetchDeps, FetchSettings, FetchSummary, fetch_referrals};
-use hunter_core::adapters::{EmbeddedQueue, EmbeddedStore, StaticScanner};
+use hunter_core::adapters::{EmbeddedQueue, EmbeddedStore, MemoryRefreshTokenStore, StaticScanner};
 use hunter_core::config::Config;
 use hunter_core::credentials::Credentials;
 use hunter_core::messages::ReferralMessage;
@@ -58,6 +58,8 @@ pub struct SyncFixture {
     pub push_queue: Arc<EmbeddedQueue>,
     pub sim: RunningSim,
     pub client: PartnerCenterClient,
+    /// Where the client keeps the rotated refresh token.
+    pub tokens: Arc<MemoryRefreshTokenStore>,
     pub settings: FetchSettings,
     pub rules: &'static Rules,
     pub scanner: StaticScanner,
@@ -81,11 +83,12 @@ impl SyncFixture {
             pc_refresh_token: refresh_token,
             ..Credentials::default()
         };
+        let tokens = Arc::new(MemoryRefreshTokenStore::new());
         let client = wiring::partner_center(
             wiring::http_client().unwrap(),
             &config,
             &credentials,
-            store.clone(),
+            tokens.clone(),
         )
         .unwrap();
         Self {
@@ -102,6 +105,7 @@ impl SyncFixture {
             )),
             sim,
             client,
+            tokens,
             settings: FetchSettings {
                 page_size: 100,
                 send_backoff: Backoff {
@@ -158,6 +162,7 @@ impl SyncFixture {
                 cap: Duration::from_millis(5),
                 max_retries: 2,
             },
+            max_receives: None,
         }
     }
 

@@ -1,4 +1,5 @@
-// The header: the last sync run, queue and dead-letter depths, and "Sync now".
+// The header: the last sync run, queue and dead-letter depths, "Sync now", and a banner when
+// Partner Center refused Hunter's refresh token (someone must run `hunter-local sign-in`).
 import { h, replace } from './dom.js';
 import { ApiError } from './api.js';
 import { relative, absolute, num } from './format.js';
@@ -38,6 +39,30 @@ function queueView(queues) {
       dead > 0 ? h('span', { class: 'sr-only' }, ' messages failed for good: see the logs') : null));
 }
 
+// The banner under the header while /health says `partnerCenter.signIn: "required"`.
+function signInBanner() {
+  return h('div', { id: 'pc-sign-in', class: 'signin-banner', role: 'alert', 'data-testid': 'sign-in-banner' },
+    h('div', { class: 'signin-banner-inner' },
+      icon('alert'),
+      h('div', {},
+        h('strong', {}, 'Partner Center: sign in again'),
+        ' (run ', h('code', {}, 'hunter-local sign-in'), '). ',
+        h('span', { class: 'signin-banner-why' },
+          'Partner Center refused Hunter\'s refresh token (revoked or expired), so syncs fail until someone signs in.'))));
+}
+
+function renderSignIn(health) {
+  const header = document.querySelector('.app-header');
+  if (!header) return;
+  const banner = document.getElementById('pc-sign-in');
+  const required = health.partnerCenter?.signIn === 'required';
+  if (!required) {
+    banner?.remove();
+    return;
+  }
+  if (!banner) header.append(signInBanner());
+}
+
 export function startHeader(ctx) {
   const lastSyncEl = document.getElementById('last-sync');
   const queuesEl = document.getElementById('queues');
@@ -63,6 +88,7 @@ export function startHeader(ctx) {
       errorOpen = false;
     }
     replace(queuesEl, queueView(health.queues));
+    renderSignIn(health);
   }
 
   // The error of a failed run: shown on click, closed with Escape or a click elsewhere.

@@ -14,8 +14,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let credentials = Credentials::load(&sdk, config.secret_arn.as_deref()).await?;
     let store = Arc::new(wiring::dynamo_store(&sdk, &config));
     let queue = wiring::referrals_queue(&sdk, &config).await?;
-    let source =
-        wiring::partner_center(wiring::http_client()?, &config, &credentials, store.clone())?;
+    let tokens = wiring::refresh_token_store(&sdk, &config)?;
+    let source = wiring::partner_center(wiring::http_client()?, &config, &credentials, tokens)?;
     let settings = settings_from(&config);
     let deps = FetchDeps {
         store: store.as_ref(),

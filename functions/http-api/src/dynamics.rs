@@ -4,9 +4,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use hunter_core::bulk_sync::{BulkSyncError, BulkSyncStep, push_messages, queue_step};
 use hunter_core::fanout::send_all;
-use hunter_core::messages::PushMessage;
-use hunter_core::ports::{LeadQuery, MAX_PAGE_SIZE, OutgoingMessage};
 use hunter_core::retry::Backoff;
 use hunter_domain::model::{AuditEntry, Lead, SyncStatus};
 use hunter_domain::rules::Domain;
@@ -27,25 +26,16 @@ pub(crate) async fn queue_pushes(
     leads: &[Lead],
     force: bool,
 ) -> Result<usize, ApiError> {
-    let messages: Vec<OutgoingMessage> = leads
-        .iter()
-        .enumerate()
-        .map(|(i, lead)| {
-            let body = PushMessage {
-                domain: lead.domain.to_string(),
-                lead_version: lead.content_version,
-                force,
-            }
-            .to_body();
-            OutgoingMessage::new(i.to_string(), body)
-        })
-        .collect();
+    let messages = push_messages(leads, force);
     let report = send_all(state.push_queue.as_ref(), &messages, &Backoff::default())
         .await
         .map_err(|e| {
             tracing::error!(event = "api_queue_failed", retryable = e.is_retryable(), error = %e);
             ApiError::unavailable("queue_unavailable", "the push queue is unavailable")
         })?;
+    for failure in &report.failed {
+        tracing::error!(event = "api_push_not_queued", code = %failure.code, error = %failure.message);
+    }
     Ok(report.sent)
 }
 
@@ -66,7 +56,12 @@ pub(crate) async fn push_one(
     ApiPath(LeadDomain { domain }): ApiPath<LeadDomain>,
 ) -> Result<(StatusCode, Json<PushQueued>), ApiError> {
     let lead = lead_of(&state, &domain).await?;
-    queue_pushes(&state, std::slice::from_ref(&lead), true).await?;
+    if queue_pushes(&state, std::slice::from_ref(&lead), true).await? == 0 {
+        return Err(ApiError::unavailable(
+            "queue_unavailable",
+            "the push queue did not take the push; try again",
+        ));
+    }
     Ok((
         StatusCode::ACCEPTED,
         Json(PushQueued {
@@ -79,33 +74,39 @@ pub(crate) async fn push_one(
 /// Pushes that were queued.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct PushesQueued {
+    /// Pushes queued by this request (the first page of leads).
     queued: usize,
+    /// More pages follow: push-dynamics queues them one after the other.
+    continuing: bool,
 }
 
-/// `POST /dynamics/bulk-sync`: queues a push of every lead not synced (pending or failed).
+/// `POST /dynamics/bulk-sync`: pushes every lead not synced (pending or failed). This request
+/// queues the first page; each page queues the next one from the push queue.
 #[utoipa::path(post, path = "/dynamics/bulk-sync", tag = "dynamics",
     responses((status = 202, body = PushesQueued), CommonErrors))]
 pub(crate) async fn push_all(
     State(state): State<ApiState>,
 ) -> Result<(StatusCode, Json<PushesQueued>), ApiError> {
-    let mut waiting = Vec::new();
-    for status in [SyncStatus::Pending, SyncStatus::Failed] {
-        let mut query = LeadQuery {
-            sync_status: Some(status),
-            limit: Some(MAX_PAGE_SIZE),
-            ..LeadQuery::default()
-        };
-        loop {
-            let page = state.store.list_leads(&query).await?;
-            waiting.extend(page.items);
-            match page.next_cursor {
-                Some(cursor) => query.cursor = Some(cursor),
-                None => break,
-            }
+    let step = queue_step(
+        state.store.as_ref(),
+        state.push_queue.as_ref(),
+        &BulkSyncStep::start(),
+    )
+    .await
+    .map_err(|e| match e {
+        BulkSyncError::Store(err) => ApiError::from(err),
+        other => {
+            tracing::error!(event = "api_queue_failed", retryable = other.is_retryable(), error = %other);
+            ApiError::unavailable("queue_unavailable", "the push queue is unavailable")
         }
-    }
-    let queued = queue_pushes(&state, &waiting, true).await?;
-    Ok((StatusCode::ACCEPTED, Json(PushesQueued { queued })))
+    })?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(PushesQueued {
+            queued: step.pushes,
+            continuing: step.continues,
+        }),
+    ))
 }
 
 /// Where a lead stands with Dynamics.

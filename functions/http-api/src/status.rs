@@ -5,8 +5,8 @@ use std::sync::{Arc, LazyLock};
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
-use hunter_core::ports::Queue;
-use hunter_domain::model::SyncRun;
+use hunter_core::ports::{Queue, is_sign_in_required};
+use hunter_domain::model::{RunStatus, SyncRun};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -31,7 +31,28 @@ pub(crate) struct Queues {
     dynamics_push: Option<QueueDepth>,
 }
 
-/// Liveness; for callers with a valid token also the queues and the newest sync run.
+/// Whether Partner Center still accepts Hunter's sign-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum SignIn {
+    /// The newest finished sync run was not refused for its sign-in.
+    Ok,
+    /// Partner Center refused the refresh token (revoked or expired) in the newest finished
+    /// sync run: someone must sign in again (`hunter-local sign-in`).
+    Required,
+    /// No sync run has finished yet.
+    Unknown,
+}
+
+/// Partner Center as the sync runs see it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PartnerCenterHealth {
+    sign_in: SignIn,
+}
+
+/// Liveness; for callers with a valid token also the queues, the newest sync run and whether
+/// Partner Center needs a new sign-in.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Health {
@@ -42,6 +63,26 @@ pub(crate) struct Health {
     /// The newest sync run (absent before the first).
     #[serde(skip_serializing_if = "Option::is_none")]
     last_sync: Option<SyncRun>,
+    /// From the newest finished sync run's error (with a valid token only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partner_center: Option<PartnerCenterHealth>,
+}
+
+/// Sync runs looked at, newest first, to find the newest finished one.
+const RUNS_LOOKED_AT: usize = 5;
+
+/// Whether the newest finished run of `runs` (newest first) was refused for its sign-in.
+fn sign_in_of(runs: &[SyncRun]) -> SignIn {
+    match runs.iter().find(|run| run.status != RunStatus::Running) {
+        None => SignIn::Unknown,
+        Some(run)
+            if run.status == RunStatus::Failed
+                && run.error.as_deref().is_some_and(is_sign_in_required) =>
+        {
+            SignIn::Required
+        }
+        Some(_) => SignIn::Ok,
+    }
 }
 
 async fn depth(queue: &Arc<dyn Queue>) -> Option<QueueDepth> {
@@ -70,24 +111,29 @@ pub(crate) async fn health(
         status: "ok",
         queues: None,
         last_sync: None,
+        partner_center: None,
     };
     if authorize(&state, &headers).await.is_ok() {
         let (referrals, dynamics_push, runs) = tokio::join!(
             depth(&state.referrals_queue),
             depth(&state.push_queue),
-            state.store.list_sync_runs(Some(1), None)
+            state.store.list_sync_runs(Some(RUNS_LOOKED_AT), None)
         );
         health.queues = Some(Queues {
             referrals,
             dynamics_push,
         });
-        health.last_sync = match runs {
-            Ok(page) => page.items.into_iter().next(),
+        match runs {
+            Ok(page) => {
+                health.partner_center = Some(PartnerCenterHealth {
+                    sign_in: sign_in_of(&page.items),
+                });
+                health.last_sync = page.items.into_iter().next();
+            }
             Err(err) => {
                 tracing::warn!(event = "api_last_sync_failed", retryable = err.is_retryable(), error = %err);
-                None
             }
-        };
+        }
     }
     axum::Json(health)
 }
@@ -104,4 +150,52 @@ pub(crate) async fn openapi_json() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "application/json")],
         DOCUMENT.as_str(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(status: RunStatus, error: Option<&str>) -> SyncRun {
+        SyncRun {
+            status,
+            error: error.map(str::to_owned),
+            ..SyncRun::start("r", chrono::Utc::now())
+        }
+    }
+
+    #[test]
+    fn when_the_newest_finished_run_was_refused_its_sign_in_should_require_one() {
+        let refused = run(
+            RunStatus::Failed,
+            Some("sign-in required: Partner Center refused the refresh token"),
+        );
+        assert_eq!(sign_in_of(&[]), SignIn::Unknown);
+        assert_eq!(
+            sign_in_of(&[run(RunStatus::Running, None)]),
+            SignIn::Unknown
+        );
+        assert_eq!(sign_in_of(std::slice::from_ref(&refused)), SignIn::Required);
+        // A run started since does not hide it; a finished one after it decides.
+        assert_eq!(
+            sign_in_of(&[run(RunStatus::Running, None), refused.clone()]),
+            SignIn::Required
+        );
+        assert_eq!(
+            sign_in_of(&[run(RunStatus::Succeeded, None), refused]),
+            SignIn::Ok
+        );
+        assert_eq!(
+            sign_in_of(&[run(
+                RunStatus::Failed,
+                Some("Partner Center answered HTTP 503")
+            )]),
+            SignIn::Ok
+        );
+        let json = serde_json::to_value(PartnerCenterHealth {
+            sign_in: SignIn::Required,
+        })
+        .unwrap_or_default();
+        assert_eq!(json, serde_json::json!({"signIn": "required"}));
+    }
 }

@@ -1,14 +1,19 @@
 //! ingest-referral: each referral message → parse, domain, eligibility → conditional upsert →
 //! the lead of its domain → a push request when the lead changed.
 //!
-//! Unreadable input is stored as `invalid_payload` with its (capped) text and acknowledged; only
-//! failures that may pass (store or queue unavailable) are reported as batch item failures, so
-//! SQS redelivers just those messages and dead-letters them after maxReceiveCount.
+//! Unreadable input is stored as `invalid_payload` with its (capped) text and acknowledged. Every
+//! other failure (the store or the queue unavailable, or refusing what it was given) is reported
+//! as a batch item failure, so SQS redelivers just those messages and dead-letters them after
+//! maxReceiveCount: a readable referral is never turned into `invalid_payload`.
+//!
+//! A referral too large for a message arrives by reference (`payloadRef`): fetch-referrals
+//! stored it whole before sending the message, and it is read back from the store here.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use hunter_core::failures::{FailedMessage, note_failure, receive_count};
 use hunter_core::fanout::send_all;
 use hunter_core::intake::{count_in_run, log_stored, record_invalid};
-use hunter_core::messages::{PushMessage, ReferralMessage};
+use hunter_core::messages::{PushMessage, QueuedReferral};
 use hunter_core::optimistic::{Change, update_lead_with_referral};
 use hunter_core::ports::{
     DomainScanner, OutgoingMessage, Queue, QueueError, Store, StoreError, UpsertOutcome,
@@ -19,7 +24,7 @@ use hunter_domain::clock;
 use hunter_domain::lead_scan::claim_scan;
 use hunter_domain::leads::{LeadJoin, LeadWithReferral, join_referral};
 use hunter_domain::model::{Lead, ReferralRecord};
-use hunter_domain::referral::parse_referral_value;
+use hunter_domain::referral::{Referral, parse_referral, parse_referral_value};
 use hunter_domain::rules::{Domain, Rules, SkipReason, eligibility, extract_domain};
 
 /// What the function works with.
@@ -34,7 +39,12 @@ pub struct IngestDeps<'a> {
     /// A lead's domain is scanned again once its last scan is this old (`HUNTER_RESCAN_AFTER`).
     pub rescan_after: std::time::Duration,
     pub send_backoff: Backoff,
+    /// The queue's maxReceiveCount, to log the failure that dead-letters a message.
+    pub max_receives: Option<u32>,
 }
+
+/// The queue's name in failure records and logs.
+pub const QUEUE: &str = "referrals";
 
 /// A failure that leaves the message on the queue.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +100,14 @@ pub async fn handle_batch(deps: &IngestDeps<'_>, event: SqsEvent) -> SqsBatchRes
         let message_id = record.message_id.unwrap_or_default();
         let body = record.body.unwrap_or_default();
         if let Err(err) = ingest_message(deps, &body).await {
-            tracing::warn!(event = "referral_ingest_failed", message_id = %message_id, error = %err, retryable = err.is_retryable());
+            let error = err.to_string();
+            let failed = FailedMessage {
+                queue: QUEUE,
+                message_id: &message_id,
+                receive_count: receive_count(&record.attributes),
+                error: &error,
+            };
+            note_failure(deps.store, failed, deps.max_receives).await;
             let mut failure = BatchItemFailure::default();
             failure.item_identifier = message_id;
             response.batch_item_failures.push(failure);
@@ -99,30 +116,23 @@ pub async fn handle_batch(deps: &IngestDeps<'_>, event: SqsEvent) -> SqsBatchRes
     response
 }
 
-/// One message. An `Err` means "deliver it again"; permanent problems are recorded, not returned.
+/// One message. An `Err` means "deliver it again": a failure of the store of any kind (also one
+/// refusing the record, e.g. as too large an item) is retried and then dead-lettered, never
+/// recorded as `invalid_payload`. Unreadable input is recorded, not returned.
 pub async fn ingest_message(deps: &IngestDeps<'_>, body: &str) -> Result<Ingested, IngestError> {
-    match ingest_readable(deps, body).await {
-        // The store refused the record for what it is (e.g. too large an item): keep the input,
-        // capped, with the reason.
-        Err(IngestError::Store(StoreError::InvalidItem(detail))) => {
-            invalid(deps, None, body, &detail).await
-        }
-        other => other,
-    }
-}
-
-async fn ingest_readable(deps: &IngestDeps<'_>, body: &str) -> Result<Ingested, IngestError> {
-    let message = match ReferralMessage::from_body(body) {
+    let message = match QueuedReferral::from_body(body) {
         Ok(message) => message,
         Err(unreadable) => return invalid(deps, None, body, &unreadable.to_string()).await,
     };
-    let run_id = message.run_id.as_deref();
-    let referral = match parse_referral_value(message.referral.clone()) {
+    let run_id = message.run_id();
+    let read = match &message {
+        QueuedReferral::Inline(inline) => parse_referral_value(inline.referral.clone())
+            .map_err(|unreadable| (inline.referral.to_string(), unreadable.to_string())),
+        QueuedReferral::Stored(stored) => read_stored(deps, &stored.payload_ref, body).await?,
+    };
+    let referral = match read {
         Ok(referral) => referral,
-        Err(unreadable) => {
-            let text = message.referral.to_string();
-            return invalid(deps, run_id, &text, &unreadable.to_string()).await;
-        }
+        Err((text, detail)) => return invalid(deps, run_id, &text, &detail).await,
     };
     let extracted = extract_domain(&referral, deps.rules);
     let decision = eligibility(&referral, extracted.as_ref().map(|d| &d.domain), deps.rules);
@@ -137,6 +147,21 @@ async fn ingest_readable(deps: &IngestDeps<'_>, body: &str) -> Result<Ingested, 
     );
     count_in_run(deps.store, run_id, &record, outcome).await?;
     Ok(Ingested::of(record, outcome, &join))
+}
+
+/// The referral fetch-referrals stored under `key`, or the text to record as `invalid_payload`
+/// and why. The payload is written before its message is sent, so one that is missing is gone:
+/// the message (`body`) is recorded with that reason.
+async fn read_stored(
+    deps: &IngestDeps<'_>,
+    key: &str,
+    body: &str,
+) -> Result<Result<Referral, (String, String)>, IngestError> {
+    let Some(text) = deps.store.get_payload(key).await? else {
+        let detail = format!("the referral payload {key:?} the message refers to is not stored");
+        return Ok(Err((body.to_owned(), detail)));
+    };
+    Ok(parse_referral(&text).map_err(|unreadable| (text, unreadable.to_string())))
 }
 
 /// Joins the stored referral to its domain's lead ([`join_referral`]), scans the domain when a
@@ -200,6 +225,7 @@ async fn request_push(deps: &IngestDeps<'_>, lead: &Lead) -> Result<(), IngestEr
         domain: lead.domain.to_string(),
         lead_version: lead.content_version,
         force: false,
+        deferrals: 0,
     }
     .to_body();
     let report = send_all(

@@ -23,6 +23,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         rules: &rules,
         rescan_after: config.rescan_after,
         send_backoff: Backoff::default(),
+        max_receives: config.max_receive_count,
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         handle(&deps, event)

@@ -8,14 +8,20 @@
 
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::StreamExt as _;
+use hunter_core::bulk_sync::{BulkSyncMessage, queue_step};
+use hunter_core::deadline;
+use hunter_core::failures::{FailedMessage, note_failure, receive_count};
+use hunter_core::fanout::send_all;
 use hunter_core::messages::PushMessage;
+use hunter_core::metrics::{Metrics, push_dynamics as metrics};
 use hunter_core::optimistic::{Change, update_lead, update_lead_with_referral};
 use hunter_core::ports::{
-    LeadSink, LeadUpsert, MAX_PAGE_SIZE, PushedLead, Queue, ReferralWriteBack, SinkError, Store,
-    StoreError,
+    LeadSink, LeadUpsert, MAX_PAGE_SIZE, OutgoingMessage, PushedLead, Queue, ReferralWriteBack,
+    SinkError, Store, StoreError,
 };
+use hunter_core::retry::Backoff;
 use hunter_domain::clock;
 use hunter_domain::crm::{DynamicsMapping, lead_input, opportunity_records};
 use hunter_domain::leads::{LeadWithReferral, PushAttempt, is_active, push_needed, record_push};
@@ -28,6 +34,17 @@ use serde_json::{Map, Value};
 pub const ACTOR: &str = "push-dynamics";
 /// SQS's longest visibility timeout.
 const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
+/// SQS's longest delivery delay.
+const MAX_DELAY: Duration = Duration::from_secs(900);
+/// The shortest wait before a put-off push is tried again.
+const MIN_DEFERRAL: Duration = Duration::from_secs(1);
+/// A push is put off at most this often (at up to 15 minutes each) before its waits count
+/// toward the dead-letter queue like any other failure.
+pub const MAX_DEFERRALS: u32 = 96;
+/// Time kept back from the invocation's deadline to record outcomes and put off the rest.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
+/// The queue's name in failure records and logs.
+pub const QUEUE: &str = "dynamics-push";
 
 /// What the function works with.
 #[allow(missing_debug_implementations, reason = "trait objects")]
@@ -35,8 +52,10 @@ pub struct PushDeps<'a> {
     pub store: &'a dyn Store,
     pub sink: &'a dyn LeadSink,
     pub mapping: &'a DynamicsMapping,
-    /// The dynamics-push queue, to extend a throttled message's visibility.
+    /// The dynamics-push queue, to put off a throttled push (or extend its visibility).
     pub queue: Option<&'a dyn Queue>,
+    /// The queue's maxReceiveCount, to log the failure that dead-letters a message.
+    pub max_receives: Option<u32>,
     /// Partner Center, to write the Dynamics id back onto the referrals (off when `None`).
     pub write_back: Option<&'a dyn ReferralWriteBack>,
     /// Accepted referrals become account + contact + opportunity (`HUNTER_D365_OPPORTUNITIES`).
@@ -73,22 +92,84 @@ impl From<SinkError> for PushOutcome {
 /// The SQS batch handler: the batch's leads are upserted together (a `$batch` when there are
 /// several), the rest of each push runs concurrently, as many at once as the sink allows
 /// (Dataverse's `x-ms-dop-hint`).
-pub async fn handle_batch(deps: &PushDeps<'_>, event: SqsEvent) -> SqsBatchResponse {
+///
+/// A push Dynamics asked to wait for (429 with `Retry-After`, or a wait that would pass the
+/// invocation's deadline) is put off: a fresh copy of its message is sent with that delay and
+/// this one acknowledged, so waiting never uses up the queue's receives. Other retryable
+/// failures go back to the queue as batch item failures, their reason recorded.
+pub async fn handle_batch(deps: &PushDeps<'_>, mut event: SqsEvent) -> SqsBatchResponse {
+    let mut retries = Vec::new();
+    let (steps, records): (Vec<_>, Vec<_>) = event
+        .records
+        .drain(..)
+        .partition(|r| BulkSyncMessage::from_body(r.body.as_deref().unwrap_or_default()).is_some());
+    event.records = records;
+    for record in &steps {
+        if let Some(error) = bulk_sync_step(deps, record).await {
+            retries.push((record, error, None));
+        }
+    }
     let bodies: Vec<&str> = event
         .records
         .iter()
         .map(|r| r.body.as_deref().unwrap_or_default())
         .collect();
     let outcomes = push_messages(deps, &bodies).await;
-    let mut response = SqsBatchResponse::default();
-    for (record, outcome) in event.records.iter().zip(outcomes) {
-        let message_id = record.message_id.clone().unwrap_or_default();
+    let mut tally = Tally::default();
+    let mut deferrals = Vec::new();
+    for ((record, body), outcome) in event.records.iter().zip(&bodies).zip(outcomes) {
         let (error, after) = match outcome {
             Ok(PushOutcome::Retry { error, after }) => (error, after),
             Err(err) => (err.to_string(), None),
-            Ok(_) => continue,
+            Ok(PushOutcome::Synced(_)) => {
+                tally.pushed += 1;
+                continue;
+            }
+            Ok(PushOutcome::Failed(_)) => {
+                tally.failed += 1;
+                continue;
+            }
+            Ok(PushOutcome::Skipped(_)) => continue,
         };
-        tracing::warn!(event = "dynamics_push_retry", message_id = %message_id, error = %error, retry_after_ms = after.map(|d| d.as_millis()));
+        match after.and_then(|after| deferred(body, after)) {
+            Some(mut copy) if deps.queue.is_some() => {
+                copy.id = deferrals.len().to_string();
+                deferrals.push((record, error, after, copy));
+            }
+            _ => retries.push((record, error, after)),
+        }
+    }
+    tally.throttled = deferrals.len();
+    if let Some(queue) = deps.queue.filter(|_| !deferrals.is_empty()) {
+        let copies: Vec<OutgoingMessage> = deferrals.iter().map(|d| d.3.clone()).collect();
+        let refused = match send_all(queue, &copies, &Backoff::default()).await {
+            Ok(report) => report.failed.into_iter().map(|f| f.id).collect(),
+            Err(err) => {
+                tracing::warn!(event = "dynamics_push_defer_failed", error = %err);
+                copies.iter().map(|c| c.id.clone()).collect::<Vec<_>>()
+            }
+        };
+        for (record, error, after, copy) in deferrals {
+            if refused.contains(&copy.id) {
+                retries.push((record, error, after));
+                continue;
+            }
+            tally.requeued += 1;
+            tracing::info!(event = "dynamics_push_deferred", message_id = record.message_id.as_deref().unwrap_or_default(), error = %error, delay_s = copy.delay.map(|d| d.as_secs()));
+        }
+    }
+    let mut response = SqsBatchResponse::default();
+    for (record, error, after) in retries {
+        let message_id = record.message_id.clone().unwrap_or_default();
+        let failed = FailedMessage {
+            queue: QUEUE,
+            message_id: &message_id,
+            receive_count: receive_count(&record.attributes),
+            error: &error,
+        };
+        if note_failure(deps.store, failed, deps.max_receives).await {
+            tally.dead_lettered += 1;
+        }
         if let (Some(queue), Some(receipt), Some(after)) =
             (deps.queue, record.receipt_handle.as_deref(), after)
         {
@@ -103,7 +184,60 @@ pub async fn handle_batch(deps: &PushDeps<'_>, event: SqsEvent) -> SqsBatchRespo
         failure.item_identifier = message_id;
         response.batch_item_failures.push(failure);
     }
+    tally.emit();
     response
+}
+
+/// One step of a bulk sync (a page of leads queued, and the step after it); the error when it
+/// must be tried again.
+async fn bulk_sync_step(deps: &PushDeps<'_>, record: &SqsMessage) -> Option<String> {
+    let step = BulkSyncMessage::from_body(record.body.as_deref().unwrap_or_default())?;
+    let Some(queue) = deps.queue else {
+        return Some("no push queue to continue the bulk sync on".to_owned());
+    };
+    match queue_step(deps.store, queue, &step).await {
+        Ok(queued) => {
+            tracing::info!(event = "dynamics_bulk_sync_step", status = ?step.status, pushes = queued.pushes, continues = queued.continues);
+            None
+        }
+        Err(err) => Some(err.to_string()),
+    }
+}
+
+/// What a batch did, for the function's metrics.
+#[derive(Debug, Default)]
+struct Tally {
+    pushed: usize,
+    failed: usize,
+    throttled: usize,
+    requeued: usize,
+    dead_lettered: usize,
+}
+
+impl Tally {
+    fn emit(&self) {
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        Metrics::new(metrics::FUNCTION)
+            .count(metrics::PUSHED, count(self.pushed))
+            .count(metrics::PUSH_FAILED, count(self.failed))
+            .count(metrics::THROTTLED, count(self.throttled))
+            .count(metrics::REQUEUED, count(self.requeued))
+            .count(metrics::DEAD_LETTERED, count(self.dead_lettered))
+            .emit();
+    }
+}
+
+/// A fresh copy of push message `body`, delivered after `after`; `None` when the message is
+/// unreadable or was put off [`MAX_DEFERRALS`] times already (then it counts toward the DLQ).
+fn deferred(body: &str, after: Duration) -> Option<OutgoingMessage> {
+    let mut message = PushMessage::from_body(body).ok()?;
+    if message.deferrals >= MAX_DEFERRALS {
+        return None;
+    }
+    message.deferrals += 1;
+    let mut copy = OutgoingMessage::new(String::new(), message.to_body());
+    copy.delay = Some(after.clamp(MIN_DEFERRAL, MAX_DELAY));
+    Some(copy)
 }
 
 /// One push message. `Err` only for store failures (retried).
@@ -215,7 +349,10 @@ async fn prepare(deps: &PushDeps<'_>, body: &str) -> Result<Prepared, StoreError
         None => None,
     };
     Ok(
-        match deps.mapping.map(&lead_input(&lead, referral.as_ref())) {
+        match deps
+            .mapping
+            .map(&lead_input(&lead, referral.as_ref(), deps.mapping))
+        {
             Ok(record) => Prepared::Ready(lead, record),
             Err(err) => Prepared::Unmappable(lead, err.to_string()),
         },
@@ -418,10 +555,13 @@ async fn audit(
     store.append_audit(&entry).await
 }
 
-/// The Lambda entry: an SQS event from the dynamics-push queue.
+/// The Lambda entry: an SQS event from the dynamics-push queue, pushed under the invocation's
+/// deadline (less [`DEADLINE_MARGIN`] to record what happened).
 pub async fn handle(
     deps: &PushDeps<'_>,
     event: lambda_runtime::LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-    Ok(handle_batch(deps, event.payload).await)
+    let deadline = deadline::from_epoch_millis(event.context.deadline)
+        .map(|d| deadline::keeping_back(d, DEADLINE_MARGIN));
+    Ok(deadline::within(deadline, handle_batch(deps, event.payload)).await)
 }

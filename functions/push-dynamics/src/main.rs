@@ -17,12 +17,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let store = std::sync::Arc::new(wiring::dynamo_store(&sdk, &config));
     let queue = wiring::dynamics_queue(&sdk, &config).await?;
     let sink = wiring::dataverse_sink(wiring::http_client()?, &config, &credentials, &mapping)?;
-    let partner_center = wiring::write_back(&config, &credentials, store.clone())?;
+    let partner_center = wiring::write_back(&sdk, &config, &credentials)?;
     let deps = PushDeps {
         store: store.as_ref(),
         sink: &sink,
         mapping: &mapping,
         queue: Some(&queue),
+        max_receives: config.max_receive_count,
         write_back: partner_center.as_ref().map(|c| c as &dyn ReferralWriteBack),
         opportunities: config.d365_opportunities.unwrap_or(true),
     };

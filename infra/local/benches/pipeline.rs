@@ -85,6 +85,7 @@ fn ingest(c: &mut Criterion) {
                     rules: Rules::embedded(),
                     rescan_after: Duration::from_secs(7 * 86_400),
                     send_backoff: Backoff::default(),
+                    max_receives: None,
                 };
                 runtime.block_on(async {
                     for body in &bodies {

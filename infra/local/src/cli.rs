@@ -6,8 +6,16 @@ use clap::Parser;
 
 /// Hunter referral sync on one machine: simulators, embedded store and queues, all functions, API.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "hunter-local", version)]
+#[command(
+    name = "hunter-local",
+    version,
+    args_conflicts_with_subcommands = false
+)]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub backend: BackendArgs,
     /// Port of the API and UI.
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
@@ -21,10 +29,20 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 200)]
     pub seed: usize,
     /// Use this Partner Center API instead of the built-in simulator.
-    #[arg(long, value_name = "URL", requires = "partner_center_token_url")]
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "partner_center_token_url",
+        global = true
+    )]
     pub partner_center_url: Option<String>,
     /// The token endpoint of that Partner Center API.
-    #[arg(long, value_name = "URL", requires = "partner_center_url")]
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "partner_center_url",
+        global = true
+    )]
     pub partner_center_token_url: Option<String>,
     /// Use this Dataverse (Dynamics 365 org URL) instead of the built-in simulator.
     #[arg(long, value_name = "URL", requires = "dynamics_token_url")]
@@ -32,9 +50,6 @@ pub struct Args {
     /// The token endpoint for that org (`https://login.microsoftonline.com/TENANT/oauth2/v2.0/token`).
     #[arg(long, value_name = "URL", requires = "dynamics_url")]
     pub dynamics_token_url: Option<String>,
-    /// DynamoDB and SQS (standard AWS environment, HUNTER_* names) instead of the embedded adapters.
-    #[arg(long)]
-    pub aws: bool,
     /// Run one sync, drain every queue, print one JSON summary, exit (non-zero if anything was
     /// dead-lettered).
     #[arg(long)]
@@ -46,6 +61,15 @@ pub struct Args {
     /// Center (also `HUNTER_PC_WRITE_BACK=true`).
     #[arg(long)]
     pub write_back: bool,
+    /// Seconds a received message stays invisible before it is delivered again (the queues'
+    /// visibility timeout, 360 as in template.yaml).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "HUNTER_QUEUE_VISIBILITY",
+        default_value_t = 360
+    )]
+    pub queue_visibility: u64,
     /// Seconds between scheduled syncs when serving.
     #[arg(long, default_value_t = 60)]
     pub sync_interval: u64,
@@ -55,6 +79,84 @@ pub struct Args {
     pub dns: Option<String>,
     #[command(flatten)]
     pub sim: SimFaultArgs,
+}
+
+/// Where Hunter keeps its data (every command takes these).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct BackendArgs {
+    /// Keep the store and queues in SQLite under DIR; a second start resumes where the first
+    /// stopped.
+    #[arg(
+        long,
+        value_name = "DIR",
+        global = true,
+        default_value = "hunter-data",
+        env = "HUNTER_DATA_DIR"
+    )]
+    pub data_dir: PathBuf,
+    /// Keep nothing: the store and queues live in memory and end with the process.
+    #[arg(long, global = true, conflicts_with = "aws")]
+    pub in_memory: bool,
+    /// DynamoDB and SQS (standard AWS environment, HUNTER_* names) instead of the embedded adapters.
+    #[arg(long, global = true)]
+    pub aws: bool,
+}
+
+/// Where the store and queues live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite(PathBuf),
+    Memory,
+    Aws,
+}
+
+impl BackendArgs {
+    pub fn backend(&self) -> Backend {
+        match (self.aws, self.in_memory) {
+            (true, _) => Backend::Aws,
+            (false, true) => Backend::Memory,
+            (false, false) => Backend::Sqlite(self.data_dir.clone()),
+        }
+    }
+}
+
+/// The commands besides running Hunter.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// List the dead letters of a queue (both queues when none is named): message id, receive
+    /// count, last error, what the message was about.
+    Dlq {
+        #[arg(long, value_enum)]
+        queue: Option<QueueName>,
+    },
+    /// Move a queue's dead letters back onto the queue.
+    Redrive {
+        #[arg(long, value_enum)]
+        queue: QueueName,
+    },
+    /// Sign in to Partner Center as a user (device code flow) and keep the refresh token.
+    SignIn,
+    /// Copy the embedded database to FILE while Hunter runs (SQLite online backup).
+    Backup { file: PathBuf },
+}
+
+/// The queues between the functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueName {
+    Referrals,
+    DynamicsPush,
+}
+
+impl QueueName {
+    pub const ALL: [QueueName; 2] = [QueueName::Referrals, QueueName::DynamicsPush];
+
+    /// The name the logs and the failure records use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueName::Referrals => "referrals",
+            QueueName::DynamicsPush => "dynamics-push",
+        }
+    }
 }
 
 /// Faults the built-in Partner Center simulator injects (also settable at run time with
@@ -99,6 +201,9 @@ pub struct SimFaultArgs {
     /// Share of Dataverse requests answered 500 or 503.
     #[arg(long, env = "HUNTER_SIM_DATAVERSE_ERROR_RATE", default_value_t = 0.0)]
     pub sim_dataverse_error_rate: f64,
+    /// The queues deliver some messages twice and batches in any order, as SQS may.
+    #[arg(long, env = "HUNTER_SIM_QUEUE_FAULTS")]
+    pub sim_queue_faults: bool,
     /// The built-in DNS simulator answers NXDOMAIN, SERVFAIL or nothing at all for some seeded
     /// domains (those scans end `nxdomain`, `servfail`, `timeout`).
     #[arg(long, env = "HUNTER_SIM_DNS_FAULTS")]

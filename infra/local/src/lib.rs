@@ -2,7 +2,11 @@
 //! services, the embedded store and queues (or DynamoDB/SQS), and the API.
 
 pub mod cli;
+pub mod data_dir;
+pub mod dead_letters;
 pub mod dns;
+pub mod refresh_token;
+pub mod sign_in;
 pub mod sim;
 pub mod stack;
 pub mod summary;
@@ -22,12 +26,22 @@ use hunter_core::secret::Secret;
 use hunter_domain::model::SyncStatus;
 use tokio::sync::mpsc;
 
-use crate::cli::Args;
+use crate::cli::{Args, Command, QueueName};
 use crate::stack::Stack;
 use crate::summary::OnceSummary;
 
 /// Runs hunter-local as `args` say: one sync with `--once`, else serve until interrupted.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match &args.command {
+        None => {}
+        Some(Command::Dlq { queue }) => return dlq(&args, *queue).await,
+        Some(Command::Redrive { queue }) => return redrive(&args, *queue).await,
+        Some(Command::Backup { file }) => return backup(&args, file),
+        Some(Command::SignIn) => {
+            sign_in::sign_in(&args).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     let stack = Arc::new(Stack::build(&args).await?);
     if args.once {
         let summary = run_once(&stack).await?;
@@ -39,6 +53,66 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         });
     }
     serve(stack, &args).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The store and the two queues of the backend the flags name, without simulators.
+async fn backend(args: &Args) -> anyhow::Result<stack::Adapters> {
+    let config =
+        hunter_core::config::Config::from_env().context("reading HUNTER_* configuration")?;
+    stack::backend_adapters(
+        &args.backend.backend(),
+        &config,
+        &stack::QueueSettings::of(args),
+    )
+    .await
+}
+
+/// `hunter-local dlq`: prints the dead letters of one queue or both.
+async fn dlq(args: &Args, queue: Option<QueueName>) -> anyhow::Result<ExitCode> {
+    let (store, referrals, pushes) = backend(args).await?;
+    let mut lines = Vec::new();
+    for name in queue.map_or(QueueName::ALL.to_vec(), |q| vec![q]) {
+        let queue = match name {
+            QueueName::Referrals => referrals.as_ref(),
+            QueueName::DynamicsPush => pushes.as_ref(),
+        };
+        lines.extend(dead_letters::list(store.as_ref(), queue, name).await?);
+    }
+    dead_letters::print_table(&mut std::io::stdout().lock(), &lines)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `hunter-local redrive`: moves a queue's dead letters back onto it.
+async fn redrive(args: &Args, queue: QueueName) -> anyhow::Result<ExitCode> {
+    let (_, referrals, pushes) = backend(args).await?;
+    let target = match queue {
+        QueueName::Referrals => referrals,
+        QueueName::DynamicsPush => pushes,
+    };
+    let moved = target.redrive_dead_letters().await?;
+    tracing::info!(
+        event = "dead_letters_redriven",
+        queue = queue.as_str(),
+        moved
+    );
+    println!("moved {moved} dead letters back to {}", queue.as_str());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `hunter-local backup FILE`: an online copy of the embedded database.
+fn backup(args: &Args, file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let cli::Backend::Sqlite(dir) = args.backend.backend() else {
+        anyhow::bail!(
+            "backup copies the embedded database: it needs --data-dir, not --in-memory or --aws"
+        );
+    };
+    let path = stack::database_path(&dir);
+    anyhow::ensure!(path.exists(), "no database at {}", path.display());
+    let db = hunter_sqlite::SqliteDb::open(&path)?;
+    db.backup_to(file)
+        .with_context(|| format!("backing up to {}", file.display()))?;
+    println!("backed up {} to {}", path.display(), file.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -90,7 +164,7 @@ async fn serve(stack: Arc<Stack>, args: &Args) -> anyhow::Result<()> {
             api_token.expose()
         );
     }
-    tracing::info!(event = "hunter_local_ready", url = %url, aws = args.aws);
+    tracing::info!(event = "hunter_local_ready", url = %url, backend = ?args.backend.backend());
 
     let syncing = stack.clone();
     let interval = Duration::from_secs(args.sync_interval.max(1));
@@ -115,11 +189,26 @@ async fn serve(stack: Arc<Stack>, args: &Args) -> anyhow::Result<()> {
 
     let app = http_api::routes(state).merge(ui::router(stack.ui.clone()));
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM (a service manager stopping hunter-local).
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!(event = "hunter_local_stopping");
 }
 
 /// The API over `stack`; `POST /sync` hands its run id (`None`: the loop picks one) to the sync

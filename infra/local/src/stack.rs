@@ -1,5 +1,6 @@
 //! The adapters hunter-local runs the handlers with: embedded or AWS, simulator or real service.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,25 +20,35 @@ use hunter_core::wiring;
 use hunter_domain::crm::DynamicsMapping;
 use hunter_domain::rules::Rules;
 
-use crate::cli::Args;
+use crate::cli::{Args, Backend};
+use crate::data_dir::{DataDirLock, end_stale_lease};
 use crate::dns::{DnsSim, RunningDns};
 use crate::sim::dataverse::{
     DataverseConfig, DataverseSim, Faults as DataverseFaults, Limits as DataverseLimits,
     RunningDataverse,
 };
 use crate::sim::partner_center::{Faults, PartnerCenterSim, RunningSim, SimConfig};
+use crate::sim::queue_faults::FaultyQueue;
 use crate::sim::seed::{generate_referrals, load_referrals_file};
+use hunter_sqlite::{SqliteDb, SqliteQueue, SqliteStore};
 
 /// Receives before a message is dead-lettered (as `maxReceiveCount` in template.yaml).
 pub const MAX_RECEIVE_COUNT: u32 = 5;
 /// Visibility timeout of the queues (as in template.yaml).
 pub const VISIBILITY: Duration = Duration::from_secs(360);
+/// The queues' names (embedded, and on SQS unless their URLs say otherwise).
+pub const REFERRALS_QUEUE: &str = "hunter-referrals";
+pub const PUSH_QUEUE: &str = "hunter-dynamics-push";
+/// The database file of the durable backend, in the data directory.
+pub const DATABASE_FILE: &str = "hunter.db";
 /// Seed of the generated referrals: the same N referrals on every run.
 const SEED_RNG: u64 = 42;
 
 /// Everything the handlers need, built once.
 #[allow(missing_debug_implementations, reason = "trait objects")]
 pub struct Stack {
+    /// The data directory's lock (durable backend), held as long as the stack lives.
+    _data_lock: Option<DataDirLock>,
     pub store: Arc<dyn Store>,
     pub referrals_queue: Arc<dyn Queue>,
     pub push_queue: Arc<dyn Queue>,
@@ -200,14 +211,23 @@ impl Stack {
         };
         let scanner = Arc::new(wiring::dns_scanner(&config).context("building the DNS scanner")?);
 
-        let (store, referrals_queue, push_queue) = if args.aws {
-            aws_adapters(&config).await?
-        } else {
-            embedded_adapters()
+        let backend = args.backend.backend();
+        let data_lock = match &backend {
+            Backend::Sqlite(dir) => Some(DataDirLock::acquire(dir)?),
+            Backend::Memory | Backend::Aws => None,
         };
-        let source =
-            wiring::partner_center(wiring::http_client()?, &config, &credentials, store.clone())?;
+        let (store, referrals_queue, push_queue) =
+            backend_adapters(&backend, &config, &QueueSettings::of(args)).await?;
+        if data_lock.is_some() {
+            end_stale_lease(store.as_ref()).await?;
+        }
+        // The rotating Partner Center refresh token (see crate::refresh_token).
+        let tokens =
+            crate::refresh_token::stack_token_store(args, &config, partner_center_sim.is_some())
+                .await?;
+        let source = wiring::partner_center(wiring::http_client()?, &config, &credentials, tokens)?;
         Ok(Self {
+            _data_lock: data_lock,
             store,
             referrals_queue,
             push_queue,
@@ -229,19 +249,95 @@ impl Stack {
     }
 }
 
-type Adapters = (Arc<dyn Store>, Arc<dyn Queue>, Arc<dyn Queue>);
+/// The store, the referrals queue and the dynamics-push queue.
+pub type Adapters = (Arc<dyn Store>, Arc<dyn Queue>, Arc<dyn Queue>);
 
-fn embedded_adapters() -> Adapters {
-    (
-        Arc::new(EmbeddedStore::new()),
-        Arc::new(EmbeddedQueue::new(
-            "hunter-referrals",
-            VISIBILITY,
+/// How the embedded queues behave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueSettings {
+    pub visibility: Duration,
+    /// Deliver some messages twice and batches in any order (`--sim-queue-faults`).
+    pub faults: bool,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            visibility: VISIBILITY,
+            faults: false,
+        }
+    }
+}
+
+impl QueueSettings {
+    pub fn of(args: &Args) -> Self {
+        Self {
+            visibility: Duration::from_secs(args.queue_visibility.max(1)),
+            faults: args.sim.sim_queue_faults,
+        }
+    }
+
+    fn wrap(&self, queue: impl Queue + 'static) -> Arc<dyn Queue> {
+        match self.faults {
+            true => Arc::new(FaultyQueue::new(queue)),
+            false => Arc::new(queue),
+        }
+    }
+}
+
+/// The store and queues of `backend`.
+pub async fn backend_adapters(
+    backend: &Backend,
+    config: &Config,
+    queues: &QueueSettings,
+) -> anyhow::Result<Adapters> {
+    match backend {
+        Backend::Aws => aws_adapters(config).await,
+        Backend::Memory => Ok(memory_adapters(queues)),
+        Backend::Sqlite(dir) => sqlite_adapters(dir, queues),
+    }
+}
+
+/// The database file of the durable embedded backend in `dir`.
+pub fn database_path(dir: &Path) -> PathBuf {
+    dir.join(DATABASE_FILE)
+}
+
+/// The durable embedded backend: one SQLite database under `dir` (created when missing).
+fn sqlite_adapters(dir: &Path, queues: &QueueSettings) -> anyhow::Result<Adapters> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    let path = database_path(dir);
+    let db = SqliteDb::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    tracing::info!(event = "local_data_opened", path = %path.display());
+    Ok((
+        Arc::new(SqliteStore::new(db.clone())),
+        queues.wrap(SqliteQueue::new(
+            db.clone(),
+            REFERRALS_QUEUE,
+            queues.visibility,
             MAX_RECEIVE_COUNT,
         )),
-        Arc::new(EmbeddedQueue::new(
-            "hunter-dynamics-push",
-            VISIBILITY,
+        queues.wrap(SqliteQueue::new(
+            db,
+            PUSH_QUEUE,
+            queues.visibility,
+            MAX_RECEIVE_COUNT,
+        )),
+    ))
+}
+
+fn memory_adapters(queues: &QueueSettings) -> Adapters {
+    (
+        Arc::new(EmbeddedStore::new()),
+        queues.wrap(EmbeddedQueue::new(
+            REFERRALS_QUEUE,
+            queues.visibility,
+            MAX_RECEIVE_COUNT,
+        )),
+        queues.wrap(EmbeddedQueue::new(
+            PUSH_QUEUE,
+            queues.visibility,
             MAX_RECEIVE_COUNT,
         )),
     )
@@ -257,8 +353,8 @@ async fn aws_adapters(config: &Config) -> anyhow::Result<Adapters> {
         .await
         .with_context(|| format!("creating table {}", config.table))?;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let referrals_name = queue_name(config.referrals_queue_url.as_deref(), "hunter-referrals");
-    let push_name = queue_name(config.dynamics_queue_url.as_deref(), "hunter-dynamics-push");
+    let referrals_name = queue_name(config.referrals_queue_url.as_deref(), REFERRALS_QUEUE);
+    let push_name = queue_name(config.dynamics_queue_url.as_deref(), PUSH_QUEUE);
     let referrals = SqsQueue::ensure(sqs.clone(), &referrals_name, VISIBILITY, MAX_RECEIVE_COUNT)
         .await
         .with_context(|| format!("creating queue {referrals_name}"))?;

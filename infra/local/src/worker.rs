@@ -55,6 +55,7 @@ pub async fn drain_referrals(stack: &Stack) -> Result<DrainReport, QueueError> {
         rules: &stack.rules,
         rescan_after: stack.rescan_after,
         send_backoff: Backoff::default(),
+        max_receives: Some(crate::stack::MAX_RECEIVE_COUNT),
     };
     drain(stack.referrals_queue.as_ref(), |event| {
         handle_batch(&deps, event)
@@ -68,12 +69,12 @@ pub async fn drain_pushes(stack: &Stack) -> Result<DrainReport, QueueError> {
     let Some(sink) = &stack.dynamics else {
         return Ok(DrainReport::default());
     };
-    // Locally the drain below paces redeliveries, so the handler need not touch visibility.
     let deps = PushDeps {
         store: stack.store.as_ref(),
         sink,
         mapping: &stack.mapping,
-        queue: None,
+        queue: Some(stack.push_queue.as_ref()),
+        max_receives: Some(crate::stack::MAX_RECEIVE_COUNT),
         write_back: stack
             .write_back
             .then_some(&stack.source as &dyn ReferralWriteBack),

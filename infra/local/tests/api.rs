@@ -19,6 +19,7 @@ async fn the_api_answers_with_a_token_and_queues_syncs_and_pushes() {
     let stack = Arc::new(
         Stack::build(&Args::parse_from([
             "hunter-local",
+            "--in-memory",
             "--once",
             "--seed",
             "40",

@@ -20,8 +20,13 @@ fn run_with_logs(
     env: &[(&str, String)],
     log_level: &str,
 ) -> (Value, std::process::ExitStatus, String) {
+    // Throwaway runs keep nothing, unless a test names a backend.
+    let throwaway = !args
+        .iter()
+        .any(|a| matches!(*a, "--aws" | "--data-dir" | "--in-memory"));
     let output = Command::new(env!("CARGO_BIN_EXE_hunter-local"))
         .args(args)
+        .args(throwaway.then_some("--in-memory"))
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("RUST_LOG", log_level)
         .output()
@@ -280,7 +285,11 @@ fn when_partner_center_refuses_the_refresh_token_should_fail_the_run_and_still_s
     assert!(!status.success(), "a failed sync exits non-zero: {summary}");
     assert_eq!(summary["status"], "failed", "{summary}");
     assert_eq!(summary["fetched"], 0);
-    assert!(summary["error"].is_string(), "{summary}");
+    // The error names the way out: a new sign-in (GET /health shows `partnerCenter.signIn:
+    // "required"` from it; see tests/sign_in.rs).
+    let error = summary["error"].as_str().unwrap_or_default();
+    assert!(hunter_core::ports::is_sign_in_required(error), "{summary}");
+    assert!(error.contains("hunter-local sign-in"), "{summary}");
     let summaries: Vec<Value> = logs
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hunter_core::http::TokenEndpoint;
-use hunter_core::partner_center::{PartnerCenterAuth, PartnerCenterClient, RefreshTokenStore};
+use hunter_core::partner_center::{
+    PartnerCenterAuth, PartnerCenterClient, RefreshTokenStore, StoredRefreshToken, TokenVersion,
+};
 use hunter_core::ports::ReferralFilter;
 use hunter_core::ports::ReferralSource as _;
 use hunter_core::ports::StoreError;
@@ -1006,18 +1008,37 @@ async fn when_referrals_are_malformed_should_serve_them_as_given() {
     assert_eq!(log[0]["auth_ok"], json!(true));
 }
 
+/// The token and a save counter as its version.
 #[derive(Default)]
-struct MemoryTokens(std::sync::Mutex<Option<Secret>>);
+struct MemoryTokens(std::sync::Mutex<Option<(Secret, u64)>>);
 
 #[async_trait::async_trait]
 impl RefreshTokenStore for MemoryTokens {
-    async fn load(&self) -> Result<Option<Secret>, StoreError> {
-        Ok(self.0.lock().unwrap().clone())
+    async fn load(&self) -> Result<Option<StoredRefreshToken>, StoreError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|(token, version)| StoredRefreshToken {
+                token: token.clone(),
+                version: TokenVersion(version.to_string()),
+            }))
     }
 
-    async fn save(&self, token: &Secret) -> Result<(), StoreError> {
-        *self.0.lock().unwrap() = Some(token.clone());
-        Ok(())
+    async fn save(
+        &self,
+        token: &Secret,
+        expected: Option<&TokenVersion>,
+    ) -> Result<TokenVersion, StoreError> {
+        let mut stored = self.0.lock().unwrap();
+        let version = stored.as_ref().map(|(_, v)| *v);
+        if version.map(|v| TokenVersion(v.to_string())).as_ref() != expected {
+            return Err(StoreError::Conflict("moved".to_owned()));
+        }
+        let next = version.unwrap_or(0) + 1;
+        *stored = Some((token.clone(), next));
+        Ok(TokenVersion(next.to_string()))
     }
 }
 
@@ -1081,7 +1102,7 @@ async fn when_the_hunter_client_syncs_should_get_every_referral_through_the_faul
         "tokens expired every two pages"
     );
     assert_eq!(
-        store.load().await.unwrap().unwrap().expose(),
+        store.load().await.unwrap().unwrap().token.expose(),
         sim.sim.current_refresh_token()
     );
 

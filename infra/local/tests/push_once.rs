@@ -18,6 +18,7 @@ async fn once_with_500_referrals_puts_every_eligible_lead_in_dynamics_exactly_on
  {
     let args = Args::parse_from([
         "hunter-local",
+        "--in-memory",
         "--once",
         "--seed",
         "500",
@@ -95,7 +96,14 @@ async fn once_with_500_referrals_puts_every_eligible_lead_in_dynamics_exactly_on
 
 #[tokio::test]
 async fn no_dynamics_pushes_nothing_and_leaves_leads_pending() {
-    let args = Args::parse_from(["hunter-local", "--once", "--seed", "60", "--no-dynamics"]);
+    let args = Args::parse_from([
+        "hunter-local",
+        "--in-memory",
+        "--once",
+        "--seed",
+        "60",
+        "--no-dynamics",
+    ]);
     let stack = Stack::build(&args).await.unwrap();
 
     let summary = hunter_local::run_once(&stack).await.unwrap();

@@ -50,7 +50,7 @@ fn url_in(banner: &str) -> String {
 fn start(args: &[&str], token: Option<&str>) -> Served {
     let mut command = Command::new(env!("CARGO_BIN_EXE_hunter-local"));
     command
-        .args(["--port", "0"])
+        .args(["--port", "0", "--in-memory"])
         .args(args)
         .env_remove("HUNTER_API_TOKEN")
         .env("RUST_LOG", "warn")

@@ -24,6 +24,10 @@ pub struct Config {
     pub dynamics_token_url: Option<String>,
     /// `HUNTER_SECRET_ARN`: Secrets Manager secret holding the credentials, when set.
     pub secret_arn: Option<String>,
+    /// `HUNTER_PC_REFRESH_TOKEN_SECRET_ARN`: the Secrets Manager secret holding the rotating
+    /// Partner Center refresh token, `{"refreshToken": "..."}` (fetch-referrals, and push-dynamics
+    /// with write-back). Unset: hunter-local keeps it in its data directory.
+    pub pc_refresh_token_secret_arn: Option<String>,
     /// `HUNTER_FETCH_FUNCTION`: name or ARN of fetch-referrals, which http-api invokes for
     /// `POST /api/v1/sync` (default `fetch-referrals`, the function's name; the template sets the
     /// deployed one).
@@ -55,6 +59,15 @@ pub struct Config {
     /// (`7d`, `12h`, `30m`, `90s` or seconds; default 7 days).
     #[serde(default = "default_rescan_after", deserialize_with = "duration_text")]
     pub rescan_after: std::time::Duration,
+    /// `HUNTER_SYNC_OVERLAP`: how far before its watermark a sync asks Partner Center again, for
+    /// referrals committed late with an earlier `updatedDateTime` (`10m`, `1h`, `90s` or
+    /// seconds; default 10 minutes). Fetching some twice is free: ingest checks versions.
+    #[serde(default = "default_sync_overlap", deserialize_with = "duration_text")]
+    pub sync_overlap: std::time::Duration,
+    /// The queues' maxReceiveCount (`HUNTER_MAX_RECEIVE_COUNT`, as template.yaml sets it), so a
+    /// handler knows when a failure sends a message to the dead-letter queue.
+    #[serde(default)]
+    pub max_receive_count: Option<u32>,
     /// `HUNTER_UI_ORIGIN`: comma-separated origins of a UI served elsewhere than the API that
     /// browsers may call the API from (CORS); unset: the UI's own origin only.
     #[serde(default)]
@@ -158,6 +171,10 @@ fn default_rescan_after() -> std::time::Duration {
     std::time::Duration::from_secs(7 * 24 * 3600)
 }
 
+fn default_sync_overlap() -> std::time::Duration {
+    std::time::Duration::from_secs(10 * 60)
+}
+
 /// A duration written `<number><unit>` (`s`, `m`, `h`, `d`) or as seconds.
 pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
     let text = text.trim();
@@ -205,7 +222,7 @@ fn default_partner_center_token_url() -> String {
 /// Configuration that cannot be read.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
-pub struct ConfigError(String);
+pub struct ConfigError(pub(crate) String);
 
 impl Config {
     /// Reads the process environment. Empty values count as unset.
@@ -249,6 +266,7 @@ mod tests {
         assert_eq!(config.referrals_queue_url, None);
         assert_eq!(config.fetch_function, "fetch-referrals");
         assert_eq!(config.dns_server, None);
+        assert_eq!(config.pc_refresh_token_secret_arn, None);
     }
 
     #[test]
@@ -267,6 +285,20 @@ mod tests {
         let err = read("soon").unwrap_err().to_string();
         assert!(err.contains("not a duration"), "{err}");
         assert!(read("5w").is_err());
+    }
+
+    #[test]
+    fn when_a_sync_overlap_is_set_should_read_it_and_default_to_10_minutes() {
+        let read = |text: &str| {
+            Config::from_vars(vars(&[("HUNTER_SYNC_OVERLAP", text)])).map(|c| c.sync_overlap)
+        };
+        assert_eq!(
+            Config::from_vars(vars(&[])).unwrap().sync_overlap,
+            std::time::Duration::from_secs(600)
+        );
+        assert_eq!(read("30m").unwrap().as_secs(), 1800);
+        assert_eq!(read("0").unwrap().as_secs(), 0);
+        assert!(read("a while").is_err());
     }
 
     #[test]
@@ -333,6 +365,10 @@ mod tests {
             ("HUNTER_DYNAMICS_URL", "  "),
             ("HUNTER_PC_DIRECTIONS", "Incoming"),
             ("HUNTER_PC_STATUSES", "New,Active"),
+            (
+                "HUNTER_PC_REFRESH_TOKEN_SECRET_ARN",
+                "arn:aws:secretsmanager:eu-west-1:1:secret:rt",
+            ),
             ("OTHER", "x"),
         ]))
         .unwrap();
@@ -344,5 +380,9 @@ mod tests {
         assert_eq!(config.dynamics_url, None);
         assert_eq!(config.pc_directions, vec!["Incoming"]);
         assert_eq!(config.pc_statuses, vec!["New", "Active"]);
+        assert_eq!(
+            config.pc_refresh_token_secret_arn.as_deref(),
+            Some("arn:aws:secretsmanager:eu-west-1:1:secret:rt")
+        );
     }
 }

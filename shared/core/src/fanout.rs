@@ -1,13 +1,43 @@
-//! Sending many messages: batches of 10, transient entry failures retried, permanent ones reported.
+//! Sending many messages: batches of at most 10 entries and 256 KiB, transient entry failures
+//! retried, permanent ones reported.
 
 use serde_json::Value;
 
-use crate::messages::{MAX_MESSAGE_BYTES, ReferralMessage};
+use hunter_domain::referral::{MAX_PAYLOAD_BYTES, content_digest};
+
+use crate::adapters::memory_queue::MAX_BATCH_BYTES;
+use crate::messages::{MAX_MESSAGE_BYTES, PayloadRefMessage, ReferralMessage};
 use crate::ports::{OutgoingMessage, Queue, QueueError, SendFailure};
 use crate::retry::Backoff;
 
 /// SQS's batch size.
 pub const BATCH_SIZE: usize = 10;
+
+/// `messages` in SQS batches: at most [`BATCH_SIZE`] entries whose bodies add up to at most
+/// [`MAX_BATCH_BYTES`]. A message larger than that on its own comes back apart: no batch holds it.
+fn batches(messages: &[OutgoingMessage]) -> (Vec<&[OutgoingMessage]>, Vec<&OutgoingMessage>) {
+    let mut batches = Vec::new();
+    let mut too_large = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, message) in messages.iter().enumerate() {
+        let size = message.body.len();
+        let full = i - start == BATCH_SIZE || bytes + size > MAX_BATCH_BYTES;
+        if full && i > start {
+            batches.push(&messages[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        if size > MAX_BATCH_BYTES {
+            too_large.push(message);
+            start = i + 1;
+            continue;
+        }
+        bytes += size;
+    }
+    if start < messages.len() {
+        batches.push(&messages[start..]);
+    }
+    (batches, too_large)
+}
 
 /// What [`send_all`] could not deliver (everything else was accepted).
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -32,8 +62,9 @@ impl SendAllError {
     }
 }
 
-/// Sends `messages` in batches of [`BATCH_SIZE`]. Entries that failed transiently are sent again
-/// with backoff; entries the queue refused as malformed are reported, not retried.
+/// Sends `messages` in batches of at most [`BATCH_SIZE`] entries and [`MAX_BATCH_BYTES`].
+/// Entries that failed transiently are sent again with backoff; entries the queue refused as
+/// malformed, or too large for any batch, are reported, not retried.
 /// A whole-request failure that stays after the retries stops the send: the error says how many
 /// messages went out before it.
 pub async fn send_all(
@@ -42,7 +73,19 @@ pub async fn send_all(
     backoff: &Backoff,
 ) -> Result<SendReport, SendAllError> {
     let mut report = SendReport::default();
-    for chunk in messages.chunks(BATCH_SIZE) {
+    let (batches, too_large) = batches(messages);
+    report
+        .failed
+        .extend(too_large.into_iter().map(|m| SendFailure {
+            id: m.id.clone(),
+            code: "MessageTooLong".to_owned(),
+            message: format!(
+                "the body is {} bytes, more than {MAX_BATCH_BYTES}",
+                m.body.len()
+            ),
+            sender_fault: true,
+        }));
+    for chunk in batches {
         let mut pending: Vec<OutgoingMessage> = chunk.to_vec();
         let mut retry = 0;
         loop {
@@ -87,6 +130,36 @@ pub struct Unsendable {
     pub detail: String,
 }
 
+/// A referral too large for a message: stored under `key` ([`crate::ports::PayloadStore`])
+/// before its message ([`PayloadRefMessage`]) is sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Payload {
+    pub key: String,
+    /// The referral's JSON text.
+    pub text: String,
+}
+
+/// A page of referrals made into messages.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PageMessages {
+    /// One per referral that can travel (inline or by reference).
+    pub messages: Vec<OutgoingMessage>,
+    /// To store before `messages` are sent.
+    pub payloads: Vec<Payload>,
+    /// Referrals above the reader's bound ([`MAX_PAYLOAD_BYTES`]): to be stored as
+    /// `invalid_payload` instead.
+    pub unsendable: Vec<Unsendable>,
+}
+
+/// The key a referral's payload is stored under: its id when that is a string, else the digest
+/// of its text.
+fn payload_key(referral: &Value, text: &str) -> String {
+    match referral.get("id") {
+        Some(Value::String(id)) if !id.trim().is_empty() => id.trim().to_owned(),
+        _ => format!("sha256-{}", content_digest(text)),
+    }
+}
+
 /// What [`enqueue_referrals`] did with a page.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Enqueued {
@@ -97,33 +170,43 @@ pub struct Enqueued {
     pub transient: Vec<SendFailure>,
 }
 
-/// The [`ReferralMessage`]s of run `run_id` for referrals as Partner Center sent them, and the
-/// referrals too large for a message (to be stored as `invalid_payload` instead).
-pub fn referral_messages(
-    run_id: &str,
-    referrals: &[Value],
-) -> (Vec<OutgoingMessage>, Vec<Unsendable>) {
-    let mut oversized = Vec::new();
-    let mut messages = Vec::with_capacity(referrals.len());
+/// The messages of run `run_id` for referrals as Partner Center sent them: a
+/// [`ReferralMessage`] each, or for one too large for a message a [`PayloadRefMessage`] and
+/// the [`Payload`] to store first; a referral above the reader's bound is unsendable.
+pub fn referral_messages(run_id: &str, referrals: &[Value]) -> PageMessages {
+    let mut page = PageMessages::default();
     for (i, referral) in referrals.iter().enumerate() {
         let body = ReferralMessage {
             run_id: Some(run_id.to_owned()),
             referral: referral.clone(),
         }
         .to_body();
-        if body.len() > MAX_MESSAGE_BYTES {
-            oversized.push(Unsendable {
-                text: referral.to_string(),
-                detail: format!(
-                    "referral is {} bytes, more than a queue message holds",
-                    body.len()
-                ),
-            });
-        } else {
-            messages.push(OutgoingMessage::new(i.to_string(), body));
+        if body.len() <= MAX_MESSAGE_BYTES {
+            page.messages
+                .push(OutgoingMessage::new(i.to_string(), body));
+            continue;
         }
+        let text = referral.to_string();
+        if text.len() > MAX_PAYLOAD_BYTES {
+            page.unsendable.push(Unsendable {
+                detail: format!(
+                    "referral is {} bytes, more than the {MAX_PAYLOAD_BYTES}-byte limit",
+                    text.len()
+                ),
+                text,
+            });
+            continue;
+        }
+        let key = payload_key(referral, &text);
+        let reference = PayloadRefMessage {
+            run_id: Some(run_id.to_owned()),
+            payload_ref: key.clone(),
+        };
+        page.messages
+            .push(OutgoingMessage::new(i.to_string(), reference.to_body()));
+        page.payloads.push(Payload { key, text });
     }
-    (messages, oversized)
+    page
 }
 
 /// Sends referral messages ([`referral_messages`]) to the referrals queue; hands back the
@@ -167,6 +250,7 @@ mod tests {
 
     use super::*;
     use crate::adapters::EmbeddedQueue;
+    use crate::messages::QueuedReferral;
     use crate::ports::{QueueDepth, ReceivedMessage};
 
     /// Fails the first entry of each of its first `transient_rounds` batches with a service fault;
@@ -288,6 +372,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn when_ten_large_messages_are_sent_should_split_the_batch_by_size_too() {
+        let queue = flaky(0);
+        let large: Vec<OutgoingMessage> = (0..10)
+            .map(|i| OutgoingMessage::new(format!("m{i}"), "x".repeat(30 * 1024)))
+            .collect();
+        let report = send_all(&queue, &large, &fast(3)).await.unwrap();
+        assert_eq!(
+            report,
+            SendReport {
+                sent: 10,
+                failed: vec![]
+            }
+        );
+        assert_eq!(*queue.batches.lock().unwrap(), vec![8, 2]);
+        assert_eq!(queue.depth().await.unwrap().visible, 10);
+    }
+
+    #[tokio::test]
     async fn when_an_entry_fails_transiently_should_resend_only_that_entry() {
         let queue = flaky(2);
         let report = send_all(&queue, &messages(4), &fast(3)).await.unwrap();
@@ -332,34 +434,59 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn when_a_page_is_enqueued_should_wrap_each_referral_and_set_aside_oversized_ones() {
+    async fn when_a_page_is_enqueued_should_wrap_each_referral_and_send_large_ones_by_reference() {
         let queue = flaky(0);
-        let huge = serde_json::json!({"id": "big", "notes": "x".repeat(MAX_MESSAGE_BYTES)});
+        let large = serde_json::json!({"id": "big", "notes": "x".repeat(MAX_MESSAGE_BYTES)});
+        let unnamed = serde_json::json!({"id": 7, "notes": "y".repeat(MAX_MESSAGE_BYTES)});
+        let huge = serde_json::json!({"id": "huge", "notes": "z".repeat(MAX_PAYLOAD_BYTES)});
         let referrals = vec![
             serde_json::json!({"id": "a"}),
+            large.clone(),
+            unnamed.clone(),
             huge,
             serde_json::json!({"id": "b"}),
         ];
-        let (messages, oversized) = referral_messages("run-1", &referrals);
-        assert_eq!(oversized.len(), 1);
-        assert!(oversized[0].text.contains("\"big\""));
-        assert!(
-            oversized[0]
-                .detail
-                .contains("more than a queue message holds")
-        );
-        let enqueued = enqueue_referrals(&queue, &messages, &fast(1))
+        let page = referral_messages("run-1", &referrals);
+        assert_eq!(page.unsendable.len(), 1);
+        assert!(page.unsendable[0].text.contains("\"huge\""));
+        assert!(page.unsendable[0].detail.contains("limit"));
+        assert_eq!(page.payloads.len(), 2);
+        assert_eq!(page.payloads[0].key, "big");
+        assert_eq!(page.payloads[0].text, large.to_string());
+        assert!(page.payloads[1].key.starts_with("sha256-"), "a number id");
+        assert_eq!(page.payloads[1].text, unnamed.to_string());
+        let enqueued = enqueue_referrals(&queue, &page.messages, &fast(1))
             .await
             .unwrap();
-        assert_eq!(enqueued.sent, 2);
+        assert_eq!(enqueued.sent, 4);
         assert!(enqueued.transient.is_empty() && enqueued.refused.is_empty());
         let received = queue.receive(10, None, Duration::ZERO).await.unwrap();
-        let bodies: Vec<ReferralMessage> = received
+        let read: Vec<QueuedReferral> = received
             .iter()
-            .map(|m| ReferralMessage::from_body(&m.body).unwrap())
+            .map(|m| QueuedReferral::from_body(&m.body).unwrap())
             .collect();
-        assert!(bodies.iter().all(|m| m.run_id.as_deref() == Some("run-1")));
-        assert_eq!(bodies.len(), 2);
+        assert!(read.iter().all(|m| m.run_id() == Some("run-1")));
+        let refs: Vec<&str> = read
+            .iter()
+            .filter_map(|m| match m {
+                QueuedReferral::Stored(s) => Some(s.payload_ref.as_str()),
+                QueuedReferral::Inline(_) => None,
+            })
+            .collect();
+        assert_eq!(refs, vec!["big", page.payloads[1].key.as_str()]);
+    }
+
+    #[tokio::test]
+    async fn when_a_message_is_larger_than_any_batch_should_report_it_and_send_the_rest() {
+        let queue = flaky(0);
+        let mut batch = messages(3);
+        batch[1].body = "x".repeat(MAX_BATCH_BYTES + 1);
+        let report = send_all(&queue, &batch, &fast(1)).await.unwrap();
+        assert_eq!(report.sent, 2);
+        assert_eq!(report.failed.len(), 1);
+        assert_eq!(report.failed[0].id, "m1");
+        assert!(report.failed[0].sender_fault);
+        assert_eq!(queue.depth().await.unwrap().visible, 2);
     }
 
     #[tokio::test]
@@ -368,8 +495,8 @@ mod tests {
             refuse: true,
             ..flaky(0)
         };
-        let (messages, _) = referral_messages("run-1", &[serde_json::json!({"id": "a"})]);
-        let enqueued = enqueue_referrals(&queue, &messages, &fast(1))
+        let page = referral_messages("run-1", &[serde_json::json!({"id": "a"})]);
+        let enqueued = enqueue_referrals(&queue, &page.messages, &fast(1))
             .await
             .unwrap();
         assert_eq!(enqueued.sent, 0);

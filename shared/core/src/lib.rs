@@ -4,10 +4,13 @@
 //! wiring. The rules and records live in `hunter-domain`, which this crate depends on.
 
 pub mod adapters;
+pub mod bulk_sync;
 pub mod config;
 pub mod credentials;
 pub mod cursor;
+pub mod deadline;
 pub mod dynamics;
+pub mod failures;
 pub mod fanout;
 pub mod http;
 pub mod intake;

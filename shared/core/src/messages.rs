@@ -3,10 +3,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use hunter_domain::referral::{InvalidPayload, MAX_PAYLOAD_BYTES};
+use hunter_domain::referral::InvalidPayload;
 
-/// SQS's largest message body, in bytes.
-pub const MAX_MESSAGE_BYTES: usize = MAX_PAYLOAD_BYTES;
+/// SQS's largest message body, in bytes. A referral whose message would be larger travels by
+/// reference ([`PayloadRefMessage`]).
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
 /// A referral on the referrals queue, with the sync run that fetched it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,6 +27,49 @@ impl ReferralMessage {
     }
 
     /// Reads a message body: the envelope, or a bare referral object (e.g. redriven by hand).
+    /// A message by reference reads with a null referral: [`QueuedReferral::from_body`] follows
+    /// the reference.
+    pub fn from_body(body: &str) -> Result<Self, InvalidPayload> {
+        Ok(match QueuedReferral::from_body(body)? {
+            QueuedReferral::Inline(message) => message,
+            QueuedReferral::Stored(stored) => Self {
+                run_id: stored.run_id,
+                referral: Value::Null,
+            },
+        })
+    }
+}
+
+/// A referral too large for a message, on the referrals queue by reference: fetch-referrals
+/// stored it whole under `payload_ref` ([`crate::ports::PayloadStore`]) before sending this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PayloadRefMessage {
+    /// The sync run to count it in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// The payload's key: the referral's id, or the digest of its text when it has no string id.
+    pub payload_ref: String,
+}
+
+impl PayloadRefMessage {
+    pub fn to_body(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// What a referrals-queue message carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueuedReferral {
+    /// The referral itself (`{"runId", "referral"}`, or a bare referral object).
+    Inline(ReferralMessage),
+    /// The key of a referral kept in the store (`{"runId", "payloadRef"}`).
+    Stored(PayloadRefMessage),
+}
+
+impl QueuedReferral {
+    /// Reads a message body of any shape sent so far: the envelope, a reference, or a bare
+    /// referral object (e.g. redriven by hand).
     pub fn from_body(body: &str) -> Result<Self, InvalidPayload> {
         if body.len() > MAX_MESSAGE_BYTES {
             return Err(InvalidPayload::TooLarge { bytes: body.len() });
@@ -35,18 +79,42 @@ impl ReferralMessage {
         let Value::Object(mut object) = value else {
             return Err(InvalidPayload::NotAnObject);
         };
-        if object.contains_key("referral") && !object.contains_key("id") {
-            let run_id = match object.remove("runId") {
-                Some(Value::String(id)) if !id.is_empty() => Some(id),
-                _ => None,
-            };
-            let referral = object.remove("referral").unwrap_or(Value::Null);
-            return Ok(Self { run_id, referral });
+        if object.contains_key("id") {
+            return Ok(Self::Inline(ReferralMessage {
+                run_id: None,
+                referral: Value::Object(object),
+            }));
         }
-        Ok(Self {
-            run_id: None,
-            referral: Value::Object(object),
-        })
+        let run_id = |object: &mut serde_json::Map<String, Value>| match object.remove("runId") {
+            Some(Value::String(id)) if !id.is_empty() => Some(id),
+            _ => None,
+        };
+        if object.contains_key("referral") {
+            let run_id = run_id(&mut object);
+            let referral = object.remove("referral").unwrap_or(Value::Null);
+            return Ok(Self::Inline(ReferralMessage { run_id, referral }));
+        }
+        match object.get("payloadRef") {
+            Some(Value::String(key)) if !key.is_empty() => {
+                let payload_ref = key.clone();
+                Ok(Self::Stored(PayloadRefMessage {
+                    run_id: run_id(&mut object),
+                    payload_ref,
+                }))
+            }
+            _ => Ok(Self::Inline(ReferralMessage {
+                run_id: None,
+                referral: Value::Object(object),
+            })),
+        }
+    }
+
+    /// The sync run to count it in.
+    pub fn run_id(&self) -> Option<&str> {
+        match self {
+            Self::Inline(message) => message.run_id.as_deref(),
+            Self::Stored(stored) => stored.run_id.as_deref(),
+        }
     }
 }
 
@@ -60,11 +128,23 @@ pub struct PushMessage {
     /// Push even if Dynamics has this version already (a person asked for it).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force: bool,
+    /// How often the push was put off because Dynamics asked to wait (each time as a fresh
+    /// message, so waiting never uses up the queue's receives).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deferrals: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl PushMessage {
     pub fn to_body(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn from_body(body: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(body)
     }
 }
 
@@ -94,6 +174,45 @@ mod tests {
                 .unwrap();
         assert_eq!(message.run_id, None);
         assert_eq!(message.referral["id"], "r1");
+    }
+
+    #[test]
+    fn when_a_referral_travels_by_reference_should_read_the_key_and_run() {
+        let by_reference = PayloadRefMessage {
+            run_id: Some("run-1".into()),
+            payload_ref: "r1".into(),
+        };
+        let body = by_reference.to_body();
+        assert_eq!(body, r#"{"runId":"run-1","payloadRef":"r1"}"#);
+        assert_eq!(
+            QueuedReferral::from_body(&body).unwrap(),
+            QueuedReferral::Stored(by_reference)
+        );
+        assert_eq!(
+            ReferralMessage::from_body(&body).unwrap(),
+            ReferralMessage {
+                run_id: Some("run-1".into()),
+                referral: Value::Null
+            }
+        );
+    }
+
+    #[test]
+    fn when_a_body_has_an_older_shape_should_still_read_it_inline() {
+        let envelope = ReferralMessage {
+            run_id: Some("run-1".into()),
+            referral: json!({"id": "r1"}),
+        };
+        let read = QueuedReferral::from_body(&envelope.to_body()).unwrap();
+        assert_eq!(read.run_id(), Some("run-1"));
+        assert_eq!(read, QueuedReferral::Inline(envelope));
+        let bare = QueuedReferral::from_body(r#"{"id":"r2","payloadRef":"a field"}"#).unwrap();
+        assert!(matches!(bare, QueuedReferral::Inline(m) if m.referral["id"] == "r2"));
+        let no_key = QueuedReferral::from_body(r#"{"runId":"run-1","payloadRef":7}"#).unwrap();
+        assert!(
+            matches!(no_key, QueuedReferral::Inline(m) if m.run_id.is_none()),
+            "not a reference: read as a (bare, id-less) referral"
+        );
     }
 
     #[test]

@@ -7,15 +7,16 @@ use std::time::Duration;
 use crate::adapters::dns_scanner::{
     DnsScanner, DnsScannerError, DnsScannerSettings, parse_nameserver,
 };
-use crate::adapters::{DynamoStore, EntraTokenVerifier, LambdaSyncTrigger, SqsQueue};
+use crate::adapters::{
+    DynamoStore, EntraTokenVerifier, LambdaSyncTrigger, SecretsManagerRefreshTokenStore, SqsQueue,
+};
 use crate::config::{Config, ConfigError};
 use crate::credentials::Credentials;
 use crate::dynamics::{DataverseAuth, DataverseClient, DataverseError, DataverseLeadSink};
 use crate::http::TokenEndpoint;
 use crate::partner_center::{
-    PartnerCenterAuth, PartnerCenterClient, PartnerCenterError, StateRefreshTokenStore,
+    PartnerCenterAuth, PartnerCenterClient, PartnerCenterError, RefreshTokenStore,
 };
-use crate::ports::SyncStore;
 use crate::ports::{AccessTokenVerifier, QueueError};
 use crate::retry::Backoff;
 use hunter_domain::crm::DynamicsMapping;
@@ -96,12 +97,35 @@ pub fn lambda_sync_trigger(sdk: &aws_config::SdkConfig, config: &Config) -> Lamb
     )
 }
 
-/// The Partner Center client; the rotated refresh token is kept in `tokens`.
+/// Where the Lambda functions keep the rotating Partner Center refresh token: the secret
+/// `HUNTER_PC_REFRESH_TOKEN_SECRET_ARN` names (required; never the table every function reads).
+pub fn refresh_token_store(
+    sdk: &aws_config::SdkConfig,
+    config: &Config,
+) -> Result<Arc<dyn RefreshTokenStore>, ConfigError> {
+    let arn = config
+        .pc_refresh_token_secret_arn
+        .as_deref()
+        .ok_or_else(|| {
+            ConfigError(
+            "HUNTER_PC_REFRESH_TOKEN_SECRET_ARN is not set: the rotating Partner Center refresh \
+             token is kept in a secret of its own"
+                .to_owned(),
+        )
+        })?;
+    Ok(Arc::new(SecretsManagerRefreshTokenStore::new(
+        aws_sdk_secretsmanager::Client::new(sdk),
+        arn,
+    )))
+}
+
+/// The Partner Center client; the rotated refresh token is kept in `tokens` (see
+/// [`refresh_token_store`]); `HUNTER_PC_REFRESH_TOKEN` is used while `tokens` holds none.
 pub fn partner_center(
     http: reqwest::Client,
     config: &Config,
     credentials: &Credentials,
-    tokens: Arc<dyn SyncStore>,
+    tokens: Arc<dyn RefreshTokenStore>,
 ) -> Result<PartnerCenterClient, PartnerCenterError> {
     let auth = PartnerCenterAuth::new(
         TokenEndpoint::new(
@@ -111,21 +135,27 @@ pub fn partner_center(
             credentials.pc_client_secret.clone(),
         ),
         credentials.pc_refresh_token.clone(),
-        Arc::new(StateRefreshTokenStore::new(tokens)),
+        tokens,
     );
     PartnerCenterClient::new(http, &config.partner_center_url, auth, Backoff::default())
 }
 
-/// The Partner Center client that writes Dynamics ids back, when `HUNTER_PC_WRITE_BACK` is on.
+/// The Partner Center client that writes Dynamics ids back, when `HUNTER_PC_WRITE_BACK` is on;
+/// it shares fetch-referrals' refresh token secret.
 pub fn write_back(
+    sdk: &aws_config::SdkConfig,
     config: &Config,
     credentials: &Credentials,
-    tokens: Arc<dyn SyncStore>,
 ) -> Result<Option<PartnerCenterClient>, PartnerCenterError> {
-    config
-        .pc_write_back
-        .then(|| partner_center(http_client()?, config, credentials, tokens))
-        .transpose()
+    if !config.pc_write_back {
+        return Ok(None);
+    }
+    let tokens =
+        refresh_token_store(sdk, config).map_err(|e| PartnerCenterError::InvalidRequest {
+            service: "Partner Center",
+            message: e.to_string(),
+        })?;
+    partner_center(http_client()?, config, credentials, tokens).map(Some)
 }
 
 /// The Dataverse lead sink of `HUNTER_DYNAMICS_URL` (required) with the D365 credentials; the

@@ -361,15 +361,19 @@ pub enum RunStatus {
     Running,
     Succeeded,
     Failed,
+    /// Its invocation ended without letting go of the sync (killed by the timeout): the run that
+    /// found its lease expired ended it and went on from the stored cursor.
+    Abandoned,
 }
 
 impl RunStatus {
-    /// The name as stored and shown (`running`, `succeeded`, `failed`).
+    /// The name as stored and shown (`running`, `succeeded`, `failed`, `abandoned`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Running => "running",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
+            Self::Abandoned => "abandoned",
         }
     }
 }
@@ -426,18 +430,22 @@ impl SyncRun {
     }
 
     /// The run is over and every referral it delivered is stored: all it fetched when it
-    /// succeeded; what it enqueued or recorded itself when it failed.
+    /// succeeded; what it enqueued or recorded itself when it failed or was abandoned.
     pub fn is_complete(&self) -> bool {
         match self.status {
             RunStatus::Running => false,
             RunStatus::Succeeded => self.stored >= self.fetched,
-            RunStatus::Failed => self.stored >= self.enqueued + self.recorded_invalid,
+            RunStatus::Failed | RunStatus::Abandoned => {
+                self.stored >= self.enqueued + self.recorded_invalid
+            }
         }
     }
 }
 
 /// A named piece of sync state (watermark, continuation link, ...), written with a version check.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// No secrets live here (the Partner Center refresh token has a store of its own); `Debug` still
+/// leaves the value out, as it may hold cursor data.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncState {
     pub key: String,
@@ -445,6 +453,16 @@ pub struct SyncState {
     /// 1 on creation, +1 on every write.
     pub version: u64,
     pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for SyncState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncState")
+            .field("key", &self.key)
+            .field("version", &self.version)
+            .field("updated_at", &self.updated_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One append-only line of a lead's history: who did what, when, with which result. No secrets.
@@ -485,7 +503,23 @@ impl AuditEntry {
 
 #[cfg(test)]
 mod tests {
-    use super::{RunStatus, SyncRun};
+    use super::{RunStatus, SyncRun, SyncState};
+
+    #[test]
+    fn when_sync_state_is_debug_printed_should_leave_the_value_out() {
+        let state = SyncState {
+            key: "cursor".to_owned(),
+            value: serde_json::json!({"nextLink": "https://pc/next?$skiptoken=opaque"}),
+            version: 3,
+            updated_at: chrono::Utc::now(),
+        };
+        let printed = format!("{state:?}");
+        assert!(
+            printed.contains("cursor") && printed.contains("version: 3"),
+            "{printed}"
+        );
+        assert!(!printed.contains("skiptoken"), "{printed}");
+    }
 
     fn run(status: RunStatus, fetched: u32, enqueued: u32, stored: u32) -> SyncRun {
         SyncRun {
@@ -505,6 +539,9 @@ mod tests {
         // A failed run delivers only what it enqueued (or recorded itself) before failing.
         assert!(!run(RunStatus::Failed, 10, 6, 5).is_complete());
         assert!(run(RunStatus::Failed, 10, 6, 6).is_complete());
+        // So does an abandoned one.
+        assert!(!run(RunStatus::Abandoned, 10, 6, 5).is_complete());
+        assert!(run(RunStatus::Abandoned, 10, 6, 6).is_complete());
         let with_invalid = SyncRun {
             recorded_invalid: 2,
             ..run(RunStatus::Failed, 10, 6, 6)
@@ -521,7 +558,12 @@ mod tests {
 
     #[test]
     fn when_a_status_is_named_should_match_its_serialized_form() {
-        for status in [RunStatus::Running, RunStatus::Succeeded, RunStatus::Failed] {
+        for status in [
+            RunStatus::Running,
+            RunStatus::Succeeded,
+            RunStatus::Failed,
+            RunStatus::Abandoned,
+        ] {
             assert_eq!(
                 serde_json::to_value(status).expect("a status serializes"),
                 serde_json::Value::from(status.as_str())

@@ -12,8 +12,10 @@ use sha2::{Digest, Sha256};
 
 use crate::rules::versioning::Version;
 
-/// Largest accepted referral payload, in bytes of JSON text.
-pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+/// Largest accepted referral payload, in bytes of JSON text: a bound on hostile input, well above
+/// any real referral (one too large for a queue message travels by reference, see
+/// `hunter_core::messages`).
+pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 
 /// Appended by [`cap_text`] when text was cut.
 pub const TRUNCATION_MARKER: &str = "…[truncated]";
@@ -57,6 +59,8 @@ pub struct Referral {
     pub etag: Option<String>,
     /// `customerProfile.team` (the customer's people).
     pub customer_contacts: Vec<Contact>,
+    /// `consent.consentToContact`: `Some(false)` when the customer did not agree to be contacted.
+    pub consent_to_contact: Option<bool>,
     /// `customerProfile.ids` (array, single object or `{profileType: id}` map).
     pub customer_ids: Vec<ProfileId>,
     /// The whole payload as received.
@@ -171,6 +175,10 @@ pub fn parse_referral_value(value: Value) -> Result<Referral, InvalidPayload> {
             .and_then(|p| p.get("team"))
             .map(contacts)
             .unwrap_or_default(),
+        consent_to_contact: obj
+            .get("consent")
+            .and_then(|c| c.get("consentToContact"))
+            .and_then(Value::as_bool),
         customer_ids: profile
             .and_then(|p| p.get("ids"))
             .map(profile_ids)
@@ -228,6 +236,16 @@ pub fn invalid_payload_id(text: &str) -> String {
         let _ = write!(id, "{byte:02x}");
     }
     id
+}
+
+/// A digest naming `text` by its content: the first 16 bytes of its SHA-256, in hex.
+pub fn content_digest(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    let mut hex = String::with_capacity(32);
+    for byte in digest.iter().take(16) {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
 }
 
 /// Byte length of the compact JSON serialization, without allocating it.
@@ -400,6 +418,25 @@ mod tests {
     }
 
     #[test]
+    fn when_a_real_referral_is_300_kb_should_parse_and_above_1_mib_stay_invalid() {
+        let notes = "x".repeat(300 * 1024);
+        let big = json!({"id": "big", "status": "New", "details": {"notes": notes}});
+        let text = big.to_string();
+        let parsed = parse_referral(&text).unwrap();
+        assert_eq!(
+            (parsed.id.as_str(), parsed.status.as_deref()),
+            ("big", Some("New"))
+        );
+        assert_eq!(parsed.raw, big);
+        assert_eq!(parse_referral_value(big).unwrap().id, "big");
+        let huge = json!({"id": "huge", "details": {"notes": "x".repeat(1024 * 1024)}});
+        assert!(matches!(
+            parse_referral(&huge.to_string()),
+            Err(InvalidPayload::TooLarge { .. })
+        ));
+    }
+
+    #[test]
     fn when_invalid_payload_should_have_clear_message() {
         assert_eq!(InvalidPayload::MissingId.to_string(), "referral has no id");
         assert!(
@@ -550,6 +587,12 @@ mod tests {
         assert_eq!(invalid_payload_id("abc"), "invalid-ba7816bf8f01cfea");
         assert_eq!(invalid_payload_id("abc"), invalid_payload_id("abc"));
         assert_ne!(invalid_payload_id("abc"), invalid_payload_id("abd"));
+    }
+
+    #[test]
+    fn when_a_content_digest_is_taken_should_be_a_sha256_prefix() {
+        assert_eq!(content_digest("abc"), "ba7816bf8f01cfea414140de5dae2223");
+        assert!(invalid_payload_id("abc").ends_with(&content_digest("abc")[..16]));
     }
 
     #[test]

@@ -7,5 +7,6 @@ mod faults;
 mod http;
 mod oauth;
 pub mod partner_center;
+pub mod queue_faults;
 pub mod seed;
 pub mod server;

@@ -7,6 +7,7 @@
 //! | audit entry | `LEAD#<domain>` | `AUDIT#<at>#<id>` | | |
 //! | sync run | `RUN#<id>` | `RUN` | `RUNS` / `<startedAt>#<id>` | |
 //! | sync state | `STATE#<key>` | `STATE` | | |
+//! | payload chunk | `PAYLOAD#<key>` | `CHUNK#0000`, `CHUNK#0001`, ... | | |
 //!
 //! Access patterns: a referral, lead, run or state by id (GetItem); referrals newest first (gsi1,
 //! descending), eligible ones or those with one skip reason newest first (gsi2); leads by score
@@ -16,6 +17,9 @@
 //! and state with a condition on their `version` counter; audit entries only if absent.
 //! The `REFS`/`LEADS`/`RUNS` partitions are single GSI partitions: fine for a partner's referral
 //! volume (thousands, a few writes per second); shard them by a suffix before it grows 100x.
+//! An item holds 400 KB: a payload ([`PayloadStore`]) is split into chunks of at most
+//! [`PAYLOAD_CHUNK_BYTES`], and a referral whose record would not fit keeps its raw text in a
+//! payload of its own (`rawRef` on the item), read back transparently.
 
 use std::collections::HashMap;
 
@@ -35,7 +39,7 @@ use super::keys::{
     audit_sort_key, decode_cursor, encode_cursor, lead_order_key, lead_sort_key, page_by_key,
     referral_sort_key, run_sort_key,
 };
-use crate::ports::{FailureStore, MessageFailure, RunCount, StoreError};
+use crate::ports::{FailureStore, MessageFailure, PayloadStore, RunCount, StoreError};
 use crate::ports::{
     LeadQuery, LeadSort, LeadStore, MAX_PAGE_SIZE, Page, ReferralQuery, ReferralStore, SyncStore,
     UpsertOutcome, page_size,
@@ -78,6 +82,9 @@ struct Item<T> {
     version_key: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     etag_key: Option<String>,
+    /// The payload holding a referral's raw text when the record is too large for one item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    raw_ref: Option<String>,
     #[serde(flatten)]
     data: T,
 }
@@ -94,6 +101,7 @@ impl<T> Item<T> {
             search_text: None,
             version_key: None,
             etag_key: None,
+            raw_ref: None,
             data,
         }
     }
@@ -113,6 +121,49 @@ fn state_pk(key: &str) -> String {
 }
 fn failure_pk(queue: &str, message_id: &str) -> String {
     format!("FAILURE#{queue}#{message_id}")
+}
+fn payload_pk(key: &str) -> String {
+    format!("PAYLOAD#{key}")
+}
+fn chunk_sk(index: usize) -> String {
+    format!("CHUNK#{index:04}")
+}
+
+/// Largest piece of a payload in one item (an item holds 400 KB, keys and names included).
+pub const PAYLOAD_CHUNK_BYTES: usize = 300 * 1000;
+/// A referral whose record serializes larger keeps its raw text in a payload of its own.
+const INLINE_RECORD_MAX_BYTES: usize = 350 * 1000;
+
+/// `text` cut into pieces of at most `max` bytes, on character boundaries (at least one piece).
+fn chunks(text: &str, max: usize) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while rest.len() > max {
+        let mut end = max;
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (piece, tail) = rest.split_at(end);
+        pieces.push(piece);
+        rest = tail;
+    }
+    pieces.push(rest);
+    pieces
+}
+
+/// The payload key of a referral's raw text: per referral and content, so a write that loses
+/// its version check never touches the raw text of the stored version.
+fn raw_payload_key(referral_id: &str, raw: &str) -> String {
+    format!(
+        "raw/{referral_id}/{}",
+        hunter_domain::referral::content_digest(raw)
+    )
+}
+
+fn text_attribute<'a>(item: &'a Attributes, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
 }
 fn referral_bucket(r: &ReferralRecord) -> String {
     match r.skip_reason {
@@ -345,6 +396,11 @@ impl DynamoStore {
         pk: String,
         sk: &str,
     ) -> Result<Option<T>, StoreError> {
+        self.get_item(pk, sk).await?.map(from_item).transpose()
+    }
+
+    /// One item as stored (consistent read).
+    async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Attributes>, StoreError> {
         let output = self
             .client
             .get_item()
@@ -355,7 +411,7 @@ impl DynamoStore {
             .send()
             .await
             .map_err(store_error)?;
-        output.item.map(from_item).transpose()
+        Ok(output.item)
     }
 
     /// Puts `item` if the stored `version` is `expected` (`None`: no item is stored).
@@ -388,6 +444,25 @@ impl DynamoStore {
         cursor: Option<&str>,
         limit: Option<usize>,
     ) -> Result<Page<T>, StoreError> {
+        let page = self.query_items(query, cursor, limit).await?;
+        let items = page
+            .items
+            .into_iter()
+            .map(from_item)
+            .collect::<Result<_, _>>()?;
+        Ok(Page {
+            items,
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    /// [`DynamoStore::query_page`], the items as stored.
+    async fn query_items(
+        &self,
+        query: IndexQuery,
+        cursor: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Page<Attributes>, StoreError> {
         let size = page_size(limit);
         let sk_attribute = query.sk_attribute();
         let mut start = cursor
@@ -437,8 +512,49 @@ impl DynamoStore {
             (true, Some(last)) => Some(encode_start_key(last, query.pk_attribute, &sk_attribute)?),
             _ => None,
         };
-        let items = kept.into_iter().map(from_item).collect::<Result<_, _>>()?;
-        Ok(Page { items, next_cursor })
+        Ok(Page {
+            items: kept,
+            next_cursor,
+        })
+    }
+
+    /// A referral as stored, its raw text read back from its payload when the item has none.
+    async fn referral_from_item(&self, item: Attributes) -> Result<ReferralRecord, StoreError> {
+        let raw_ref = text_attribute(&item, "rawRef").map(str::to_owned);
+        let mut record: ReferralRecord = from_item(item)?;
+        if let Some(key) = raw_ref {
+            record.raw = self.get_payload(&key).await?.ok_or_else(|| {
+                StoreError::InvalidItem(format!(
+                    "referral {}: its raw payload {key} is missing",
+                    record.id
+                ))
+            })?;
+        }
+        Ok(record)
+    }
+
+    /// Removes the chunks of payload `key` (what is left of an earlier version; best effort).
+    async fn delete_payload(&self, key: &str) -> Result<(), StoreError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(payload_pk(key)))
+            .projection_expression("pk, sk")
+            .send()
+            .await
+            .map_err(store_error)?;
+        for item in output.items.unwrap_or_default() {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(item))
+                .send()
+                .await
+                .map_err(store_error)?;
+        }
+        Ok(())
     }
 
     fn decode_start_key(&self, cursor: &str, query: &IndexQuery) -> Result<Attributes, StoreError> {
@@ -488,7 +604,25 @@ impl ReferralStore for DynamoStore {
     async fn upsert_referral(&self, record: &ReferralRecord) -> Result<UpsertOutcome, StoreError> {
         let version = record.version();
         let sort = referral_sort_key(record);
-        let mut item = Item::new(referral_pk(&record.id), "REF", record);
+        let record_bytes = serde_json::to_vec(record).map_err(invalid)?.len();
+        let (raw_ref, offloaded) = if record_bytes > INLINE_RECORD_MAX_BYTES {
+            // Too large for one item: the raw text goes into a payload of its own first.
+            let key = raw_payload_key(&record.id, &record.raw);
+            self.put_payload(&key, &record.raw).await?;
+            let without_raw = ReferralRecord {
+                raw: String::new(),
+                ..record.clone()
+            };
+            (Some(key), Some(without_raw))
+        } else {
+            (None, None)
+        };
+        let mut item = Item::new(
+            referral_pk(&record.id),
+            "REF",
+            offloaded.as_ref().unwrap_or(record),
+        );
+        item.raw_ref = raw_ref.clone();
         item.gsi1pk = Some("REFS".to_owned());
         item.gsi1sk = Some(sort.clone());
         item.gsi2pk = Some(referral_bucket(record));
@@ -511,6 +645,16 @@ impl ReferralStore for DynamoStore {
             .await;
         match result {
             Ok(output) if output.attributes.as_ref().is_some_and(|a| !a.is_empty()) => {
+                let replaced_ref = output
+                    .attributes
+                    .as_ref()
+                    .and_then(|old| text_attribute(old, "rawRef"))
+                    .filter(|old| Some(*old) != raw_ref.as_deref());
+                if let Some(old) = replaced_ref {
+                    if let Err(err) = self.delete_payload(old).await {
+                        tracing::warn!(event = "store_payload_cleanup_failed", key = old, error = %err);
+                    }
+                }
                 Ok(UpsertOutcome::Updated)
             }
             Ok(_) => Ok(UpsertOutcome::Inserted),
@@ -530,7 +674,10 @@ impl ReferralStore for DynamoStore {
     }
 
     async fn get_referral(&self, id: &str) -> Result<Option<ReferralRecord>, StoreError> {
-        self.get(referral_pk(id), "REF").await
+        match self.get_item(referral_pk(id), "REF").await? {
+            Some(item) => Ok(Some(self.referral_from_item(item).await?)),
+            None => Ok(None),
+        }
     }
 
     async fn list_referrals(&self, q: &ReferralQuery) -> Result<Page<ReferralRecord>, StoreError> {
@@ -549,7 +696,17 @@ impl ReferralStore for DynamoStore {
             query.equals("eligible", AttributeValue::Bool(eligible));
         }
         query.search(q.q.as_deref());
-        self.query_page(query, q.cursor.as_deref(), q.limit).await
+        let page = self
+            .query_items(query, q.cursor.as_deref(), q.limit)
+            .await?;
+        let mut items = Vec::with_capacity(page.items.len());
+        for item in page.items {
+            items.push(self.referral_from_item(item).await?);
+        }
+        Ok(Page {
+            items,
+            next_cursor: page.next_cursor,
+        })
     }
 }
 
@@ -964,5 +1121,89 @@ impl FailureStore for DynamoStore {
         message_id: &str,
     ) -> Result<Option<MessageFailure>, StoreError> {
         self.get(failure_pk(queue, message_id), "FAILURE").await
+    }
+}
+
+#[async_trait]
+impl PayloadStore for DynamoStore {
+    /// One item per chunk (`CHUNK#0000`, ...), each naming the chunk count and the text's
+    /// digest, the first chunk written last: a reader that meets a rewrite under way sees a mix
+    /// and fails retryably; writers of the same text never conflict.
+    async fn put_payload(&self, key: &str, text: &str) -> Result<(), StoreError> {
+        let pieces = chunks(text, PAYLOAD_CHUNK_BYTES);
+        let write_id = hunter_domain::referral::content_digest(text);
+        for (index, piece) in pieces.iter().enumerate().rev() {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s(payload_pk(key)))
+                .item("sk", s(chunk_sk(index)))
+                .item("text", s(*piece))
+                .item("chunks", n(pieces.len()))
+                .item("writeId", s(write_id.clone()))
+                .send()
+                .await
+                .map_err(store_error)?;
+        }
+        Ok(())
+    }
+
+    async fn get_payload(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(payload_pk(key)))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut stored = Vec::new();
+        while let Some(item) = items.next().await {
+            stored.push(item.map_err(store_error)?);
+        }
+        let Some(first) = stored.first() else {
+            return Ok(None);
+        };
+        let count: usize = first
+            .get("chunks")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| StoreError::InvalidItem(format!("payload {key}: no chunk count")))?;
+        let write_id = text_attribute(first, "writeId")
+            .unwrap_or_default()
+            .to_owned();
+        let mut text = String::new();
+        for index in 0..count {
+            let chunk = stored.get(index).filter(|c| {
+                text_attribute(c, "sk") == Some(chunk_sk(index).as_str())
+                    && text_attribute(c, "writeId") == Some(write_id.as_str())
+            });
+            let Some(piece) = chunk.and_then(|c| text_attribute(c, "text")) else {
+                return Err(StoreError::Unavailable(format!(
+                    "payload {key} is being written (chunk {index} of {count} is not there yet)"
+                )));
+            };
+            text.push_str(piece);
+        }
+        Ok(Some(text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn when_text_is_cut_into_chunks_should_keep_characters_whole_and_lose_nothing() {
+        let text = "aé€😀".repeat(1000);
+        for max in [4, 5, 7, 300, text.len(), text.len() + 1] {
+            let pieces = chunks(&text, max);
+            assert!(pieces.iter().all(|p| p.len() <= max), "max {max}");
+            assert_eq!(pieces.concat(), text);
+        }
+        assert_eq!(chunks("", 10), vec![""]);
+        assert_eq!(chunks(&"x".repeat(700_000), PAYLOAD_CHUNK_BYTES).len(), 3);
     }
 }

@@ -10,7 +10,7 @@ use super::keys::{
     audit_sort_key, decode_cursor, encode_cursor, lead_order_key, page_by_key, referral_sort_key,
     run_sort_key,
 };
-use crate::ports::{FailureStore, MessageFailure, RunCount, StoreError};
+use crate::ports::{FailureStore, MessageFailure, PayloadStore, RunCount, StoreError};
 use crate::ports::{
     LeadQuery, LeadStore, Page, ReferralQuery, ReferralStore, SyncStore, UpsertOutcome, page_size,
 };
@@ -37,6 +37,7 @@ struct Inner {
     counted: HashSet<(String, String)>,
     /// The last failure of each message, by (queue, message id).
     failures: HashMap<(String, String), MessageFailure>,
+    payloads: HashMap<String, String>,
 }
 
 impl EmbeddedStore {
@@ -345,5 +346,17 @@ impl FailureStore for EmbeddedStore {
             .failures
             .get(&(queue.to_owned(), message_id.to_owned()))
             .cloned())
+    }
+}
+
+#[async_trait]
+impl PayloadStore for EmbeddedStore {
+    async fn put_payload(&self, key: &str, text: &str) -> Result<(), StoreError> {
+        self.lock().payloads.insert(key.to_owned(), text.to_owned());
+        Ok(())
+    }
+
+    async fn get_payload(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.lock().payloads.get(key).cloned())
     }
 }

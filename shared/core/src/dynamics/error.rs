@@ -19,7 +19,9 @@ impl From<DataverseError> for SinkError {
             };
         }
         match err {
-            DataverseError::Auth { .. } => Self::Unauthorized(message),
+            DataverseError::Auth { .. } | DataverseError::SignInRequired { .. } => {
+                Self::Unauthorized(message)
+            }
             DataverseError::Validation { .. } | DataverseError::Http { .. } => {
                 Self::Rejected(message)
             }

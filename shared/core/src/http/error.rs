@@ -20,6 +20,16 @@ pub enum ServiceError {
         message: String,
         request_id: Option<String>,
     },
+    /// The token endpoint refused the refresh token (`invalid_grant`: revoked, expired, or
+    /// already used): only a new interactive sign-in (`hunter-local sign-in`) gets a new one.
+    #[error(
+        "{service} refused the refresh token (revoked or expired; sign in again with `hunter-local sign-in`): {message} [request-id {request_id:?}]"
+    )]
+    SignInRequired {
+        service: &'static str,
+        message: String,
+        request_id: Option<String>,
+    },
     /// HTTP 400: the request breaks a rule of the service (e.g. Dataverse `0x80044331`, a string
     /// over the column limit). The data must change; never retried.
     #[error("{service} rejected the request {code}: {message} [request-id {request_id:?}]")]
@@ -126,6 +136,7 @@ impl ServiceError {
             Self::Throttled { .. } | Self::Transport { .. } | Self::Deadline { .. } => true,
             Self::Http { retryable, .. } => *retryable,
             Self::Auth { .. }
+            | Self::SignInRequired { .. }
             | Self::Validation { .. }
             | Self::InvalidResponse { .. }
             | Self::InvalidRequest { .. } => false,
@@ -136,6 +147,8 @@ impl ServiceError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Throttled { retry_after, .. } | Self::Http { retry_after, .. } => *retry_after,
+            // The wait that would have passed the deadline: the next invocation's turn.
+            Self::Deadline { delay, .. } => Some(*delay),
             _ => None,
         }
     }
@@ -164,6 +177,7 @@ impl ServiceError {
     pub fn request_id(&self) -> Option<&str> {
         match self {
             Self::Auth { request_id, .. }
+            | Self::SignInRequired { request_id, .. }
             | Self::Validation { request_id, .. }
             | Self::Throttled { request_id, .. }
             | Self::Http { request_id, .. }

@@ -77,6 +77,9 @@ pub struct Answer {
 }
 
 /// A service's API as its client sees it: bearer tokens, base headers, retries.
+/// Less time than this before the deadline: the request is not sent at all.
+const MIN_REQUEST_TIME: Duration = Duration::from_millis(200);
+
 #[derive(Debug)]
 pub struct Service {
     names: ServiceNames,
@@ -121,13 +124,17 @@ impl Service {
     /// Dataverse duplicate-detection hit), 502, 503, 504, 509, network failures, and token
     /// requests that failed for a passing reason. After a 429 every request of this service
     /// waits out the same delay. A refused token (401) is renewed once. No wait passes
-    /// `deadline`: [`ServiceError::Deadline`] instead.
+    /// `deadline` (by default the invocation's, [`crate::deadline`]): [`ServiceError::Deadline`]
+    /// instead; no request outlives the invocation's deadline.
     pub async fn send(
         &self,
         call: &Call,
         deadline: Option<Instant>,
     ) -> Result<Answer, ServiceError> {
         let names = &self.names;
+        // The invocation's own deadline bounds every request; `deadline` (or else it) every wait.
+        let hard_deadline = crate::deadline::current();
+        let deadline = deadline.or(hard_deadline);
         let mut renewed = false;
         let mut retry = 0u32;
         let mut token: Option<Secret> = None;
@@ -148,7 +155,9 @@ impl Service {
             };
             self.wait_while_paused(deadline).await?;
             let client_request_id = uuid::Uuid::new_v4().to_string();
-            let sent = self.send_once(call, &current, &client_request_id).await;
+            let sent = self
+                .send_once(call, &current, &client_request_id, hard_deadline)
+                .await?;
             let (status, headers, body) = match sent {
                 Ok(answer) => answer,
                 Err(err) if retry < self.backoff.max_retries => {
@@ -221,17 +230,29 @@ impl Service {
         }
     }
 
+    /// One request; its timeout ends at `deadline` at the latest (none left: not sent).
     async fn send_once(
         &self,
         call: &Call,
         token: &Secret,
         client_request_id: &str,
-    ) -> Result<(StatusCode, HeaderMap, String), reqwest::Error> {
+        deadline: Option<Instant>,
+    ) -> Result<Result<(StatusCode, HeaderMap, String), reqwest::Error>, ServiceError> {
         let mut request = self
             .http
             .request(call.method.clone(), call.url.clone())
             .bearer_auth(token.expose())
             .header("client-request-id", client_request_id);
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left < MIN_REQUEST_TIME {
+                return Err(ServiceError::Deadline {
+                    service: self.names.display,
+                    delay: Duration::ZERO,
+                });
+            }
+            request = request.timeout(left);
+        }
         for (name, value) in self.base_headers {
             request = request.header(*name, *value);
         }
@@ -243,10 +264,13 @@ impl Service {
                 .header("Content-Type", content_type.as_str())
                 .body(bytes.clone());
         }
-        let response = request.send().await?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        Ok((status, headers, response.text().await?))
+        Ok(async {
+            let response = request.send().await?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            Ok((status, headers, response.text().await?))
+        }
+        .await)
     }
 
     /// Sleeps `delay`, unless that would pass `deadline`.

@@ -190,6 +190,12 @@ pub async fn request_token(
                 retryable: true,
                 retry_after,
             }
+        } else if error.error == "invalid_grant" {
+            ServiceError::SignInRequired {
+                service,
+                message,
+                request_id,
+            }
         } else {
             ServiceError::Auth {
                 service,

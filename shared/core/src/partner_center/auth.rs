@@ -1,4 +1,11 @@
 //! Delegated (app + user) tokens from a refresh token that rotates on every use.
+//!
+//! The newest refresh token lives in a [`RefreshTokenStore`] of its own (Secrets Manager, a
+//! 0600 file, memory). It used to live in the sync state under `partner_center_refresh_token`,
+//! readable by every function; that key is no longer read or written (after an upgrade, put the
+//! token into the new store, run `hunter-local sign-in`, or let `HUNTER_PC_REFRESH_TOKEN` seed an
+//! empty store). A refused refresh token (`invalid_grant`) is
+//! [`PartnerCenterError::SignInRequired`](super::PartnerCenterError::SignInRequired).
 
 use std::sync::Arc;
 
@@ -7,51 +14,62 @@ use tokio::sync::Mutex;
 
 use super::error::PartnerCenterError;
 use crate::http::{IssuedToken, TokenEndpoint, TokenSource};
-use crate::optimistic::{Change, update_state};
-use crate::ports::{StoreError, SyncStore};
+use crate::ports::StoreError;
 use crate::secret::Secret;
 
-/// Sync-state key under which the latest refresh token is kept.
-pub const REFRESH_TOKEN_STATE_KEY: &str = "partner_center_refresh_token";
+/// The version of a stored refresh token, as its store names it (opaque to everyone else).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TokenVersion(pub String);
 
-/// Where the latest (rotated) refresh token lives between runs.
+/// A refresh token as stored, with the version a conditional save compares against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRefreshToken {
+    pub token: Secret,
+    pub version: TokenVersion,
+}
+
+/// Where the latest (rotated) refresh token lives between runs: a secret of its own (Secrets
+/// Manager on AWS, a 0600 file locally), never the table every function reads.
+///
+/// Saves are conditional, so two renewals never lose the newest token: `save` stores `token`
+/// only while the stored version is still `expected` (`None`: nothing stored yet), else it
+/// answers [`StoreError::Conflict`] and the caller loads again (the other renewal's token wins).
 #[async_trait]
 pub trait RefreshTokenStore: Send + Sync {
-    async fn load(&self) -> Result<Option<Secret>, StoreError>;
-    async fn save(&self, token: &Secret) -> Result<(), StoreError>;
+    /// The stored token and its version; `None` while none is stored.
+    async fn load(&self) -> Result<Option<StoredRefreshToken>, StoreError>;
+    /// Stores `token` if the stored version is still `expected`; the new version.
+    async fn save(
+        &self,
+        token: &Secret,
+        expected: Option<&TokenVersion>,
+    ) -> Result<TokenVersion, StoreError>;
 }
 
-/// [`RefreshTokenStore`] in the sync state of the store (encrypted at rest in DynamoDB).
-pub struct StateRefreshTokenStore {
-    store: Arc<dyn SyncStore>,
-}
-
-impl std::fmt::Debug for StateRefreshTokenStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("StateRefreshTokenStore")
+/// Stores `token` whatever is stored now (a new sign-in replaces any older token): loads the
+/// version and saves against it, again when another save came in between.
+pub async fn replace_refresh_token(
+    store: &dyn RefreshTokenStore,
+    token: &Secret,
+) -> Result<TokenVersion, StoreError> {
+    let mut attempt = 0;
+    loop {
+        let current = store.load().await?;
+        match store
+            .save(token, current.as_ref().map(|c| &c.version))
+            .await
+        {
+            Err(StoreError::Conflict(_)) if attempt < 5 => attempt += 1,
+            other => return other,
+        }
     }
 }
 
-impl StateRefreshTokenStore {
-    pub fn new(store: Arc<dyn SyncStore>) -> Self {
-        Self { store }
-    }
-}
-
-#[async_trait]
-impl RefreshTokenStore for StateRefreshTokenStore {
-    async fn load(&self) -> Result<Option<Secret>, StoreError> {
-        let state = self.store.get_state(REFRESH_TOKEN_STATE_KEY).await?;
-        Ok(state.and_then(|s| s.value["refreshToken"].as_str().map(Secret::new)))
-    }
-
-    async fn save(&self, token: &Secret) -> Result<(), StoreError> {
-        let value = serde_json::json!({ "refreshToken": token.expose() });
-        update_state(self.store.as_ref(), REFRESH_TOKEN_STATE_KEY, |_| {
-            Change::Write(value.clone(), ())
-        })
-        .await
-    }
+/// The refresh token in use and the stored version it came from (`None`: not from the store).
+#[derive(Debug)]
+struct Current {
+    token: Secret,
+    version: Option<TokenVersion>,
 }
 
 /// Issues Partner Center access tokens from the refresh token, saving each rotated successor
@@ -61,7 +79,7 @@ pub struct PartnerCenterAuth {
     initial_refresh_token: Secret,
     store: Arc<dyn RefreshTokenStore>,
     /// The latest refresh token, once one was loaded or rotated.
-    refresh: Mutex<Option<Secret>>,
+    refresh: Mutex<Option<Current>>,
 }
 
 impl std::fmt::Debug for PartnerCenterAuth {
@@ -73,10 +91,11 @@ impl std::fmt::Debug for PartnerCenterAuth {
 }
 
 /// The delegated scope of the Referrals API, with a refresh token.
-const SCOPE: &str = "https://api.partner.microsoft.com/.default offline_access";
+pub const SCOPE: &str = "https://api.partner.microsoft.com/.default offline_access";
 
 impl PartnerCenterAuth {
-    /// Tokens from `endpoint`; `initial_refresh_token` is used until a rotated one is stored.
+    /// Tokens from `endpoint`; `initial_refresh_token` (`HUNTER_PC_REFRESH_TOKEN`) is used while
+    /// `store` holds none.
     pub fn new(
         endpoint: TokenEndpoint,
         initial_refresh_token: Secret,
@@ -90,16 +109,76 @@ impl PartnerCenterAuth {
         }
     }
 
-    async fn current_refresh_token(&self, refresh: &Option<Secret>) -> Secret {
-        if let Some(token) = refresh {
-            return token.clone();
-        }
+    /// The stored token, else the initial one.
+    async fn stored_or_initial(&self) -> Current {
         match self.store.load().await {
-            Ok(Some(token)) => token,
-            Ok(None) => self.initial_refresh_token.clone(),
+            Ok(Some(stored)) => Current {
+                token: stored.token,
+                version: Some(stored.version),
+            },
+            Ok(None) => Current {
+                token: self.initial_refresh_token.clone(),
+                version: None,
+            },
             Err(err) => {
                 tracing::warn!(event = "partner_center_refresh_token_load_failed", error = %err);
-                self.initial_refresh_token.clone()
+                Current {
+                    token: self.initial_refresh_token.clone(),
+                    version: None,
+                }
+            }
+        }
+    }
+
+    async fn redeem(&self, refresh: &Secret) -> Result<IssuedToken, PartnerCenterError> {
+        if refresh.is_empty() {
+            return Err(PartnerCenterError::SignInRequired {
+                service: super::client::NAMES.display,
+                message: "no refresh token is stored yet".to_owned(),
+                request_id: None,
+            });
+        }
+        let grant = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.expose()),
+            ("scope", SCOPE),
+        ];
+        self.endpoint.request(&super::client::NAMES, &grant).await
+    }
+
+    /// Keeps `rotated` (the successor of `current`): saved against the version `current` came
+    /// from; when another renewal saved first, its token (the newest) is kept instead.
+    async fn keep_rotated(&self, current: Current, rotated: Secret) -> Current {
+        match self.store.save(&rotated, current.version.as_ref()).await {
+            Ok(version) => Current {
+                token: rotated,
+                version: Some(version),
+            },
+            Err(StoreError::Conflict(_)) => match self.store.load().await {
+                Ok(Some(stored)) => {
+                    tracing::info!(event = "partner_center_refresh_token_superseded");
+                    Current {
+                        token: stored.token,
+                        version: Some(stored.version),
+                    }
+                }
+                other => {
+                    if let Err(err) = other {
+                        tracing::error!(event = "partner_center_refresh_token_load_failed", error = %err);
+                    }
+                    Current {
+                        token: rotated,
+                        version: current.version,
+                    }
+                }
+            },
+            Err(err) => {
+                // Kept in memory, so this process goes on; the next successful save persists it.
+                tracing::error!(event = "partner_center_refresh_token_save_failed", error = %err);
+                Current {
+                    token: rotated,
+                    version: current.version,
+                }
             }
         }
     }
@@ -109,20 +188,36 @@ impl PartnerCenterAuth {
 impl TokenSource for PartnerCenterAuth {
     async fn issue(&self) -> Result<IssuedToken, PartnerCenterError> {
         let mut refresh = self.refresh.lock().await;
-        let current = self.current_refresh_token(&refresh).await;
-        let grant = [
-            ("grant_type", "refresh_token"),
-            ("refresh_token", current.expose()),
-            ("scope", SCOPE),
-        ];
-        let issued = self.endpoint.request(&super::client::NAMES, &grant).await?;
-        if let Some(rotated) = &issued.refresh_token {
-            if let Err(err) = self.store.save(rotated).await {
-                // Kept in memory, so this process goes on; the next successful save persists it.
-                tracing::error!(event = "partner_center_refresh_token_save_failed", error = %err);
+        let mut current = match refresh.take() {
+            Some(current) => current,
+            None => self.stored_or_initial().await,
+        };
+        let mut issued = self.redeem(&current.token).await;
+        if matches!(issued, Err(PartnerCenterError::SignInRequired { .. })) {
+            // Another process may have rotated the token (or someone signed in) since it was
+            // loaded: the stored one, if it is another, gets one try.
+            let stored = self.stored_or_initial().await;
+            if stored.token != current.token && !stored.token.is_empty() {
+                tracing::info!(event = "partner_center_refresh_token_reloaded");
+                current = stored;
+                issued = self.redeem(&current.token).await;
             }
-            *refresh = Some(rotated.clone());
         }
-        Ok(issued)
+        match issued {
+            Ok(issued) => {
+                *refresh = Some(match &issued.refresh_token {
+                    Some(rotated) => self.keep_rotated(current, rotated.clone()).await,
+                    None => current,
+                });
+                Ok(issued)
+            }
+            Err(err) => {
+                if matches!(err, PartnerCenterError::SignInRequired { .. }) {
+                    tracing::error!(event = "partner_center_sign_in_required", error = %err);
+                }
+                *refresh = Some(current);
+                Err(err)
+            }
+        }
     }
 }

@@ -120,8 +120,9 @@ impl PartnerCenterClient {
     }
 
     /// The page at a `@odata.nextLink`, followed verbatim (relative links resolve against the base).
-    /// The bearer token goes to the base host only: a link to another host or port is refused, and
-    /// the documented `http://` link is upgraded to `https://` when the base is HTTPS.
+    /// The bearer token goes to the base's origin only: a link to another host, port or scheme, or
+    /// with credentials, is refused, and the documented `http://` link is upgraded to `https://`
+    /// when the base is HTTPS.
     fn next_page_url(&self, next_link: &str) -> Result<Url, PartnerCenterError> {
         let refuse = |why: &str| invalid(format!("nextLink {next_link}: {why}"), None);
         let mut url = Url::parse(next_link)
@@ -130,11 +131,16 @@ impl PartnerCenterClient {
         if url.host_str() != self.base.host_str() {
             return Err(refuse("another host than the API base"));
         }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(refuse("credentials in the link"));
+        }
         if self.base.scheme() == "https" && url.scheme() == "http" {
             url.set_scheme("https")
                 .map_err(|()| refuse("cannot use https"))?;
             url.set_port(self.base.port())
                 .map_err(|()| refuse("cannot set the port"))?;
+        } else if url.scheme() != self.base.scheme() {
+            return Err(refuse("another scheme than the API base"));
         } else if url.port_or_known_default() != self.base.port_or_known_default() {
             return Err(refuse("another port than the API base"));
         }
@@ -181,5 +187,226 @@ impl PartnerCenterClient {
             next_link,
             request_id,
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+    use proptest::string::string_regex;
+
+    use super::*;
+    use crate::adapters::MemoryRefreshTokenStore;
+    use crate::http::TokenEndpoint;
+    use crate::secret::Secret;
+
+    const BASES: [&str; 4] = [
+        "https://api.partner.microsoft.com",
+        "https://api.partner.microsoft.com/prefix/",
+        "http://127.0.0.1:8081",
+        "https://sim.example:8443/pc",
+    ];
+
+    fn client(base: &str) -> PartnerCenterClient {
+        let http = reqwest::Client::new();
+        let auth = PartnerCenterAuth::new(
+            TokenEndpoint::new(
+                http.clone(),
+                "http://127.0.0.1:9/token",
+                "id",
+                Secret::default(),
+            ),
+            Secret::new("refresh"),
+            Arc::new(MemoryRefreshTokenStore::new()),
+        );
+        PartnerCenterClient::new(http, base, auth, Backoff::default()).unwrap()
+    }
+
+    /// The link's URL is on the base's origin (scheme, host, port) and carries no credentials;
+    /// anything else is refused with a message naming the link.
+    fn assert_same_origin(client: &PartnerCenterClient, link: &str) -> Option<Url> {
+        let base = &client.base;
+        match client.next_page_url(link) {
+            Ok(url) => {
+                assert_eq!(url.scheme(), base.scheme(), "{link:?} -> {url}");
+                assert_eq!(url.host_str(), base.host_str(), "{link:?} -> {url}");
+                assert_eq!(
+                    url.port_or_known_default(),
+                    base.port_or_known_default(),
+                    "{link:?} -> {url}"
+                );
+                assert!(
+                    url.username().is_empty() && url.password().is_none(),
+                    "{link:?} -> {url}"
+                );
+                Some(url)
+            }
+            Err(err) => {
+                assert!(
+                    matches!(err, PartnerCenterError::InvalidResponse { .. }),
+                    "{err:?}"
+                );
+                assert!(err.to_string().contains("nextLink"), "{err}");
+                None
+            }
+        }
+    }
+
+    fn text(max: usize) -> impl Strategy<Value = String> {
+        string_regex(&format!("(?s).{{0,{max}}}")).unwrap()
+    }
+
+    /// Links as a server, a proxy or an attacker could write them.
+    fn link() -> impl Strategy<Value = String> {
+        let scheme = prop::sample::select(vec![
+            "https://",
+            "http://",
+            "HTTPS://",
+            "ftp://",
+            "ws://",
+            "wss://",
+            "file://",
+            "data:",
+            "javascript:",
+            "//",
+            "///",
+            "\\\\",
+            "https:\\\\",
+            "https:",
+            "http:/",
+            " https://",
+            "\thttps://",
+            "",
+            "foo+bar://",
+        ]);
+        let user = prop::sample::select(vec!["", "user@", "user:pw@", "@", "a@b@"]);
+        let host = prop::sample::select(vec![
+            "api.partner.microsoft.com",
+            "API.PARTNER.MICROSOFT.COM",
+            "api.partner.microsoft.com.",
+            "127.0.0.1",
+            "127.1",
+            "0x7f.0.0.1",
+            "sim.example",
+            "SIM.example",
+            "evil.com",
+            "api.partner.microsoft.com.evil.com",
+            "evil.com#@api.partner.microsoft.com",
+            "api.partner.microsoft.com@evil.com",
+            "evil.com\\@api.partner.microsoft.com",
+            "evil.com?@api.partner.microsoft.com",
+            "127.0.0.2",
+            "localhost",
+            "[::1]",
+            "\u{430}pi.partner.microsoft.com",
+            "%61pi.partner.microsoft.com",
+            "xn--pi-7kc.com",
+            "",
+        ]);
+        let port = prop::sample::select(vec![
+            "", ":443", ":80", ":8081", ":8443", ":0", ":65535", ":99999", ":", ":-1",
+        ]);
+        let rest = prop_oneof![
+            Just(String::new()),
+            string_regex("[/?#\\\\][ -~]{0,40}").unwrap(),
+            text(40).prop_map(|t| format!("/{t}")),
+        ];
+        prop_oneof![
+            3 => (scheme, user, host, port, rest)
+                .prop_map(|(s, u, h, p, r)| format!("{s}{u}{h}{p}{r}")),
+            1 => text(200),
+            1 => text(2_000),
+            1 => string_regex("[ -~]{0,200}").unwrap(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn properties_next_link_never_leaves_the_base_origin(
+            base in prop::sample::select(BASES.to_vec()),
+            link in link(),
+        ) {
+            assert_same_origin(&client(base), &link);
+        }
+    }
+
+    #[test]
+    fn properties_next_link_to_another_origin_is_refused() {
+        let pc = client(BASES[0]);
+        for foreign in [
+            "https://evil.com/v1.0/referrals",
+            "//evil.com/x",
+            "https:\\\\evil.com\\x",
+            "https://api.partner.microsoft.com.evil.com/",
+            "https://api.partner.microsoft.com@evil.com/",
+            "https://evil.com#@api.partner.microsoft.com",
+            "https://evil.com\\@api.partner.microsoft.com",
+            "https://\u{430}pi.partner.microsoft.com/",
+            "https://api.partner.microsoft.com:8443/",
+            "ftp://api.partner.microsoft.com:443/",
+            "wss://api.partner.microsoft.com/",
+            "https://user:pw@api.partner.microsoft.com/",
+            "file:///etc/passwd",
+            "data:text/plain,x",
+        ] {
+            assert_eq!(assert_same_origin(&pc, foreign), None, "{foreign}");
+        }
+        let local = client(BASES[2]);
+        for foreign in [
+            "http://localhost:8081/x",
+            "http://127.0.0.2:8081/x",
+            "https://127.0.0.1:8081/x",
+        ] {
+            assert_eq!(assert_same_origin(&local, foreign), None, "{foreign}");
+        }
+    }
+
+    #[test]
+    fn properties_next_link_on_the_base_origin_is_followed() {
+        let pc = client(BASES[0]);
+        for (link, want) in [
+            (
+                "https://api.partner.microsoft.com/v1.0/referrals?$skipToken=abc",
+                "https://api.partner.microsoft.com/v1.0/referrals?$skipToken=abc",
+            ),
+            (
+                "http://api.partner.microsoft.com/v1.0/referrals?s=1",
+                "https://api.partner.microsoft.com/v1.0/referrals?s=1",
+            ),
+            (
+                "HTTPS://API.PARTNER.MICROSOFT.COM:443/v1.0/referrals",
+                "https://api.partner.microsoft.com/v1.0/referrals",
+            ),
+            (
+                "v1.0/referrals?page=2",
+                "https://api.partner.microsoft.com/v1.0/referrals?page=2",
+            ),
+            (
+                "/v1.0/referrals?page=3",
+                "https://api.partner.microsoft.com/v1.0/referrals?page=3",
+            ),
+        ] {
+            assert_eq!(
+                assert_same_origin(&pc, link).map(String::from).as_deref(),
+                Some(want),
+                "{link}"
+            );
+        }
+        let local = client(BASES[2]);
+        assert_eq!(
+            assert_same_origin(&local, "http://127.0.0.1:8081/v1.0/referrals?p=2")
+                .map(String::from)
+                .as_deref(),
+            Some("http://127.0.0.1:8081/v1.0/referrals?p=2")
+        );
     }
 }

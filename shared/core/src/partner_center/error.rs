@@ -10,6 +10,7 @@ impl From<PartnerCenterError> for SourceError {
         match err {
             PartnerCenterError::Deadline { delay, .. } => Self::Deadline(delay),
             PartnerCenterError::Auth { .. } => Self::Unauthorized(message),
+            PartnerCenterError::SignInRequired { .. } => Self::SignInRequired(message),
             e if e.is_retryable() => Self::Unavailable(message),
             _ => Self::Invalid(message),
         }

@@ -3,11 +3,13 @@
 
 mod auth;
 mod client;
+pub mod device_code;
 mod error;
 mod query;
 
 pub use auth::{
-    PartnerCenterAuth, REFRESH_TOKEN_STATE_KEY, RefreshTokenStore, StateRefreshTokenStore,
+    PartnerCenterAuth, RefreshTokenStore, SCOPE, StoredRefreshToken, TokenVersion,
+    replace_refresh_token,
 };
 pub use client::PartnerCenterClient;
 pub use error::PartnerCenterError;

@@ -15,9 +15,13 @@ pub use hunter_domain::rules::UpsertOutcome;
 pub use queue::{OutgoingMessage, Queue, QueueDepth, QueueError, ReceivedMessage, SendFailure};
 pub use scanner::DomainScanner;
 pub use sink::{LeadSink, LeadUpsert, PushedLead, SinkError};
-pub use source::{ReferralFilter, ReferralPage, ReferralSource, ReferralWriteBack, SourceError};
+pub use source::{
+    ReferralFilter, ReferralPage, ReferralSource, ReferralWriteBack, SIGN_IN_REQUIRED, SourceError,
+    is_sign_in_required,
+};
 pub use store::{
     DEFAULT_PAGE_SIZE, FailureStore, LeadQuery, LeadSort, LeadStore, MAX_PAGE_SIZE, MessageFailure,
-    Page, ReferralQuery, ReferralStore, RunCount, Store, StoreError, SyncStore, page_size,
+    Page, PayloadStore, ReferralQuery, ReferralStore, RunCount, Store, StoreError, SyncStore,
+    page_size,
 };
 pub use trigger::{SyncTrigger, TriggerError};

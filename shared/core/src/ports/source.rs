@@ -66,6 +66,11 @@ pub enum SourceError {
     /// The credentials were refused: someone must sign in again or fix the app registration.
     #[error("{0}")]
     Unauthorized(String),
+    /// The refresh token was refused (revoked, expired): someone must sign in again
+    /// (`hunter-local sign-in`). The text starts with [`SIGN_IN_REQUIRED`], which is how a
+    /// failed sync run's error is recognized later ([`is_sign_in_required`]).
+    #[error("sign-in required: {0}")]
+    SignInRequired(String),
     /// Throttling, a server error or the network; a later attempt may succeed.
     #[error("{0}")]
     Unavailable(String),
@@ -81,5 +86,28 @@ impl SourceError {
     /// Whether the same call may succeed later without anyone changing anything.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable(_) | Self::Deadline(_))
+    }
+}
+
+/// How the error of a sync run that failed with [`SourceError::SignInRequired`] begins.
+pub const SIGN_IN_REQUIRED: &str = "sign-in required:";
+
+/// Whether a sync run's `error` says that someone must sign in to Partner Center again.
+pub fn is_sign_in_required(run_error: &str) -> bool {
+    run_error.starts_with(SIGN_IN_REQUIRED)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn when_the_refresh_token_is_refused_should_name_sign_in_and_not_retry() {
+        let err = SourceError::SignInRequired("Partner Center refused the refresh token".into());
+        assert!(!err.is_retryable());
+        assert!(is_sign_in_required(&err.to_string()), "{err}");
+        assert!(!is_sign_in_required(
+            &SourceError::Unauthorized("HTTP 401".into()).to_string()
+        ));
     }
 }

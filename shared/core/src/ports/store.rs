@@ -208,9 +208,21 @@ pub trait FailureStore: Send + Sync {
     ) -> Result<Option<MessageFailure>, StoreError>;
 }
 
+/// Texts too large for a queue message or a store item, kept whole under a key: a referral's
+/// payload between fetch-referrals and ingest-referral (the message carries the key), or the raw
+/// text beside a referral record (the DynamoDB adapter's own concern).
+#[async_trait]
+pub trait PayloadStore: Send + Sync {
+    /// Stores `text` under `key`, replacing what was there. Done when it returns: a later
+    /// [`PayloadStore::get_payload`] anywhere sees it.
+    async fn put_payload(&self, key: &str, text: &str) -> Result<(), StoreError>;
+    /// The text stored under `key`, if any.
+    async fn get_payload(&self, key: &str) -> Result<Option<String>, StoreError>;
+}
+
 /// Everything Hunter stores; one adapter implements all of it.
-pub trait Store: ReferralStore + LeadStore + SyncStore + FailureStore {}
-impl<T: ReferralStore + LeadStore + SyncStore + FailureStore> Store for T {}
+pub trait Store: ReferralStore + LeadStore + SyncStore + FailureStore + PayloadStore {}
+impl<T: ReferralStore + LeadStore + SyncStore + FailureStore + PayloadStore> Store for T {}
 
 /// A failure of a store adapter.
 #[derive(Debug, Clone, thiserror::Error)]

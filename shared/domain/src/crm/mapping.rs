@@ -77,6 +77,10 @@ struct MappingFile {
     opportunity_stage: Vec<StageRow>,
     #[serde(default)]
     lead_source_by_segment: BTreeMap<String, i64>,
+    /// Push the customer's contact details even when the referral says the customer did not
+    /// consent to be contacted (`consent.consentToContact: false`); default: they stay out.
+    #[serde(default)]
+    contacts_without_consent: bool,
     /// The records of an accepted referral; absent sections mean "no opportunities".
     account: Option<TableMapping>,
     contact: Option<TableMapping>,
@@ -156,6 +160,11 @@ impl Default for DynamicsMapping {
 }
 
 impl DynamicsMapping {
+    /// Whether contact details go to Dynamics when the customer did not consent to be contacted.
+    pub fn contacts_without_consent(&self) -> bool {
+        self.file.contacts_without_consent
+    }
+
     pub fn embedded() -> &'static DynamicsMapping {
         &EMBEDDED
     }

@@ -44,7 +44,13 @@ pub struct OpportunityRecords {
 pub const SOURCE: &str = "PartnerCenter";
 
 /// The mapping input of `lead`; contact, notes and currency come from `referral` (its newest).
-pub fn lead_input(lead: &Lead, referral: Option<&Referral>) -> MappingInput {
+/// The contact stays out when the customer did not consent to be contacted, unless `mapping`
+/// says otherwise.
+pub fn lead_input(
+    lead: &Lead,
+    referral: Option<&Referral>,
+    mapping: &DynamicsMapping,
+) -> MappingInput {
     let mut input = MappingInput::default();
     let domain = lead.domain.as_str();
     input
@@ -80,11 +86,14 @@ pub fn lead_input(lead: &Lead, referral: Option<&Referral>) -> MappingInput {
             .set("referral_id", referral.id.clone())
             .set("notes", referral.notes.clone())
             .set("currency", referral.currency.clone());
+        let may_contact =
+            referral.consent_to_contact != Some(false) || mapping.contacts_without_consent();
         if let Some(contact) = referral
             .customer_contacts
             .iter()
             .find(|c| c.email.is_some())
             .or(referral.customer_contacts.first())
+            .filter(|_| may_contact)
         {
             input
                 .set("contact_email", contact.email.clone())
@@ -117,7 +126,7 @@ mod tests {
         lead.priority_category = Some(crate::scoring::PriorityCategory::P2);
 
         let record = DynamicsMapping::embedded()
-            .map(&lead_input(&lead, None))
+            .map(&lead_input(&lead, None, DynamicsMapping::embedded()))
             .unwrap();
 
         assert_eq!(record["hnt_finalscore"], 85);
@@ -167,7 +176,11 @@ mod tests {
         .unwrap();
 
         let record = DynamicsMapping::embedded()
-            .map(&lead_input(&lead, Some(&referral)))
+            .map(&lead_input(
+                &lead,
+                Some(&referral),
+                DynamicsMapping::embedded(),
+            ))
             .unwrap();
 
         assert_eq!(record["subject"], "Hunter: contoso.com");
@@ -210,7 +223,7 @@ pub fn opportunity_records(
     else {
         return Ok(None);
     };
-    let mut input = lead_input(lead, Some(referral));
+    let mut input = lead_input(lead, Some(referral), mapping);
     input
         .set("referral_name", referral.name.clone())
         .set("deal_value", referral.deal_value.filter(|v| v.is_finite()));
@@ -302,6 +315,48 @@ mod opportunity_tests {
             Some("new_account")
         );
         assert_eq!(records.opportunity.record["new_amount"], 7.0);
+    }
+
+    #[test]
+    fn when_the_customer_did_not_consent_to_contact_should_push_no_contact_unless_the_mapping_says_so()
+     {
+        let lead = Lead::new(normalize_domain("contoso.com").unwrap(), Utc::now());
+        let referral = parse_referral_value(json!({
+            "id": "r1", "name": "M365 migration", "status": "Active", "substatus": "Accepted",
+            "consent": {"consentToContact": false, "consentToToShareInfoWithOthers": true},
+            "details": {"dealValue": 50000, "notes": "x"},
+            "customerProfile": {"name": "Contoso Ltd", "team": [{"firstName": "Ada", "email": "ada@contoso.com"}]}
+        }))
+        .unwrap();
+        assert_eq!(referral.consent_to_contact, Some(false));
+        let embedded = DynamicsMapping::embedded();
+
+        let lead_record = embedded
+            .map(&lead_input(&lead, Some(&referral), embedded))
+            .unwrap();
+        assert!(
+            lead_record.get("emailaddress1").is_none(),
+            "{lead_record:?}"
+        );
+        assert!(lead_record.get("firstname").is_none());
+        let records = opportunity_records(embedded, &lead, &referral, true)
+            .unwrap()
+            .unwrap();
+        assert!(
+            records.contact.is_none(),
+            "no contact record without consent"
+        );
+        assert_eq!(records.account.record["name"], "Contoso Ltd");
+
+        let file = crate::crm::mapping::EMBEDDED_MAPPING_TOML.replace(
+            "contacts_without_consent = false",
+            "contacts_without_consent = true",
+        );
+        let permissive = DynamicsMapping::from_toml_str(&file).unwrap();
+        let lead_record = permissive
+            .map(&lead_input(&lead, Some(&referral), &permissive))
+            .unwrap();
+        assert_eq!(lead_record["emailaddress1"], "ada@contoso.com");
     }
 
     #[test]

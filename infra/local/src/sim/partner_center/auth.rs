@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
 use chrono::Utc;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::PartnerCenterSim;
@@ -24,6 +25,48 @@ const DEVICE_CODE_TTL: Duration = Duration::from_secs(900);
 pub(super) struct DeviceCode {
     issued: Instant,
     polls: u32,
+    user_code: String,
+    decision: Decision,
+}
+
+/// What the person at the verification page did with a device code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Nothing yet: polls answer `authorization_pending` (unless auto-approved).
+    Pending,
+    Approved,
+    /// Declined: the next poll answers `authorization_declined`.
+    Denied,
+}
+
+/// How the simulated person answers device code sign-ins (`GET|PUT /_sim/device`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeviceFlow {
+    /// A code is approved by itself once polled this many times (pending until then); `null`:
+    /// only `POST /_sim/device/approve` approves. Default 1 (the first poll is pending).
+    pub auto_approve_after_polls: Option<u32>,
+    /// The next this many polls answer `slow_down`.
+    pub slow_down_next: u32,
+}
+
+impl Default for DeviceFlow {
+    fn default() -> Self {
+        Self {
+            auto_approve_after_polls: Some(1),
+            slow_down_next: 0,
+        }
+    }
+}
+
+/// A device code waiting for its sign-in, as `GET /_sim/device` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingSignIn {
+    pub user_code: String,
+    pub polls: u32,
+    pub decision: Decision,
 }
 
 impl PartnerCenterSim {
@@ -114,16 +157,50 @@ impl PartnerCenterSim {
                         "AADSTS70020: The provided value for the input parameter 'device_code' is not valid. This device code has expired.",
                     ));
                 }
-                state.polls += 1;
-                if state.polls == 1 {
+                if inner.device_flow.slow_down_next > 0 {
+                    inner.device_flow.slow_down_next -= 1;
                     return Err(OAuthError::new(
                         StatusCode::BAD_REQUEST,
-                        "authorization_pending",
+                        "slow_down",
                         70_016,
-                        "AADSTS70016: OAuth 2.0 device flow error. Authorization is pending. Continue polling.",
+                        "AADSTS70016: OAuth 2.0 device flow error. Polling too often: slow down.",
                     ));
                 }
-                inner.device_codes.remove(code);
+                let auto_after = inner.device_flow.auto_approve_after_polls;
+                let Some(state) = inner.device_codes.get_mut(code) else {
+                    return Err(OAuthError::invalid_request(
+                        70_000,
+                        "AADSTS70000: The device code is gone.",
+                    ));
+                };
+                state.polls += 1;
+                if state.decision == Decision::Pending
+                    && auto_after.is_some_and(|after| state.polls > after)
+                {
+                    state.decision = Decision::Approved;
+                }
+                match state.decision {
+                    Decision::Pending => {
+                        return Err(OAuthError::new(
+                            StatusCode::BAD_REQUEST,
+                            "authorization_pending",
+                            70_016,
+                            "AADSTS70016: OAuth 2.0 device flow error. Authorization is pending. Continue polling.",
+                        ));
+                    }
+                    Decision::Denied => {
+                        inner.device_codes.remove(code);
+                        return Err(OAuthError::new(
+                            StatusCode::BAD_REQUEST,
+                            "authorization_declined",
+                            70_000,
+                            "AADSTS70000: The user declined the sign-in.",
+                        ));
+                    }
+                    Decision::Approved => {
+                        inner.device_codes.remove(code);
+                    }
+                }
             }
             other => {
                 return Err(OAuthError::new(
@@ -158,7 +235,8 @@ impl PartnerCenterSim {
         }))
     }
 
-    /// Starts the device code flow; the first poll with the code is still pending.
+    /// Starts the device code flow; polls are pending until the code is approved (by itself
+    /// after [`DeviceFlow::auto_approve_after_polls`], or with `POST /_sim/device/approve`).
     pub(super) fn start_device_code(
         &self,
         form: &HashMap<String, String>,
@@ -177,6 +255,8 @@ impl PartnerCenterSim {
             DeviceCode {
                 issued: Instant::now(),
                 polls: 0,
+                user_code: user_code.clone(),
+                decision: Decision::Pending,
             },
         );
         drop(inner);
@@ -189,5 +269,49 @@ impl PartnerCenterSim {
             "interval": 1,
             "message": format!("To sign in, use a web browser to open the page {uri} and enter the code {user_code} to authenticate."),
         }))
+    }
+}
+
+impl PartnerCenterSim {
+    /// How device code sign-ins are answered.
+    pub fn device_flow(&self) -> DeviceFlow {
+        self.lock().device_flow.clone()
+    }
+
+    /// Replaces how device code sign-ins are answered.
+    pub fn set_device_flow(&self, flow: DeviceFlow) {
+        tracing::info!(event = "partner_center_sim_device_flow_set", flow = ?flow);
+        self.lock().device_flow = flow;
+    }
+
+    /// The device codes not redeemed yet, oldest first.
+    pub fn pending_sign_ins(&self) -> Vec<PendingSignIn> {
+        let inner = self.lock();
+        let mut codes: Vec<&DeviceCode> = inner.device_codes.values().collect();
+        codes.sort_by_key(|c| c.issued);
+        codes
+            .into_iter()
+            .map(|c| PendingSignIn {
+                user_code: c.user_code.clone(),
+                polls: c.polls,
+                decision: c.decision,
+            })
+            .collect()
+    }
+
+    /// The person approves (or declines) the pending sign-in of `user_code`, or every pending
+    /// one when `None`; how many were decided.
+    pub fn decide_sign_ins(&self, user_code: Option<&str>, decision: Decision) -> usize {
+        let mut inner = self.lock();
+        let mut decided = 0;
+        for code in inner.device_codes.values_mut() {
+            let wanted = user_code.is_none_or(|u| u.eq_ignore_ascii_case(&code.user_code));
+            if wanted && code.decision == Decision::Pending {
+                code.decision = decision;
+                decided += 1;
+            }
+        }
+        tracing::info!(event = "partner_center_sim_sign_ins_decided", decision = ?decision, decided);
+        decided
     }
 }

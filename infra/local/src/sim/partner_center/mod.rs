@@ -29,6 +29,8 @@ use super::http;
 use super::server::{Running, Simulator};
 use state::Inner;
 
+pub use auth::{Decision, DeviceFlow, PendingSignIn};
+
 /// Path of the first page of the referral list.
 pub const REFERRALS_PATH: &str = "/v1.0/engagements/referrals";
 /// Path of continuation pages (the documented nextLink has no `/engagements` segment).

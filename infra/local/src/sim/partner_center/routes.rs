@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::{CONTINUATION_PATH, Faults, PartnerCenterSim, REFERRALS_PATH};
+use super::{CONTINUATION_PATH, Decision, DeviceFlow, Faults, PartnerCenterSim, REFERRALS_PATH};
 use crate::sim::control::{Controls, SimControl, control_routes};
 use crate::sim::faults::{self, Scripted};
 use crate::sim::http::{AuthOk, Exchange};
@@ -39,6 +39,9 @@ impl PartnerCenterSim {
                 "/_sim/referrals",
                 get(control_get_referrals).post(control_upsert_referrals),
             )
+            .route("/_sim/device", get(control_device).put(control_set_device))
+            .route("/_sim/device/approve", post(control_approve_sign_in))
+            .route("/_sim/device/deny", post(control_deny_sign_in))
             .merge(control_routes())
             .fallback(not_found)
             .layer(middleware::from_fn_with_state(self.clone(), envelope))
@@ -245,4 +248,58 @@ async fn control_upsert_referrals(State(sim): State<PartnerCenterSim>, body: Byt
         )
         .into_response(),
     }
+}
+
+/// `GET /_sim/device`: how sign-ins are answered, and the device codes waiting.
+async fn control_device(State(sim): State<PartnerCenterSim>) -> Json<Value> {
+    let flow = serde_json::to_value(sim.device_flow()).unwrap_or_default();
+    let mut body = json!({ "pending": sim.pending_sign_ins() });
+    if let (Value::Object(body), Value::Object(flow)) = (&mut body, flow) {
+        body.extend(flow);
+    }
+    Json(body)
+}
+
+/// `PUT /_sim/device` `{"autoApproveAfterPolls": n | null, "slowDownNext": n}`.
+async fn control_set_device(State(sim): State<PartnerCenterSim>, body: Bytes) -> Response {
+    match serde_json::from_slice::<DeviceFlow>(&body) {
+        Ok(flow) => {
+            sim.set_device_flow(flow);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => ApiError::bad_request(
+            "InvalidDeviceFlow",
+            format!("Device flow JSON cannot be read: {e}"),
+        )
+        .into_response(),
+    }
+}
+
+/// `POST /_sim/device/approve` (`{"userCode": "..."}`, or nothing: every pending sign-in).
+async fn control_approve_sign_in(State(sim): State<PartnerCenterSim>, body: Bytes) -> Response {
+    decide_sign_in(&sim, &body, Decision::Approved)
+}
+
+/// `POST /_sim/device/deny` (`{"userCode": "..."}`, or nothing: every pending sign-in).
+async fn control_deny_sign_in(State(sim): State<PartnerCenterSim>, body: Bytes) -> Response {
+    decide_sign_in(&sim, &body, Decision::Denied)
+}
+
+fn decide_sign_in(sim: &PartnerCenterSim, body: &[u8], decision: Decision) -> Response {
+    let user_code = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(value) => value["userCode"].as_str().map(str::to_owned),
+            Err(e) => {
+                return ApiError::bad_request(
+                    "InvalidJson",
+                    format!("The request body is not valid JSON: {e}"),
+                )
+                .into_response();
+            }
+        }
+    };
+    let decided = sim.decide_sign_ins(user_code.as_deref(), decision);
+    Json(json!({ "decided": decided })).into_response()
 }

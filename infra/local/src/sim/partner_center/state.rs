@@ -14,7 +14,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::auth::DeviceCode;
+use super::auth::{DeviceCode, DeviceFlow};
 use super::error::ApiError;
 use super::{CONTINUATION_PATH, Faults, PartnerCenterSim, SimConfig, odata, patch};
 use crate::sim::control::Controls;
@@ -34,6 +34,7 @@ pub(super) struct Inner {
     pub id_rng: fastrand::Rng,
     pub refresh_token: Secret,
     pub device_codes: HashMap<String, DeviceCode>,
+    pub device_flow: DeviceFlow,
     pub base_url: Option<String>,
 }
 
@@ -53,6 +54,7 @@ impl Inner {
             id_rng: fastrand::Rng::with_seed(config.rng_seed ^ 0x9e37_79b9_7f4a_7c15),
             refresh_token: config.initial_refresh_token,
             device_codes: HashMap::new(),
+            device_flow: DeviceFlow::default(),
             base_url: None,
         }
     }
