@@ -14,6 +14,7 @@ use hunter_core::failures::{FailedMessage, note_failure, receive_count};
 use hunter_core::fanout::send_all;
 use hunter_core::intake::{count_in_run, log_stored, record_invalid};
 use hunter_core::messages::{PushMessage, QueuedReferral};
+use hunter_core::metrics::{Metrics, ingest_referral as metrics};
 use hunter_core::optimistic::{Change, update_lead_with_referral};
 use hunter_core::ports::{
     DomainScanner, OutgoingMessage, Queue, QueueError, Store, StoreError, UpsertOutcome,
@@ -96,24 +97,70 @@ impl Ingested {
 /// The SQS batch handler: every record processed, transient failures reported for redelivery.
 pub async fn handle_batch(deps: &IngestDeps<'_>, event: SqsEvent) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
+    let mut tally = Tally::default();
     for record in event.records {
         let message_id = record.message_id.unwrap_or_default();
         let body = record.body.unwrap_or_default();
-        if let Err(err) = ingest_message(deps, &body).await {
-            let error = err.to_string();
-            let failed = FailedMessage {
-                queue: QUEUE,
-                message_id: &message_id,
-                receive_count: receive_count(&record.attributes),
-                error: &error,
-            };
-            note_failure(deps.store, failed, deps.max_receives).await;
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = message_id;
-            response.batch_item_failures.push(failure);
+        match ingest_message(deps, &body).await {
+            Ok(ingested) => tally.count(&ingested),
+            Err(err) => {
+                let error = err.to_string();
+                tally.failed += 1;
+                tally.store_failures += u64::from(matches!(err, IngestError::Store(_)));
+                let failed = FailedMessage {
+                    queue: QUEUE,
+                    message_id: &message_id,
+                    receive_count: receive_count(&record.attributes),
+                    error: &error,
+                };
+                if note_failure(deps.store, failed, deps.max_receives).await {
+                    tally.dead_lettered += 1;
+                }
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = message_id;
+                response.batch_item_failures.push(failure);
+            }
         }
     }
+    tally.metrics().emit();
     response
+}
+
+/// What a batch did, for the function's metrics.
+#[derive(Debug, Default)]
+struct Tally {
+    ingested: u64,
+    eligible: u64,
+    skipped: u64,
+    invalid: u64,
+    store_failures: u64,
+    failed: u64,
+    dead_lettered: u64,
+}
+
+impl Tally {
+    fn count(&mut self, ingested: &Ingested) {
+        self.ingested += 1;
+        match ingested.skip_reason {
+            None => self.eligible += 1,
+            Some(SkipReason::InvalidPayload) => {
+                self.skipped += 1;
+                self.invalid += 1;
+            }
+            Some(_) => self.skipped += 1,
+        }
+    }
+
+    fn metrics(&self) -> Metrics {
+        Metrics::new(metrics::FUNCTION)
+            .count(metrics::INGESTED, self.ingested)
+            .count(metrics::ELIGIBLE, self.eligible)
+            .count(metrics::SKIPPED, self.skipped)
+            .count(metrics::INVALID_PAYLOAD, self.invalid)
+            .count(metrics::STORE_FAILURES, self.store_failures)
+            .count(metrics::MESSAGES_FAILED, self.failed)
+            .count(metrics::DEAD_LETTERED, self.dead_lettered)
+    }
 }
 
 /// One message. An `Err` means "deliver it again": a failure of the store of any kind (also one
@@ -262,4 +309,41 @@ pub async fn handle(
     event: lambda_runtime::LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
     Ok(handle_batch(deps, event.payload).await)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn ingested(skip_reason: Option<SkipReason>) -> Ingested {
+        Ingested {
+            referral_id: "r".into(),
+            outcome: UpsertOutcome::Inserted,
+            skip_reason,
+            domain: None,
+            lead_changed: false,
+            push_requested: false,
+        }
+    }
+
+    #[test]
+    fn when_a_batch_is_counted_should_report_each_kind_once() {
+        let mut tally = Tally::default();
+        tally.count(&ingested(None));
+        tally.count(&ingested(Some(SkipReason::InvalidPayload)));
+        tally.count(&ingested(Some(SkipReason::NoDomain)));
+        tally.failed = 1;
+        tally.dead_lettered = 1;
+
+        let line = tally.metrics().to_json(0);
+
+        assert_eq!(line["Ingested"], 3);
+        assert_eq!(line["Eligible"], 1);
+        assert_eq!(line["Skipped"], 2);
+        assert_eq!(line["InvalidPayload"], 1);
+        assert_eq!(line["MessagesFailed"], 1);
+        assert_eq!(line["DeadLettered"], 1);
+        assert_eq!(line["Function"], "ingest-referral");
+    }
 }
