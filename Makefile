@@ -5,7 +5,7 @@ SHELL := /bin/bash
 ARGS ?=
 CFN_LINT := .venv/bin/cfn-lint
 
-.PHONY: demo test test-embedded test-moto test-api-contract test-browser lint fmt fmt-check clippy layers cfn-lint venv build
+.PHONY: demo test test-chaos test-long test-embedded test-moto test-api-contract test-browser lint fmt fmt-check clippy layers cfn-lint venv build
 
 ## demo: run hunter-local (pass options with ARGS="--once --seed 50")
 demo:
@@ -25,10 +25,21 @@ test:
 	$(CFN_LINT) template.yaml
 	@echo "==> cargo test (moto)"
 	scripts/with-moto.sh cargo test --workspace
+	@echo "==> chaos: the full pipeline under faults, killed and restarted twice (2,000 referrals; and on moto)"
+	$(MAKE) test-chaos
 	@echo "==> API contract (schemathesis against the OpenAPI document)"
 	HUNTER_LOCAL_BIN=$(CURDIR)/target/debug/hunter-local scripts/api-contract.sh
 	@echo "==> browser tests (headless Chromium)"
 	HUNTER_LOCAL_BIN=$(CURDIR)/target/debug/hunter-local scripts/browser-tests.sh
+
+## test-chaos: hunter-local on the durable backend under injected faults, killed twice; prints its invariant report
+test-chaos:
+	cargo test -p hunter-local --test chaos -- --ignored --nocapture chaos_killed_twice
+	scripts/with-moto.sh cargo test -p hunter-local --test chaos -- --ignored --nocapture chaos_on_aws
+
+## test-long: the chaos test with 20,000 referrals (about 10 minutes)
+test-long:
+	HUNTER_CHAOS_REFERRALS=20000 cargo test -p hunter-local --test chaos -- --ignored --nocapture chaos_killed_twice
 
 ## test-embedded: everything that needs no moto: contract suite (memory and SQLite), sync suite, unit tests
 test-embedded:
