@@ -607,6 +607,43 @@ async fn an_eligible_referral_s_domain_is_scanned_and_scored_after_the_referral_
 }
 
 #[tokio::test]
+async fn a_first_scan_claimed_by_an_ingest_that_died_is_done_by_the_next_delivery_after_the_claim()
+{
+    let deps = Deps::new();
+    let domain = normalize_domain("company1.de").unwrap();
+    // Another ingest claimed the first scan a moment ago and never finished it (it was killed).
+    let mut claimed = Lead::new(domain.clone(), hunter_domain::clock::now());
+    claimed.scan_claimed_at = Some(hunter_domain::clock::now());
+    deps.store.put_lead(&claimed, None, None).await.unwrap();
+
+    let err = ingest_message(&deps.ingest(), &envelope(None, referral(1)))
+        .await
+        .unwrap_err();
+
+    assert!(err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("in progress elsewhere"), "{err}");
+    assert!(
+        deps.store.get_referral("ref-0001").await.unwrap().is_some(),
+        "the referral is stored all the same"
+    );
+    // Delivered again once the claim is over, it scans.
+    let mut stale = deps.store.get_lead(&domain).await.unwrap().unwrap();
+    let version = stale.version;
+    stale.scan_claimed_at =
+        Some(hunter_domain::clock::now() - hunter_domain::lead_scan::SCAN_CLAIM);
+    deps.store
+        .put_lead(&stale, Some(version), None)
+        .await
+        .unwrap();
+    ingest_message(&deps.ingest(), &envelope(None, referral(1)))
+        .await
+        .unwrap();
+    let lead = deps.store.get_lead(&domain).await.unwrap().unwrap();
+    assert_eq!(lead.scan_state, ScanState::Ok);
+    assert!(lead.score.is_some());
+}
+
+#[tokio::test]
 async fn a_scan_that_times_out_leaves_the_referral_stored_and_the_lead_unscored() {
     let deps = Deps::new();
     let mut unknown = referral(1);

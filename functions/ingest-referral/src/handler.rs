@@ -22,7 +22,7 @@ use hunter_core::ports::{
 use hunter_core::retry::Backoff;
 use hunter_core::scanning::scan_lead;
 use hunter_domain::clock;
-use hunter_domain::lead_scan::claim_scan;
+use hunter_domain::lead_scan::{claim_scan, first_scan_claimed_elsewhere};
 use hunter_domain::leads::{LeadJoin, LeadWithReferral, join_referral};
 use hunter_domain::model::{Lead, ReferralRecord};
 use hunter_domain::referral::{Referral, parse_referral, parse_referral_value};
@@ -56,6 +56,10 @@ pub enum IngestError {
     Queue(#[from] QueueError),
     #[error("the dynamics-push queue refused the push of {domain}: {message}")]
     PushRefused { domain: String, message: String },
+    /// The first scan of the domain was claimed by another ingest that has not finished (it may
+    /// have died): the referral is stored; delivered again, it scans once the claim has ended.
+    #[error("the first scan of {domain} is in progress elsewhere")]
+    ScanInProgress { domain: String },
 }
 
 impl IngestError {
@@ -65,6 +69,7 @@ impl IngestError {
             Self::Store(e) => e.is_retryable(),
             Self::Queue(e) => e.is_retryable(),
             Self::PushRefused { .. } => false,
+            Self::ScanInProgress { .. } => true,
         }
     }
 }
@@ -224,7 +229,7 @@ async fn join_lead(
         return Ok(LeadJoin::Unchanged);
     };
     let now = clock::now();
-    let (join, scan_claimed) =
+    let (join, scan_claimed, scan_elsewhere) =
         update_lead_with_referral(deps.store, domain, &record.id, |stored| {
             let counted = stored.as_ref().is_some_and(|s| s.contribution.is_some());
             let existing = stored.as_ref().map(|s| s.lead.clone());
@@ -244,11 +249,15 @@ async fn join_lead(
             let claimed = written
                 .as_mut()
                 .is_some_and(|w| claim_scan(&mut w.lead, now, deps.rescan_after));
+            let elsewhere = !claimed
+                && written
+                    .as_ref()
+                    .is_some_and(|w| first_scan_claimed_elsewhere(&w.lead, now));
             match written {
                 Some(w) if claimed || matches!(join, LeadJoin::Changed(..)) => {
-                    Change::Write(w, (join, claimed))
+                    Change::Write(w, (join, claimed, elsewhere))
                 }
-                _ => Change::Keep((join, false)),
+                _ => Change::Keep((join, false, elsewhere)),
             }
         })
         .await?;
@@ -263,6 +272,11 @@ async fn join_lead(
     };
     if let Some(lead) = pushed {
         request_push(deps, lead).await?;
+    }
+    if scan_elsewhere {
+        return Err(IngestError::ScanInProgress {
+            domain: domain.to_string(),
+        });
     }
     Ok(join)
 }

@@ -62,7 +62,7 @@ pub struct Args {
     #[arg(long)]
     pub write_back: bool,
     /// Seconds a received message stays invisible before it is delivered again (the queues'
-    /// visibility timeout, 360 as in template.yaml).
+    /// visibility timeout, 360 as in template.yaml; on SQS, set when hunter-local creates them).
     #[arg(
         long,
         value_name = "SECONDS",

@@ -292,7 +292,15 @@ pub async fn backend_adapters(
     queues: &QueueSettings,
 ) -> anyhow::Result<Adapters> {
     match backend {
-        Backend::Aws => aws_adapters(config).await,
+        Backend::Aws => {
+            if queues.faults {
+                tracing::warn!(
+                    event = "sim_queue_faults_ignored",
+                    reason = "--sim-queue-faults applies to the embedded queues, not SQS"
+                );
+            }
+            aws_adapters(config, queues.visibility).await
+        }
         Backend::Memory => Ok(memory_adapters(queues)),
         Backend::Sqlite(dir) => sqlite_adapters(dir, queues),
     }
@@ -345,7 +353,7 @@ fn memory_adapters(queues: &QueueSettings) -> Adapters {
 
 /// DynamoDB and SQS, created when missing: the table `HUNTER_TABLE` and each queue under the name
 /// that ends its URL (`hunter-referrals`, `hunter-dynamics-push` by default), with its DLQ.
-async fn aws_adapters(config: &Config) -> anyhow::Result<Adapters> {
+async fn aws_adapters(config: &Config, visibility: Duration) -> anyhow::Result<Adapters> {
     let sdk = wiring::aws_sdk_config().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table.clone());
     store
@@ -355,10 +363,10 @@ async fn aws_adapters(config: &Config) -> anyhow::Result<Adapters> {
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let referrals_name = queue_name(config.referrals_queue_url.as_deref(), REFERRALS_QUEUE);
     let push_name = queue_name(config.dynamics_queue_url.as_deref(), PUSH_QUEUE);
-    let referrals = SqsQueue::ensure(sqs.clone(), &referrals_name, VISIBILITY, MAX_RECEIVE_COUNT)
+    let referrals = SqsQueue::ensure(sqs.clone(), &referrals_name, visibility, MAX_RECEIVE_COUNT)
         .await
         .with_context(|| format!("creating queue {referrals_name}"))?;
-    let pushes = SqsQueue::ensure(sqs, &push_name, VISIBILITY, MAX_RECEIVE_COUNT)
+    let pushes = SqsQueue::ensure(sqs, &push_name, visibility, MAX_RECEIVE_COUNT)
         .await
         .with_context(|| format!("creating queue {push_name}"))?;
     Ok((Arc::new(store), Arc::new(referrals), Arc::new(pushes)))

@@ -37,6 +37,9 @@ pub async fn run_sync(stack: &Stack, run_id: Option<String>) -> Result<FetchSumm
     Ok(summary)
 }
 
+/// Batches of one queue handled before the other queue's turn while serving.
+const BATCHES_PER_TURN: usize = 5;
+
 /// What a drain did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DrainReport {
@@ -48,6 +51,14 @@ pub struct DrainReport {
 /// flight. Failed ones become visible again after a short backoff; after the queue's
 /// maxReceiveCount they move to its dead-letter queue.
 pub async fn drain_referrals(stack: &Stack) -> Result<DrainReport, QueueError> {
+    drain_referrals_up_to(stack, None).await
+}
+
+/// [`drain_referrals`], stopping after `batches` batches when given.
+async fn drain_referrals_up_to(
+    stack: &Stack,
+    batches: Option<usize>,
+) -> Result<DrainReport, QueueError> {
     let deps = IngestDeps {
         store: stack.store.as_ref(),
         push_queue: stack.push_queue.as_ref(),
@@ -57,7 +68,7 @@ pub async fn drain_referrals(stack: &Stack) -> Result<DrainReport, QueueError> {
         send_backoff: Backoff::default(),
         max_receives: Some(crate::stack::MAX_RECEIVE_COUNT),
     };
-    drain(stack.referrals_queue.as_ref(), |event| {
+    drain(stack.referrals_queue.as_ref(), batches, |event| {
         handle_batch(&deps, event)
     })
     .await
@@ -66,6 +77,14 @@ pub async fn drain_referrals(stack: &Stack) -> Result<DrainReport, QueueError> {
 /// Hands push requests to push-dynamics the same way (nothing with `--no-dynamics`: the queue
 /// keeps them and leads stay pending).
 pub async fn drain_pushes(stack: &Stack) -> Result<DrainReport, QueueError> {
+    drain_pushes_up_to(stack, None).await
+}
+
+/// [`drain_pushes`], stopping after `batches` batches when given.
+async fn drain_pushes_up_to(
+    stack: &Stack,
+    batches: Option<usize>,
+) -> Result<DrainReport, QueueError> {
     let Some(sink) = &stack.dynamics else {
         return Ok(DrainReport::default());
     };
@@ -80,7 +99,7 @@ pub async fn drain_pushes(stack: &Stack) -> Result<DrainReport, QueueError> {
             .then_some(&stack.source as &dyn ReferralWriteBack),
         opportunities: stack.opportunities,
     };
-    drain(stack.push_queue.as_ref(), |event| {
+    drain(stack.push_queue.as_ref(), batches, |event| {
         push_dynamics::handle_batch(&deps, event)
     })
     .await
@@ -89,17 +108,23 @@ pub async fn drain_pushes(stack: &Stack) -> Result<DrainReport, QueueError> {
 /// Receives batches of 10 and hands them to `handler` as Lambda's SQS event source would, until
 /// the queue has nothing visible or in flight: handled messages are deleted, failed ones come
 /// back after a short backoff (and reach the dead-letter queue after maxReceiveCount).
-async fn drain<F, Fut>(queue: &dyn Queue, handler: F) -> Result<DrainReport, QueueError>
+async fn drain<F, Fut>(
+    queue: &dyn Queue,
+    batches: Option<usize>,
+    handler: F,
+) -> Result<DrainReport, QueueError>
 where
     F: Fn(SqsEvent) -> Fut,
     Fut: Future<Output = SqsBatchResponse>,
 {
     let mut report = DrainReport::default();
-    loop {
+    for _ in 0..batches.unwrap_or(usize::MAX) {
         let messages = queue.receive(10, None, Duration::ZERO).await?;
         if messages.is_empty() {
             let depth = queue.depth().await?;
-            if depth.visible == 0 && depth.in_flight == 0 {
+            // With a budget (serving), nothing visible ends the turn; a full drain (`--once`)
+            // waits for the messages in flight.
+            if batches.is_some() || (depth.visible == 0 && depth.in_flight == 0) {
                 return Ok(report);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -123,6 +148,7 @@ where
             }
         }
     }
+    Ok(report)
 }
 
 /// The event Lambda's SQS event source would deliver for `messages`.
@@ -188,12 +214,18 @@ pub async fn dead_letters(stack: &Stack) -> Result<u64, QueueError> {
 /// Keeps the queues' work moving while hunter-local serves.
 pub async fn drain_forever(stack: &Stack) {
     loop {
-        if let Err(err) = drain_referrals(stack).await {
-            tracing::warn!(event = "local_drain_failed", queue = "referrals", error = %err);
+        // A few batches of each queue in turn, so neither waits for the other to empty.
+        let referrals = drain_referrals_up_to(stack, Some(BATCHES_PER_TURN)).await;
+        let pushes = drain_pushes_up_to(stack, Some(BATCHES_PER_TURN)).await;
+        let mut busy = false;
+        for (queue, drained) in [("referrals", referrals), ("dynamics-push", pushes)] {
+            match drained {
+                Ok(report) => busy |= report.handled + report.redelivered > 0,
+                Err(err) => tracing::warn!(event = "local_drain_failed", queue, error = %err),
+            }
         }
-        if let Err(err) = drain_pushes(stack).await {
-            tracing::warn!(event = "local_drain_failed", queue = "dynamics-push", error = %err);
+        if !busy {
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

@@ -49,6 +49,7 @@ pub fn keeping_back(deadline: Instant, margin: Duration) -> Instant {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -25,6 +25,16 @@ pub fn claim_scan(lead: &mut Lead, now: DateTime<Utc>, rescan_after: std::time::
     due && !claimed
 }
 
+/// Whether `lead` has never been scanned while another scan of its domain was claimed within
+/// [`SCAN_CLAIM`]: that scan may have died with its process, so whoever sees this comes back later
+/// (after the claim) rather than leaving the lead unscored for good.
+pub fn first_scan_claimed_elsewhere(lead: &Lead, now: DateTime<Utc>) -> bool {
+    lead.scanned_at.is_none()
+        && lead
+            .scan_claimed_at
+            .is_some_and(|at| now - at < SCAN_CLAIM && at <= now)
+}
+
 /// Records `scan` on `lead` with `assessment`, what the rules make of it (`None` when the scan
 /// failed: SERVFAIL or timeout). A failed scan keeps the last score and signals and records the
 /// failure; a first scan that fails leaves the lead unscored. Returns whether what the lead
@@ -170,6 +180,29 @@ mod tests {
         let week = std::time::Duration::from_secs(7 * 86_400);
         assert!(!claim_scan(&mut lead, at(60), week), "fresh");
         assert!(claim_scan(&mut lead, at(0) + Duration::days(7), week));
+    }
+    #[test]
+    fn when_a_first_scan_was_claimed_by_another_should_say_so_until_the_claim_ends() {
+        let week = std::time::Duration::from_secs(7 * 86_400);
+        let mut lead = Lead::new(
+            crate::rules::normalize_domain("contoso.com").unwrap(),
+            at(0),
+        );
+        assert!(
+            !first_scan_claimed_elsewhere(&lead, at(0)),
+            "nobody claimed it"
+        );
+        assert!(claim_scan(&mut lead, at(0), week));
+        assert!(first_scan_claimed_elsewhere(&lead, at(1)));
+        assert!(
+            !first_scan_claimed_elsewhere(&lead, at(0) + SCAN_CLAIM),
+            "the claim ended"
+        );
+        lead.scanned_at = Some(at(1));
+        assert!(
+            !first_scan_claimed_elsewhere(&lead, at(1)),
+            "scanned once: no need"
+        );
     }
 
     #[test]
