@@ -95,6 +95,7 @@ impl Fixture {
             rescan_after: hunter_tests::RESCAN_AFTER,
             send_backoff: Backoff::default(),
             max_receives: None,
+            referrals_queue: None,
         };
         ingest_message(
             &deps,

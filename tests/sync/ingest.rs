@@ -70,6 +70,7 @@ impl Deps {
                 max_retries: 1,
             },
             max_receives: None,
+            referrals_queue: None,
         }
     }
 }
@@ -394,6 +395,7 @@ async fn a_batch_of_good_poison_and_transiently_failing_messages_reports_only_th
         rescan_after: hunter_tests::RESCAN_AFTER,
         send_backoff: Backoff::default(),
         max_receives: None,
+        referrals_queue: None,
     };
     let batch = event(&[
         ("good", envelope(None, referral(1))),
@@ -449,6 +451,7 @@ async fn a_referral_the_store_refuses_is_retried_not_recorded_as_invalid_payload
         rescan_after: hunter_tests::RESCAN_AFTER,
         send_backoff: Backoff::default(),
         max_receives: None,
+        referrals_queue: None,
     };
     let batch = event(&[
         ("good", envelope(None, referral(1))),
@@ -644,6 +647,37 @@ async fn a_first_scan_claimed_by_an_ingest_that_died_is_done_by_the_next_deliver
 }
 
 #[tokio::test]
+async fn a_referral_whose_first_scan_is_under_way_elsewhere_is_put_off_not_failed() {
+    let deps = Deps::new();
+    let domain = normalize_domain("company1.de").unwrap();
+    let mut claimed = Lead::new(domain.clone(), hunter_domain::clock::now());
+    claimed.scan_claimed_at = Some(hunter_domain::clock::now());
+    deps.store.put_lead(&claimed, None, None).await.unwrap();
+    let own = EmbeddedQueue::new("referrals", Duration::from_secs(60), 5);
+    let ingest = IngestDeps {
+        referrals_queue: Some(&own),
+        ..deps.ingest()
+    };
+
+    let response = handle_batch(&ingest, event(&[("m1", envelope(None, referral(1)))])).await;
+
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let depth = hunter_core::ports::Queue::depth(&own).await.unwrap();
+    assert_eq!(
+        (depth.visible, depth.in_flight),
+        (0, 1),
+        "a copy waits out the claim, its receives untouched"
+    );
+    tokio::time::pause();
+    tokio::time::advance(hunter_domain::lead_scan::SCAN_CLAIM.to_std().unwrap()).await;
+    let copy = hunter_core::ports::Queue::receive(&own, 10, None, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(copy.len(), 1);
+    assert_eq!(copy[0].receive_count, 1);
+}
+
+#[tokio::test]
 async fn a_scan_that_times_out_leaves_the_referral_stored_and_the_lead_unscored() {
     let deps = Deps::new();
     let mut unknown = referral(1);
@@ -692,6 +726,7 @@ async fn a_stale_scan_is_done_again_and_a_changed_provider_asks_for_a_push() {
         rescan_after,
         send_backoff: Backoff::default(),
         max_receives: None,
+        referrals_queue: None,
     };
     let week = Duration::from_secs(7 * 86_400);
     ingest_message(&deps(&google, week), &envelope(None, referral(1)))

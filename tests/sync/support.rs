@@ -163,6 +163,7 @@ impl SyncFixture {
                 max_retries: 2,
             },
             max_receives: None,
+            referrals_queue: None,
         }
     }
 

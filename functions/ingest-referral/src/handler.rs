@@ -22,7 +22,7 @@ use hunter_core::ports::{
 use hunter_core::retry::Backoff;
 use hunter_core::scanning::scan_lead;
 use hunter_domain::clock;
-use hunter_domain::lead_scan::{claim_scan, first_scan_claimed_elsewhere};
+use hunter_domain::lead_scan::{claim_scan, first_scan_claimed_elsewhere, scan_claim_left};
 use hunter_domain::leads::{LeadJoin, LeadWithReferral, join_referral};
 use hunter_domain::model::{Lead, ReferralRecord};
 use hunter_domain::referral::{Referral, parse_referral, parse_referral_value};
@@ -42,6 +42,9 @@ pub struct IngestDeps<'a> {
     pub send_backoff: Backoff,
     /// The queue's maxReceiveCount, to log the failure that dead-letters a message.
     pub max_receives: Option<u32>,
+    /// The referrals queue itself, to put off a referral whose domain's first scan is under way
+    /// elsewhere (without it, the message is a batch item failure).
+    pub referrals_queue: Option<&'a dyn Queue>,
 }
 
 /// The queue's name in failure records and logs.
@@ -59,7 +62,11 @@ pub enum IngestError {
     /// The first scan of the domain was claimed by another ingest that has not finished (it may
     /// have died): the referral is stored; delivered again, it scans once the claim has ended.
     #[error("the first scan of {domain} is in progress elsewhere")]
-    ScanInProgress { domain: String },
+    ScanInProgress {
+        domain: String,
+        /// When that scan's claim ends.
+        after: std::time::Duration,
+    },
 }
 
 impl IngestError {
@@ -108,6 +115,11 @@ pub async fn handle_batch(deps: &IngestDeps<'_>, event: SqsEvent) -> SqsBatchRes
         let body = record.body.unwrap_or_default();
         match ingest_message(deps, &body).await {
             Ok(ingested) => tally.count(&ingested),
+            Err(IngestError::ScanInProgress { domain, after })
+                if put_off(deps, &body, after).await =>
+            {
+                tracing::info!(event = "referral_put_off", message_id = %message_id, domain = %domain, delay_s = after.as_secs());
+            }
             Err(err) => {
                 let error = err.to_string();
                 tally.failed += 1;
@@ -129,6 +141,26 @@ pub async fn handle_batch(deps: &IngestDeps<'_>, event: SqsEvent) -> SqsBatchRes
     }
     tally.metrics().emit();
     response
+}
+
+/// Sends `body` again, delivered after `after` (at least a second, at most SQS's 15 minutes);
+/// whether the copy was taken (then the message at hand is done).
+async fn put_off(deps: &IngestDeps<'_>, body: &str, after: std::time::Duration) -> bool {
+    let Some(queue) = deps.referrals_queue else {
+        return false;
+    };
+    let mut copy = OutgoingMessage::new("0", body);
+    copy.delay = Some(after.clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(900),
+    ));
+    match send_all(queue, &[copy], &deps.send_backoff).await {
+        Ok(report) => report.failed.is_empty(),
+        Err(err) => {
+            tracing::warn!(event = "referral_put_off_failed", error = %err);
+            false
+        }
+    }
 }
 
 /// What a batch did, for the function's metrics.
@@ -249,10 +281,10 @@ async fn join_lead(
             let claimed = written
                 .as_mut()
                 .is_some_and(|w| claim_scan(&mut w.lead, now, deps.rescan_after));
-            let elsewhere = !claimed
-                && written
-                    .as_ref()
-                    .is_some_and(|w| first_scan_claimed_elsewhere(&w.lead, now));
+            let elsewhere = written
+                .as_ref()
+                .filter(|w| !claimed && first_scan_claimed_elsewhere(&w.lead, now))
+                .map(|w| scan_claim_left(&w.lead, now));
             match written {
                 Some(w) if claimed || matches!(join, LeadJoin::Changed(..)) => {
                     Change::Write(w, (join, claimed, elsewhere))
@@ -273,9 +305,10 @@ async fn join_lead(
     if let Some(lead) = pushed {
         request_push(deps, lead).await?;
     }
-    if scan_elsewhere {
+    if let Some(after) = scan_elsewhere {
         return Err(IngestError::ScanInProgress {
             domain: domain.to_string(),
+            after,
         });
     }
     Ok(join)

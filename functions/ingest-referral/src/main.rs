@@ -15,6 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sdk = wiring::aws_sdk_config().await;
     let store = wiring::dynamo_store(&sdk, &config);
     let push_queue = wiring::dynamics_queue(&sdk, &config).await?;
+    let referrals_queue = wiring::referrals_queue(&sdk, &config).await?;
     let scanner = wiring::dns_scanner(&config)?;
     let deps = IngestDeps {
         store: &store,
@@ -24,6 +25,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         rescan_after: config.rescan_after,
         send_backoff: Backoff::default(),
         max_receives: config.max_receive_count,
+        referrals_queue: Some(&referrals_queue),
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         handle(&deps, event)

@@ -86,6 +86,7 @@ fn ingest(c: &mut Criterion) {
                     rescan_after: Duration::from_secs(7 * 86_400),
                     send_backoff: Backoff::default(),
                     max_receives: None,
+                    referrals_queue: None,
                 };
                 runtime.block_on(async {
                     for body in &bodies {

@@ -67,6 +67,7 @@ async fn drain_referrals_up_to(
         rescan_after: stack.rescan_after,
         send_backoff: Backoff::default(),
         max_receives: Some(crate::stack::MAX_RECEIVE_COUNT),
+        referrals_queue: Some(stack.referrals_queue.as_ref()),
     };
     drain(stack.referrals_queue.as_ref(), batches, |event| {
         handle_batch(&deps, event)

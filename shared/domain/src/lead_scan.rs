@@ -35,6 +35,14 @@ pub fn first_scan_claimed_elsewhere(lead: &Lead, now: DateTime<Utc>) -> bool {
             .is_some_and(|at| now - at < SCAN_CLAIM && at <= now)
 }
 
+/// How long the claim on `lead`'s scan still holds at `now` (zero when it does not).
+pub fn scan_claim_left(lead: &Lead, now: DateTime<Utc>) -> std::time::Duration {
+    lead.scan_claimed_at
+        .map(|at| (at + SCAN_CLAIM - now).to_std().unwrap_or_default())
+        .unwrap_or_default()
+        .min(SCAN_CLAIM.to_std().unwrap_or_default())
+}
+
 /// Records `scan` on `lead` with `assessment`, what the rules make of it (`None` when the scan
 /// failed: SERVFAIL or timeout). A failed scan keeps the last score and signals and records the
 /// failure; a first scan that fails leaves the lead unscored. Returns whether what the lead
