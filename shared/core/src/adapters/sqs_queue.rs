@@ -86,7 +86,7 @@ impl SqsQueue {
     }
 
     /// Creates (if missing) `name` and its dead-letter queue `<name>-dlq`, linked by a
-    /// RedrivePolicy with `max_receive_count`.
+    /// RedrivePolicy with `max_receive_count`; a queue that exists is used as it is.
     pub async fn ensure(
         client: Client,
         name: &str,
@@ -113,7 +113,7 @@ impl SqsQueue {
             .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
             .ok_or_else(|| QueueError::Unavailable("dead-letter queue has no ARN".to_owned()))?;
         let policy = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count.to_string()});
-        let url = client
+        let created = client
             .create_queue()
             .queue_name(name)
             .attributes(
@@ -122,10 +122,31 @@ impl SqsQueue {
             )
             .attributes(QueueAttributeName::RedrivePolicy, policy.to_string())
             .send()
-            .await
-            .map_err(queue_error)?
-            .queue_url
-            .ok_or_else(|| QueueError::Unavailable("CreateQueue returned no URL".to_owned()))?;
+            .await;
+        let url = match created {
+            Ok(answer) => answer.queue_url,
+            // It exists with other attributes (another visibility timeout): it is used as it is.
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_queue_name_exists()) =>
+            {
+                tracing::info!(
+                    event = "sqs_queue_kept",
+                    queue = name,
+                    reason = "exists with other attributes"
+                );
+                client
+                    .get_queue_url()
+                    .queue_name(name)
+                    .send()
+                    .await
+                    .map_err(queue_error)?
+                    .queue_url
+            }
+            Err(err) => return Err(queue_error(err)),
+        }
+        .ok_or_else(|| QueueError::Unavailable("CreateQueue returned no URL".to_owned()))?;
         Ok(Self {
             client,
             url,
