@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use rusqlite::{Connection, TransactionBehavior, params};
 
-use hunter_core::adapters::memory_queue::{MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_DELAY};
+use hunter_core::adapters::memory_queue::{MAX_BATCH_ENTRIES, check_batch};
 use hunter_core::ports::{
     OutgoingMessage, Queue, QueueDepth, QueueError, ReceivedMessage, SendFailure,
 };
@@ -209,41 +209,14 @@ impl Queue for SqliteQueue {
         &self,
         messages: &[OutgoingMessage],
     ) -> Result<Vec<SendFailure>, QueueError> {
-        if messages.is_empty() || messages.len() > MAX_BATCH_ENTRIES {
-            return Err(QueueError::Invalid(format!(
-                "a batch holds 1 to 10 entries, not {}",
-                messages.len()
-            )));
-        }
-        let bytes: usize = messages.iter().map(|m| m.body.len()).sum();
-        if bytes > MAX_BATCH_BYTES {
-            return Err(QueueError::Invalid(format!(
-                "batch of {bytes} bytes exceeds {MAX_BATCH_BYTES}"
-            )));
-        }
-        for (i, m) in messages.iter().enumerate() {
-            if messages[..i].iter().any(|other| other.id == m.id) {
-                return Err(QueueError::Invalid(format!(
-                    "batch entry id {} is not distinct",
-                    m.id
-                )));
-            }
-        }
-        let mut failures = Vec::new();
-        let mut accepted = Vec::new();
-        for m in messages {
-            let delay = m.delay.unwrap_or_default();
-            if delay > MAX_DELAY {
-                failures.push(SendFailure {
-                    id: m.id.clone(),
-                    code: "InvalidParameterValue".to_owned(),
-                    message: format!("DelaySeconds {} is over 900", delay.as_secs()),
-                    sender_fault: true,
-                });
-                continue;
-            }
-            accepted.push((uuid::Uuid::new_v4().to_string(), m.body.clone(), delay));
-        }
+        let (accepted, failures) = check_batch(messages)?;
+        let accepted: Vec<_> = accepted
+            .into_iter()
+            .map(|m| {
+                let id = uuid::Uuid::new_v4().to_string();
+                (id, m.body.clone(), m.delay.unwrap_or_default())
+            })
+            .collect();
         if !accepted.is_empty() {
             self.with(move |conn, name| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;

@@ -17,6 +17,50 @@ pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 pub const MAX_DELAY: Duration = Duration::from_secs(900);
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
+/// Checks a batch as SQS does: refused whole (1 to 10 entries, at most [`MAX_BATCH_BYTES`],
+/// distinct ids), else the entries to accept and the ones refused on their own (a delay over
+/// 15 minutes).
+pub fn check_batch(
+    messages: &[OutgoingMessage],
+) -> Result<(Vec<&OutgoingMessage>, Vec<SendFailure>), QueueError> {
+    if messages.is_empty() || messages.len() > MAX_BATCH_ENTRIES {
+        return Err(QueueError::Invalid(format!(
+            "a batch holds 1 to 10 entries, not {}",
+            messages.len()
+        )));
+    }
+    let bytes: usize = messages.iter().map(|m| m.body.len()).sum();
+    if bytes > MAX_BATCH_BYTES {
+        return Err(QueueError::Invalid(format!(
+            "batch of {bytes} bytes exceeds {MAX_BATCH_BYTES}"
+        )));
+    }
+    for (i, m) in messages.iter().enumerate() {
+        if messages[..i].iter().any(|other| other.id == m.id) {
+            return Err(QueueError::Invalid(format!(
+                "batch entry id {} is not distinct",
+                m.id
+            )));
+        }
+    }
+    let (accepted, refused): (Vec<_>, Vec<_>) = messages
+        .iter()
+        .partition(|m| m.delay.unwrap_or_default() <= MAX_DELAY);
+    let failures = refused
+        .into_iter()
+        .map(|m| SendFailure {
+            id: m.id.clone(),
+            code: "InvalidParameterValue".to_owned(),
+            message: format!(
+                "DelaySeconds {} is over 900",
+                m.delay.unwrap_or_default().as_secs()
+            ),
+            sender_fault: true,
+        })
+        .collect();
+    Ok((accepted, failures))
+}
+
 /// An in-memory queue with its dead-letter queue.
 #[derive(Debug)]
 pub struct EmbeddedQueue {
@@ -113,44 +157,14 @@ impl Queue for EmbeddedQueue {
         &self,
         messages: &[OutgoingMessage],
     ) -> Result<Vec<SendFailure>, QueueError> {
-        if messages.is_empty() || messages.len() > MAX_BATCH_ENTRIES {
-            return Err(QueueError::Invalid(format!(
-                "a batch holds 1 to 10 entries, not {}",
-                messages.len()
-            )));
-        }
-        let bytes: usize = messages.iter().map(|m| m.body.len()).sum();
-        if bytes > MAX_BATCH_BYTES {
-            return Err(QueueError::Invalid(format!(
-                "batch of {bytes} bytes exceeds {MAX_BATCH_BYTES}"
-            )));
-        }
-        for (i, m) in messages.iter().enumerate() {
-            if messages[..i].iter().any(|other| other.id == m.id) {
-                return Err(QueueError::Invalid(format!(
-                    "batch entry id {} is not distinct",
-                    m.id
-                )));
-            }
-        }
-        let mut failures = Vec::new();
+        let (accepted, failures) = check_batch(messages)?;
         let mut state = self.lock();
         let now = Instant::now();
-        for m in messages {
-            let delay = m.delay.unwrap_or_default();
-            if delay > MAX_DELAY {
-                failures.push(SendFailure {
-                    id: m.id.clone(),
-                    code: "InvalidParameterValue".to_owned(),
-                    message: format!("DelaySeconds {} is over 900", delay.as_secs()),
-                    sender_fault: true,
-                });
-                continue;
-            }
+        for m in accepted {
             state.messages.push(Message {
                 id: uuid::Uuid::new_v4().to_string(),
                 body: m.body.clone(),
-                visible_at: now + delay,
+                visible_at: now + m.delay.unwrap_or_default(),
                 receive_count: 0,
                 receipt: None,
             });
