@@ -13,7 +13,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use hunter_core::failures::{FailedMessage, note_failure, receive_count};
 use hunter_core::fanout::send_all;
 use hunter_core::intake::{count_in_run, log_stored, record_invalid};
-use hunter_core::messages::{PushMessage, QueuedReferral};
+use hunter_core::messages::{PushMessage, QueuedReferral, QueuedReferralText};
 use hunter_core::metrics::{Metrics, ingest_referral as metrics};
 use hunter_core::optimistic::{Change, update_lead_with_referral};
 use hunter_core::ports::{
@@ -25,7 +25,7 @@ use hunter_domain::clock;
 use hunter_domain::lead_scan::{claim_scan, first_scan_claimed_elsewhere, scan_claim_left};
 use hunter_domain::leads::{LeadJoin, LeadWithReferral, join_referral};
 use hunter_domain::model::{Lead, ReferralRecord};
-use hunter_domain::referral::{Referral, parse_referral, parse_referral_value};
+use hunter_domain::referral::{Referral, parse_referral};
 use hunter_domain::rules::{Domain, Rules, SkipReason, eligibility, extract_domain};
 
 /// What the function works with.
@@ -204,15 +204,15 @@ impl Tally {
 /// refusing the record, e.g. as too large an item) is retried and then dead-lettered, never
 /// recorded as `invalid_payload`. Unreadable input is recorded, not returned.
 pub async fn ingest_message(deps: &IngestDeps<'_>, body: &str) -> Result<Ingested, IngestError> {
-    let message = match QueuedReferral::from_body(body) {
+    let message = match QueuedReferral::read(body) {
         Ok(message) => message,
         Err(unreadable) => return invalid(deps, None, body, &unreadable.to_string()).await,
     };
     let run_id = message.run_id();
     let read = match &message {
-        QueuedReferral::Inline(inline) => parse_referral_value(inline.referral.clone())
-            .map_err(|unreadable| (inline.referral.to_string(), unreadable.to_string())),
-        QueuedReferral::Stored(stored) => read_stored(deps, &stored.payload_ref, body).await?,
+        QueuedReferralText::Inline { referral, .. } => parse_referral(referral)
+            .map_err(|unreadable| ((*referral).to_owned(), unreadable.to_string())),
+        QueuedReferralText::Stored(stored) => read_stored(deps, &stored.payload_ref, body).await?,
     };
     let referral = match read {
         Ok(referral) => referral,

@@ -9,6 +9,7 @@ pub mod refresh_token;
 pub mod sign_in;
 pub mod sim;
 pub mod stack;
+pub mod stage_timing;
 pub mod summary;
 pub mod ui;
 pub mod worker;
@@ -120,8 +121,17 @@ fn backup(args: &Args, file: &std::path::Path) -> anyhow::Result<ExitCode> {
 pub async fn run_once(stack: &Stack) -> anyhow::Result<OnceSummary> {
     let started = std::time::Instant::now();
     let fetch = worker::run_sync(stack, None).await?;
+    let fetched_at = started.elapsed();
     worker::drain_referrals(stack).await?;
+    let ingested_at = started.elapsed();
     worker::drain_pushes(stack).await?;
+    let stages = summary::StageTimes {
+        fetch_ms: fetched_at.as_millis(),
+        ingest_ms: (ingested_at - fetched_at).as_millis(),
+        push_ms: (started.elapsed() - ingested_at).as_millis(),
+        queue_ms: stack.queue_time.total().as_millis(),
+        scan_ms: stack.scan_time.total().as_millis(),
+    };
     let run = stack
         .store
         .get_sync_run(&fetch.run_id)
@@ -135,6 +145,7 @@ pub async fn run_once(stack: &Stack) -> anyhow::Result<OnceSummary> {
     summary.pushes_queued = stack.push_queue.depth().await?.visible;
     summary.dlq = worker::dead_letters(stack).await?;
     summary.duration_ms = started.elapsed().as_millis();
+    summary.stages = stages;
     Ok(summary)
 }
 

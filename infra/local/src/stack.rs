@@ -30,6 +30,7 @@ use crate::sim::dataverse::{
 use crate::sim::partner_center::{Faults, PartnerCenterSim, RunningSim, SimConfig};
 use crate::sim::queue_faults::FaultyQueue;
 use crate::sim::seed::{generate_referrals, load_referrals_file};
+use crate::stage_timing::{Stopwatch, TimedQueue, TimedScanner};
 use hunter_sqlite::{SqliteDb, SqliteQueue, SqliteStore};
 
 /// Receives before a message is dead-lettered (as `maxReceiveCount` in template.yaml).
@@ -77,6 +78,10 @@ pub struct Stack {
     pub access_tokens: Option<Arc<dyn AccessTokenVerifier>>,
     /// What the UI starts from (`/config.json`): the API token, or Entra ID sign-in.
     pub ui: UiConfig,
+    /// Time spent inside the queues' calls.
+    pub queue_time: Arc<Stopwatch>,
+    /// Time spent scanning domains.
+    pub scan_time: Arc<Stopwatch>,
 }
 
 impl Stack {
@@ -209,7 +214,11 @@ impl Stack {
             }
             (None, None) => None,
         };
-        let scanner = Arc::new(wiring::dns_scanner(&config).context("building the DNS scanner")?);
+        let scan_time = Arc::new(Stopwatch::default());
+        let scanner = Arc::new(TimedScanner::new(
+            Arc::new(wiring::dns_scanner(&config).context("building the DNS scanner")?),
+            scan_time.clone(),
+        ));
 
         let backend = args.backend.backend();
         let data_lock = match &backend {
@@ -218,6 +227,9 @@ impl Stack {
         };
         let (store, referrals_queue, push_queue) =
             backend_adapters(&backend, &config, &QueueSettings::of(args)).await?;
+        let queue_time = Arc::new(Stopwatch::default());
+        let referrals_queue = Arc::new(TimedQueue::new(referrals_queue, queue_time.clone()));
+        let push_queue = Arc::new(TimedQueue::new(push_queue, queue_time.clone()));
         if data_lock.is_some() {
             end_stale_lease(store.as_ref()).await?;
         }
@@ -245,6 +257,8 @@ impl Stack {
             dns_sim,
             access_tokens: wiring::entra_token_verifier(&config)?,
             ui: UiConfig::from_config(&config)?,
+            queue_time,
+            scan_time,
         })
     }
 }

@@ -32,7 +32,26 @@ pub struct OnceSummary {
     pub dynamics_failed: usize,
     pub dlq: u64,
     pub duration_ms: u128,
+    /// Where the time went.
+    pub stages: StageTimes,
     pub error: Option<String>,
+}
+
+/// The phases of a `--once` run one after the other (fetch, ingest, push: their sum is about
+/// `durationMs`), and the time spent inside queue calls and DNS scans across all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StageTimes {
+    /// Fetching every page and sending its referrals to the referrals queue.
+    pub fetch_ms: u128,
+    /// Draining the referrals queue through ingest-referral (scans included).
+    pub ingest_ms: u128,
+    /// Draining the push queue through push-dynamics.
+    pub push_ms: u128,
+    /// Inside queue calls (send, receive, delete), in every phase.
+    pub queue_ms: u128,
+    /// Inside DNS scans (during ingest).
+    pub scan_ms: u128,
 }
 
 impl OnceSummary {
@@ -53,6 +72,7 @@ impl OnceSummary {
             dynamics_failed: 0,
             dlq: 0,
             duration_ms: 0,
+            stages: StageTimes::default(),
             error: fetch.error.clone(),
         }
     }

@@ -109,6 +109,39 @@ impl QueuedReferral {
         }
     }
 
+    /// Reads a message body like [`Self::from_body`], without building a `Value`: an inline
+    /// referral is its JSON text, borrowed from the body.
+    pub fn read(body: &str) -> Result<QueuedReferralText<'_>, InvalidPayload> {
+        if body.len() > MAX_MESSAGE_BYTES {
+            return Err(InvalidPayload::TooLarge { bytes: body.len() });
+        }
+        let Envelope(fields) =
+            serde_json::from_str(body).map_err(|e| InvalidPayload::NotJson(e.to_string()))?;
+        let fields = fields.ok_or(InvalidPayload::NotAnObject)?;
+        let run_id = fields.run_id.and_then(non_empty);
+        Ok(if fields.has_id {
+            QueuedReferralText::Inline {
+                run_id: None,
+                referral: body,
+            }
+        } else if let Some(referral) = fields.referral {
+            QueuedReferralText::Inline {
+                run_id,
+                referral: referral.get(),
+            }
+        } else if let Some(payload_ref) = fields.payload_ref.and_then(non_empty) {
+            QueuedReferralText::Stored(PayloadRefMessage {
+                run_id,
+                payload_ref,
+            })
+        } else {
+            QueuedReferralText::Inline {
+                run_id: None,
+                referral: body,
+            }
+        })
+    }
+
     /// The sync run to count it in.
     pub fn run_id(&self) -> Option<&str> {
         match self {
@@ -225,5 +258,104 @@ mod tests {
             ReferralMessage::from_body("{oops"),
             Err(InvalidPayload::NotJson(_))
         ));
+    }
+}
+
+/// A referrals-queue message as [`QueuedReferral::read`] reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueuedReferralText<'a> {
+    /// The referral's JSON text (the envelope's `referral`, or the whole body).
+    Inline {
+        run_id: Option<String>,
+        referral: &'a str,
+    },
+    /// The key of a referral kept in the store.
+    Stored(PayloadRefMessage),
+}
+
+impl QueuedReferralText<'_> {
+    /// The sync run to count it in.
+    pub fn run_id(&self) -> Option<&str> {
+        match self {
+            Self::Inline { run_id, .. } => run_id.as_deref(),
+            Self::Stored(stored) => stored.run_id.as_deref(),
+        }
+    }
+}
+
+/// A string value that is not empty (anything else reads as absent).
+fn non_empty(value: Value) -> Option<String> {
+    match value {
+        Value::String(s) if !s.is_empty() => Some(s),
+        _ => None,
+    }
+}
+
+/// The envelope's keys (the last of a repeated key counts), or `None` for a body that is not
+/// an object.
+struct Envelope<'a>(Option<EnvelopeFields<'a>>);
+
+#[derive(Default)]
+struct EnvelopeFields<'a> {
+    has_id: bool,
+    run_id: Option<Value>,
+    referral: Option<&'a serde_json::value::RawValue>,
+    payload_ref: Option<Value>,
+}
+
+impl<'de> Deserialize<'de> for Envelope<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, Visitor};
+        struct EnvelopeVisitor;
+        impl<'de> Visitor<'de> for EnvelopeVisitor {
+            type Value = Envelope<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
+                let mut fields = EnvelopeFields::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "id" => {
+                            map.next_value::<IgnoredAny>()?;
+                            fields.has_id = true;
+                        }
+                        "runId" => fields.run_id = Some(map.next_value()?),
+                        "referral" => fields.referral = Some(map.next_value()?),
+                        "payloadRef" => fields.payload_ref = Some(map.next_value()?),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Envelope(Some(fields)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Envelope<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Envelope(None))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Envelope<'de>, E> {
+                Ok(Envelope(None))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Envelope<'de>, E> {
+                Ok(Envelope(None))
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Envelope<'de>, E> {
+                Ok(Envelope(None))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Envelope<'de>, E> {
+                Ok(Envelope(None))
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Envelope<'de>, E> {
+                Ok(Envelope(None))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Envelope<'de>, E> {
+                Ok(Envelope(None))
+            }
+        }
+        deserializer.deserialize_any(EnvelopeVisitor)
     }
 }

@@ -83,7 +83,7 @@ impl ReferralRecord {
             updated_date_time: referral.updated,
             etag: referral.etag.clone(),
             synced_at,
-            raw: referral.raw.to_string(),
+            raw: referral.raw.clone(),
         }
     }
 

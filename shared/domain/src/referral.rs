@@ -12,6 +12,8 @@ use sha2::{Digest, Sha256};
 
 use crate::rules::versioning::Version;
 
+mod read;
+
 /// Largest accepted referral payload, in bytes of JSON text: a bound on hostile input, well above
 /// any real referral (one too large for a queue message travels by reference, see
 /// `hunter_core::messages`).
@@ -63,8 +65,11 @@ pub struct Referral {
     pub consent_to_contact: Option<bool>,
     /// `customerProfile.ids` (array, single object or `{profileType: id}` map).
     pub customer_ids: Vec<ProfileId>,
-    /// The whole payload as received.
-    pub raw: Value,
+    /// The other keys of `customerProfile` with their string values (a string, or the strings
+    /// of an array), in the payload's order: where a website may be named.
+    pub profile_texts: Vec<(String, Vec<String>)>,
+    /// The whole payload as received (JSON text).
+    pub raw: String,
 }
 
 /// A customer contact from `customerProfile.team`.
@@ -125,66 +130,50 @@ impl Referral {
     }
 }
 
-/// Parses a referral from JSON text.
+/// Parses a referral from JSON text, in one pass: no `Value` is built, strings are borrowed
+/// until a field keeps them, and `raw` is the text itself.
 pub fn parse_referral(text: &str) -> Result<Referral, InvalidPayload> {
     if text.len() > MAX_PAYLOAD_BYTES {
         return Err(InvalidPayload::TooLarge { bytes: text.len() });
     }
-    let value: Value =
+    let read::Top(fields) =
         serde_json::from_str(text).map_err(|e| InvalidPayload::NotJson(e.to_string()))?;
-    parse_referral_value(value)
-}
-
-/// Parses a referral from a JSON value (its serialized size must not exceed the limit).
-pub fn parse_referral_value(value: Value) -> Result<Referral, InvalidPayload> {
-    let obj = value.as_object().ok_or(InvalidPayload::NotAnObject)?;
-    let bytes = json_len(&value);
-    if bytes > MAX_PAYLOAD_BYTES {
-        return Err(InvalidPayload::TooLarge { bytes });
-    }
-    let id = referral_id(obj)?;
-    let profile = obj.get("customerProfile").and_then(Value::as_object);
-    let details = obj.get("details").and_then(Value::as_object);
-    let detail = |key: &str| details.and_then(|d| d.get(key));
-
+    let fields = fields.ok_or(InvalidPayload::NotAnObject)?;
+    let id = match fields.id {
+        Some(read::Leaf::Str(s)) if !s.trim().is_empty() => s.trim().to_owned(),
+        Some(read::Leaf::Num(n)) => n.to_string(),
+        _ => return Err(InvalidPayload::MissingId),
+    };
+    let profile = fields.profile;
     Ok(Referral {
         id,
-        engagement_id: text(obj.get("engagementId")),
-        name: text(obj.get("name")),
-        status: text(obj.get("status")),
-        substatus: text(obj.get("substatus")),
-        referral_type: text(obj.get("type")),
-        qualification: text(obj.get("qualification")),
-        direction: text(obj.get("direction")),
-        customer_name: text(profile.and_then(|p| p.get("name"))),
-        customer_country: text(
-            profile
-                .and_then(|p| p.get("address"))
-                .and_then(|a| a.get("country")),
-        ),
-        deal_value: number(detail("dealValue")),
-        currency: text(detail("currency")),
-        notes: text(detail("notes")),
-        external_reference_id: text(obj.get("externalReferenceId")),
-        created: timestamp(obj.get("createdDateTime")),
-        updated: timestamp(obj.get("updatedDateTime")),
-        etag: text(obj.get("eTag"))
-            .or_else(|| text(obj.get("etag")))
-            .or_else(|| text(obj.get("@odata.etag"))),
-        customer_contacts: profile
-            .and_then(|p| p.get("team"))
-            .map(contacts)
-            .unwrap_or_default(),
-        consent_to_contact: obj
-            .get("consent")
-            .and_then(|c| c.get("consentToContact"))
-            .and_then(Value::as_bool),
-        customer_ids: profile
-            .and_then(|p| p.get("ids"))
-            .map(profile_ids)
-            .unwrap_or_default(),
-        raw: value,
+        engagement_id: fields.engagement_id,
+        name: fields.name,
+        status: fields.status,
+        substatus: fields.substatus,
+        referral_type: fields.referral_type,
+        qualification: fields.qualification,
+        direction: fields.direction,
+        customer_name: profile.name,
+        customer_country: profile.country,
+        deal_value: fields.details.deal_value,
+        currency: fields.details.currency,
+        notes: fields.details.notes,
+        external_reference_id: fields.external_reference_id,
+        created: fields.created,
+        updated: fields.updated,
+        etag: fields.etag.or(fields.etag_lower).or(fields.odata_etag),
+        customer_contacts: profile.contacts,
+        consent_to_contact: fields.consent_to_contact,
+        customer_ids: profile.ids,
+        profile_texts: profile.texts,
+        raw: text.to_owned(),
     })
+}
+
+/// Parses a referral from a JSON value (as its compact text: see [`parse_referral`]).
+pub fn parse_referral_value(value: Value) -> Result<Referral, InvalidPayload> {
+    parse_referral(&value.to_string())
 }
 
 /// The `updatedDateTime` of a referral as Partner Center sent it, without reading the rest;
@@ -267,25 +256,6 @@ fn json_len(value: &Value) -> usize {
     }
 }
 
-/// A non-blank string (kept verbatim) or a number as text; anything else is ignored.
-fn text(value: Option<&Value>) -> Option<String> {
-    match value? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// A finite number, or a string holding one.
-fn number(value: Option<&Value>) -> Option<f64> {
-    let n = match value? {
-        Value::Number(n) => n.as_f64()?,
-        Value::String(s) => s.trim().parse::<f64>().ok()?,
-        _ => return None,
-    };
-    n.is_finite().then_some(n)
-}
-
 /// RFC 3339 with any number of fractional digits; a zone-less time is taken as UTC.
 fn timestamp(value: Option<&Value>) -> Option<DateTime<Utc>> {
     let s = value?.as_str()?.trim();
@@ -295,53 +265,6 @@ fn timestamp(value: Option<&Value>) -> Option<DateTime<Utc>> {
     NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
         .ok()
         .map(|t| t.and_utc())
-}
-
-fn contacts(team: &Value) -> Vec<Contact> {
-    let Some(items) = team.as_array() else {
-        return Vec::new();
-    };
-    items
-        .iter()
-        .filter_map(Value::as_object)
-        .map(|c| Contact {
-            first_name: text(c.get("firstName")),
-            last_name: text(c.get("lastName")),
-            email: text(c.get("email")),
-            phone: text(c.get("phoneNumber")).or_else(|| text(c.get("phone"))),
-        })
-        .filter(|c| *c != Contact::default())
-        .collect()
-}
-
-fn profile_ids(ids: &Value) -> Vec<ProfileId> {
-    match ids {
-        Value::Array(items) => items
-            .iter()
-            .filter_map(Value::as_object)
-            .filter_map(profile_id_object)
-            .collect(),
-        Value::Object(map) if map.contains_key("profileType") || map.contains_key("id") => {
-            profile_id_object(map).into_iter().collect()
-        }
-        Value::Object(map) => map
-            .iter()
-            .filter_map(|(profile_type, id)| {
-                Some(ProfileId {
-                    profile_type: profile_type.clone(),
-                    id: text(Some(id))?,
-                })
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-fn profile_id_object(entry: &Map<String, Value>) -> Option<ProfileId> {
-    Some(ProfileId {
-        profile_type: text(entry.get("profileType"))?,
-        id: text(entry.get("id"))?,
-    })
 }
 
 #[cfg(test)]
@@ -427,7 +350,7 @@ mod tests {
             (parsed.id.as_str(), parsed.status.as_deref()),
             ("big", Some("New"))
         );
-        assert_eq!(parsed.raw, big);
+        assert_eq!(parsed.raw, text);
         assert_eq!(parse_referral_value(big).unwrap().id, "big");
         let huge = json!({"id": "huge", "details": {"notes": "x".repeat(1024 * 1024)}});
         assert!(matches!(
@@ -554,13 +477,14 @@ mod tests {
         assert_eq!(r.notes.as_deref(), Some(hostile));
         assert_eq!(r.customer_name.as_deref(), Some(hostile));
         assert_eq!(r.customer_contacts[0].first_name.as_deref(), Some(hostile));
-        assert_eq!(r.raw["name"], json!(hostile));
+        let raw: Value = serde_json::from_str(&r.raw).unwrap();
+        assert_eq!(raw["name"], json!(hostile));
     }
 
     #[test]
     fn when_unknown_fields_should_keep_raw() {
-        let value = json!({"id": "1", "salesStage": "100", "brandNew": {"a": [1, 2]}});
-        assert_eq!(parse(value.clone()).raw, value);
+        let text = r#"{"id": "1", "salesStage": "100", "brandNew": {"a": [1, 2]}}"#;
+        assert_eq!(parse_referral(text).unwrap().raw, text);
     }
 
     #[test]

@@ -436,7 +436,8 @@ fn one_megabyte_inputs_return() {
             profile_type: "External".to_owned(),
             id: huge.clone(),
         }];
-        referral.raw = json!({"customerProfile": {"website": huge}});
+        referral.profile_texts = vec![("website".to_owned(), vec![huge.clone()])];
+        referral.raw = json!({"customerProfile": {"website": huge}}).to_string();
         assert_answer(&Ok(referral));
     }
 }

@@ -1,7 +1,7 @@
 //! The embedded queue: SQS semantics in memory (visibility timeout, receive count,
 //! dead-letter queue after maxReceiveCount, batch entry failures).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -61,7 +61,9 @@ pub fn check_batch(
     Ok((accepted, failures))
 }
 
-/// An in-memory queue with its dead-letter queue.
+/// An in-memory queue with its dead-letter queue. Every operation costs O(log n) in the number
+/// of messages held: messages are kept by sequence number, ordered by when they become visible
+/// (then by arrival), and found by receipt through an index.
 #[derive(Debug)]
 pub struct EmbeddedQueue {
     name: String,
@@ -72,7 +74,11 @@ pub struct EmbeddedQueue {
 
 #[derive(Debug, Default)]
 struct State {
-    messages: Vec<Message>,
+    messages: HashMap<u64, Message>,
+    /// (visible at, sequence): the next visible message first, arrival order among equals.
+    schedule: BTreeSet<(Instant, u64)>,
+    /// Receipt of the latest receive → sequence (an older receipt is no longer valid).
+    receipts: HashMap<String, u64>,
     dead: VecDeque<Message>,
     sequence: u64,
 }
@@ -84,6 +90,31 @@ struct Message {
     visible_at: Instant,
     receive_count: u32,
     receipt: Option<String>,
+}
+
+impl State {
+    fn push(&mut self, message: Message) {
+        self.sequence += 1;
+        self.schedule.insert((message.visible_at, self.sequence));
+        self.messages.insert(self.sequence, message);
+    }
+
+    fn remove(&mut self, sequence: u64) -> Option<Message> {
+        let message = self.messages.remove(&sequence)?;
+        self.schedule.remove(&(message.visible_at, sequence));
+        if let Some(receipt) = &message.receipt {
+            self.receipts.remove(receipt);
+        }
+        Some(message)
+    }
+
+    fn reschedule(&mut self, sequence: u64, visible_at: Instant) {
+        if let Some(message) = self.messages.get_mut(&sequence) {
+            self.schedule.remove(&(message.visible_at, sequence));
+            message.visible_at = visible_at;
+            self.schedule.insert((visible_at, sequence));
+        }
+    }
 }
 
 impl EmbeddedQueue {
@@ -113,39 +144,49 @@ impl EmbeddedQueue {
 
     fn try_receive(&self, max: usize, visibility: Duration) -> Vec<ReceivedMessage> {
         let mut state = self.lock();
+        let state = &mut *state;
         let now = Instant::now();
         let mut received = Vec::new();
-        let mut index = 0;
-        while index < state.messages.len() && received.len() < max {
-            if state.messages[index].visible_at > now {
-                index += 1;
+        while received.len() < max {
+            let Some(&(visible_at, sequence)) = state.schedule.first() else {
+                break;
+            };
+            if visible_at > now {
+                break;
+            }
+            let over = state
+                .messages
+                .get(&sequence)
+                .is_some_and(|m| m.receive_count >= self.max_receive_count);
+            if over {
+                if let Some(mut dead) = state.remove(sequence) {
+                    dead.receipt = None;
+                    tracing::warn!(
+                        event = "message_dead_lettered",
+                        queue = %self.name,
+                        message_id = %dead.id,
+                        receive_count = dead.receive_count,
+                    );
+                    state.dead.push_back(dead);
+                }
                 continue;
             }
-            if state.messages[index].receive_count >= self.max_receive_count {
-                let mut dead = state.messages.remove(index);
-                dead.receipt = None;
-                tracing::warn!(
-                    event = "message_dead_lettered",
-                    queue = %self.name,
-                    message_id = %dead.id,
-                    receive_count = dead.receive_count,
-                );
-                state.dead.push_back(dead);
+            state.reschedule(sequence, now + visibility);
+            let receipt = format!("{}-{}-{}", self.name, sequence, uuid::Uuid::new_v4());
+            let Some(message) = state.messages.get_mut(&sequence) else {
                 continue;
-            }
-            state.sequence += 1;
-            let receipt = format!("{}-{}-{}", self.name, state.sequence, uuid::Uuid::new_v4());
-            let message = &mut state.messages[index];
+            };
             message.receive_count += 1;
-            message.visible_at = now + visibility;
-            message.receipt = Some(receipt.clone());
+            if let Some(old) = message.receipt.replace(receipt.clone()) {
+                state.receipts.remove(&old);
+            }
             received.push(ReceivedMessage {
                 message_id: message.id.clone(),
-                receipt,
+                receipt: receipt.clone(),
                 body: message.body.clone(),
                 receive_count: message.receive_count,
             });
-            index += 1;
+            state.receipts.insert(receipt, sequence);
         }
         received
     }
@@ -161,7 +202,7 @@ impl Queue for EmbeddedQueue {
         let mut state = self.lock();
         let now = Instant::now();
         for m in accepted {
-            state.messages.push(Message {
+            state.push(Message {
                 id: uuid::Uuid::new_v4().to_string(),
                 body: m.body.clone(),
                 visible_at: now + m.delay.unwrap_or_default(),
@@ -191,31 +232,28 @@ impl Queue for EmbeddedQueue {
     }
 
     async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
-        self.lock()
-            .messages
-            .retain(|m| m.receipt.as_deref() != Some(receipt));
+        let mut state = self.lock();
+        if let Some(sequence) = state.receipts.get(receipt).copied() {
+            state.remove(sequence);
+        }
         Ok(())
     }
 
     async fn change_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), QueueError> {
         let mut state = self.lock();
-        let message = state
-            .messages
-            .iter_mut()
-            .find(|m| m.receipt.as_deref() == Some(receipt))
+        let sequence = state
+            .receipts
+            .get(receipt)
+            .copied()
             .ok_or_else(|| QueueError::Invalid("receipt handle is not valid".to_owned()))?;
-        message.visible_at = Instant::now() + timeout;
+        state.reschedule(sequence, Instant::now() + timeout);
         Ok(())
     }
 
     async fn depth(&self) -> Result<QueueDepth, QueueError> {
         let state = self.lock();
         let now = Instant::now();
-        let visible = state
-            .messages
-            .iter()
-            .filter(|m| m.visible_at <= now)
-            .count();
+        let visible = state.schedule.range(..=(now, u64::MAX)).count();
         Ok(QueueDepth {
             visible: visible as u64,
             in_flight: (state.messages.len() - visible) as u64,
@@ -258,12 +296,14 @@ impl Queue for EmbeddedQueue {
         let now = Instant::now();
         let dead: Vec<Message> = state.dead.drain(..).collect();
         let moved = dead.len();
-        state.messages.extend(dead.into_iter().map(|m| Message {
-            visible_at: now,
-            receive_count: 0,
-            receipt: None,
-            ..m
-        }));
+        for m in dead {
+            state.push(Message {
+                visible_at: now,
+                receive_count: 0,
+                receipt: None,
+                ..m
+            });
+        }
         Ok(moved)
     }
 }

@@ -1,11 +1,9 @@
 //! Company-domain extraction from a referral's customer profile (first hit wins).
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-
 use super::config::Rules;
 use super::domain::{Domain, domain_from_url_or_host, email_domain};
 use crate::referral::Referral;
+use serde::{Deserialize, Serialize};
 
 /// Where the company domain came from.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -70,8 +68,7 @@ pub fn extract_domain(referral: &Referral, rules: &Rules) -> Option<ExtractedDom
         });
     }
 
-    let from_website = website_values(&referral.raw, rules)
-        .into_iter()
+    let from_website = website_values(referral, rules)
         .find_map(|w| domain_from_url_or_host(w).ok().and_then(company));
     from_website.map(|domain| ExtractedDomain {
         domain,
@@ -79,25 +76,16 @@ pub fn extract_domain(referral: &Referral, rules: &Rules) -> Option<ExtractedDom
     })
 }
 
-/// Website-ish string values of `customerProfile` in `raw`, in the rules' field order.
-fn website_values<'a>(raw: &'a Value, rules: &Rules) -> Vec<&'a str> {
-    let Some(profile) = raw.get("customerProfile").and_then(Value::as_object) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for field in rules.website_fields() {
-        for (key, value) in profile {
-            if key.to_lowercase() != *field {
-                continue;
-            }
-            match value {
-                Value::String(s) => out.push(s.as_str()),
-                Value::Array(items) => out.extend(items.iter().filter_map(Value::as_str)),
-                _ => {}
-            }
-        }
-    }
-    out
+/// Website-ish string values of `customerProfile`, in the rules' field order (field names are
+/// lowercase in the rules; a payload's key matches whatever its ASCII case).
+fn website_values<'a>(referral: &'a Referral, rules: &'a Rules) -> impl Iterator<Item = &'a str> {
+    rules.website_fields().iter().flat_map(move |field| {
+        referral
+            .profile_texts
+            .iter()
+            .filter(move |(key, _)| key.eq_ignore_ascii_case(field))
+            .flat_map(|(_, values)| values.iter().map(String::as_str))
+    })
 }
 
 #[cfg(test)]
@@ -105,7 +93,7 @@ fn website_values<'a>(raw: &'a Value, rules: &Rules) -> Vec<&'a str> {
 mod tests {
     use super::*;
     use crate::referral::parse_referral_value;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn extract(value: Value) -> Option<(String, DomainSource)> {
         let referral = parse_referral_value(value).unwrap();

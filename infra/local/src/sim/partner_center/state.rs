@@ -36,6 +36,20 @@ pub(super) struct Inner {
     pub device_codes: HashMap<String, DeviceCode>,
     pub device_flow: DeviceFlow,
     pub base_url: Option<String>,
+    /// Bumped by every change to `referrals`: a cached page order is valid for one generation.
+    generation: u64,
+    /// The matching referrals of the last listing, in order, so paging through N referrals
+    /// filters and sorts them once rather than once per page.
+    page_order: Option<PageOrder>,
+}
+
+/// The positions in `referrals` that match a listing's filter, in its order.
+#[derive(Debug)]
+struct PageOrder {
+    filter: Option<String>,
+    orderby: Option<String>,
+    generation: u64,
+    positions: Vec<usize>,
 }
 
 impl Inner {
@@ -56,11 +70,14 @@ impl Inner {
             device_codes: HashMap::new(),
             device_flow: DeviceFlow::default(),
             base_url: None,
+            generation: 0,
+            page_order: None,
         }
     }
 
     /// Adds referrals, replacing stored ones with the same `id`.
     pub(super) fn upsert(&mut self, referrals: Vec<Value>) {
+        self.generation += 1;
         for referral in referrals {
             match referral_id(&referral) {
                 Some(id) => match self.index.get(&id) {
@@ -219,7 +236,12 @@ impl PartnerCenterSim {
             .map_err(|e| ApiError::bad_request("InvalidSelect", e))?;
         let base = self.base_url(headers);
         let mut inner = self.lock();
-        let (page, total) = {
+        let cached = inner.page_order.as_ref().filter(|o| {
+            o.generation == inner.generation
+                && o.filter == query.filter
+                && o.orderby == query.orderby
+        });
+        if cached.is_none() {
             let mut matches: Vec<(usize, &Value)> = inner
                 .referrals
                 .iter()
@@ -227,15 +249,26 @@ impl PartnerCenterSim {
                 .filter(|(_, r)| filter.as_ref().is_none_or(|f| f.matches(r)))
                 .collect();
             odata::sort(&mut matches, &order);
-            let total = matches.len();
-            let page: Vec<Value> = matches
-                .iter()
-                .skip(query.offset)
-                .take(query.top)
-                .map(|(_, r)| odata::project(r, select.as_deref()))
-                .collect();
-            (page, total)
-        };
+            let positions = matches.into_iter().map(|(position, _)| position).collect();
+            inner.page_order = Some(PageOrder {
+                filter: query.filter.clone(),
+                orderby: query.orderby.clone(),
+                generation: inner.generation,
+                positions,
+            });
+        }
+        let positions = inner
+            .page_order
+            .as_ref()
+            .map(|o| o.positions.as_slice())
+            .unwrap_or_default();
+        let total = positions.len();
+        let page: Vec<Value> = positions
+            .iter()
+            .skip(query.offset)
+            .take(query.top)
+            .map(|&position| odata::project(&inner.referrals[position], select.as_deref()))
+            .collect();
         let returned = page.len();
         let mut body = Map::new();
         body.insert(
@@ -323,6 +356,7 @@ impl PartnerCenterSim {
         let etag = inner.new_etag();
         stamp(&mut updated, etag);
         inner.referrals[position] = updated.clone();
+        inner.generation += 1;
         drop(inner);
         tracing::info!(event = "partner_center_sim_referral_patched", referral_id = %id, ops = ops.len());
         let representation = http::prefers(
@@ -386,6 +420,7 @@ impl PartnerCenterSim {
         let etag = inner.new_etag();
         stamp(&mut updated, etag);
         inner.referrals[position] = updated.clone();
+        inner.generation += 1;
         drop(inner);
         tracing::info!(event = "partner_center_sim_referral_replaced", referral_id = %id);
         Ok(with_etag(Json(updated.clone()).into_response(), &updated))
