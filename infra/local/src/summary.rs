@@ -37,14 +37,14 @@ pub struct OnceSummary {
     pub error: Option<String>,
 }
 
-/// The phases of a `--once` run one after the other (fetch, ingest, push: their sum is about
-/// `durationMs`), and the time spent inside queue calls and DNS scans across all of them.
+/// Where a `--once` run spent its time. Fetch and ingest run side by side (as on Lambda), then
+/// the pushes; queue calls and DNS scans are summed across all of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StageTimes {
-    /// Fetching every page and sending its referrals to the referrals queue.
+    /// From the start until every page was fetched and its referrals sent to the queue.
     pub fetch_ms: u128,
-    /// Draining the referrals queue through ingest-referral (scans included).
+    /// From the start until ingest-referral had emptied the referrals queue (scans included).
     pub ingest_ms: u128,
     /// Draining the push queue through push-dynamics.
     pub push_ms: u128,
