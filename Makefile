@@ -5,7 +5,7 @@ SHELL := /bin/bash
 ARGS ?=
 CFN_LINT := .venv/bin/cfn-lint
 
-.PHONY: demo test test-chaos test-long test-embedded test-moto test-api-contract test-browser lint fmt fmt-check clippy layers cfn-lint venv build
+.PHONY: demo test test-chaos test-long test-embedded test-moto test-api-contract test-browser lint fmt fmt-check clippy layers cfn-lint venv build package cold-start deploy bench
 
 ## demo: run hunter-local (pass options with ARGS="--once --seed 50")
 demo:
@@ -96,3 +96,22 @@ venv:
 
 build:
 	cargo build --workspace
+
+## package: build every function for Lambda (arm64 zips, cargo lambda) and report their sizes (target/bench/package.json)
+package:
+	scripts/package.sh
+
+## cold-start: each function's x86_64 release bootstrap against a local Lambda Runtime API (moto + hunter-local's simulators): ms to first /next, peak RSS (target/bench/cold-start.json)
+cold-start: venv
+	cargo build --release --bin fetch-referrals --bin ingest-referral --bin push-dynamics --bin http-api
+	cargo build --release --bin hunter-local
+	scripts/with-moto.sh python3 scripts/cold-start.py $(ARGS)
+
+## deploy: sam build && sam deploy with samconfig.toml (docs/deploy.md; pass e.g. ARGS="--region eu-west-1 --parameter-overrides ...")
+deploy: venv
+	PATH="$(CURDIR)/.venv/bin:$$PATH" SAM_CLI_TELEMETRY=0 .venv/bin/sam build
+	PATH="$(CURDIR)/.venv/bin:$$PATH" SAM_CLI_TELEMETRY=0 .venv/bin/sam deploy $(ARGS)
+
+## bench: criterion benches, hunter-local end to end (10k and 100k in memory, 10k durable, 5k on moto) and the Dataverse push benchmark; writes target/bench/bench.json and prints the README's table
+bench: venv
+	python3 scripts/bench.py
