@@ -22,14 +22,14 @@ use hunter_domain::rules::Rules;
 
 use crate::cli::{Args, Backend};
 use crate::data_dir::{DataDirLock, end_stale_lease};
-use crate::dns::{DnsSim, RunningDns};
+use crate::dns::{DnsSim, RunningDns, SeededDomains};
 use crate::sim::dataverse::{
     DataverseConfig, DataverseSim, Faults as DataverseFaults, Limits as DataverseLimits,
     RunningDataverse,
 };
 use crate::sim::partner_center::{Faults, PartnerCenterSim, RunningSim, SimConfig};
 use crate::sim::queue_faults::FaultyQueue;
-use crate::sim::seed::{generate_referrals, load_referrals_file};
+use crate::sim::seed::{load_referrals_file, referral_stream};
 use crate::stage_timing::{Stopwatch, TimedQueue, TimedScanner};
 use hunter_sqlite::{SqliteDb, SqliteQueue, SqliteStore};
 
@@ -98,13 +98,19 @@ impl Stack {
                 None
             }
             _ => {
-                let referrals = match &args.referrals {
-                    Some(path) => load_referrals_file(path)?,
-                    None => generate_referrals(args.seed, SEED_RNG),
+                // Generated referrals go to the simulator one at a time (their domains noted
+                // for the DNS simulator on the way), never all at once as documents.
+                let generated = args.referrals.is_none();
+                let referrals: Box<dyn Iterator<Item = serde_json::Value>> = match &args.referrals {
+                    Some(path) => Box::new(load_referrals_file(path)?.into_iter()),
+                    None => Box::new(referral_stream(args.seed, SEED_RNG)),
                 };
-                if args.referrals.is_none() {
-                    seeded_dns = Some(DnsSim::seeded(&referrals, args.sim.sim_dns_faults));
-                }
+                let mut domains = SeededDomains::default();
+                let referrals = referrals.inspect(|referral| {
+                    if generated {
+                        domains.add(referral);
+                    }
+                });
                 let mut sim_config = SimConfig {
                     page_size: args.sim.sim_page_size.max(1),
                     faults: Faults {
@@ -133,11 +139,18 @@ impl Stack {
                 if credentials.pc_client_id.is_empty() {
                     credentials.pc_client_id = "hunter-local".to_owned();
                 }
-                let sim = PartnerCenterSim::new(referrals, sim_config)
+                let sim = PartnerCenterSim::new(referrals, sim_config);
+                if generated {
+                    seeded_dns = Some(DnsSim::with_domains(
+                        &domains.into_vec(),
+                        args.sim.sim_dns_faults,
+                    ));
+                }
+                let sim = sim
                     .serve(([127, 0, 0, 1], 0).into())
                     .await
                     .context("starting the Partner Center simulator")?;
-                tracing::info!(event = "partner_center_simulator_started", url = %sim.base_url, referrals = sim.sim.referrals().len());
+                tracing::info!(event = "partner_center_simulator_started", url = %sim.base_url, referrals = sim.sim.len());
                 config.partner_center_url.clone_from(&sim.base_url);
                 config.partner_center_token_url.clone_from(&sim.token_url);
                 Some(sim)

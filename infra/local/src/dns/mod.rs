@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use hickory_server::ServerFuture;
-use hunter_domain::referral::parse_referral_value;
+use hunter_domain::referral::parse_referral;
 use hunter_domain::rules::{Rules, extract_domain};
 use serde_json::Value;
 use tokio::net::{TcpListener, UdpSocket};
@@ -133,8 +133,13 @@ impl DnsSim {
     /// referrals always give the same records, and any 30 domains cover the whole catalog. With
     /// `faults`, some of them answer NXDOMAIN, SERVFAIL or never (see `FAULT_CYCLE`).
     pub fn seeded(referrals: &[Value], faults: bool) -> Self {
+        Self::with_domains(&seeded_domains(referrals), faults)
+    }
+
+    /// [`Self::seeded`] for domains collected already ([`SeededDomains`]).
+    pub fn with_domains(domains: &[String], faults: bool) -> Self {
         let sim = Self::new();
-        for (index, domain) in seeded_domains(referrals).iter().enumerate() {
+        for (index, domain) in domains.iter().enumerate() {
             sim.add_domain(domain, &CATALOG[index % CATALOG.len()]);
             if faults {
                 if let Some((_, fault)) = FAULT_CYCLE.iter().find(|(at, _)| index % 11 == *at) {
@@ -394,15 +399,36 @@ fn normalize(name: &str) -> String {
 
 /// The domains `referrals` name, in order of first appearance.
 pub fn seeded_domains(referrals: &[Value]) -> Vec<String> {
-    let rules = Rules::embedded();
-    let mut seen = std::collections::HashSet::new();
-    referrals
-        .iter()
-        .filter_map(|raw| parse_referral_value(raw.clone()).ok())
-        .filter_map(|referral| extract_domain(&referral, rules))
-        .map(|extracted| extracted.domain.into_string())
-        .filter(|domain| seen.insert(domain.clone()))
-        .collect()
+    let mut domains = SeededDomains::default();
+    referrals.iter().for_each(|r| domains.add(r));
+    domains.into_vec()
+}
+
+/// Collects the domains of referrals one at a time (as they are generated), in order of first
+/// appearance, each once.
+#[derive(Debug, Default)]
+pub struct SeededDomains {
+    seen: std::collections::HashSet<String>,
+    order: Vec<String>,
+}
+
+impl SeededDomains {
+    /// Notes the domain ingest would extract from `referral` with the embedded rules.
+    pub fn add(&mut self, referral: &Value) {
+        let Ok(referral) = parse_referral(&referral.to_string()) else {
+            return;
+        };
+        if let Some(extracted) = extract_domain(&referral, Rules::embedded()) {
+            let domain = extracted.domain.into_string();
+            if self.seen.insert(domain.clone()) {
+                self.order.push(domain);
+            }
+        }
+    }
+
+    pub fn into_vec(self) -> Vec<String> {
+        self.order
+    }
 }
 
 /// The simulator serving on a socket. Dropping it stops the server.

@@ -864,23 +864,27 @@ fn referral(
 
 /// `count` referrals in Partner Center's shape, the same for the same `seed` (see the module docs).
 pub fn generate_referrals(count: usize, seed: u64) -> Vec<Value> {
+    referral_stream(count, seed).collect()
+}
+
+/// [`generate_referrals`] one at a time, so that N referrals never need to be held at once.
+pub fn referral_stream(count: usize, seed: u64) -> impl Iterator<Item = Value> {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut coverage = COVERAGE.to_vec();
     rng.shuffle(&mut coverage);
-    let mut referrals: Vec<Value> = Vec::with_capacity(count);
-    for n in 0..count {
+    let mut previous: Option<String> = None;
+    (0..count).map(move |n| {
         let scenario = match coverage.get(n) {
             Some(&scenario) => scenario,
             None => random_scenario(&mut rng),
         };
-        let previous = referrals
-            .last()
-            .and_then(|r| r.get("engagementId"))
+        let next = referral(&mut rng, scenario, previous.as_deref());
+        previous = next
+            .get("engagementId")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        referrals.push(referral(&mut rng, scenario, previous.as_deref()));
-    }
-    referrals
+        next
+    })
 }
 
 /// Reads referrals from a file holding a JSON array of referral objects (kept as they are).

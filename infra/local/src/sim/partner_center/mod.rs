@@ -153,8 +153,9 @@ impl Simulator for PartnerCenterSim {
 impl PartnerCenterSim {
     /// A simulator serving `referrals` (kept verbatim; a later one with the same `id` replaces an
     /// earlier one; ones without an id are kept by position).
-    pub fn new(referrals: Vec<Value>, config: SimConfig) -> Self {
-        let mut inner = Inner::new(referrals.len(), config);
+    pub fn new(referrals: impl IntoIterator<Item = Value>, config: SimConfig) -> Self {
+        let referrals = referrals.into_iter();
+        let mut inner = Inner::new(referrals.size_hint().0, config);
         inner.upsert(referrals);
         Self {
             inner: Arc::new(Mutex::new(inner)),
@@ -180,9 +181,23 @@ impl PartnerCenterSim {
         self.lock().upsert(referrals);
     }
 
+    /// How many referrals it holds.
+    pub fn len(&self) -> usize {
+        self.lock().referrals.len()
+    }
+
+    /// Whether it holds no referral.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Every stored referral, in storage order.
     pub fn referrals(&self) -> Vec<Value> {
-        self.lock().referrals.clone()
+        self.lock()
+            .referrals
+            .iter()
+            .map(state::StoredReferral::value)
+            .collect()
     }
 
     /// The one refresh token the token endpoint accepts now.

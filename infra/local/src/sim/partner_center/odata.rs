@@ -89,6 +89,30 @@ static FIELDS: &[Field] = &[
     field("details/currency", &["details", "currency"], Kind::Text),
 ];
 
+/// The properties of `referral` that `$filter` and `$orderby` can name, in an object of their
+/// own (the rest of the referral is left out).
+pub(super) fn filterable(referral: &Value) -> Value {
+    let mut out = Value::Object(Map::new());
+    for field in FIELDS {
+        let Some(value) = value_at(referral, field.path) else {
+            continue;
+        };
+        let mut at = &mut out;
+        for key in &field.path[..field.path.len() - 1] {
+            let Value::Object(object) = at else {
+                break;
+            };
+            at = object
+                .entry((*key).to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
+        }
+        if let (Value::Object(object), Some(last)) = (at, field.path.last()) {
+            object.insert((*last).to_owned(), value.clone());
+        }
+    }
+    out
+}
+
 fn lookup_field(name: &str) -> Result<&'static Field, String> {
     FIELDS
         .iter()
@@ -524,39 +548,41 @@ fn compare_keys(a: &SortKey, b: &SortKey) -> Ordering {
 }
 
 /// Sorts `(position, referral)` by `order`, ties broken by `id` then storage position.
-pub(super) fn sort(matches: &mut Vec<(usize, &Value)>, order: &[OrderKey]) {
-    if order.is_empty() {
-        return;
-    }
-    let mut keyed: Vec<(Vec<SortKey>, Option<String>, usize, &Value)> = matches
-        .iter()
-        .map(|&(position, referral)| {
-            let keys = order.iter().map(|o| sort_key(referral, o.field)).collect();
+/// The positions of the referrals that pass `filter`, in `order` (ties by id, then position).
+/// Each referral is looked at once and dropped, so only the sort keys are held.
+pub(super) fn ordered_positions(
+    referrals: impl Iterator<Item = (usize, Value)>,
+    filter: Option<&Expr>,
+    order: &[OrderKey],
+) -> Vec<usize> {
+    let mut keyed: Vec<(Vec<SortKey>, Option<String>, usize)> = referrals
+        .filter(|(_, referral)| filter.is_none_or(|f| f.matches(referral)))
+        .map(|(position, referral)| {
+            let keys = order.iter().map(|o| sort_key(&referral, o.field)).collect();
             let id = referral
                 .get("id")
                 .and_then(Value::as_str)
                 .map(str::to_owned);
-            (keys, id, position, referral)
+            (keys, id, position)
         })
         .collect();
-    keyed.sort_by(|a, b| {
-        for (n, key) in order.iter().enumerate() {
-            let ordering = compare_keys(&a.0[n], &b.0[n]);
-            let ordering = if key.descending {
-                ordering.reverse()
-            } else {
-                ordering
-            };
-            if ordering != Ordering::Equal {
-                return ordering;
+    if !order.is_empty() {
+        keyed.sort_by(|a, b| {
+            for (n, key) in order.iter().enumerate() {
+                let ordering = compare_keys(&a.0[n], &b.0[n]);
+                let ordering = if key.descending {
+                    ordering.reverse()
+                } else {
+                    ordering
+                };
+                if ordering != Ordering::Equal {
+                    return ordering;
+                }
             }
-        }
-        a.1.cmp(&b.1).then(a.2.cmp(&b.2))
-    });
-    *matches = keyed
-        .into_iter()
-        .map(|(_, _, position, referral)| (position, referral))
-        .collect();
+            a.1.cmp(&b.1).then(a.2.cmp(&b.2))
+        });
+    }
+    keyed.into_iter().map(|(_, _, position)| position).collect()
 }
 
 /// Parses `$select` into top-level property names (`*` or none = everything).
@@ -668,17 +694,13 @@ mod tests {
         let a = json!({"id": "b", "createdDateTime": "2026-01-02T00:00:00Z"});
         let b = json!({"id": "a", "createdDateTime": "2026-01-02T00:00:00.0000000Z"});
         let c = json!({"id": "c"});
-        let mut rows = vec![(0, &a), (1, &b), (2, &c)];
-        sort(
-            &mut rows,
-            &parse_orderby(Some("createdDateTime asc")).unwrap(),
-        );
-        assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), vec![2, 1, 0]);
-        sort(
-            &mut rows,
-            &parse_orderby(Some("createdDateTime desc")).unwrap(),
-        );
-        assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 0, 2]);
+        let rows = || [(0, a.clone()), (1, b.clone()), (2, c.clone())].into_iter();
+        let asc = parse_orderby(Some("createdDateTime asc")).unwrap();
+        assert_eq!(ordered_positions(rows(), None, &asc), vec![2, 1, 0]);
+        let desc = parse_orderby(Some("createdDateTime desc")).unwrap();
+        assert_eq!(ordered_positions(rows(), None, &desc), vec![1, 0, 2]);
+        let only_b = parse_filter("id eq 'b'").unwrap();
+        assert_eq!(ordered_positions(rows(), Some(&only_b), &asc), vec![0]);
         assert!(parse_orderby(Some("createdDateTime sideways")).is_err());
         assert!(parse_orderby(Some("bogus asc")).is_err());
     }

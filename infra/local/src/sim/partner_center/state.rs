@@ -12,7 +12,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
 
 use super::auth::{DeviceCode, DeviceFlow};
 use super::error::ApiError;
@@ -25,7 +26,7 @@ use crate::sim::oauth::AccessTokens;
 #[derive(Debug)]
 pub(super) struct Inner {
     page_size: usize,
-    pub referrals: Vec<Value>,
+    pub referrals: Vec<StoredReferral>,
     /// Referral id -> position in `referrals`.
     index: HashMap<String, usize>,
     pub controls: Controls<Faults>,
@@ -41,6 +42,36 @@ pub(super) struct Inner {
     /// The matching referrals of the last listing, in order, so paging through N referrals
     /// filters and sorts them once rather than once per page.
     page_order: Option<PageOrder>,
+}
+
+/// A referral as the simulator keeps it: its compact JSON text, and apart the properties a
+/// listing filters and orders on ([`odata::filterable`]), so a listing of N referrals neither
+/// holds N parsed documents nor parses one.
+#[derive(Debug)]
+pub(crate) struct StoredReferral {
+    text: Box<RawValue>,
+    filterable: Box<RawValue>,
+}
+
+impl StoredReferral {
+    fn new(referral: &Value) -> Self {
+        Self {
+            text: serde_json::value::to_raw_value(referral)
+                .unwrap_or_else(|_| RawValue::NULL.to_owned()),
+            filterable: serde_json::value::to_raw_value(&odata::filterable(referral))
+                .unwrap_or_else(|_| RawValue::NULL.to_owned()),
+        }
+    }
+
+    /// The properties a listing filters and orders on.
+    fn filterable(&self) -> Value {
+        serde_json::from_str(self.filterable.get()).unwrap_or(Value::Null)
+    }
+
+    /// The referral as a document.
+    pub(crate) fn value(&self) -> Value {
+        serde_json::from_str(self.text.get()).unwrap_or(Value::Null)
+    }
 }
 
 /// The positions in `referrals` that match a listing's filter, in its order.
@@ -76,18 +107,18 @@ impl Inner {
     }
 
     /// Adds referrals, replacing stored ones with the same `id`.
-    pub(super) fn upsert(&mut self, referrals: Vec<Value>) {
+    pub(super) fn upsert(&mut self, referrals: impl IntoIterator<Item = Value>) {
         self.generation += 1;
         for referral in referrals {
             match referral_id(&referral) {
                 Some(id) => match self.index.get(&id) {
-                    Some(&position) => self.referrals[position] = referral,
+                    Some(&position) => self.referrals[position] = StoredReferral::new(&referral),
                     None => {
                         self.index.insert(id, self.referrals.len());
-                        self.referrals.push(referral);
+                        self.referrals.push(StoredReferral::new(&referral));
                     }
                 },
-                None => self.referrals.push(referral),
+                None => self.referrals.push(StoredReferral::new(&referral)),
             }
         }
     }
@@ -242,14 +273,15 @@ impl PartnerCenterSim {
                 && o.orderby == query.orderby
         });
         if cached.is_none() {
-            let mut matches: Vec<(usize, &Value)> = inner
-                .referrals
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| filter.as_ref().is_none_or(|f| f.matches(r)))
-                .collect();
-            odata::sort(&mut matches, &order);
-            let positions = matches.into_iter().map(|(position, _)| position).collect();
+            let positions = odata::ordered_positions(
+                inner
+                    .referrals
+                    .iter()
+                    .map(StoredReferral::filterable)
+                    .enumerate(),
+                filter.as_ref(),
+                &order,
+            );
             inner.page_order = Some(PageOrder {
                 filter: query.filter.clone(),
                 orderby: query.orderby.clone(),
@@ -263,36 +295,37 @@ impl PartnerCenterSim {
             .map(|o| o.positions.as_slice())
             .unwrap_or_default();
         let total = positions.len();
-        let page: Vec<Value> = positions
+        let page: Vec<Box<RawValue>> = positions
             .iter()
             .skip(query.offset)
             .take(query.top)
-            .map(|&position| odata::project(&inner.referrals[position], select.as_deref()))
+            .map(|&position| {
+                let stored = &inner.referrals[position];
+                match select.as_deref() {
+                    None => stored.text.clone(),
+                    Some(names) => serde_json::value::to_raw_value(&odata::project(
+                        &stored.value(),
+                        Some(names),
+                    ))
+                    .unwrap_or_else(|_| RawValue::NULL.to_owned()),
+                }
+            })
             .collect();
         let returned = page.len();
-        let mut body = Map::new();
-        body.insert(
-            "@odata.context".into(),
-            json!(format!("{base}/v1.0/$metadata#Referrals")),
-        );
-        if query.count {
-            body.insert("@odata.count".into(), json!(total));
-        }
-        body.insert("value".into(), Value::Array(page));
         let next_offset = query.offset.saturating_add(query.top);
-        if next_offset < total {
+        let next_link = (next_offset < total).then(|| {
             let next = Continuation {
                 offset: next_offset,
                 ..query.clone()
             };
-            body.insert(
-                "@odata.nextLink".into(),
-                json!(format!(
-                    "{base}{CONTINUATION_PATH}?$skiptoken={}",
-                    next.encode()
-                )),
-            );
-        }
+            format!("{base}{CONTINUATION_PATH}?$skiptoken={}", next.encode())
+        });
+        let body = PageBody {
+            context: format!("{base}/v1.0/$metadata#Referrals"),
+            count: query.count.then_some(total),
+            value: page,
+            next_link,
+        };
         inner.pages_since_faults += 1;
         if let Some(limit) = inner.controls.faults.expire_token_after_pages {
             if inner.pages_since_faults >= limit.max(1) {
@@ -311,7 +344,7 @@ impl PartnerCenterSim {
             returned,
             total
         );
-        Ok(Json(Value::Object(body)).into_response())
+        Ok(Json(body).into_response())
     }
 
     pub(super) fn get_one(&self, id: &str) -> Result<Response, ApiError> {
@@ -320,8 +353,9 @@ impl PartnerCenterSim {
             .index
             .get(id)
             .and_then(|&position| inner.referrals.get(position))
+            .map(StoredReferral::value)
             .ok_or_else(|| ApiError::not_found(id))?;
-        Ok(with_etag(Json(referral.clone()).into_response(), referral))
+        Ok(with_etag(Json(&referral).into_response(), &referral))
     }
 
     /// JSON Patch of one referral; `If-Match` is optional.
@@ -345,9 +379,9 @@ impl PartnerCenterSim {
         };
         let mut inner = self.lock();
         let position = *inner.index.get(id).ok_or_else(|| ApiError::not_found(id))?;
-        let current = &inner.referrals[position];
-        check_if_match(headers, current, false)?;
-        let mut updated = current.clone();
+        let current = inner.referrals[position].value();
+        check_if_match(headers, &current, false)?;
+        let mut updated = current;
         for (n, op) in ops.iter().enumerate() {
             patch::apply(&mut updated, op).map_err(|e| {
                 ApiError::bad_request("InvalidPatch", format!("Operation {n}: {e}"))
@@ -355,7 +389,7 @@ impl PartnerCenterSim {
         }
         let etag = inner.new_etag();
         stamp(&mut updated, etag);
-        inner.referrals[position] = updated.clone();
+        inner.referrals[position] = StoredReferral::new(&updated);
         inner.generation += 1;
         drop(inner);
         tracing::info!(event = "partner_center_sim_referral_patched", referral_id = %id, ops = ops.len());
@@ -405,8 +439,8 @@ impl PartnerCenterSim {
         }
         let mut inner = self.lock();
         let position = *inner.index.get(id).ok_or_else(|| ApiError::not_found(id))?;
-        let current = &inner.referrals[position];
-        check_if_match(headers, current, true)?;
+        let current = inner.referrals[position].value();
+        check_if_match(headers, &current, true)?;
         object.insert("id".into(), json!(id));
         match current.get("links") {
             Some(links) => object.insert("links".into(), links.clone()),
@@ -419,12 +453,24 @@ impl PartnerCenterSim {
         }
         let etag = inner.new_etag();
         stamp(&mut updated, etag);
-        inner.referrals[position] = updated.clone();
+        inner.referrals[position] = StoredReferral::new(&updated);
         inner.generation += 1;
         drop(inner);
         tracing::info!(event = "partner_center_sim_referral_replaced", referral_id = %id);
         Ok(with_etag(Json(updated.clone()).into_response(), &updated))
     }
+}
+
+/// A page of a listing, as Partner Center answers it.
+#[derive(Serialize)]
+struct PageBody {
+    #[serde(rename = "@odata.context")]
+    context: String,
+    #[serde(rename = "@odata.count", skip_serializing_if = "Option::is_none")]
+    count: Option<usize>,
+    value: Vec<Box<RawValue>>,
+    #[serde(rename = "@odata.nextLink", skip_serializing_if = "Option::is_none")]
+    next_link: Option<String>,
 }
 
 /// Page query, carried opaquely in `$skiptoken` (base64url of this JSON).
