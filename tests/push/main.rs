@@ -1062,3 +1062,76 @@ async fn when_a_dollar_batch_is_refused_as_a_whole_should_upsert_each_lead_on_it
         );
     }
 }
+
+#[tokio::test]
+async fn with_two_application_users_a_bulk_push_is_spread_over_both_and_lands_each_lead_once() {
+    use hunter_core::config::{Config, RequestLimit};
+    use hunter_core::credentials::Credentials;
+    use hunter_core::secret::Secret;
+
+    // Ten requests per second per user: fifty first pushes (a lookup each, then $batch parts)
+    // fill several windows.
+    let limit = RequestLimit {
+        requests: 10,
+        window: Duration::from_secs(1),
+    };
+    let mut f = Fixture::start(DataverseConfig {
+        client_id: "app-one".to_owned(),
+        client_secret: Secret::new("secret-one"),
+        extra_clients: vec![("app-two".to_owned(), Secret::new("secret-two"))],
+        limits: Limits {
+            max_requests: limit.requests,
+            window: limit.window,
+            retry_after_secs: 1,
+            ..Limits::default()
+        },
+        ..DataverseConfig::default()
+    })
+    .await;
+    let config = Config {
+        dynamics_url: Some(f.dataverse.base_url.clone()),
+        dynamics_token_url: Some(f.dataverse.token_url.clone()),
+        d365_request_limit: Some(limit),
+        ..Config::from_vars(Vec::new()).unwrap()
+    };
+    let credentials = Credentials {
+        d365_clients: Secret::new(
+            json!([
+                {"clientId": "app-one", "clientSecret": "secret-one"},
+                {"clientId": "app-two", "clientSecret": "secret-two"}
+            ])
+            .to_string(),
+        ),
+        ..Credentials::default()
+    };
+    f.sink = hunter_core::wiring::dataverse_sink(
+        reqwest::Client::new(),
+        &config,
+        &credentials,
+        DynamicsMapping::embedded(),
+    )
+    .unwrap();
+    let mut bodies = Vec::new();
+    for n in 0..50 {
+        bodies.push(f.ingest(&format!("r{n}"), &format!("spread{n}.com")).await);
+    }
+
+    for chunk in bodies.chunks(10) {
+        let response = handle_batch(&f.deps(), sqs_event(chunk.to_vec(), Vec::new())).await;
+        assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    }
+
+    let usage = f.dataverse.sim.usage();
+    assert!(
+        usage["app-one"].requests > 0 && usage["app-two"].requests > 0,
+        "both users pushed: {usage:?}"
+    );
+    assert_eq!(f.dataverse.sim.records("leads").len(), 50);
+    assert_eq!(f.dataverse.sim.duplicates("leads"), 0);
+    for n in 0..50 {
+        assert_eq!(
+            f.lead(&format!("spread{n}.com")).await.sync_status,
+            SyncStatus::Synced
+        );
+    }
+}

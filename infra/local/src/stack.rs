@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use fetch_referrals::FetchSettings;
 use hunter_core::adapters::{DynamoStore, EmbeddedQueue, EmbeddedStore, SqsQueue};
-use hunter_core::config::Config;
+use hunter_core::config::{Config, RequestLimit};
 use hunter_core::ports::AccessTokenVerifier;
 
 use crate::ui::UiConfig;
@@ -189,6 +189,17 @@ impl Stack {
                     sim_config.client_id.clone_from(&credentials.d365_client_id);
                     sim_config.client_secret = credentials.d365_client_secret.clone();
                 }
+                // Every application user of HUNTER_D365_CLIENTS is one of the simulator's, and
+                // pushes are paced for its limits (unless HUNTER_D365_REQUEST_LIMIT says otherwise).
+                sim_config.extra_clients = credentials
+                    .d365_clients()?
+                    .into_iter()
+                    .map(|c| (c.client_id, c.client_secret))
+                    .collect();
+                config.d365_request_limit.get_or_insert(RequestLimit {
+                    requests: sim_config.limits.max_requests,
+                    window: sim_config.limits.window,
+                });
                 let sim = DataverseSim::new(sim_config)
                     .serve(([127, 0, 0, 1], 0).into())
                     .await

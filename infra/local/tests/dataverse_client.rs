@@ -5,7 +5,7 @@ use hunter_local::sim::control::SimControl as _;
 use std::time::{Duration, Instant};
 
 use hunter_core::dynamics::client::MAX_BATCH_ITEMS;
-use hunter_core::dynamics::{DataverseAuth, DataverseClient, DataverseError};
+use hunter_core::dynamics::{DataverseAuth, DataverseClient, DataverseError, PacerSettings};
 use hunter_core::http::TokenEndpoint;
 use hunter_core::retry::Backoff;
 use hunter_core::secret::Secret;
@@ -393,4 +393,156 @@ async fn when_the_client_secret_is_wrong_should_fail_with_auth_and_send_nothing(
     assert!(!err.is_retryable());
     assert!(api_requests(&dv, "PATCH").is_empty());
     assert_eq!(token_requests(&dv), 1);
+}
+
+/// `n` upserts of distinct keys, `at_once` at a time, through `client`.
+async fn upsert_many(client: &DataverseClient, n: usize, at_once: usize) {
+    use futures_util::StreamExt as _;
+    let results: Vec<_> = futures_util::stream::iter(0..n)
+        .map(|i| async move {
+            client
+                .upsert_by_key("leads", KEY, &format!("d{i}.com"), &lead("Paced"))
+                .await
+        })
+        .buffer_unordered(at_once)
+        .collect()
+        .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+}
+
+/// 20 requests per second: one user, whose window the tests fill several times.
+fn tight_limits() -> Limits {
+    Limits {
+        max_requests: 20,
+        window: Duration::from_secs(1),
+        retry_after_secs: 1,
+        ..Limits::default()
+    }
+}
+
+#[tokio::test]
+async fn when_pushing_past_the_limit_should_pace_below_it_with_far_fewer_429s_than_a_naive_client()
+{
+    const REQUESTS: usize = 50;
+    // Hunter's client, paced for the simulator's limit, 16 upserts at a time.
+    let paced_dv = start().await;
+    paced_dv.sim.set_limits(tight_limits());
+    let http = reqwest::Client::new();
+    let auth = DataverseAuth::new(
+        TokenEndpoint::new(
+            http.clone(),
+            &paced_dv.token_url,
+            "sim-client-id",
+            Secret::new("sim-client-secret"),
+        ),
+        &paced_dv.base_url,
+    );
+    let client = DataverseClient::with_users(
+        http,
+        &paced_dv.base_url,
+        vec![auth],
+        backoff(8),
+        PacerSettings::limit(20, Duration::from_secs(1)),
+    )
+    .unwrap();
+    upsert_many(&client, REQUESTS, 16).await;
+    let paced = paced_dv.sim.usage()["sim-client-id"].clone();
+
+    // A naive client: 16 at a time, a fixed pause after each 429.
+    let naive_dv = start().await;
+    naive_dv.sim.set_limits(tight_limits());
+    let token = naive_dv.sim.issue_access_token();
+    let http = reqwest::Client::new();
+    let naive = |i: usize| {
+        let (http, token, api) = (&http, &token, naive_dv.api_url());
+        async move {
+            loop {
+                let status = http
+                    .patch(format!("{api}/leads({KEY}='d{i}.com')"))
+                    .bearer_auth(token)
+                    .header("Accept", "application/json")
+                    .header("OData-MaxVersion", "4.0")
+                    .header("OData-Version", "4.0")
+                    .header("Content-Type", "application/json")
+                    .body(json!({"subject": "Naive"}).to_string())
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                if status.is_success() {
+                    return;
+                }
+                assert_eq!(status.as_u16(), 429);
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    {
+        use futures_util::StreamExt as _;
+        futures_util::stream::iter(0..REQUESTS)
+            .map(naive)
+            .buffer_unordered(16)
+            .collect::<Vec<()>>()
+            .await;
+    }
+    let naive = naive_dv.sim.usage()["sim-client-id"].clone();
+
+    assert_eq!(paced_dv.sim.records("leads").len(), REQUESTS);
+    assert_eq!(naive_dv.sim.records("leads").len(), REQUESTS);
+    assert_eq!(
+        (
+            paced_dv.sim.duplicates("leads"),
+            naive_dv.sim.duplicates("leads")
+        ),
+        (0, 0)
+    );
+    assert!(
+        paced.throttled <= 2 && paced.throttled * 10 <= naive.throttled,
+        "paced {paced:?}, naive {naive:?}"
+    );
+    let (_, pacer) = client.pacers()[0];
+    assert_eq!(pacer.snapshot().throttled, paced.throttled);
+}
+
+#[tokio::test]
+async fn when_two_application_users_are_configured_should_spread_requests_over_both() {
+    let dv = DataverseSim::new(DataverseConfig {
+        extra_clients: vec![("second-app".to_owned(), Secret::new("second-secret"))],
+        limits: tight_limits(),
+        ..DataverseConfig::default()
+    })
+    .serve("127.0.0.1:0".parse().unwrap())
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let auth = |id: &str, secret: &str| {
+        DataverseAuth::new(
+            TokenEndpoint::new(http.clone(), &dv.token_url, id, Secret::new(secret)),
+            &dv.base_url,
+        )
+    };
+    let client = DataverseClient::with_users(
+        http.clone(),
+        &dv.base_url,
+        vec![
+            auth("sim-client-id", "sim-client-secret"),
+            auth("second-app", "second-secret"),
+        ],
+        backoff(8),
+        PacerSettings::limit(20, Duration::from_secs(1)),
+    )
+    .unwrap();
+    assert_eq!(client.users(), ["sim-client-id", "second-app"]);
+
+    upsert_many(&client, 60, 16).await;
+
+    let usage = dv.sim.usage();
+    let (first, second) = (&usage["sim-client-id"], &usage["second-app"]);
+    assert!(
+        first.requests >= 15 && second.requests >= 15,
+        "both users pushed: {usage:?}"
+    );
+    assert_eq!(first.requests + second.requests, 60);
+    assert_eq!(dv.sim.records("leads").len(), 60);
+    assert_eq!(dv.sim.duplicates("leads"), 0);
 }

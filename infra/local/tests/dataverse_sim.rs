@@ -785,3 +785,154 @@ async fn when_qualifying_a_lead_should_create_account_contact_opportunity() {
         .unwrap();
     assert_eq!(other.status(), StatusCode::NOT_IMPLEMENTED);
 }
+
+/// A client signed in as application user `client_id` (secret `{client_id}-secret`).
+async fn client_as(dv: &RunningDataverse, client_id: &str) -> Client {
+    let http = reqwest::Client::new();
+    let response = http
+        .post(&dv.token_url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", &format!("{client_id}-secret")),
+            ("scope", &format!("{}/.default", dv.base_url)),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{client_id}");
+    let token: Value = response.json().await.unwrap();
+    Client {
+        http,
+        api: dv.api_url(),
+        token: token["access_token"].as_str().unwrap().to_owned(),
+    }
+}
+
+fn header(response: &reqwest::Response, name: &str) -> u64 {
+    response.headers()[name].to_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn when_two_application_users_call_each_should_have_its_own_limits_and_counts() {
+    let dv = start(DataverseConfig {
+        client_id: "app-a".to_owned(),
+        client_secret: hunter_core::secret::Secret::new("app-a-secret"),
+        extra_clients: vec![(
+            "app-b".to_owned(),
+            hunter_core::secret::Secret::new("app-b-secret"),
+        )],
+        limits: Limits {
+            max_requests: 3,
+            window: Duration::from_secs(60),
+            retry_after_secs: 4,
+            ..Limits::default()
+        },
+        ..DataverseConfig::default()
+    })
+    .await;
+    let (a, b) = (client_as(&dv, "app-a").await, client_as(&dv, "app-b").await);
+    for expected_left in [2, 1, 0] {
+        let ok = a.request(Method::GET, "leads").send().await.unwrap();
+        assert_eq!(ok.status(), StatusCode::OK);
+        assert_eq!(
+            header(&ok, "x-ms-ratelimit-burst-remaining-xrm-requests"),
+            expected_left
+        );
+        assert!(header(&ok, "x-ms-ratelimit-time-remaining-xrm-requests") > 0);
+    }
+    let throttled = a.request(Method::GET, "leads").send().await.unwrap();
+    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(throttled.headers()["Retry-After"], "4");
+    assert_eq!(
+        header(&throttled, "x-ms-ratelimit-burst-remaining-xrm-requests"),
+        0,
+        "a 429 carries the headers too"
+    );
+    assert!(throttled.headers().contains_key("x-ms-dop-hint"));
+
+    let other = b.request(Method::GET, "leads").send().await.unwrap();
+    assert_eq!(
+        other.status(),
+        StatusCode::OK,
+        "app-b has limits of its own"
+    );
+    assert_eq!(
+        header(&other, "x-ms-ratelimit-burst-remaining-xrm-requests"),
+        2
+    );
+
+    let usage = dv.sim.usage();
+    assert_eq!(
+        (
+            usage["app-a"].requests,
+            usage["app-a"].http_requests,
+            usage["app-a"].throttled
+        ),
+        (3, 4, 1)
+    );
+    assert_eq!((usage["app-b"].requests, usage["app-b"].throttled), (1, 0));
+    let route: Value = a
+        .http
+        .get(format!("{}/_sim/usage", dv.base_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(route["app-a"]["throttled"], 1);
+    assert_eq!(route["app-b"]["httpRequests"], 1);
+    let reset = a
+        .http
+        .delete(format!("{}/_sim/usage", dv.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reset.status(), StatusCode::NO_CONTENT);
+    assert_eq!(dv.sim.usage()["app-a"].throttled, 0);
+}
+
+#[tokio::test]
+async fn when_a_batch_holds_n_requests_should_count_each_of_them() {
+    let dv = start(DataverseConfig {
+        limits: Limits {
+            max_requests: 10,
+            window: Duration::from_secs(60),
+            ..Limits::default()
+        },
+        ..DataverseConfig::default()
+    })
+    .await;
+    let c = Client::new(&dv).await;
+    let parts: String = (1..=4)
+        .map(|n| {
+            format!(
+                "--batch_b\r\nContent-Type: multipart/mixed; boundary=cs_{n}\r\n\r\n--cs_{n}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: {n}\r\n\r\nPATCH {}/leads(hnt_hunterkey='d{n}.com') HTTP/1.1\r\nContent-Type: application/json; type=entry\r\n\r\n{{\"subject\":\"s{n}\"}}\r\n--cs_{n}--\r\n",
+                c.api
+            )
+        })
+        .collect();
+    let batch = c
+        .request(Method::POST, "$batch")
+        .header("Content-Type", "multipart/mixed; boundary=batch_b")
+        .body(format!("{parts}--batch_b--\r\n"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(batch.status(), StatusCode::OK);
+    assert_eq!(
+        header(&batch, "x-ms-ratelimit-burst-remaining-xrm-requests"),
+        6,
+        "four requests inside the $batch count four"
+    );
+    let usage = &dv.sim.usage()["sim-client-id"];
+    assert_eq!((usage.requests, usage.http_requests), (4, 1));
+    assert_eq!(dv.sim.records("leads").len(), 4);
+    assert_eq!(dv.sim.duplicates("leads"), 0);
+    dv.sim.insert_record(
+        "leads",
+        json!({"hnt_hunterkey": "d1.com", "subject": "made twice"}),
+    );
+    assert_eq!(dv.sim.duplicates("leads"), 1);
+}

@@ -52,6 +52,11 @@ pub struct Config {
     /// `HUNTER_D365_OPPORTUNITIES`: accepted referrals become account + contact + opportunity
     /// in Dynamics (default on).
     pub d365_opportunities: Option<bool>,
+    /// `HUNTER_D365_REQUEST_LIMIT`: the service-protection request limit of each Dataverse
+    /// application user, `<requests>/<window>` (`6000/300s`, Microsoft's default when unset; a
+    /// lower one for an org with lower limits). Pushes are paced just below it.
+    #[serde(default, deserialize_with = "request_limit_text")]
+    pub d365_request_limit: Option<RequestLimit>,
     /// `HUNTER_DNS_SERVER`: the one nameserver domain scans ask (`HOST:PORT`, UDP and TCP);
     /// unset: the system's resolvers.
     pub dns_server: Option<String>,
@@ -89,6 +94,34 @@ pub struct Config {
     pub entra_ui_client_id: Option<String>,
     /// `HUNTER_ENTRA_API_SCOPE`: the scope the UI asks for (e.g. `api://hunter/access_as_user`).
     pub entra_api_scope: Option<String>,
+}
+
+/// A request limit over a sliding window (`6000/300s`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimit {
+    pub requests: u32,
+    pub window: std::time::Duration,
+}
+
+impl RequestLimit {
+    /// Reads `<requests>/<window>`, the window as [`parse_duration`] reads it (`300s`, `5m`).
+    pub fn parse(text: &str) -> Option<Self> {
+        let (requests, window) = text.split_once('/')?;
+        let requests: u32 = requests.trim().parse().ok().filter(|n| *n > 0)?;
+        let window = parse_duration(window).filter(|w| !w.is_zero())?;
+        Some(Self { requests, window })
+    }
+}
+
+fn request_limit_text<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<RequestLimit>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    RequestLimit::parse(&text).map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "HUNTER_D365_REQUEST_LIMIT {text:?} is not <requests>/<window> (e.g. 6000/300s)"
+        ))
+    })
 }
 
 /// How the API checks Entra ID access tokens.
@@ -347,6 +380,30 @@ mod tests {
         .unwrap();
         let err = ui_only.entra_ui().unwrap_err().to_string();
         assert!(err.contains("HUNTER_ENTRA_API_SCOPE"), "{err}");
+    }
+
+    #[test]
+    fn when_a_dataverse_request_limit_is_set_should_read_requests_and_window() {
+        let read = |text: &str| {
+            Config::from_vars(vars(&[("HUNTER_D365_REQUEST_LIMIT", text)]))
+                .map(|c| c.d365_request_limit)
+        };
+        assert_eq!(
+            Config::from_vars(vars(&[])).unwrap().d365_request_limit,
+            None
+        );
+        assert_eq!(
+            read("600/30s").unwrap(),
+            Some(RequestLimit {
+                requests: 600,
+                window: std::time::Duration::from_secs(30)
+            })
+        );
+        assert_eq!(read("6000/5m").unwrap().unwrap().window.as_secs(), 300);
+        for bad in ["600", "0/30s", "600/0", "x/30s", "600/soon"] {
+            let err = read(bad).unwrap_err().to_string();
+            assert!(err.contains("HUNTER_D365_REQUEST_LIMIT"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -11,8 +11,10 @@ use crate::adapters::{
     DynamoStore, EntraTokenVerifier, LambdaSyncTrigger, SecretsManagerRefreshTokenStore, SqsQueue,
 };
 use crate::config::{Config, ConfigError};
-use crate::credentials::Credentials;
-use crate::dynamics::{DataverseAuth, DataverseClient, DataverseError, DataverseLeadSink};
+use crate::credentials::{Credentials, D365Client};
+use crate::dynamics::{
+    DataverseAuth, DataverseClient, DataverseError, DataverseLeadSink, PacerSettings,
+};
 use crate::http::TokenEndpoint;
 use crate::partner_center::{
     PartnerCenterAuth, PartnerCenterClient, PartnerCenterError, RefreshTokenStore,
@@ -158,8 +160,10 @@ pub fn write_back(
     partner_center(http_client()?, config, credentials, tokens).map(Some)
 }
 
-/// The Dataverse lead sink of `HUNTER_DYNAMICS_URL` (required) with the D365 credentials; the
-/// token URL defaults to the tenant's Entra endpoint.
+/// The Dataverse lead sink of `HUNTER_DYNAMICS_URL` (required) with the D365 credentials (every
+/// application user of `HUNTER_D365_CLIENTS`, else the one of `HUNTER_D365_CLIENT_ID`), paced
+/// for `HUNTER_D365_REQUEST_LIMIT`; the token URL defaults to the tenant's Entra endpoint. Build
+/// it once per process: its pacers are shared by everything that pushes through it.
 pub fn dataverse_sink(
     http: reqwest::Client,
     config: &Config,
@@ -181,14 +185,44 @@ pub fn dataverse_sink(
         };
         format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token")
     });
-    let endpoint = TokenEndpoint::new(
-        http.clone(),
-        token_url,
-        &credentials.d365_client_id,
-        credentials.d365_client_secret.clone(),
+    let clients = credentials
+        .d365_clients()
+        .map_err(|e| DataverseError::InvalidRequest {
+            service: "Dataverse",
+            message: e.to_string(),
+        })?;
+    // No user configured: one without credentials, which the token endpoint refuses (as before).
+    let clients = match clients.is_empty() {
+        true => vec![D365Client {
+            client_id: credentials.d365_client_id.clone(),
+            client_secret: credentials.d365_client_secret.clone(),
+        }],
+        false => clients,
+    };
+    let users = clients
+        .into_iter()
+        .map(|client| {
+            let endpoint = TokenEndpoint::new(
+                http.clone(),
+                token_url.clone(),
+                client.client_id,
+                client.client_secret,
+            );
+            DataverseAuth::new(endpoint, org_url)
+        })
+        .collect::<Vec<_>>();
+    let limits = config
+        .d365_request_limit
+        .map_or_else(PacerSettings::default, |limit| {
+            PacerSettings::limit(limit.requests, limit.window)
+        });
+    tracing::info!(
+        event = "dataverse_users",
+        users = users.len(),
+        max_requests = limits.max_requests,
+        window_s = limits.window.as_secs()
     );
-    let auth = DataverseAuth::new(endpoint, org_url);
-    let client = DataverseClient::new(http, org_url, auth, Backoff::default())?;
+    let client = DataverseClient::with_users(http, org_url, users, Backoff::default(), limits)?;
     Ok(DataverseLeadSink::new(client, mapping))
 }
 

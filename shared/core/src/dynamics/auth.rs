@@ -23,6 +23,11 @@ impl DataverseAuth {
             scope: format!("{}/.default", org_url.trim_end_matches('/')),
         }
     }
+
+    /// The application user's client id (not a secret).
+    pub fn client_id(&self) -> &str {
+        &self.endpoint.client_id
+    }
 }
 
 #[async_trait]

@@ -7,10 +7,14 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value};
 use url::Url;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use super::auth::DataverseAuth;
 use super::batch::{self, Entry, Headers, Message, Writer};
 use super::error::DataverseError;
 use super::odata::{entity_id, is_identifier, odata_string_literal, primary_key};
+use super::pacer::{Pacer, PacerSettings};
 use crate::http::{Answer, Call, Service, ServiceNames, TokenCache, error_parts};
 use crate::retry::Backoff;
 
@@ -66,11 +70,27 @@ pub struct KeyedRecord {
     pub record: Map<String, Value>,
 }
 
-/// The Dataverse Web API client.
+/// One application user: its tokens, its retries and its [`Pacer`].
+#[derive(Debug)]
+struct User {
+    /// The app registration's client id (not a secret), for the logs.
+    client_id: String,
+    service: Service,
+    pacer: Pacer,
+}
+
+/// The Dataverse Web API client, as one or several application users of the organization.
+///
+/// Every request is paced below the service-protection limits of the user it is sent as (see
+/// [`super::pacer`]); with several users each request goes to the one that can send it soonest,
+/// so N users push at about N times the limit. Build it once per process (on Lambda, once per
+/// container) and share it: its pacers are then shared by every concurrent task.
 #[derive(Debug)]
 pub struct DataverseClient {
     api: Url,
-    service: Service,
+    users: Vec<User>,
+    /// Round-robin among users that are equally free.
+    next: AtomicUsize,
 }
 
 fn invalid_request(message: String) -> DataverseError {
@@ -100,21 +120,87 @@ fn check_identifier(what: &str, name: &str) -> Result<(), DataverseError> {
 impl DataverseClient {
     /// `org_url` is `https://ORG.crm.dynamics.com` (or a simulator); the API is under
     /// `{org_url}/api/data/v9.2/`.
+    /// One application user, paced for Dataverse's default limits.
     pub fn new(
         http: reqwest::Client,
         org_url: &str,
         auth: DataverseAuth,
         backoff: Backoff,
     ) -> Result<Self, DataverseError> {
-        let api = Url::parse(&format!("{}{API_PATH}", org_url.trim_end_matches('/')))
-            .map_err(|e| invalid_request(format!("org URL {org_url}: {e}")))?;
-        let service = Service::new(NAMES, http, TokenCache::new(auth), backoff, ODATA_HEADERS);
-        Ok(Self { api, service })
+        Self::with_users(http, org_url, vec![auth], backoff, PacerSettings::default())
     }
 
-    /// The latest `x-ms-dop-hint` (recommended degree of parallelism) the server sent.
+    /// Several application users (each its own app registration and token), each with its own
+    /// pacer for `limits`.
+    pub fn with_users(
+        http: reqwest::Client,
+        org_url: &str,
+        users: Vec<DataverseAuth>,
+        backoff: Backoff,
+        limits: PacerSettings,
+    ) -> Result<Self, DataverseError> {
+        let api = Url::parse(&format!("{}{API_PATH}", org_url.trim_end_matches('/')))
+            .map_err(|e| invalid_request(format!("org URL {org_url}: {e}")))?;
+        if users.is_empty() {
+            return Err(invalid_request("no application user".to_owned()));
+        }
+        let users = users
+            .into_iter()
+            .map(|auth| {
+                let client_id = auth.client_id().to_owned();
+                let pacer = Pacer::new(limits);
+                let service = Service::new(
+                    NAMES,
+                    http.clone(),
+                    TokenCache::new(auth),
+                    backoff,
+                    ODATA_HEADERS,
+                )
+                .with_pacing(Arc::new(pacer.clone()));
+                User {
+                    client_id,
+                    service,
+                    pacer,
+                }
+            })
+            .collect();
+        Ok(Self {
+            api,
+            users,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// The latest `x-ms-dop-hint` (recommended degree of parallelism) the server sent, added up
+    /// over the users (each has its own concurrency limit).
     pub fn dop_hint(&self) -> Option<u32> {
-        self.service.dop_hint()
+        self.users
+            .iter()
+            .filter_map(|u| u.service.dop_hint())
+            .reduce(u32::saturating_add)
+    }
+
+    /// The client ids of the application users requests are spread over.
+    pub fn users(&self) -> Vec<&str> {
+        self.users.iter().map(|u| u.client_id.as_str()).collect()
+    }
+
+    /// Each user's pacer, with its client id.
+    pub fn pacers(&self) -> Vec<(&str, &Pacer)> {
+        self.users
+            .iter()
+            .map(|u| (u.client_id.as_str(), &u.pacer))
+            .collect()
+    }
+
+    /// The user that can send a request counting `weight` soonest (round-robin among equals).
+    fn pick(&self, weight: u32) -> &User {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let count = self.users.len();
+        (0..count)
+            .map(|i| &self.users[(start + i) % count])
+            .min_by_key(|u| u.pacer.expected_wait(weight))
+            .unwrap_or(&self.users[0])
     }
 
     fn url(&self, path: &str) -> Result<Url, DataverseError> {
@@ -146,7 +232,9 @@ impl DataverseClient {
     }
 
     async fn send(&self, call: Call) -> Result<Answer, DataverseError> {
-        self.service.send(&call, None).await
+        let user = self.pick(call.weight);
+        tracing::debug!(event = "dataverse_call", op = call.op, user = %user.client_id, weight = call.weight);
+        user.service.send(&call, None).await
     }
 
     /// Creates or updates the row whose alternate key `key_column` is `key_value`
@@ -333,7 +421,9 @@ impl DataverseClient {
             .collect::<Result<Vec<_>, _>>()?;
         let mut writer = Writer::new(format!("batch_{}", uuid::Uuid::new_v4()));
         writer.change_set(&format!("changeset_{}", uuid::Uuid::new_v4()), &parts);
-        let (answers, request_id) = self.post_batch("upsert_change_set", writer, false).await?;
+        let (answers, request_id) = self
+            .post_batch("upsert_change_set", writer, items.len(), false)
+            .await?;
         // A failed change set answers with the failing request only.
         let results: Vec<Result<UpsertResult, DataverseError>> = answers
             .into_iter()
@@ -378,7 +468,9 @@ impl DataverseClient {
             let part = self.upsert_part(n + 1, entity_set, key_column, key_value, record, true)?;
             writer.change_set(&format!("changeset_{}", uuid::Uuid::new_v4()), &[part]);
         }
-        let (answers, request_id) = self.post_batch("batch_upsert", writer, true).await?;
+        let (answers, request_id) = self
+            .post_batch("batch_upsert", writer, items.len(), true)
+            .await?;
         let mut results: Vec<Option<Result<UpsertResult, DataverseError>>> =
             (0..items.len()).map(|_| None).collect();
         for (position, answer) in answers.into_iter().enumerate() {
@@ -414,16 +506,19 @@ impl DataverseClient {
         Ok(results)
     }
 
-    /// POSTs a `$batch` and reads its answers, change sets flattened, in order.
+    /// POSTs a `$batch` of `requests` requests (Dataverse counts each) and reads its answers,
+    /// change sets flattened, in order.
     async fn post_batch(
         &self,
         op: &'static str,
         writer: Writer,
+        requests: usize,
         continue_on_error: bool,
     ) -> Result<(Vec<Message>, Option<String>), DataverseError> {
         let (content_type, text) = writer.finish();
-        let mut call =
-            Call::new(op, Method::POST, self.url("$batch")?).body(content_type, text.into_bytes());
+        let mut call = Call::new(op, Method::POST, self.url("$batch")?)
+            .body(content_type, text.into_bytes())
+            .weight(u32::try_from(requests).unwrap_or(u32::MAX));
         if continue_on_error {
             call = call.header("Prefer", "odata.continue-on-error");
         }

@@ -1,14 +1,16 @@
-//! Dynamics 365 (Dataverse): the Web API client, its `$batch` bodies, and the lead sink built on
-//! them.
+//! Dynamics 365 (Dataverse): the Web API client, its `$batch` bodies, the pacer that keeps it
+//! below the service-protection limits, and the lead sink built on them.
 
 pub mod auth;
 pub mod batch;
 pub mod client;
 pub mod error;
 pub mod odata;
+pub mod pacer;
 pub mod sink;
 
 pub use auth::DataverseAuth;
 pub use client::{DataverseClient, ExistingRecord, KeyedRecord, UpsertResult};
 pub use error::DataverseError;
+pub use pacer::{Pacer, PacerSettings};
 pub use sink::DataverseLeadSink;

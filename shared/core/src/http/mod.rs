@@ -10,5 +10,5 @@ mod token;
 
 pub use error::{CODE_DUPLICATE_DETECTED, ServiceError};
 pub(crate) use service::error_parts;
-pub use service::{Answer, Call, Service, ServiceNames};
+pub use service::{Answer, Call, PacedRequest, Pacing, Service, ServiceNames};
 pub use token::{IssuedToken, TokenCache, TokenEndpoint, TokenSource, request_token};

@@ -42,6 +42,8 @@ pub struct Call {
     pub headers: Vec<(&'static str, String)>,
     /// Content type and bytes.
     pub body: Option<(String, Vec<u8>)>,
+    /// How many requests the service counts this one as (a `$batch` of n counts n); 1 by default.
+    pub weight: u32,
 }
 
 impl Call {
@@ -52,7 +54,14 @@ impl Call {
             url,
             headers: Vec::new(),
             body: None,
+            weight: 1,
         }
+    }
+
+    /// Counts as `weight` requests toward the service's limits (at least 1).
+    pub fn weight(mut self, weight: u32) -> Self {
+        self.weight = weight.max(1);
+        self
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -76,10 +85,29 @@ pub struct Answer {
     pub request_id: Option<String>,
 }
 
-/// A service's API as its client sees it: bearer tokens, base headers, retries.
 /// Less time than this before the deadline: the request is not sent at all.
 const MIN_REQUEST_TIME: Duration = Duration::from_millis(200);
 
+/// Paces the requests of one user of a service below its limits (Dataverse's service
+/// protection): asked before every request is sent, told of every answer.
+#[async_trait::async_trait]
+pub trait Pacing: Send + Sync + std::fmt::Debug {
+    /// Waits until a request counting `weight` may be sent; `Err(wait)` instead when waiting
+    /// would pass `deadline`. The request is in flight until the returned value is dropped.
+    async fn admit(
+        &self,
+        weight: u32,
+        deadline: Option<Instant>,
+    ) -> Result<Box<dyn PacedRequest>, Duration>;
+}
+
+/// A request a [`Pacing`] let through: told of its answer; dropping it ends the request.
+pub trait PacedRequest: Send {
+    /// The answer's status and headers (not called when no answer came).
+    fn answered(&mut self, status: StatusCode, headers: &HeaderMap);
+}
+
+/// A service's API as its client sees it: bearer tokens, base headers, retries, pacing.
 #[derive(Debug)]
 pub struct Service {
     names: ServiceNames,
@@ -93,6 +121,8 @@ pub struct Service {
     paused_until: std::sync::Mutex<Option<Instant>>,
     /// Latest `x-ms-dop-hint` (0: none seen yet).
     dop_hint: AtomicU32,
+    /// Paces every request sent (none: only the pause after a 429).
+    pacing: Option<std::sync::Arc<dyn Pacing>>,
 }
 
 impl Service {
@@ -111,7 +141,14 @@ impl Service {
             base_headers,
             paused_until: std::sync::Mutex::new(None),
             dop_hint: AtomicU32::new(0),
+            pacing: None,
         }
+    }
+
+    /// Every request (retries included) waits for `pacing` first and tells it of its answer.
+    pub fn with_pacing(mut self, pacing: std::sync::Arc<dyn Pacing>) -> Self {
+        self.pacing = Some(pacing);
+        self
     }
 
     /// The latest `x-ms-dop-hint` (recommended degree of parallelism) the service sent.
@@ -154,10 +191,25 @@ impl Service {
                 },
             };
             self.wait_while_paused(deadline).await?;
+            let mut paced = match &self.pacing {
+                Some(pacing) => {
+                    Some(pacing.admit(call.weight, deadline).await.map_err(|delay| {
+                        ServiceError::Deadline {
+                            service: names.display,
+                            delay,
+                        }
+                    })?)
+                }
+                None => None,
+            };
             let client_request_id = uuid::Uuid::new_v4().to_string();
             let sent = self
                 .send_once(call, &current, &client_request_id, hard_deadline)
                 .await?;
+            if let (Some(paced), Ok((status, headers, _))) = (paced.as_mut(), &sent) {
+                paced.answered(*status, headers);
+            }
+            drop(paced);
             let (status, headers, body) = match sent {
                 Ok(answer) => answer,
                 Err(err) if retry < self.backoff.max_retries => {

@@ -11,9 +11,23 @@ use super::api::DvError;
 use crate::sim::oauth::{OAuthError, TokenRefusal};
 
 impl DataverseSim {
-    /// The request's bearer token is one issued and not expired.
-    pub(super) fn check_auth(&self, headers: &HeaderMap) -> Result<(), DvError> {
-        let checked = self.lock().controls.access_tokens.check(headers);
+    /// The request's bearer token is one issued and not expired; the client id it was issued to.
+    pub(super) fn check_auth(&self, headers: &HeaderMap) -> Result<String, DvError> {
+        let inner = self.lock();
+        let checked = inner.controls.access_tokens.check(headers).map(|()| {
+            let token = headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().split_once(' '))
+                .map(|(_, token)| token.trim())
+                .unwrap_or_default();
+            inner
+                .token_clients
+                .get(token)
+                .cloned()
+                .unwrap_or_else(|| inner.primary_client.clone())
+        });
+        drop(inner);
         checked.map_err(|refusal| {
             let message = match refusal {
                 TokenRefusal::Missing | TokenRefusal::NotBearer => {
@@ -26,7 +40,8 @@ impl DataverseSim {
         })
     }
 
-    /// The client-credentials grant: the configured client, its secret, scope `{org URL}/.default`.
+    /// The client-credentials grant: a configured client (application user), its secret, scope
+    /// `{org URL}/.default`.
     pub(super) fn token_grant(&self, form: &HashMap<String, String>) -> Result<Value, OAuthError> {
         let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
         let grant_type = field("grant_type");
@@ -40,7 +55,11 @@ impl DataverseSim {
         }
         let mut inner = self.lock();
         let client_id = field("client_id");
-        if client_id.is_empty() || client_id != inner.client_id {
+        let Some(secret) = inner
+            .clients
+            .get(client_id)
+            .filter(|_| !client_id.is_empty())
+        else {
             return Err(OAuthError::new(
                 StatusCode::BAD_REQUEST,
                 "unauthorized_client",
@@ -49,8 +68,8 @@ impl DataverseSim {
                     "AADSTS700016: Application with identifier '{client_id}' was not found in the directory."
                 ),
             ));
-        }
-        if field("client_secret") != inner.client_secret.expose() {
+        };
+        if field("client_secret") != secret.expose() {
             return Err(OAuthError::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_client",
@@ -77,11 +96,12 @@ impl DataverseSim {
                 ),
             ));
         }
-        let token = inner.issue_access_token();
+        let token = inner.issue_access_token(client_id);
         let ttl = inner.controls.access_tokens.ttl();
         drop(inner);
         tracing::info!(
             event = "dataverse_sim_token_issued",
+            client_id,
             expires_in = ttl.as_secs()
         );
         Ok(json!({

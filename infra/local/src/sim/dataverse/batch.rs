@@ -105,6 +105,7 @@ impl DataverseSim {
     /// One `$batch` request: reads the multipart body and runs the parts under one lock.
     pub(super) fn batch(
         &self,
+        client: &str,
         headers: &Headers,
         body: &[u8],
         base: &str,
@@ -133,7 +134,9 @@ impl DataverseSim {
         let continue_on_error = prefers(headers, "odata.continue-on-error");
         let mut inner = self.lock();
         // Requests inside a batch count individually (the batch itself was counted once).
-        inner.protection.accept_more(total.saturating_sub(1));
+        inner
+            .protection
+            .accept_more(client, total.saturating_sub(1));
         let mut out = Writer::new(format!("batchresponse_{}", inner.new_guid()));
         let mut executed = 0usize;
         for item in &items {

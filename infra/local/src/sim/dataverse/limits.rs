@@ -41,7 +41,7 @@ impl Default for Faults {
     }
 }
 
-/// Service-protection limits (per simulator, sliding window).
+/// Service-protection limits (per application user, sliding window).
 ///
 /// JSON shape for `PUT /_sim/limits`: `max_requests`, `window_secs`, `max_concurrent`,
 /// `max_execution_ms`, `retry_after_secs`, every field optional.
@@ -112,40 +112,37 @@ impl From<LimitsJson> for Limits {
     }
 }
 
-/// The limits and what has been counted against them.
-#[derive(Debug)]
-pub(super) struct Protection {
-    pub limits: Limits,
+/// What one application user's requests were counted as, for benches and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserUsage {
+    /// API calls that passed auth (a `$batch` is one).
+    pub http_requests: u64,
+    /// Requests as Dataverse counts them toward the limit: accepted calls, each request inside
+    /// a `$batch` one.
+    pub requests: u64,
+    /// Calls answered 429 (service protection, or an injected 429).
+    pub throttled: u64,
+    /// The most calls in flight at once.
+    pub peak_in_flight: u32,
+}
+
+/// Every user's usage, by client id (`GET /_sim/usage`).
+pub type Usage = std::collections::BTreeMap<String, UserUsage>;
+
+/// One application user's windows.
+#[derive(Debug, Default)]
+struct Window {
     /// When each request of the window was accepted.
     accepted: VecDeque<Instant>,
     /// When each request of the window ended, and how long it ran.
     executed: VecDeque<(Instant, Duration)>,
-    pub in_flight: u32,
-    /// The most requests in flight at once so far.
-    pub peak_in_flight: u32,
+    in_flight: u32,
+    usage: UserUsage,
 }
 
-impl Protection {
-    pub(super) fn new(limits: Limits) -> Self {
-        Self {
-            limits,
-            accepted: VecDeque::new(),
-            executed: VecDeque::new(),
-            in_flight: 0,
-            peak_in_flight: 0,
-        }
-    }
-
-    /// Counts `count` more accepted requests (those inside a `$batch` beyond the batch itself).
-    pub(super) fn accept_more(&mut self, count: usize) {
-        let now = Instant::now();
-        for _ in 0..count {
-            self.accepted.push_back(now);
-        }
-    }
-
-    fn prune(&mut self, now: Instant) {
-        let window = self.limits.window;
+impl Window {
+    fn prune(&mut self, now: Instant, window: Duration) {
         while self
             .accepted
             .front()
@@ -167,41 +164,127 @@ impl Protection {
     }
 }
 
+/// The limits and what has been counted against them, per application user (the token's client
+/// id), as Dataverse counts them.
+#[derive(Debug)]
+pub(super) struct Protection {
+    pub limits: Limits,
+    users: std::collections::HashMap<String, Window>,
+    /// The most requests in flight at once over all users.
+    pub peak_in_flight: u32,
+}
+
+/// The rate-limit headers of one answer.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Remaining {
+    /// `x-ms-ratelimit-burst-remaining-xrm-requests`
+    pub burst: usize,
+    /// `x-ms-ratelimit-time-remaining-xrm-requests` (ms)
+    pub time_ms: u64,
+}
+
+impl Protection {
+    pub(super) fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            users: std::collections::HashMap::new(),
+            peak_in_flight: 0,
+        }
+    }
+
+    fn user(&mut self, client: &str) -> &mut Window {
+        self.users.entry(client.to_owned()).or_default()
+    }
+
+    /// Counts `count` more accepted requests of `client` (those inside a `$batch` beyond the
+    /// batch itself).
+    pub(super) fn accept_more(&mut self, client: &str, count: usize) {
+        let now = Instant::now();
+        let user = self.user(client);
+        for _ in 0..count {
+            user.accepted.push_back(now);
+        }
+        user.usage.requests += count as u64;
+    }
+
+    /// A 429 answered to `client` (by the limits or injected).
+    pub(super) fn count_throttled(&mut self, client: &str) {
+        self.user(client).usage.throttled += 1;
+    }
+
+    /// What `client` has left in the window now.
+    pub(super) fn remaining(&mut self, client: &str) -> Remaining {
+        let limits = self.limits.clone();
+        let user = self.user(client);
+        user.prune(Instant::now(), limits.window);
+        Remaining {
+            burst: (limits.max_requests as usize).saturating_sub(user.accepted.len()),
+            time_ms: u64::try_from(
+                limits
+                    .max_execution
+                    .saturating_sub(user.executed_total())
+                    .as_millis(),
+            )
+            .unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Requests in flight now, over all users.
+    pub(super) fn in_flight(&self) -> u32 {
+        self.users.values().map(|u| u.in_flight).sum()
+    }
+
+    pub(super) fn usage(&self) -> Usage {
+        self.users
+            .iter()
+            .map(|(client, w)| (client.clone(), w.usage.clone()))
+            .collect()
+    }
+
+    /// Forgets the usage counts (not the windows).
+    pub(super) fn reset_usage(&mut self) {
+        for window in self.users.values_mut() {
+            window.usage = UserUsage::default();
+        }
+        self.peak_in_flight = 0;
+    }
+}
+
 /// An accepted request in flight; dropping it ends it and books its execution time.
 pub(super) struct InFlight {
     sim: DataverseSim,
+    client: String,
     started: Instant,
-    /// Requests left in the window (the `x-ms-ratelimit-burst-remaining-xrm-requests` header).
-    pub burst_remaining: usize,
-    /// Execution time left in the window (the `x-ms-ratelimit-time-remaining-xrm-requests` header).
-    pub time_remaining_ms: u64,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         let mut inner = self.sim.lock();
-        let protection = &mut inner.protection;
-        protection.in_flight = protection.in_flight.saturating_sub(1);
+        let user = inner.protection.user(&self.client);
+        user.in_flight = user.in_flight.saturating_sub(1);
         let elapsed = self.started.elapsed();
-        protection.executed.push_back((Instant::now(), elapsed));
+        user.executed.push_back((Instant::now(), elapsed));
     }
 }
 
 impl DataverseSim {
-    /// Service-protection admission: concurrency, then request count, then execution time.
-    pub(super) fn admit(&self) -> Result<InFlight, DvError> {
+    /// Service-protection admission of a call of `client`: concurrency, then request count,
+    /// then execution time, each per user over the sliding window.
+    pub(super) fn admit(&self, client: &str) -> Result<InFlight, DvError> {
         let mut inner = self.lock();
         let protection = &mut inner.protection;
         let now = Instant::now();
-        protection.prune(now);
         let limits = protection.limits.clone();
+        let user = protection.user(client);
+        user.prune(now, limits.window);
+        user.usage.http_requests += 1;
         let throttled = |code: &'static str, decimal: i64, message: String| {
             tracing::debug!(event = "dataverse_sim_throttled", code, decimal);
             let mut error = DvError::new(StatusCode::TOO_MANY_REQUESTS, code, message);
             error.retry_after = Some(limits.retry_after_secs);
             error
         };
-        if protection.in_flight >= limits.max_concurrent {
+        if user.in_flight >= limits.max_concurrent {
             return Err(throttled(
                 CODE_CONCURRENCY_LIMIT,
                 DECIMAL_CONCURRENCY_LIMIT,
@@ -211,7 +294,7 @@ impl DataverseSim {
                 ),
             ));
         }
-        if protection.accepted.len() >= limits.max_requests as usize {
+        if user.accepted.len() >= limits.max_requests as usize {
             return Err(throttled(
                 CODE_REQUESTS_LIMIT,
                 DECIMAL_REQUESTS_LIMIT,
@@ -222,8 +305,7 @@ impl DataverseSim {
                 ),
             ));
         }
-        let executed = protection.executed_total();
-        if executed > limits.max_execution {
+        if user.executed_total() > limits.max_execution {
             return Err(throttled(
                 CODE_EXECUTION_LIMIT,
                 DECIMAL_EXECUTION_LIMIT,
@@ -234,17 +316,16 @@ impl DataverseSim {
                 ),
             ));
         }
-        protection.accepted.push_back(now);
-        protection.in_flight += 1;
-        protection.peak_in_flight = protection.peak_in_flight.max(protection.in_flight);
-        let burst_remaining =
-            (limits.max_requests as usize).saturating_sub(protection.accepted.len());
-        let time_remaining = limits.max_execution.saturating_sub(executed);
+        user.accepted.push_back(now);
+        user.usage.requests += 1;
+        user.in_flight += 1;
+        user.usage.peak_in_flight = user.usage.peak_in_flight.max(user.in_flight);
+        let total = protection.in_flight();
+        protection.peak_in_flight = protection.peak_in_flight.max(total);
         Ok(InFlight {
             sim: self.clone(),
+            client: client.to_owned(),
             started: now,
-            burst_remaining,
-            time_remaining_ms: u64::try_from(time_remaining.as_millis()).unwrap_or(u64::MAX),
         })
     }
 

@@ -11,7 +11,13 @@
 //! Entity sets: `leads`, `accounts`, `contacts`, `opportunities` (see [`ENTITY_SETS`]); records are
 //! free-form JSON objects keyed by a GUID primary key. Control routes: `GET|POST /_sim/records/{set}`,
 //! `GET|PUT /_sim/faults`, `GET|PUT /_sim/limits`, `GET|DELETE /_sim/requests`,
+//! `GET|DELETE /_sim/usage` (requests, 429s and peak concurrency per application user),
 //! `POST /_sim/expire-tokens`.
+//!
+//! Service-protection limits are kept per application user (the client id the access token was
+//! issued to; [`DataverseConfig::extra_clients`] adds users), over a sliding window; every
+//! answer to an authenticated call carries `x-ms-ratelimit-burst-remaining-xrm-requests`,
+//! `x-ms-ratelimit-time-remaining-xrm-requests` and `x-ms-dop-hint`.
 
 mod address;
 mod api;
@@ -33,7 +39,7 @@ use serde_json::Value;
 
 use super::http;
 use super::server::{Running, Simulator};
-pub use limits::{Faults, Limits};
+pub use limits::{Faults, Limits, Usage, UserUsage};
 use state::{Inner, Record};
 
 /// Path prefix of the Web API.
@@ -116,6 +122,9 @@ pub struct DataverseConfig {
     pub client_id: String,
     /// The client secret the token endpoint accepts.
     pub client_secret: Secret,
+    /// More application users the token endpoint accepts, `(client id, secret)`; each has its
+    /// own service-protection limits.
+    pub extra_clients: Vec<(String, Secret)>,
     /// Lifetime of issued access tokens. Default 3599 s.
     pub token_ttl: Duration,
     /// Seed of the RNG behind faults, ids and tokens.
@@ -134,6 +143,7 @@ impl Default for DataverseConfig {
             dop_hint: 4,
             client_id: "sim-client-id".to_owned(),
             client_secret: Secret::new("sim-client-secret"),
+            extra_clients: Vec::new(),
             token_ttl: Duration::from_secs(3599),
             rng_seed: 42,
         }
@@ -251,19 +261,54 @@ impl DataverseSim {
         self.lock().protection.limits.clone()
     }
 
-    /// API requests in flight now.
+    /// API requests in flight now (all users).
     pub fn in_flight(&self) -> u32 {
-        self.lock().protection.in_flight
+        self.lock().protection.in_flight()
     }
 
-    /// The most API requests that were in flight at once so far.
+    /// The most API requests that were in flight at once so far (all users).
     pub fn peak_in_flight(&self) -> u32 {
         self.lock().protection.peak_in_flight
     }
 
-    /// Issues an access token directly (as if the token endpoint had), for tests and tools.
+    /// What each application user's requests were counted as (client id → usage); also
+    /// `GET /_sim/usage`.
+    pub fn usage(&self) -> Usage {
+        self.lock().protection.usage()
+    }
+
+    /// Forgets the usage counts (the limits' windows stay); also `DELETE /_sim/usage`.
+    pub fn reset_usage(&self) {
+        self.lock().protection.reset_usage();
+    }
+
+    /// How many values of the set's alternate key name more than one record (0 when upserts by
+    /// key did their job).
+    pub fn duplicates(&self, set: &str) -> usize {
+        let inner = self.lock();
+        let column = inner.key_column_of(set).to_owned();
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for record in inner.store.get(set).into_iter().flatten() {
+            if let Some(key) = record.key_value(&column) {
+                *counts.entry(key.to_owned()).or_default() += 1;
+            }
+        }
+        counts.values().filter(|n| **n > 1).count()
+    }
+
+    /// Accepts one more application user (client id and secret) at the token endpoint.
+    pub fn add_client(&self, client_id: &str, client_secret: Secret) {
+        self.lock()
+            .clients
+            .insert(client_id.to_owned(), client_secret);
+    }
+
+    /// Issues an access token directly (as if the token endpoint had issued it to the
+    /// configured client), for tests and tools.
     pub fn issue_access_token(&self) -> String {
-        self.lock().issue_access_token()
+        let mut inner = self.lock();
+        let client = inner.primary_client.clone();
+        inner.issue_access_token(&client)
     }
 
     /// The organization URL of answers: the one set, else `http://{Host header}`.

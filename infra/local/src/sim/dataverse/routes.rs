@@ -43,6 +43,10 @@ impl DataverseSim {
                 get(control_get_records).post(control_insert_record),
             )
             .route("/_sim/expire-tokens", put(control::expire_tokens::<Self>))
+            .route(
+                "/_sim/usage",
+                get(control_get_usage).delete(control_reset_usage),
+            )
             .merge(control_routes())
             .fallback(not_found)
             .layer(middleware::from_fn_with_state(self.clone(), envelope))
@@ -89,19 +93,40 @@ fn check_odata_headers(headers: &Headers) -> Result<(), DvError> {
 /// Every Web API request: auth, OData headers, service protection, latency, faults, then work.
 async fn api(State(sim): State<DataverseSim>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    if let Err(error) = sim.check_auth(&parts.headers) {
-        let mut response = error.into_response();
-        response.extensions_mut().insert(AuthOk(false));
-        return response;
-    }
-    let response = api_authorized(&sim, parts, body).await;
-    let mut response = response.into_response();
+    let client = match sim.check_auth(&parts.headers) {
+        Ok(client) => client,
+        Err(error) => {
+            let mut response = error.into_response();
+            response.extensions_mut().insert(AuthOk(false));
+            return response;
+        }
+    };
+    let mut response = api_authorized(&sim, &client, parts, body).await;
+    // Every answer of an authenticated call says what the user has left, counted after it
+    // (a `$batch` with every request inside it).
+    let remaining = {
+        let mut inner = sim.lock();
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            inner.protection.count_throttled(&client);
+        }
+        inner.protection.remaining(&client)
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        "x-ms-ratelimit-burst-remaining-xrm-requests",
+        HeaderValue::from(remaining.burst),
+    );
+    headers.insert(
+        "x-ms-ratelimit-time-remaining-xrm-requests",
+        HeaderValue::from(remaining.time_ms),
+    );
     response.extensions_mut().insert(AuthOk(true));
     response
 }
 
 async fn api_authorized(
     sim: &DataverseSim,
+    client: &str,
     parts: axum::http::request::Parts,
     body: Body,
 ) -> Response {
@@ -120,7 +145,7 @@ async fn api_authorized(
             .into_response();
         }
     };
-    let in_flight = match sim.admit() {
+    let in_flight = match sim.admit(client) {
         Ok(in_flight) => in_flight,
         Err(error) => return error.into_response(),
     };
@@ -136,7 +161,7 @@ async fn api_authorized(
             let path = percent_decode(raw_path.strip_prefix(API_PREFIX).unwrap_or(raw_path), false);
             if path == "$batch" {
                 if parts.method == Method::POST {
-                    sim.batch(&headers, &body, &base)
+                    sim.batch(client, &headers, &body, &base)
                         .unwrap_or_else(DvError::into_sim)
                 } else {
                     DvError::new(
@@ -159,18 +184,8 @@ async fn api_authorized(
             }
         }
     };
-    let mut response = result.into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        "x-ms-ratelimit-burst-remaining-xrm-requests",
-        HeaderValue::from(in_flight.burst_remaining),
-    );
-    headers.insert(
-        "x-ms-ratelimit-time-remaining-xrm-requests",
-        HeaderValue::from(in_flight.time_remaining_ms),
-    );
     drop(in_flight);
-    response
+    result.into_response()
 }
 
 /// Adds `request-id`, `x-ms-service-request-id`, `x-ms-dop-hint`; records and logs every request.
@@ -217,6 +232,15 @@ async fn control_put_limits(State(sim): State<DataverseSim>, body: Bytes) -> Res
             DvError::bad_request("", format!("Limits JSON cannot be read: {e}")).into_response()
         }
     }
+}
+
+async fn control_get_usage(State(sim): State<DataverseSim>) -> Response {
+    Json(sim.usage()).into_response()
+}
+
+async fn control_reset_usage(State(sim): State<DataverseSim>) -> StatusCode {
+    sim.reset_usage();
+    StatusCode::NO_CONTENT
 }
 
 async fn control_get_records(State(sim): State<DataverseSim>, Path(set): Path<String>) -> Response {

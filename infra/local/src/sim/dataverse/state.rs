@@ -32,6 +32,11 @@ pub(super) struct Record {
 }
 
 impl Record {
+    /// The record's value of `column`, when it is a string.
+    pub(super) fn key_value(&self, column: &str) -> Option<&str> {
+        self.data.get(column).and_then(Value::as_str)
+    }
+
     /// The record as the Web API answers it.
     pub(super) fn representation(&self, pk: &str) -> Value {
         let mut object = Map::new();
@@ -71,8 +76,12 @@ pub(super) struct Inner {
     pub controls: Controls<Faults>,
     pub fault_rng: fastrand::Rng,
     pub dop_hint: u32,
-    pub client_id: String,
-    pub client_secret: Secret,
+    /// The application users the token endpoint accepts: client id → secret.
+    pub clients: BTreeMap<String, Secret>,
+    /// The client id of [`DataverseConfig::client_id`].
+    pub primary_client: String,
+    /// Issued access token → the client id it was issued to.
+    pub token_clients: HashMap<String, String>,
     pub store: Store,
     version: u64,
     pub id_rng: fastrand::Rng,
@@ -97,8 +106,11 @@ impl Inner {
             ),
             fault_rng: fastrand::Rng::with_seed(config.rng_seed),
             dop_hint: config.dop_hint,
-            client_id: config.client_id,
-            client_secret: config.client_secret,
+            clients: std::iter::once((config.client_id.clone(), config.client_secret))
+                .chain(config.extra_clients)
+                .collect(),
+            primary_client: config.client_id,
+            token_clients: HashMap::new(),
             store,
             version: 1000,
             id_rng: fastrand::Rng::with_seed(config.rng_seed ^ 0x9e37_79b9_7f4a_7c15),
@@ -113,14 +125,20 @@ impl Inner {
             .to_string()
     }
 
-    /// A new access token from the seeded RNG.
-    pub(super) fn issue_access_token(&mut self) -> String {
-        self.controls.access_tokens.issue(&mut self.id_rng)
+    /// A new access token of `client` from the seeded RNG.
+    pub(super) fn issue_access_token(&mut self, client: &str) -> String {
+        let token = self.controls.access_tokens.issue(&mut self.id_rng);
+        self.token_clients.insert(token.clone(), client.to_owned());
+        token
     }
 
     fn next_version(&mut self) -> u64 {
         self.version += 1;
         self.version
+    }
+
+    pub(super) fn key_column_of(&self, set: &str) -> &str {
+        self.key_column(set)
     }
 
     fn key_column(&self, set: &str) -> &str {
