@@ -8,8 +8,9 @@ scripts/with-moto.sh), and the Dataverse push benchmark. Each end-to-end run rep
 referrals/s, wall time, peak RSS and the time by stage from the run's summary. Writes
 target/bench/bench.json and prints a Markdown table for the README.
 
-Environment: BENCH_SIZES (e.g. "10000,100000"), BENCH_SKIP (comma list of: criterion, memory,
-durable, moto, push) to leave parts out.
+Environment: BENCH_SIZES (e.g. "10000,100000"), BENCH_MOTO_N (referrals on moto, 5000; moto
+answers slowly, so this run takes minutes), BENCH_SKIP (comma list of: criterion, memory,
+durable, moto, push) to leave parts out. Results are written after every part.
 """
 import json
 import os
@@ -89,15 +90,18 @@ def once(label, n, backend_args, env=None, wrapper=()):
     }
 
 
-def end_to_end():
+def end_to_end(save):
     run(["cargo", "build", "--release", "-q", "-p", "hunter-local", "--bin", "hunter-local"])
     sizes = [int(s) for s in os.environ.get("BENCH_SIZES", "10000,100000").split(",")]
     runs = []
     if "memory" not in SKIP:
-        runs += [once(f"in memory, {n:,}", n, ["--in-memory"]) for n in sizes]
+        for n in sizes:
+            runs.append(once(f"in memory, {n:,}", n, ["--in-memory"]))
+            save(runs)
     if "durable" not in SKIP:
         with tempfile.TemporaryDirectory() as data:
             runs.append(once("durable (SQLite), 10,000", 10_000, ["--data-dir", data]))
+            save(runs)
     if "moto" not in SKIP:
         suffix = uuid.uuid4().hex
         env = {
@@ -113,7 +117,8 @@ def end_to_end():
             f'export HUNTER_DYNAMICS_QUEUE_URL="$HUNTER_MOTO_URL/123456789012/push-{suffix}"; '
             'exec "$@"'
         )
-        runs.append(once("DynamoDB + SQS on moto, 5,000", 5_000, ["--aws"], env=env,
+        n = int(os.environ.get("BENCH_MOTO_N", "5000"))
+        runs.append(once(f"DynamoDB + SQS on moto, {n:,}", n, ["--aws"], env=env,
                          wrapper=("scripts/with-moto.sh", "bash", "-c", script, "bash")))
     return runs
 
@@ -142,12 +147,19 @@ def table(results):
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     results = {"machine": machine()}
+
+    def save(runs=None):
+        if runs is not None:
+            results["endToEnd"] = runs
+        (OUT / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+
     if "criterion" not in SKIP:
         results["criterion"] = criterion()
-    results["endToEnd"] = end_to_end()
+        save()
+    save(end_to_end(save))
     if "push" not in SKIP:
         results["push"] = push()
-    (OUT / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+        save()
     m = results["machine"]
     print(f"\nMachine: {m['cpu']}, {m['cores']} cores, {m['memoryGb']} GB, {m['os']}, {m['rustc']}\n")
     print(table(results))
