@@ -121,6 +121,10 @@ async fn assert_filled(store: &SqliteStore, lead: &Lead) {
     );
 }
 
+/// The visibility timeout of the message in flight across the reopen: long enough for a busy
+/// machine to reopen the file and look before it ends.
+const VISIBILITY: Duration = Duration::from_secs(5);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everything_committed_survives_reopening_the_file_and_in_flight_messages_stay_hidden() {
     let dir = tempfile::tempdir().unwrap();
@@ -128,12 +132,13 @@ async fn everything_committed_survives_reopening_the_file_and_in_flight_messages
     let (store, queue) = open(&path);
     let lead = fill(&store).await;
     assert!(queue.send_batch(&messages(0, 3)).await.unwrap().is_empty());
+    // Taken before the receive: the message's visibility ends at least VISIBILITY after it.
+    let received_at = Instant::now();
     let in_flight = queue
-        .receive(1, Some(Duration::from_secs(2)), Duration::ZERO)
+        .receive(1, Some(VISIBILITY), Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(in_flight.len(), 1);
-    let received_at = Instant::now();
     // As after a crash: nothing is closed or flushed on purpose, the handles are just gone.
     drop((store, queue));
 
@@ -149,7 +154,7 @@ async fn everything_committed_survives_reopening_the_file_and_in_flight_messages
     );
     assert!(others.iter().all(|m| m.receive_count == 1));
     assert!(
-        received_at.elapsed() < Duration::from_secs(2),
+        received_at.elapsed() < VISIBILITY,
         "the test was too slow to see the message hidden"
     );
     assert!(
@@ -160,11 +165,9 @@ async fn everything_committed_survives_reopening_the_file_and_in_flight_messages
             .is_empty(),
         "the in-flight message stays hidden until its visibility timeout ends"
     );
-    let again = queue
-        .receive(10, None, Duration::from_secs(4))
-        .await
-        .unwrap();
-    assert!(received_at.elapsed() >= Duration::from_secs(2));
+    let again = queue.receive(10, None, VISIBILITY * 2).await.unwrap();
+    // The store keeps visibility in whole milliseconds: allow for the one it may round away.
+    assert!(received_at.elapsed() + Duration::from_millis(1) >= VISIBILITY);
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].message_id, in_flight[0].message_id);
     assert_eq!(again[0].body, in_flight[0].body);
