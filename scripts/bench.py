@@ -3,13 +3,14 @@
 
 Runs the criterion benches (rules, hot path, ingest handler), then `hunter-local --once
 --no-dynamics` (release build) end to end: 10k and 100k referrals in memory, 10k on the durable
-embedded backend (a fresh data directory), 5k on DynamoDB/SQS as moto server (--aws, run under
-scripts/with-moto.sh), and the Dataverse push benchmark. Each end-to-end run reports
-referrals/s, wall time, peak RSS and the time by stage from the run's summary. Writes
+embedded backend (a fresh data directory), DynamoDB/SQS as moto server (--aws, run under
+scripts/with-moto.sh; 1k by default, see BENCH_MOTO_N), and the Dataverse push benchmark.
+Each end-to-end run reports referrals/s, wall time, peak RSS and the time by stage from the run's summary. Writes
 target/bench/bench.json and prints a Markdown table for the README.
 
-Environment: BENCH_SIZES (e.g. "10000,100000"), BENCH_MOTO_N (referrals on moto, 5000; moto
-answers slowly, so this run takes minutes), BENCH_SKIP (comma list of: criterion, memory,
+Environment: BENCH_SIZES (e.g. "10000,100000"), BENCH_MOTO_N (referrals on moto, 1000:
+moto's answers slow down as its table grows — here 200 referrals took 25 s and 1,000 took 418 s —
+so the figure measures moto more than Hunter), BENCH_SKIP (comma list of: criterion, memory,
 durable, moto, push) to leave parts out. Results are written after every part.
 """
 import json
@@ -117,7 +118,7 @@ def end_to_end(save):
             f'export HUNTER_DYNAMICS_QUEUE_URL="$HUNTER_MOTO_URL/123456789012/push-{suffix}"; '
             'exec "$@"'
         )
-        n = int(os.environ.get("BENCH_MOTO_N", "5000"))
+        n = int(os.environ.get("BENCH_MOTO_N", "1000"))
         runs.append(once(f"DynamoDB + SQS on moto, {n:,}", n, ["--aws"], env=env,
                          wrapper=("scripts/with-moto.sh", "bash", "-c", script, "bash")))
     return runs
