@@ -256,9 +256,15 @@ fn json_len(value: &Value) -> usize {
     }
 }
 
-/// RFC 3339 with any number of fractional digits; a zone-less time is taken as UTC.
+/// A `Value` holding a time as [`parse_timestamp`] reads it.
 fn timestamp(value: Option<&Value>) -> Option<DateTime<Utc>> {
-    let s = value?.as_str()?.trim();
+    parse_timestamp(value?.as_str()?)
+}
+
+/// A Partner Center time: RFC 3339 with any number of fractional digits; a zone-less time is
+/// taken as UTC.
+pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }

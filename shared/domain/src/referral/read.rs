@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
 
@@ -158,16 +158,10 @@ impl Leaf<'_> {
 
     /// RFC 3339 with any number of fractional digits; a zone-less time is taken as UTC.
     fn timestamp(self) -> Option<DateTime<Utc>> {
-        let Leaf::Str(s) = self else {
-            return None;
-        };
-        let s = s.trim();
-        if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-            return Some(t.with_timezone(&Utc));
+        match self {
+            Leaf::Str(s) => super::parse_timestamp(&s),
+            _ => None,
         }
-        NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
-            .ok()
-            .map(|t| t.and_utc())
     }
 
     fn boolean(self) -> Option<bool> {
