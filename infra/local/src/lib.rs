@@ -120,13 +120,14 @@ fn backup(args: &Args, file: &std::path::Path) -> anyhow::Result<ExitCode> {
 /// One sync, every queue drained, and its summary.
 pub async fn run_once(stack: &Stack) -> anyhow::Result<OnceSummary> {
     let started = std::time::Instant::now();
-    let synced = worker::sync_and_ingest(stack).await?;
-    let fetch = synced.fetch;
+    let fetch = worker::run_sync(stack, None).await?;
+    let fetched_at = started.elapsed();
+    worker::drain_referrals(stack).await?;
     let ingested_at = started.elapsed();
     worker::drain_pushes(stack).await?;
     let stages = summary::StageTimes {
-        fetch_ms: synced.fetch_took.as_millis(),
-        ingest_ms: synced.ingest_took.as_millis(),
+        fetch_ms: fetched_at.as_millis(),
+        ingest_ms: (ingested_at - fetched_at).as_millis(),
         push_ms: (started.elapsed() - ingested_at).as_millis(),
         queue_ms: stack.queue_time.total().as_millis(),
         scan_ms: stack.scan_time.total().as_millis(),

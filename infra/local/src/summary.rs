@@ -37,14 +37,14 @@ pub struct OnceSummary {
     pub error: Option<String>,
 }
 
-/// Where a `--once` run spent its time. Fetch and ingest run side by side (as on Lambda), then
-/// the pushes; queue calls and DNS scans are summed across all of them.
+/// Where a `--once` run spent its time: fetch, then ingest, then the pushes, one after the other
+/// (their sum is about `durationMs`); queue calls and DNS scans are summed across all of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StageTimes {
-    /// From the start until every page was fetched and its referrals sent to the queue.
+    /// Fetching every page and sending its referrals to the referrals queue.
     pub fetch_ms: u128,
-    /// From the start until ingest-referral had emptied the referrals queue (scans included).
+    /// Draining the referrals queue through ingest-referral (scans included).
     pub ingest_ms: u128,
     /// Draining the push queue through push-dynamics.
     pub push_ms: u128,

@@ -37,49 +37,6 @@ pub async fn run_sync(stack: &Stack, run_id: Option<String>) -> Result<FetchSumm
     Ok(summary)
 }
 
-/// What [`sync_and_ingest`] did, and how long each side took.
-#[derive(Debug)]
-pub struct SyncAndIngest {
-    pub fetch: FetchSummary,
-    pub fetch_took: Duration,
-    pub ingest: DrainReport,
-    pub ingest_took: Duration,
-}
-
-/// One sync with ingest-referral draining the referrals queue beside it, as Lambda's SQS event
-/// source starts ingest while fetch-referrals still pages: the queue never holds the whole run.
-/// Ends once the sync is over and the referrals queue has nothing visible or in flight.
-pub async fn sync_and_ingest(stack: &Stack) -> anyhow::Result<SyncAndIngest> {
-    let started = Instant::now();
-    let fetching = std::sync::atomic::AtomicBool::new(true);
-    let fetch = async {
-        let fetched = run_sync(stack, None).await;
-        fetching.store(false, std::sync::atomic::Ordering::Release);
-        fetched.map(|summary| (summary, started.elapsed()))
-    };
-    let ingest = async {
-        let mut report = DrainReport::default();
-        while fetching.load(std::sync::atomic::Ordering::Acquire) {
-            let turn = drain_referrals_up_to(stack, Some(BATCHES_PER_TURN)).await?;
-            report.add(turn);
-            if turn.handled + turn.redelivered == 0 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-        report.add(drain_referrals(stack).await?);
-        Ok::<_, QueueError>((report, started.elapsed()))
-    };
-    let (fetched, ingested) = tokio::join!(fetch, ingest);
-    let (fetch, fetch_took) = fetched?;
-    let (ingest, ingest_took) = ingested?;
-    Ok(SyncAndIngest {
-        fetch,
-        fetch_took,
-        ingest,
-        ingest_took,
-    })
-}
-
 /// Batches of one queue handled before the other queue's turn while serving.
 const BATCHES_PER_TURN: usize = 5;
 
@@ -88,13 +45,6 @@ const BATCHES_PER_TURN: usize = 5;
 pub struct DrainReport {
     pub handled: usize,
     pub redelivered: usize,
-}
-
-impl DrainReport {
-    fn add(&mut self, other: DrainReport) {
-        self.handled += other.handled;
-        self.redelivered += other.redelivered;
-    }
 }
 
 /// Hands referral messages to ingest-referral in batches of 10 until none is visible or in
