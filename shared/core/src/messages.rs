@@ -71,42 +71,15 @@ impl QueuedReferral {
     /// Reads a message body of any shape sent so far: the envelope, a reference, or a bare
     /// referral object (e.g. redriven by hand).
     pub fn from_body(body: &str) -> Result<Self, InvalidPayload> {
-        if body.len() > MAX_MESSAGE_BYTES {
-            return Err(InvalidPayload::TooLarge { bytes: body.len() });
-        }
-        let value: Value =
-            serde_json::from_str(body).map_err(|e| InvalidPayload::NotJson(e.to_string()))?;
-        let Value::Object(mut object) = value else {
-            return Err(InvalidPayload::NotAnObject);
-        };
-        if object.contains_key("id") {
-            return Ok(Self::Inline(ReferralMessage {
-                run_id: None,
-                referral: Value::Object(object),
-            }));
-        }
-        let run_id = |object: &mut serde_json::Map<String, Value>| match object.remove("runId") {
-            Some(Value::String(id)) if !id.is_empty() => Some(id),
-            _ => None,
-        };
-        if object.contains_key("referral") {
-            let run_id = run_id(&mut object);
-            let referral = object.remove("referral").unwrap_or(Value::Null);
-            return Ok(Self::Inline(ReferralMessage { run_id, referral }));
-        }
-        match object.get("payloadRef") {
-            Some(Value::String(key)) if !key.is_empty() => {
-                let payload_ref = key.clone();
-                Ok(Self::Stored(PayloadRefMessage {
-                    run_id: run_id(&mut object),
-                    payload_ref,
-                }))
-            }
-            _ => Ok(Self::Inline(ReferralMessage {
-                run_id: None,
-                referral: Value::Object(object),
-            })),
-        }
+        Ok(match Self::read(body)? {
+            QueuedReferralText::Inline { run_id, referral } => Self::Inline(ReferralMessage {
+                run_id,
+                // The text is valid JSON already: `read` took it from a parsed body.
+                referral: serde_json::from_str(referral)
+                    .map_err(|e| InvalidPayload::NotJson(e.to_string()))?,
+            }),
+            QueuedReferralText::Stored(stored) => Self::Stored(stored),
+        })
     }
 
     /// Reads a message body like [`Self::from_body`], without building a `Value`: an inline
