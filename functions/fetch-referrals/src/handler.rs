@@ -446,7 +446,11 @@ impl Sync {
             count = page.referrals.len(),
             request_id = page.request_id.as_deref(),
         );
-        let page_max = page.referrals.iter().filter_map(updated_date_time).max();
+        let page_max = page
+            .referrals
+            .iter()
+            .filter_map(|r| updated_date_time(r.get()))
+            .max();
         self.max_updated = self.max_updated.max(page_max);
         let messages = referral_messages(&self.run.id, &page.referrals);
         self.record_invalid(deps.store, &messages.unsendable)

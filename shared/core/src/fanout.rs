@@ -2,6 +2,7 @@
 //! retried, permanent ones reported.
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use hunter_domain::referral::{MAX_PAYLOAD_BYTES, content_digest};
 
@@ -153,8 +154,12 @@ pub struct PageMessages {
 
 /// The key a referral's payload is stored under: its id when that is a string, else the digest
 /// of its text.
-fn payload_key(referral: &Value, text: &str) -> String {
-    match referral.get("id") {
+fn payload_key(text: &str) -> String {
+    match serde_json::from_str::<Value>(text)
+        .ok()
+        .as_ref()
+        .and_then(|r| r.get("id"))
+    {
         Some(Value::String(id)) if !id.trim().is_empty() => id.trim().to_owned(),
         _ => format!("sha256-{}", content_digest(text)),
     }
@@ -173,20 +178,16 @@ pub struct Enqueued {
 /// The messages of run `run_id` for referrals as Partner Center sent them: a
 /// [`ReferralMessage`] each, or for one too large for a message a [`PayloadRefMessage`] and
 /// the [`Payload`] to store first; a referral above the reader's bound is unsendable.
-pub fn referral_messages(run_id: &str, referrals: &[Value]) -> PageMessages {
+pub fn referral_messages(run_id: &str, referrals: &[Box<RawValue>]) -> PageMessages {
     let mut page = PageMessages::default();
     for (i, referral) in referrals.iter().enumerate() {
-        let body = ReferralMessage {
-            run_id: Some(run_id.to_owned()),
-            referral: referral.clone(),
-        }
-        .to_body();
+        let body = ReferralMessage::body_of(run_id, referral);
         if body.len() <= MAX_MESSAGE_BYTES {
             page.messages
                 .push(OutgoingMessage::new(i.to_string(), body));
             continue;
         }
-        let text = referral.to_string();
+        let text = referral.get().to_owned();
         if text.len() > MAX_PAYLOAD_BYTES {
             page.unsendable.push(Unsendable {
                 detail: format!(
@@ -197,7 +198,7 @@ pub fn referral_messages(run_id: &str, referrals: &[Value]) -> PageMessages {
             });
             continue;
         }
-        let key = payload_key(referral, &text);
+        let key = payload_key(&text);
         let reference = PayloadRefMessage {
             run_id: Some(run_id.to_owned()),
             payload_ref: key.clone(),
@@ -439,13 +440,14 @@ mod tests {
         let large = serde_json::json!({"id": "big", "notes": "x".repeat(MAX_MESSAGE_BYTES)});
         let unnamed = serde_json::json!({"id": 7, "notes": "y".repeat(MAX_MESSAGE_BYTES)});
         let huge = serde_json::json!({"id": "huge", "notes": "z".repeat(MAX_PAYLOAD_BYTES)});
-        let referrals = vec![
+        let referrals = [
             serde_json::json!({"id": "a"}),
             large.clone(),
             unnamed.clone(),
             huge,
             serde_json::json!({"id": "b"}),
-        ];
+        ]
+        .map(|r| raw(&r));
         let page = referral_messages("run-1", &referrals);
         assert_eq!(page.unsendable.len(), 1);
         assert!(page.unsendable[0].text.contains("\"huge\""));
@@ -476,6 +478,27 @@ mod tests {
         assert_eq!(refs, vec!["big", page.payloads[1].key.as_str()]);
     }
 
+    fn raw(referral: &Value) -> Box<RawValue> {
+        RawValue::from_string(referral.to_string()).unwrap()
+    }
+
+    #[test]
+    fn when_a_referral_is_wrapped_should_keep_its_text_verbatim() {
+        let text = r#"{ "id": "a",  "z": 1, "b": [ 2 ] }"#;
+        let page = referral_messages("run-1", &[RawValue::from_string(text.to_owned()).unwrap()]);
+        let body = &page.messages[0].body;
+        assert!(body.contains(text), "{body}");
+        let read = QueuedReferral::read(body).unwrap();
+        assert_eq!(read.run_id(), Some("run-1"));
+        let QueuedReferral::Inline(message) = QueuedReferral::from_body(body).unwrap() else {
+            panic!("inline");
+        };
+        assert_eq!(
+            message.referral,
+            serde_json::json!({"id": "a", "z": 1, "b": [2]})
+        );
+    }
+
     #[tokio::test]
     async fn when_a_message_is_larger_than_any_batch_should_report_it_and_send_the_rest() {
         let queue = flaky(0);
@@ -495,7 +518,7 @@ mod tests {
             refuse: true,
             ..flaky(0)
         };
-        let page = referral_messages("run-1", &[serde_json::json!({"id": "a"})]);
+        let page = referral_messages("run-1", &[raw(&serde_json::json!({"id": "a"}))]);
         let enqueued = enqueue_referrals(&queue, &page.messages, &fast(1))
             .await
             .unwrap();

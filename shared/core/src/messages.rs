@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use hunter_domain::referral::InvalidPayload;
 
@@ -24,6 +25,19 @@ impl ReferralMessage {
     pub fn to_body(&self) -> String {
         // A `Value` and an optional string always serialize.
         serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The body of run `run_id`'s message for a referral kept as the text it came as: the same
+    /// envelope as [`Self::to_body`], with the referral's text verbatim.
+    pub fn body_of(run_id: &str, referral: &RawValue) -> String {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Envelope<'a> {
+            run_id: &'a str,
+            referral: &'a RawValue,
+        }
+        // Text and a valid JSON text always serialize.
+        serde_json::to_string(&Envelope { run_id, referral }).unwrap_or_default()
     }
 
     /// Reads a message body: the envelope, or a bare referral object (e.g. redriven by hand).
@@ -272,7 +286,7 @@ struct Envelope<'a>(Option<EnvelopeFields<'a>>);
 struct EnvelopeFields<'a> {
     has_id: bool,
     run_id: Option<Value>,
-    referral: Option<&'a serde_json::value::RawValue>,
+    referral: Option<&'a RawValue>,
     payload_ref: Option<Value>,
 }
 

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::rules::versioning::Version;
@@ -176,22 +176,14 @@ pub fn parse_referral_value(value: Value) -> Result<Referral, InvalidPayload> {
     parse_referral(&value.to_string())
 }
 
-/// The `updatedDateTime` of a referral as Partner Center sent it, without reading the rest;
-/// `None` for input [`parse_referral_value`] would refuse (no id, too large, not an object).
-pub fn updated_date_time(raw: &Value) -> Option<DateTime<Utc>> {
-    let obj = raw.as_object()?;
-    referral_id(obj).ok()?;
-    let updated = timestamp(obj.get("updatedDateTime"))?;
-    (json_len(raw) <= MAX_PAYLOAD_BYTES).then_some(updated)
-}
-
-/// A referral's `id` (a number id as its decimal string).
-fn referral_id(obj: &Map<String, Value>) -> Result<String, InvalidPayload> {
-    match obj.get("id") {
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
-        Some(Value::Number(n)) => Ok(n.to_string()),
-        _ => Err(InvalidPayload::MissingId),
+/// The `updatedDateTime` of a referral's JSON text, without keeping the rest; `None` for input
+/// [`parse_referral`] would refuse (no id, too large, not an object, not JSON).
+pub fn updated_date_time(text: &str) -> Option<DateTime<Utc>> {
+    if text.len() > MAX_PAYLOAD_BYTES {
+        return None;
     }
+    let read::Object(stamp) = serde_json::from_str::<read::Object<read::Stamp>>(text).ok()?;
+    stamp.filter(|s| s.has_id)?.updated
 }
 
 /// Text stored for invalid input: capped to `max_bytes` on a char boundary, with a marker when cut.
@@ -235,30 +227,6 @@ pub fn content_digest(text: &str) -> String {
         let _ = write!(hex, "{byte:02x}");
     }
     hex
-}
-
-/// Byte length of the compact JSON serialization, without allocating it.
-fn json_len(value: &Value) -> usize {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    match serde_json::to_writer(&mut counter, value) {
-        Ok(()) => counter.0,
-        Err(_) => usize::MAX,
-    }
-}
-
-/// A `Value` holding a time as [`parse_timestamp`] reads it.
-fn timestamp(value: Option<&Value>) -> Option<DateTime<Utc>> {
-    parse_timestamp(value?.as_str()?)
 }
 
 /// A Partner Center time: RFC 3339 with any number of fractional digits; a zone-less time is
@@ -528,20 +496,35 @@ mod tests {
     #[test]
     fn when_only_the_update_time_is_wanted_should_read_it_alone() {
         let raw = json!({"id": "1", "updatedDateTime": "2026-10-29T08:01:12.5Z", "details": 3});
-        assert_eq!(updated_date_time(&raw), parse(raw.clone()).updated);
         assert_eq!(
-            updated_date_time(&json!({"id": "1", "updatedDateTime": "soon"})),
+            updated_date_time(&raw.to_string()),
+            parse(raw.clone()).updated
+        );
+        let numbered = r#"{"id": 7, "updatedDateTime": "2026-10-29T08:01:12Z"}"#;
+        assert_eq!(
+            updated_date_time(numbered),
+            parse_referral(numbered).unwrap().updated
+        );
+        assert!(updated_date_time(numbered).is_some());
+        assert_eq!(
+            updated_date_time(r#"{"id": "1", "updatedDateTime": "soon"}"#),
             None
         );
-        assert_eq!(updated_date_time(&json!([1])), None);
+        assert_eq!(updated_date_time("[1]"), None);
+        assert_eq!(updated_date_time("{\"id\": \"1\""), None, "not JSON");
         assert_eq!(
-            updated_date_time(&json!({"updatedDateTime": "2026-10-29T08:01:12Z"})),
+            updated_date_time(r#"{"id": " ", "updatedDateTime": "2026-10-29T08:01:12Z"}"#),
+            None,
+            "a blank id is no id"
+        );
+        assert_eq!(
+            updated_date_time(r#"{"updatedDateTime": "2026-10-29T08:01:12Z"}"#),
             None,
             "input without an id is not a referral"
         );
         let huge = json!({"id": "1", "updatedDateTime": "2026-10-29T08:01:12Z",
             "notes": "x".repeat(MAX_PAYLOAD_BYTES)});
-        assert_eq!(updated_date_time(&huge), None);
+        assert_eq!(updated_date_time(&huge.to_string()), None);
     }
 
     #[test]

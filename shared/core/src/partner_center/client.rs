@@ -4,6 +4,7 @@
 
 use reqwest::Method;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::time::Instant;
 use url::Url;
 
@@ -169,25 +170,34 @@ impl PartnerCenterClient {
             .send(&Call::new("list_referrals", Method::GET, url), deadline)
             .await?;
         let request_id = answer.request_id;
-        let body: Value = serde_json::from_str(&answer.body)
+        let body: ListAnswer = serde_json::from_str(&answer.body)
             .map_err(|e| invalid(e.to_string(), request_id.clone()))?;
-        let Some(Value::Array(referrals)) = body.get("value") else {
+        let Some(referrals) = body.value else {
             return Err(invalid(
                 "page without a `value` array".to_owned(),
                 request_id,
             ));
         };
         let next_link = body
-            .get("@odata.nextLink")
+            .next_link
+            .as_ref()
             .and_then(Value::as_str)
             .filter(|l| !l.is_empty())
             .map(str::to_owned);
         Ok(ReferralPage {
-            referrals: referrals.clone(),
+            referrals,
             next_link,
             request_id,
         })
     }
+}
+
+/// A page of Partner Center's referral list: each referral kept as the text it came as.
+#[derive(serde::Deserialize)]
+struct ListAnswer {
+    value: Option<Vec<Box<RawValue>>>,
+    #[serde(rename = "@odata.nextLink")]
+    next_link: Option<Value>,
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::time::Instant;
 
 /// Which referrals a sync asks for. Empty lists mean "all".
@@ -21,9 +21,10 @@ pub struct ReferralFilter {
 }
 
 /// One page of referrals, each kept as the raw JSON the source sent.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ReferralPage {
-    pub referrals: Vec<Value>,
+    /// Each referral as the text Partner Center sent it.
+    pub referrals: Vec<Box<RawValue>>,
     /// Where the next page is (`@odata.nextLink`, verbatim); `None` on the last page.
     pub next_link: Option<String>,
     /// The source's id of the answer, for its support.

@@ -173,7 +173,7 @@ impl Leaf<'_> {
 }
 
 /// An object read by [`FromMap`], or `None` for any other JSON value (skipped).
-struct Object<T>(Option<T>);
+pub(super) struct Object<T>(pub Option<T>);
 
 impl<T> Default for Object<T> {
     fn default() -> Self {
@@ -182,7 +182,7 @@ impl<T> Default for Object<T> {
 }
 
 /// What reads an object's entries.
-trait FromMap<'de>: Sized {
+pub(super) trait FromMap<'de>: Sized {
     fn from_map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error>;
 }
 
@@ -422,6 +422,35 @@ impl<'de> FromMap<'de> for Fields<'de> {
             }
         }
         Ok(f)
+    }
+}
+
+/// What fetch reads of a referral: whether it has an id, and its `updatedDateTime`.
+#[derive(Default)]
+pub(super) struct Stamp {
+    pub has_id: bool,
+    pub updated: Option<DateTime<Utc>>,
+}
+
+impl<'de> FromMap<'de> for Stamp {
+    fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut stamp = Stamp::default();
+        while let Some(Text(key)) = map.next_key::<Text>()? {
+            match key.as_ref() {
+                "id" => {
+                    stamp.has_id = match map.next_value::<Leaf>()? {
+                        Leaf::Str(s) => !s.trim().is_empty(),
+                        Leaf::Num(_) => true,
+                        _ => false,
+                    };
+                }
+                "updatedDateTime" => stamp.updated = map.next_value::<Leaf>()?.timestamp(),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(stamp)
     }
 }
 
