@@ -794,3 +794,70 @@ async fn a_whole_sync_is_accounted_for_and_summarized_once() {
         "the last ingest reported the summary"
     );
 }
+
+/// Counts the scans in flight at once (each takes `delay`), and scans as `inner` does.
+struct OverlapScanner {
+    inner: StaticScanner,
+    delay: Duration,
+    in_flight: std::sync::atomic::AtomicUsize,
+    most_at_once: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl hunter_core::ports::DomainScanner for OverlapScanner {
+    async fn scan(&self, domain: &Domain) -> hunter_domain::scan::DomainScan {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.most_at_once.fetch_max(now, SeqCst);
+        tokio::time::sleep(self.delay).await;
+        self.in_flight.fetch_sub(1, SeqCst);
+        self.inner.scan(domain).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_joins_each_domain_s_referrals_in_turn_while_other_domains_scan_alongside() {
+    let deps = Deps::new();
+    let scanner = OverlapScanner {
+        inner: hunter_tests::scanner(),
+        delay: Duration::from_secs(1),
+        in_flight: 0.into(),
+        most_at_once: 0.into(),
+    };
+    let ingest = IngestDeps {
+        scanner: &scanner,
+        ..deps.ingest()
+    };
+    // Referrals 0..10: seven domains (company0.de..company6.de), 0/7, 1/8 and 2/9 share one.
+    let bodies: Vec<(String, String)> = (0..10)
+        .map(|n| (format!("m{n}"), envelope(Some("run-1"), referral(n))))
+        .collect();
+    let records: Vec<(&str, String)> = bodies
+        .iter()
+        .map(|(id, b)| (id.as_str(), b.clone()))
+        .collect();
+    let started = tokio::time::Instant::now();
+    let response = handle_batch(&ingest, event(&records)).await;
+
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "nothing put off or failed"
+    );
+    let most = scanner
+        .most_at_once
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(most, 7, "the seven domains scanned side by side");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the scans overlapped (paused clock: {:?})",
+        started.elapsed()
+    );
+    for n in 0..7 {
+        let domain = normalize_domain(&format!("company{n}.de")).unwrap();
+        let lead = deps.store.get_lead(&domain).await.unwrap().unwrap();
+        let want = if n < 3 { 2 } else { 1 };
+        assert_eq!(lead.referral_count, want, "{domain}");
+        assert_eq!(lead.scan_state, ScanState::Ok, "{domain}");
+        assert_eq!(scanner.inner.scans_of(&domain), 1, "{domain} scanned once");
+    }
+}

@@ -107,16 +107,62 @@ impl Ingested {
 }
 
 /// The SQS batch handler: every record processed, transient failures reported for redelivery.
-pub async fn handle_batch(deps: &IngestDeps<'_>, event: SqsEvent) -> SqsBatchResponse {
+///
+/// Records are read and judged one after another (pure work), then stored in lanes, one per
+/// domain, side by side: the referrals of one domain join its lead in turn, so one batch never
+/// competes with itself for a lead or a scan, while the scans of different domains overlap.
+pub async fn handle_batch(deps: &IngestDeps<'_>, mut event: SqsEvent) -> SqsBatchResponse {
+    let bodies: Vec<String> = event
+        .records
+        .iter_mut()
+        .map(|r| r.body.take().unwrap_or_default())
+        .collect();
+    let mut results: Vec<Option<Result<Ingested, IngestError>>> =
+        bodies.iter().map(|_| None).collect();
+    let mut lanes: Vec<Vec<(usize, Judged)>> = Vec::new();
+    let mut lane_of_domain = std::collections::HashMap::new();
+    for (i, body) in bodies.iter().enumerate() {
+        match judge(deps, body).await {
+            Ok(judged) => {
+                let lane = match judged.domain() {
+                    Some(domain) => {
+                        *lane_of_domain.entry(domain.to_string()).or_insert_with(|| {
+                            lanes.push(Vec::new());
+                            lanes.len() - 1
+                        })
+                    }
+                    None => {
+                        lanes.push(Vec::new());
+                        lanes.len() - 1
+                    }
+                };
+                lanes[lane].push((i, judged));
+            }
+            Err(err) => results[i] = Some(Err(err)),
+        }
+    }
+    let stored = futures_util::future::join_all(lanes.into_iter().map(|lane| async move {
+        let mut done = Vec::with_capacity(lane.len());
+        for (i, judged) in lane {
+            done.push((i, store_judged(deps, judged).await));
+        }
+        done
+    }))
+    .await;
+    for (i, result) in stored.into_iter().flatten() {
+        results[i] = Some(result);
+    }
+
     let mut response = SqsBatchResponse::default();
     let mut tally = Tally::default();
-    for record in event.records {
+    for ((record, body), result) in event.records.into_iter().zip(&bodies).zip(results) {
         let message_id = record.message_id.unwrap_or_default();
-        let body = record.body.unwrap_or_default();
-        match ingest_message(deps, &body).await {
+        // Every record was judged, and every judged one stored.
+        let Some(result) = result else { continue };
+        match result {
             Ok(ingested) => tally.count(&ingested),
             Err(IngestError::ScanInProgress { domain, after })
-                if put_off(deps, &body, after).await =>
+                if put_off(deps, body, after).await =>
             {
                 tracing::info!(event = "referral_put_off", message_id = %message_id, domain = %domain, delay_s = after.as_secs());
             }
@@ -204,23 +250,84 @@ impl Tally {
 /// refusing the record, e.g. as too large an item) is retried and then dead-lettered, never
 /// recorded as `invalid_payload`. Unreadable input is recorded, not returned.
 pub async fn ingest_message(deps: &IngestDeps<'_>, body: &str) -> Result<Ingested, IngestError> {
+    let judged = judge(deps, body).await?;
+    store_judged(deps, judged).await
+}
+
+/// A message read and judged (domain, eligibility); nothing stored yet.
+enum Judged {
+    /// To record as `invalid_payload`: the text and why.
+    Unreadable {
+        run_id: Option<String>,
+        text: String,
+        detail: String,
+    },
+    Referral {
+        run_id: Option<String>,
+        record: Box<ReferralRecord>,
+    },
+}
+
+impl Judged {
+    /// The domain whose lead storing it joins.
+    fn domain(&self) -> Option<&Domain> {
+        match self {
+            Self::Unreadable { .. } => None,
+            Self::Referral { record, .. } => record.domain.as_ref(),
+        }
+    }
+}
+
+/// Reads a message (following a payload reference) and judges its referral; only reading a
+/// stored payload can fail.
+async fn judge(deps: &IngestDeps<'_>, body: &str) -> Result<Judged, IngestError> {
     let message = match QueuedReferral::read(body) {
         Ok(message) => message,
-        Err(unreadable) => return invalid(deps, None, body, &unreadable.to_string()).await,
+        Err(unreadable) => {
+            return Ok(Judged::Unreadable {
+                run_id: None,
+                text: body.to_owned(),
+                detail: unreadable.to_string(),
+            });
+        }
     };
-    let run_id = message.run_id();
+    let run_id = message.run_id().map(str::to_owned);
     let read = match &message {
         QueuedReferralText::Inline { referral, .. } => parse_referral(referral)
             .map_err(|unreadable| ((*referral).to_owned(), unreadable.to_string())),
         QueuedReferralText::Stored(stored) => read_stored(deps, &stored.payload_ref, body).await?,
     };
-    let referral = match read {
-        Ok(referral) => referral,
-        Err((text, detail)) => return invalid(deps, run_id, &text, &detail).await,
+    Ok(match read {
+        Ok(referral) => {
+            let extracted = extract_domain(&referral, deps.rules);
+            let decision =
+                eligibility(&referral, extracted.as_ref().map(|d| &d.domain), deps.rules);
+            let record =
+                ReferralRecord::from_referral(&referral, extracted, decision, clock::now());
+            Judged::Referral {
+                run_id,
+                record: Box::new(record),
+            }
+        }
+        Err((text, detail)) => Judged::Unreadable {
+            run_id,
+            text,
+            detail,
+        },
+    })
+}
+
+/// Stores a judged message: the referral, its lead (and scan, and push), its run's counts.
+async fn store_judged(deps: &IngestDeps<'_>, judged: Judged) -> Result<Ingested, IngestError> {
+    let (run_id, record) = match judged {
+        Judged::Unreadable {
+            run_id,
+            text,
+            detail,
+        } => return invalid(deps, run_id.as_deref(), &text, &detail).await,
+        Judged::Referral { run_id, record } => (run_id, *record),
     };
-    let extracted = extract_domain(&referral, deps.rules);
-    let decision = eligibility(&referral, extracted.as_ref().map(|d| &d.domain), deps.rules);
-    let record = ReferralRecord::from_referral(&referral, extracted, decision, clock::now());
+    let run_id = run_id.as_deref();
     let outcome = deps.store.upsert_referral(&record).await?;
     let join = join_lead(deps, &record, outcome).await?;
     log_stored(
