@@ -59,6 +59,7 @@ macro_rules! contract_suite {
             store_test!(a_message_failure_is_kept_per_queue_and_message);
 
             queue_test!(sent_messages_are_received_once_and_deleted);
+            queue_test!(a_received_batch_is_deleted_at_once_and_only_what_it_names);
             queue_test!(a_batch_with_a_bad_entry_fails_only_that_entry);
             queue_test!(a_malformed_batch_is_refused_whole_and_not_retryable);
             queue_test!(a_message_reappears_when_its_visibility_timeout_expires);

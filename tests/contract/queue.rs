@@ -56,6 +56,35 @@ pub async fn sent_messages_are_received_once_and_deleted(queue: &dyn Queue) {
     );
 }
 
+pub async fn a_received_batch_is_deleted_at_once_and_only_what_it_names(queue: &dyn Queue) {
+    let failures = queue.send_batch(&messages(4)).await.unwrap();
+    assert!(failures.is_empty(), "{failures:?}");
+    let received = receive_n(queue, 4, Some(Duration::from_secs(30))).await;
+    assert_eq!(received.len(), 4);
+    let receipts: Vec<String> = received[..3].iter().map(|m| m.receipt.clone()).collect();
+    queue.delete_batch(&receipts).await.unwrap();
+    let depth = queue.depth().await.unwrap();
+    assert_eq!(
+        (depth.visible, depth.in_flight),
+        (0, 1),
+        "the fourth is still in flight"
+    );
+    queue
+        .change_visibility(&received[3].receipt, Duration::ZERO)
+        .await
+        .unwrap();
+    let again = receive_n(queue, 1, Some(Duration::from_secs(30))).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].body, received[3].body);
+    queue
+        .delete_batch(&[again[0].receipt.clone()])
+        .await
+        .unwrap();
+    queue.delete_batch(&[]).await.unwrap();
+    let depth = queue.depth().await.unwrap();
+    assert_eq!((depth.visible, depth.in_flight), (0, 0));
+}
+
 pub async fn a_batch_with_a_bad_entry_fails_only_that_entry(queue: &dyn Queue) {
     let mut batch = messages(3);
     batch[1].delay = Some(Duration::from_secs(901));

@@ -69,6 +69,10 @@ impl<Q: Queue + ?Sized> Queue for TimedQueue<Q> {
         self.spent.time(self.inner.delete(receipt)).await
     }
 
+    async fn delete_batch(&self, receipts: &[String]) -> Result<(), QueueError> {
+        self.spent.time(self.inner.delete_batch(receipts)).await
+    }
+
     async fn change_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), QueueError> {
         self.spent
             .time(self.inner.change_visibility(receipt, timeout))

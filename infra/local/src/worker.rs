@@ -132,6 +132,7 @@ where
             continue;
         }
         let response = handler(sqs_event(&messages)).await;
+        let mut handled = Vec::with_capacity(messages.len());
         for message in &messages {
             let failed = response
                 .batch_item_failures
@@ -144,10 +145,11 @@ where
                     .min(Duration::from_secs(5));
                 queue.change_visibility(&message.receipt, delay).await?;
             } else {
-                report.handled += 1;
-                queue.delete(&message.receipt).await?;
+                handled.push(message.receipt.clone());
             }
         }
+        report.handled += handled.len();
+        queue.delete_batch(&handled).await?;
     }
     Ok(report)
 }

@@ -272,6 +272,25 @@ impl Queue for SqliteQueue {
         .await
     }
 
+    async fn delete_batch(&self, receipts: &[String]) -> Result<(), QueueError> {
+        let receipts = receipts.to_vec();
+        self.with(move |conn, name| {
+            // One transaction, one commit, for the whole batch.
+            let tx = conn.transaction()?;
+            {
+                let mut delete = tx.prepare_cached(
+                    "DELETE FROM queue_messages WHERE receipt = ?1 AND queue = ?2",
+                )?;
+                for receipt in &receipts {
+                    delete.execute(params![receipt, name])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn change_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), QueueError> {
         let receipt = receipt.to_owned();
         self.with(move |conn, name| {

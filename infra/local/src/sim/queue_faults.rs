@@ -58,6 +58,10 @@ impl<Q: Queue> Queue for FaultyQueue<Q> {
         self.inner.delete(receipt).await
     }
 
+    async fn delete_batch(&self, receipts: &[String]) -> Result<(), QueueError> {
+        self.inner.delete_batch(receipts).await
+    }
+
     async fn change_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), QueueError> {
         self.inner.change_visibility(receipt, timeout).await
     }

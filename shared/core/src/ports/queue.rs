@@ -69,6 +69,14 @@ pub trait Queue: Send + Sync {
         wait: Duration,
     ) -> Result<Vec<ReceivedMessage>, QueueError>;
     async fn delete(&self, receipt: &str) -> Result<(), QueueError>;
+    /// Deletes received messages, as Lambda's SQS event source does after a batch: a stale
+    /// receipt deletes nothing. By default one `delete` each; an adapter may do it in one call.
+    async fn delete_batch(&self, receipts: &[String]) -> Result<(), QueueError> {
+        for receipt in receipts {
+            self.delete(receipt).await?;
+        }
+        Ok(())
+    }
     /// Makes a received message visible again after `timeout` (zero: now).
     async fn change_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), QueueError>;
     async fn depth(&self) -> Result<QueueDepth, QueueError>;
