@@ -157,8 +157,15 @@ pub async fn handle_batch(deps: &IngestDeps<'_>, mut event: SqsEvent) -> SqsBatc
     let mut tally = Tally::default();
     for ((record, body), result) in event.records.into_iter().zip(&bodies).zip(results) {
         let message_id = record.message_id.unwrap_or_default();
-        // Every record was judged, and every judged one stored.
-        let Some(result) = result else { continue };
+        // Every record was judged, and every judged one stored; were one not, SQS delivers it
+        // again rather than losing it.
+        let Some(result) = result else {
+            tracing::error!(event = "referral_not_handled", message_id = %message_id);
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = message_id;
+            response.batch_item_failures.push(failure);
+            continue;
+        };
         match result {
             Ok(ingested) => tally.count(&ingested),
             Err(IngestError::ScanInProgress { domain, after })
