@@ -111,6 +111,7 @@ impl Ingested {
 /// Records are read and judged one after another (pure work), then stored in lanes, one per
 /// domain, side by side: the referrals of one domain join its lead in turn, so one batch never
 /// competes with itself for a lead or a scan, while the scans of different domains overlap.
+/// Then each is counted in its run, one after another.
 pub async fn handle_batch(deps: &IngestDeps<'_>, mut event: SqsEvent) -> SqsBatchResponse {
     let bodies: Vec<String> = event
         .records
@@ -141,16 +142,21 @@ pub async fn handle_batch(deps: &IngestDeps<'_>, mut event: SqsEvent) -> SqsBatc
             Err(err) => results[i] = Some(Err(err)),
         }
     }
-    let stored = futures_util::future::join_all(lanes.into_iter().map(|lane| async move {
+    let landed = futures_util::future::join_all(lanes.into_iter().map(|lane| async move {
         let mut done = Vec::with_capacity(lane.len());
         for (i, judged) in lane {
-            done.push((i, store_judged(deps, judged).await));
+            done.push((i, land(deps, judged).await));
         }
         done
     }))
     .await;
-    for (i, result) in stored.into_iter().flatten() {
-        results[i] = Some(result);
+    let mut landed: Vec<_> = landed.into_iter().flatten().collect();
+    landed.sort_by_key(|(i, _)| *i);
+    for (i, landed) in landed {
+        results[i] = Some(match landed {
+            Ok(landed) => count(deps, landed).await,
+            Err(err) => Err(err),
+        });
     }
 
     let mut response = SqsBatchResponse::default();
@@ -257,8 +263,8 @@ impl Tally {
 /// refusing the record, e.g. as too large an item) is retried and then dead-lettered, never
 /// recorded as `invalid_payload`. Unreadable input is recorded, not returned.
 pub async fn ingest_message(deps: &IngestDeps<'_>, body: &str) -> Result<Ingested, IngestError> {
-    let judged = judge(deps, body).await?;
-    store_judged(deps, judged).await
+    let landed = land(deps, judge(deps, body).await?).await?;
+    count(deps, landed).await
 }
 
 /// A message read and judged (domain, eligibility); nothing stored yet.
@@ -324,27 +330,73 @@ async fn judge(deps: &IngestDeps<'_>, body: &str) -> Result<Judged, IngestError>
     })
 }
 
-/// Stores a judged message: the referral, its lead (and scan, and push), its run's counts.
-async fn store_judged(deps: &IngestDeps<'_>, judged: Judged) -> Result<Ingested, IngestError> {
-    let (run_id, record) = match judged {
+/// A judged message after its lane: the referral stored and joined to its lead, not yet
+/// counted in its run.
+enum Landed {
+    Unreadable {
+        run_id: Option<String>,
+        text: String,
+        detail: String,
+    },
+    Referral {
+        run_id: Option<String>,
+        record: Box<ReferralRecord>,
+        outcome: UpsertOutcome,
+        join: Box<LeadJoin>,
+    },
+}
+
+/// The lane's part: stores the referral and joins it to its lead (scan and push included).
+async fn land(deps: &IngestDeps<'_>, judged: Judged) -> Result<Landed, IngestError> {
+    Ok(match judged {
         Judged::Unreadable {
             run_id,
             text,
             detail,
-        } => return invalid(deps, run_id.as_deref(), &text, &detail).await,
-        Judged::Referral { run_id, record } => (run_id, *record),
-    };
-    let run_id = run_id.as_deref();
-    let outcome = deps.store.upsert_referral(&record).await?;
-    let join = join_lead(deps, &record, outcome).await?;
-    log_stored(
-        run_id,
-        &record,
-        outcome,
-        matches!(join, LeadJoin::Changed(..)),
-    );
-    count_in_run(deps.store, run_id, &record, outcome).await?;
-    Ok(Ingested::of(record, outcome, &join))
+        } => Landed::Unreadable {
+            run_id,
+            text,
+            detail,
+        },
+        Judged::Referral { run_id, record } => {
+            let outcome = deps.store.upsert_referral(&record).await?;
+            let join = join_lead(deps, &record, outcome).await?;
+            Landed::Referral {
+                run_id,
+                record,
+                outcome,
+                join: Box::new(join),
+            }
+        }
+    })
+}
+
+/// Counts a landed message in its run (unreadable input is recorded first), one message at a
+/// time: the lanes of a batch never write the run's counters at once.
+async fn count(deps: &IngestDeps<'_>, landed: Landed) -> Result<Ingested, IngestError> {
+    match landed {
+        Landed::Unreadable {
+            run_id,
+            text,
+            detail,
+        } => invalid(deps, run_id.as_deref(), &text, &detail).await,
+        Landed::Referral {
+            run_id,
+            record,
+            outcome,
+            join,
+        } => {
+            let run_id = run_id.as_deref();
+            log_stored(
+                run_id,
+                &record,
+                outcome,
+                matches!(*join, LeadJoin::Changed(..)),
+            );
+            count_in_run(deps.store, run_id, &record, outcome).await?;
+            Ok(Ingested::of(*record, outcome, &join))
+        }
+    }
 }
 
 /// The referral fetch-referrals stored under `key`, or the text to record as `invalid_payload`
