@@ -193,8 +193,15 @@ impl Rules {
     }
 }
 
+/// Whether `set` (lowercase values) holds `value` lowercased; ASCII text, the usual case, is
+/// compared in place.
 fn contains_ci(set: &BTreeSet<String>, value: &str) -> bool {
-    set.contains(&value.trim().to_lowercase())
+    let value = value.trim();
+    if value.is_ascii() {
+        set.iter().any(|v| v.eq_ignore_ascii_case(value))
+    } else {
+        set.contains(&value.to_lowercase())
+    }
 }
 
 fn lower_set(values: Vec<String>) -> BTreeSet<String> {

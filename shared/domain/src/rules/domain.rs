@@ -1,5 +1,6 @@
 //! Domain normalization: registrable domain (public suffix list + 1 label), lowercase ASCII.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -86,16 +87,26 @@ pub enum DomainError {
 /// Trims, lowercases, strips a trailing dot and a leading `www.`, converts IDN to punycode and
 /// reduces to the registrable domain (`mail.contoso.co.uk` → `contoso.co.uk`).
 pub fn normalize_domain(input: &str) -> Result<Domain, DomainError> {
-    let host = ascii_host(input)?;
-    let suffix = psl::suffix(host.as_bytes()).ok_or(DomainError::PublicSuffix)?;
-    if !suffix.is_known() {
-        return Err(DomainError::UnknownSuffix(
-            String::from_utf8_lossy(suffix.as_bytes()).into_owned(),
-        ));
-    }
-    let registrable = psl::domain(host.as_bytes()).ok_or(DomainError::PublicSuffix)?;
+    let host = checked_host(input)?;
+    let unknown_suffix =
+        |suffix: psl::Suffix<'_>| DomainError::UnknownSuffix(lossy(suffix.as_bytes()));
+    let registrable = match psl::domain(host.as_bytes()) {
+        Some(domain) if !domain.suffix().is_known() => return Err(unknown_suffix(domain.suffix())),
+        Some(domain) => domain,
+        // No registrable domain: an unknown suffix still says so first.
+        None => {
+            return Err(match psl::suffix(host.as_bytes()) {
+                Some(suffix) if !suffix.is_known() => unknown_suffix(suffix),
+                _ => DomainError::PublicSuffix,
+            });
+        }
+    };
     let registrable = std::str::from_utf8(registrable.as_bytes()).map_err(|_| DomainError::Idna)?;
     Ok(Domain(registrable.to_owned()))
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Extracts the registrable domain from a URL (`https://contoso.com/path?q`), a host with a path
@@ -153,6 +164,11 @@ pub fn email_domain(email: &str) -> Result<Domain, DomainError> {
 
 /// Host in validated lowercase ASCII form, before the public-suffix reduction.
 pub(crate) fn ascii_host(input: &str) -> Result<String, DomainError> {
+    checked_host(input).map(Cow::into_owned)
+}
+
+/// [`ascii_host`], borrowed from `input` when it is already in that form.
+fn checked_host(input: &str) -> Result<Cow<'_, str>, DomainError> {
     let mut host = input.trim();
     if host.is_empty() {
         return Err(DomainError::Empty);
@@ -163,40 +179,58 @@ pub(crate) fn ascii_host(input: &str) -> Result<String, DomainError> {
         }
         return Err(DomainError::InvalidLabel(host.to_owned()));
     }
-    if host.parse::<IpAddr>().is_ok() {
+    if is_ip_address(host) {
         return Err(DomainError::IpAddress);
     }
     host = host.strip_suffix('.').unwrap_or(host);
     if host.is_empty() {
         return Err(DomainError::Empty);
     }
-    let ascii = idna::domain_to_ascii(host).map_err(|_| DomainError::Idna)?;
-    let mut ascii = ascii.to_ascii_lowercase();
+    let mut ascii = idna::domain_to_ascii_cow(host.as_bytes(), idna::AsciiDenyList::EMPTY)
+        .map_err(|_| DomainError::Idna)?;
+    if ascii.bytes().any(|b| b.is_ascii_uppercase()) {
+        ascii = Cow::Owned(ascii.to_ascii_lowercase());
+    }
     if ascii.is_empty() {
         return Err(DomainError::Empty);
     }
     // IDNA maps e.g. full-width digits; re-check for an address.
-    if ascii.parse::<IpAddr>().is_ok() {
+    if is_ip_address(&ascii) {
         return Err(DomainError::IpAddress);
     }
     // `www.` goes unless it is the registrable label itself (`www.com`, `www.co.uk`): stripping
     // it there would leave a bare public suffix, and a returned domain would not normalize again.
     if ascii.starts_with("www.") && psl::domain(&ascii.as_bytes()[4..]).is_some() {
-        ascii.drain(..4);
+        ascii = match ascii {
+            Cow::Borrowed(ascii) => Cow::Borrowed(&ascii[4..]),
+            Cow::Owned(mut ascii) => {
+                ascii.drain(..4);
+                Cow::Owned(ascii)
+            }
+        };
     }
     if ascii.len() > MAX_DOMAIN_LEN {
         return Err(DomainError::TooLong);
     }
-    let labels: Vec<&str> = ascii.split('.').collect();
-    for label in &labels {
+    let mut labels = 0;
+    for label in ascii.split('.') {
         if !is_valid_label(label) {
-            return Err(DomainError::InvalidLabel((*label).to_owned()));
+            return Err(DomainError::InvalidLabel(label.to_owned()));
         }
+        labels += 1;
     }
-    if labels.len() < 2 {
+    if labels < 2 {
         return Err(DomainError::SingleLabel);
     }
     Ok(ascii)
+}
+
+/// Whether `text` is an IPv4 or IPv6 address; text with a character no address has (any letter
+/// after `f`, say) is not parsed.
+fn is_ip_address(text: &str) -> bool {
+    text.bytes()
+        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        && text.parse::<IpAddr>().is_ok()
 }
 
 /// LDH rule: 1..=63 bytes of `a-z0-9-`, no leading or trailing hyphen.

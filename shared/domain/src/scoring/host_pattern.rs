@@ -33,7 +33,7 @@ impl HostPattern {
 
     /// Whether `host` (any case, trailing dot allowed) ends with labels matching this pattern.
     pub fn matches(&self, host: &str) -> bool {
-        let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+        let host = host.trim().trim_end_matches('.');
         let mut host_labels = host.split('.').rev();
         self.text.split('.').rev().all(|pattern| {
             host_labels
@@ -43,6 +43,7 @@ impl HostPattern {
     }
 }
 
+/// Whether `label` (any ASCII case) matches `pattern` (lowercase).
 fn label_matches(pattern: &[u8], label: &[u8]) -> bool {
     match pattern.split_first() {
         None => label.is_empty(),
@@ -51,7 +52,7 @@ fn label_matches(pattern: &[u8], label: &[u8]) -> bool {
             let one_matches = match wanted {
                 b'?' => true,
                 b'#' => found.is_ascii_digit(),
-                _ => found == wanted,
+                _ => found.to_ascii_lowercase() == *wanted,
             };
             one_matches && label_matches(rest, tail)
         }),

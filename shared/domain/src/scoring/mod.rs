@@ -81,7 +81,8 @@ fn score_mail(input: &ScoreInput<'_>, rules: &ScoringRules) -> Scored {
         }
         _ => (by_mx, None),
     };
-    let mut breakdown = Vec::new();
+    // The provider's line, the score rules', the co-sell bonus and the clamp.
+    let mut breakdown = Vec::with_capacity(rules.score_rules.len() + 3);
     if let Some(row) = rules.provider(provider) {
         breakdown.push(line(provider_label.unwrap_or(&row.label), row.points));
     }
