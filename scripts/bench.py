@@ -58,6 +58,7 @@ def machine():
 
 
 def criterion():
+    run(["cargo", "bench", "-p", "hunter-domain", "--bench", "hot_path"])
     run(["cargo", "bench", "-p", "hunter-local", "--bench", "pipeline"])
     results = {}
     base = ROOT / "target" / "criterion"
