@@ -13,8 +13,7 @@ use hunter_core::messages::ReferralMessage;
 use hunter_core::retry::Backoff;
 use hunter_domain::referral::parse_referral;
 use hunter_domain::rules::{Rules, eligibility, extract_domain};
-use hunter_domain::scan::{DnsAnswers, MxRecord, ScanState, Signals};
-use hunter_domain::scoring::{ScoreInput, assess};
+use hunter_domain::scan::{DnsAnswers, MxRecord};
 use hunter_local::sim::seed::generate_referrals;
 use ingest_referral::{IngestDeps, ingest_message};
 
@@ -54,42 +53,6 @@ fn rules(c: &mut Criterion) {
                 }
             }
             eligible
-        });
-    });
-    group.finish();
-}
-
-/// The hot path per referral: parse → extract (and normalize) the domain → eligibility
-/// → score, the scan's signals read once (DNS is not part of it).
-fn hot_path(c: &mut Criterion) {
-    let texts: Vec<String> = generate_referrals(REFERRALS, 7)
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    let rules = Rules::embedded();
-    let signals = Signals::read(&google_mail());
-    let mut group = c.benchmark_group("hot_path");
-    group.throughput(Throughput::Elements(REFERRALS as u64));
-    group.bench_function("parse_extract_eligibility_score", |b| {
-        b.iter(|| {
-            let mut scored = 0u32;
-            for text in &texts {
-                let Ok(referral) = parse_referral(text) else {
-                    continue;
-                };
-                let domain = extract_domain(&referral, rules);
-                let decision = eligibility(&referral, domain.as_ref().map(|d| &d.domain), rules);
-                if decision.is_eligible() {
-                    let input = ScoreInput {
-                        state: ScanState::Ok,
-                        signals: &signals,
-                        co_sell: referral.referral_type.as_deref() == Some("Shared"),
-                        azure_tenant: false,
-                    };
-                    scored += assess(&input, rules.scoring()).map_or(0, |a| u32::from(a.score));
-                }
-            }
-            scored
         });
     });
     group.finish();
@@ -140,7 +103,7 @@ fn ingest(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10).measurement_time(Duration::from_secs(5));
-    targets = rules, hot_path, ingest
+    targets = rules, ingest
 }
 criterion_main!(benches);
 

@@ -1,6 +1,7 @@
 //! The per-referral hot path of the domain: parse → extract (and normalize) the domain →
-//! eligibility → score, over the seed generator's realistic mix (`benches/seed-300.jsonl`: the first
-//! 300 referrals of seed 7, `cargo run -p hunter-local --example dump_seed -- 300 7`).
+//! eligibility → score, over the seed generator's realistic mix
+//! (`benches/corpus/seed-300.jsonl`: the first 300 referrals of seed 7,
+//! `cargo run -p hunter-local --example dump_seed -- 300 7`).
 //! The scan's signals are read once: DNS is not part of it.
 
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -11,18 +12,12 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hunter_domain::referral::{Referral, parse_referral};
 use hunter_domain::rules::{ExtractedDomain, Rules, eligibility, extract_domain};
-use hunter_domain::scan::{DnsAnswers, MxRecord, ScanState, Signals};
+use hunter_domain::scan::{ScanState, Signals};
 use hunter_domain::scoring::{ScoreInput, assess};
 
-/// One referral's JSON text per line.
-const CORPUS: &str = include_str!("seed-300.jsonl");
+mod corpus;
 
-fn texts() -> Vec<&'static str> {
-    CORPUS
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .collect()
-}
+use corpus::{google_mail, texts};
 
 fn score_input<'a>(referral: &Referral, signals: &'a Signals) -> ScoreInput<'a> {
     ScoreInput {
@@ -127,16 +122,3 @@ criterion_group! {
     targets = hot_path
 }
 criterion_main!(benches);
-
-/// Every domain answers like a Google Workspace customer.
-fn google_mail() -> DnsAnswers {
-    DnsAnswers {
-        mx: vec![MxRecord {
-            preference: 1,
-            host: "aspmx.l.google.com".to_owned(),
-        }],
-        apex_txt: vec!["v=spf1 include:_spf.google.com ~all".to_owned()],
-        dkim_txt: vec![("google".to_owned(), vec!["v=DKIM1; p=MIIB".to_owned()])],
-        dmarc_txt: vec!["v=DMARC1; p=quarantine".to_owned()],
-    }
-}

@@ -6,27 +6,20 @@
 
 use hunter_domain::referral::parse_referral;
 use hunter_domain::rules::{Rules, eligibility, extract_domain};
-use hunter_domain::scan::{DnsAnswers, MxRecord, ScanState, Signals};
+use hunter_domain::scan::{ScanState, Signals};
 use hunter_domain::scoring::{ScoreInput, assess};
 
-const CORPUS: &str = include_str!("../benches/seed-300.jsonl");
+#[path = "../benches/corpus/mod.rs"]
+mod corpus;
 
 fn main() {
     let rounds: usize = std::env::args()
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(10);
-    let texts: Vec<&str> = CORPUS.lines().filter(|l| !l.trim().is_empty()).collect();
+    let texts = corpus::texts();
     let rules = Rules::embedded();
-    let signals = Signals::read(&DnsAnswers {
-        mx: vec![MxRecord {
-            preference: 1,
-            host: "aspmx.l.google.com".to_owned(),
-        }],
-        apex_txt: vec!["v=spf1 include:_spf.google.com ~all".to_owned()],
-        dkim_txt: vec![("google".to_owned(), vec!["v=DKIM1; p=MIIB".to_owned()])],
-        dmarc_txt: vec!["v=DMARC1; p=quarantine".to_owned()],
-    });
+    let signals = Signals::read(&corpus::google_mail());
     let mut scored = 0u64;
     for _ in 0..rounds {
         for text in &texts {
