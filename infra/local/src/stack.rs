@@ -98,19 +98,13 @@ impl Stack {
                 None
             }
             _ => {
-                // Generated referrals go to the simulator one at a time (their domains noted
-                // for the DNS simulator on the way), never all at once as documents.
+                // Generated referrals go to the simulator one at a time, never all at once as
+                // documents; their domains are read back from the simulator's text.
                 let generated = args.referrals.is_none();
                 let referrals: Box<dyn Iterator<Item = serde_json::Value>> = match &args.referrals {
                     Some(path) => Box::new(load_referrals_file(path)?.into_iter()),
                     None => Box::new(referral_stream(args.seed, SEED_RNG)),
                 };
-                let mut domains = SeededDomains::default();
-                let referrals = referrals.inspect(|referral| {
-                    if generated {
-                        domains.add(referral);
-                    }
-                });
                 let mut sim_config = SimConfig {
                     page_size: args.sim.sim_page_size.max(1),
                     faults: Faults {
@@ -141,6 +135,8 @@ impl Stack {
                 }
                 let sim = PartnerCenterSim::new(referrals, sim_config);
                 if generated {
+                    let mut domains = SeededDomains::default();
+                    sim.for_each_text(|text| domains.add_text(text));
                     seeded_dns = Some(DnsSim::with_domains(
                         &domains.into_vec(),
                         args.sim.sim_dns_faults,

@@ -415,7 +415,14 @@ pub struct SeededDomains {
 impl SeededDomains {
     /// Notes the domain ingest would extract from `referral` with the embedded rules.
     pub fn add(&mut self, referral: &Value) {
-        let Ok(referral) = parse_referral(&referral.to_string()) else {
+        if let Ok(text) = serde_json::to_string(referral) {
+            self.add_text(&text);
+        }
+    }
+
+    /// [`Self::add`] for a referral's JSON text.
+    pub fn add_text(&mut self, referral: &str) {
+        let Ok(referral) = parse_referral(referral) else {
             return;
         };
         if let Some(extracted) = extract_domain(&referral, Rules::embedded()) {

@@ -176,6 +176,11 @@ impl PartnerCenterSim {
         self.lock().base_url = Some(base_url.trim_end_matches('/').to_owned());
     }
 
+    /// Hands each referral it holds, as compact JSON text, to `visit`, in the order they came.
+    pub fn for_each_text(&self, mut visit: impl FnMut(&str)) {
+        self.lock().referrals.iter().for_each(|r| visit(r.text()));
+    }
+
     /// Adds referrals, replacing stored ones with the same `id`.
     pub fn upsert_referrals(&self, referrals: Vec<Value>) {
         self.lock().upsert(referrals);

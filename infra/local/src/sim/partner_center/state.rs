@@ -68,6 +68,11 @@ impl StoredReferral {
         serde_json::from_str(self.filterable.get()).unwrap_or(Value::Null)
     }
 
+    /// The referral as compact JSON text.
+    pub(crate) fn text(&self) -> &str {
+        self.text.get()
+    }
+
     /// The referral as a document.
     pub(crate) fn value(&self) -> Value {
         serde_json::from_str(self.text.get()).unwrap_or(Value::Null)
