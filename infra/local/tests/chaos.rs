@@ -870,7 +870,16 @@ async fn leads_invariant(chaos: &Chaos, store: &dyn Store) -> Value {
             }
             SyncStatus::Skipped => continue,
             SyncStatus::Pending | SyncStatus::Failed => {
-                not_pushed.push(json!({"domain": lead.domain, "syncStatus": lead.sync_status, "lastError": lead.last_error, "attempts": lead.sync_attempts}));
+                // What it takes to tell why: the lead as listed and as read by key (an index
+                // copy may lag), its versions and times, and what happened to it.
+                let stored = store.get_lead(&lead.domain).await.unwrap();
+                let audit = store.list_audit(&lead.domain, 20).await.unwrap();
+                not_pushed.push(json!({"domain": lead.domain, "syncStatus": lead.sync_status, "lastError": lead.last_error, "attempts": lead.sync_attempts,
+                    "contentVersion": lead.content_version, "syncedVersion": lead.synced_version,
+                    "updatedAt": lead.updated_at, "lastSyncedAt": lead.last_synced_at, "scannedAt": lead.scanned_at,
+                    "readByKey": stored.map(|l| json!({"syncStatus": l.sync_status, "attempts": l.sync_attempts,
+                        "contentVersion": l.content_version, "syncedVersion": l.synced_version, "updatedAt": l.updated_at})),
+                    "audit": audit.iter().map(|e| json!({"at": e.at, "action": e.action, "result": e.result, "detail": e.detail})).collect::<Vec<_>>()}));
                 continue;
             }
         }
