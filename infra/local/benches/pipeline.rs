@@ -13,9 +13,18 @@ use hunter_core::messages::ReferralMessage;
 use hunter_core::retry::Backoff;
 use hunter_domain::referral::parse_referral;
 use hunter_domain::rules::{Rules, eligibility, extract_domain};
-use hunter_domain::scan::{DnsAnswers, MxRecord};
 use hunter_local::sim::seed::generate_referrals;
 use ingest_referral::{IngestDeps, ingest_message};
+
+// hunter-domain's bench fixtures: the DNS answers every domain gets here.
+#[path = "../../../shared/domain/benches/corpus/mod.rs"]
+#[allow(
+    dead_code,
+    reason = "this bench takes the DNS answers, not the corpus texts"
+)]
+mod corpus;
+
+use corpus::google_mail;
 
 const REFERRALS: usize = 1000;
 
@@ -106,15 +115,3 @@ criterion_group! {
     targets = rules, ingest
 }
 criterion_main!(benches);
-
-fn google_mail() -> DnsAnswers {
-    DnsAnswers {
-        mx: vec![MxRecord {
-            preference: 1,
-            host: "aspmx.l.google.com".to_owned(),
-        }],
-        apex_txt: vec!["v=spf1 include:_spf.google.com ~all".to_owned()],
-        dkim_txt: vec![("google".to_owned(), vec!["v=DKIM1; p=MIIB".to_owned()])],
-        dmarc_txt: vec!["v=DMARC1; p=quarantine".to_owned()],
-    }
-}
