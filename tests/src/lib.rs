@@ -152,11 +152,15 @@ pub async fn embedded_queue(visibility: Duration, max_receive_count: u32) -> Que
     }
 }
 
-/// A SQLite file of its own in a temporary directory (`DIR/hunter.db`).
+/// A SQLite file of its own in a temporary directory (`DIR/hunter.db`), its commits grouped as
+/// hunter-local groups them.
 fn sqlite_db() -> (hunter_sqlite::SqliteDb, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-    let db = hunter_sqlite::SqliteDb::open(&dir.path().join("hunter.db"))
-        .unwrap_or_else(|e| panic!("open sqlite: {e}"));
+    let db = hunter_sqlite::SqliteDb::open_grouped(
+        &dir.path().join("hunter.db"),
+        Duration::from_millis(10),
+    )
+    .unwrap_or_else(|e| panic!("open sqlite: {e}"));
     (db, dir)
 }
 

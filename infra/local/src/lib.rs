@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
+use axum::response::IntoResponse as _;
 use http_api::ApiState;
 use hunter_core::ports::SyncTrigger;
 use hunter_core::ports::TriggerError;
@@ -46,6 +47,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stack = Arc::new(Stack::build(&args).await?);
     if args.once {
         let summary = run_once(&stack).await?;
+        stack.commit().await?;
         println!("{}", serde_json::to_string(&summary)?);
         return Ok(if summary.is_success() {
             ExitCode::SUCCESS
@@ -53,7 +55,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             ExitCode::FAILURE
         });
     }
-    serve(stack, &args).await?;
+    serve(stack.clone(), &args).await?;
+    stack.commit().await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -61,17 +64,24 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 async fn backend(args: &Args) -> anyhow::Result<stack::Adapters> {
     let config =
         hunter_core::config::Config::from_env().context("reading HUNTER_* configuration")?;
+    // Commits not grouped: a hunter-local serving the same directory may be writing too.
     stack::backend_adapters(
         &args.backend.backend(),
         &config,
         &stack::QueueSettings::of(args),
+        None,
     )
     .await
 }
 
 /// `hunter-local dlq`: prints the dead letters of one queue or both.
 async fn dlq(args: &Args, queue: Option<QueueName>) -> anyhow::Result<ExitCode> {
-    let (store, referrals, pushes) = backend(args).await?;
+    let stack::Adapters {
+        store,
+        referrals_queue: referrals,
+        push_queue: pushes,
+        ..
+    } = backend(args).await?;
     let mut lines = Vec::new();
     for name in queue.map_or(QueueName::ALL.to_vec(), |q| vec![q]) {
         let queue = match name {
@@ -86,7 +96,11 @@ async fn dlq(args: &Args, queue: Option<QueueName>) -> anyhow::Result<ExitCode> 
 
 /// `hunter-local redrive`: moves a queue's dead letters back onto it.
 async fn redrive(args: &Args, queue: QueueName) -> anyhow::Result<ExitCode> {
-    let (_, referrals, pushes) = backend(args).await?;
+    let stack::Adapters {
+        referrals_queue: referrals,
+        push_queue: pushes,
+        ..
+    } = backend(args).await?;
     let target = match queue {
         QueueName::Referrals => referrals,
         QueueName::DynamicsPush => pushes,
@@ -198,11 +212,32 @@ async fn serve(stack: Arc<Stack>, args: &Args) -> anyhow::Result<()> {
     let draining = stack.clone();
     tokio::spawn(async move { worker::drain_forever(&draining).await });
 
-    let app = http_api::routes(state).merge(ui::router(stack.ui.clone()));
+    let app = http_api::routes(state)
+        .merge(ui::router(stack.ui.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            stack.clone(),
+            commit_before_answering,
+        ));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())
+}
+
+/// Answers a request that may have written (any method but GET, HEAD, OPTIONS) only once its
+/// writes are committed, so that an accepted "Sync now", "Push now" or "Rescan" survives a crash.
+async fn commit_before_answering(
+    axum::extract::State(stack): axum::extract::State<Arc<Stack>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let writes = !request.method().is_safe();
+    let response = next.run(request).await;
+    if writes && let Err(err) = stack.commit().await {
+        tracing::error!(event = "local_api_commit_failed", error = %err);
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    response
 }
 
 /// Ctrl-C, or SIGTERM (a service manager stopping hunter-local).

@@ -82,6 +82,8 @@ pub struct Stack {
     pub queue_time: Arc<Stopwatch>,
     /// Time spent scanning domains.
     pub scan_time: Arc<Stopwatch>,
+    /// The durable backend's database, whose commits are grouped ([`GROUP_COMMIT_WINDOW`]).
+    pub database: Option<SqliteDb>,
 }
 
 impl Stack {
@@ -245,8 +247,18 @@ impl Stack {
             Backend::Sqlite(dir) => Some(DataDirLock::acquire(dir)?),
             Backend::Memory | Backend::Aws => None,
         };
-        let (store, referrals_queue, push_queue) =
-            backend_adapters(&backend, &config, &QueueSettings::of(args)).await?;
+        let Adapters {
+            store,
+            referrals_queue,
+            push_queue,
+            database,
+        } = backend_adapters(
+            &backend,
+            &config,
+            &QueueSettings::of(args),
+            Some(GROUP_COMMIT_WINDOW),
+        )
+        .await?;
         let queue_time = Arc::new(Stopwatch::default());
         let referrals_queue = Arc::new(TimedQueue::new(referrals_queue, queue_time.clone()));
         let push_queue = Arc::new(TimedQueue::new(push_queue, queue_time.clone()));
@@ -279,12 +291,37 @@ impl Stack {
             ui: UiConfig::from_config(&config)?,
             queue_time,
             scan_time,
+            database,
         })
+    }
+
+    /// Makes every write so far durable (the durable backend commits in groups; the others
+    /// have nothing to do).
+    pub async fn commit(&self) -> anyhow::Result<()> {
+        let Some(db) = self.database.clone() else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || db.commit())
+            .await
+            .context("committing the database")??;
+        Ok(())
     }
 }
 
-/// The store, the referrals queue and the dynamics-push queue.
-pub type Adapters = (Arc<dyn Store>, Arc<dyn Queue>, Arc<dyn Queue>);
+/// The store, the referrals queue and the dynamics-push queue of a backend.
+#[allow(missing_debug_implementations, reason = "trait objects")]
+pub struct Adapters {
+    pub store: Arc<dyn Store>,
+    pub referrals_queue: Arc<dyn Queue>,
+    pub push_queue: Arc<dyn Queue>,
+    /// The durable backend's database.
+    pub database: Option<SqliteDb>,
+}
+
+/// How long the durable backend's writes wait to be committed together: a commit per call
+/// cost most of a durable run's time; a crash loses at most this much of the latest work,
+/// which is then done again (the messages of lost writes were not deleted either).
+pub const GROUP_COMMIT_WINDOW: Duration = Duration::from_millis(10);
 
 /// How the embedded queues behave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,11 +356,13 @@ impl QueueSettings {
     }
 }
 
-/// The store and queues of `backend`.
+/// The store and queues of `backend`; the durable backend's commits grouped by `group_commit`
+/// when given (for the one process that owns the data directory).
 pub async fn backend_adapters(
     backend: &Backend,
     config: &Config,
     queues: &QueueSettings,
+    group_commit: Option<Duration>,
 ) -> anyhow::Result<Adapters> {
     match backend {
         Backend::Aws => {
@@ -336,7 +375,7 @@ pub async fn backend_adapters(
             aws_adapters(config, queues.visibility).await
         }
         Backend::Memory => Ok(memory_adapters(queues)),
-        Backend::Sqlite(dir) => sqlite_adapters(dir, queues),
+        Backend::Sqlite(dir) => sqlite_adapters(dir, queues, group_commit),
     }
 }
 
@@ -346,43 +385,53 @@ pub fn database_path(dir: &Path) -> PathBuf {
 }
 
 /// The durable embedded backend: one SQLite database under `dir` (created when missing).
-fn sqlite_adapters(dir: &Path, queues: &QueueSettings) -> anyhow::Result<Adapters> {
+fn sqlite_adapters(
+    dir: &Path,
+    queues: &QueueSettings,
+    group_commit: Option<Duration>,
+) -> anyhow::Result<Adapters> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("creating the data directory {}", dir.display()))?;
     let path = database_path(dir);
-    let db = SqliteDb::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let db = match group_commit {
+        Some(window) => SqliteDb::open_grouped(&path, window),
+        None => SqliteDb::open(&path),
+    }
+    .with_context(|| format!("opening {}", path.display()))?;
     tracing::info!(event = "local_data_opened", path = %path.display());
-    Ok((
-        Arc::new(SqliteStore::new(db.clone())),
-        queues.wrap(SqliteQueue::new(
+    Ok(Adapters {
+        store: Arc::new(SqliteStore::new(db.clone())),
+        referrals_queue: queues.wrap(SqliteQueue::new(
             db.clone(),
             REFERRALS_QUEUE,
             queues.visibility,
             MAX_RECEIVE_COUNT,
         )),
-        queues.wrap(SqliteQueue::new(
-            db,
+        push_queue: queues.wrap(SqliteQueue::new(
+            db.clone(),
             PUSH_QUEUE,
             queues.visibility,
             MAX_RECEIVE_COUNT,
         )),
-    ))
+        database: Some(db),
+    })
 }
 
 fn memory_adapters(queues: &QueueSettings) -> Adapters {
-    (
-        Arc::new(EmbeddedStore::new()),
-        queues.wrap(EmbeddedQueue::new(
+    Adapters {
+        store: Arc::new(EmbeddedStore::new()),
+        referrals_queue: queues.wrap(EmbeddedQueue::new(
             REFERRALS_QUEUE,
             queues.visibility,
             MAX_RECEIVE_COUNT,
         )),
-        queues.wrap(EmbeddedQueue::new(
+        push_queue: queues.wrap(EmbeddedQueue::new(
             PUSH_QUEUE,
             queues.visibility,
             MAX_RECEIVE_COUNT,
         )),
-    )
+        database: None,
+    }
 }
 
 /// DynamoDB and SQS, created when missing: the table `HUNTER_TABLE` and each queue under the name
@@ -403,7 +452,12 @@ async fn aws_adapters(config: &Config, visibility: Duration) -> anyhow::Result<A
     let pushes = SqsQueue::ensure(sqs, &push_name, visibility, MAX_RECEIVE_COUNT)
         .await
         .with_context(|| format!("creating queue {push_name}"))?;
-    Ok((Arc::new(store), Arc::new(referrals), Arc::new(pushes)))
+    Ok(Adapters {
+        store: Arc::new(store),
+        referrals_queue: Arc::new(referrals),
+        push_queue: Arc::new(pushes),
+        database: None,
+    })
 }
 
 /// The queue name that ends `url`, or `default`.

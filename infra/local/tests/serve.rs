@@ -226,3 +226,68 @@ async fn when_started_without_a_token_should_print_a_url_that_signs_the_ui_in_wi
     let body: Value = unknown.json().await.unwrap();
     assert_eq!(body["error"]["code"], "not_found");
 }
+
+/// The durable backend commits its writes in groups, a few milliseconds apart; what the API
+/// has accepted is committed before it answers. Killed (SIGKILL) right after the answer, the
+/// push it queued is in the database.
+#[tokio::test]
+async fn when_killed_right_after_a_push_was_accepted_should_keep_the_push_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hunter-local"));
+    command
+        .args(["--port", "0", "--data-dir", data.to_str().unwrap()])
+        .args(["--seed", "30", "--sync-interval", "3600", "--no-dynamics"])
+        .env("HUNTER_API_TOKEN", TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut served = Served(command.spawn().unwrap());
+    let url = url_in(&banner(&mut served));
+    let base = format!("{}/api/v1", url.trim_end_matches('/'));
+    let http = reqwest::Client::new();
+    let domain = eventually(&mut served, "a stored lead", || async {
+        let page: Value = http
+            .get(format!("{base}/leads?limit=1"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        Some(page["items"].get(0)?["domain"].as_str()?.to_owned())
+    })
+    .await;
+
+    let accepted = http
+        .post(format!("{base}/dynamics/sync/{domain}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), reqwest::StatusCode::ACCEPTED);
+    served.0.kill().unwrap();
+    served.0.wait().unwrap();
+
+    let db = hunter_sqlite::SqliteDb::open(&data.join("hunter.db")).unwrap();
+    let pushes =
+        hunter_sqlite::SqliteQueue::new(db, "hunter-dynamics-push", Duration::from_secs(60), 5);
+    let mut forced = Vec::new();
+    loop {
+        use hunter_core::ports::Queue as _;
+        let batch = pushes.receive(10, None, Duration::ZERO).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        forced.extend(
+            batch
+                .into_iter()
+                .map(|m| serde_json::from_str::<Value>(&m.body).unwrap())
+                .filter(|body| body["force"] == true),
+        );
+    }
+    assert_eq!(forced.len(), 1, "{forced:?}");
+    assert_eq!(forced[0]["domain"], domain.as_str());
+}

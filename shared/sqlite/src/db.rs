@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use hunter_core::ports::{QueueError, StoreError};
@@ -12,6 +12,9 @@ use rusqlite::{Connection, TransactionBehavior};
 
 /// The schema this build reads and writes (`PRAGMA user_version`; 0 is a new, empty file).
 pub const SCHEMA_VERSION: i64 = 1;
+
+/// Prepared statements kept per connection: more than the adapters use.
+const STATEMENT_CACHE: usize = 128;
 
 /// How long a statement waits for another connection's lock before it fails as busy.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -141,6 +144,13 @@ pub enum SqliteError {
 /// crash or SIGKILL of the process), busy timeout, schema created or checked on open. Cheap to
 /// clone; every clone uses the same connection, and the adapters only use it off the async
 /// runtime (`spawn_blocking`).
+///
+/// Opened with [`SqliteDb::open_grouped`], commits are grouped: every call joins one open
+/// transaction, committed every `window` (and by [`SqliteDb::commit`] and on drop), instead of
+/// one commit per call. All of a process's writes go through this one connection in the order
+/// it makes them, so a crash loses the last window's calls as a whole suffix — as if the
+/// process had died that much earlier: a message whose writes were lost was not deleted
+/// either, and comes back. Each call stays atomic on its own (a savepoint).
 #[derive(Clone)]
 pub struct SqliteDb {
     inner: Arc<Inner>,
@@ -149,6 +159,43 @@ pub struct SqliteDb {
 struct Inner {
     path: Option<PathBuf>,
     conn: Mutex<Connection>,
+    /// Commits are grouped (see [`SqliteDb::open_grouped`]).
+    grouped: bool,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the connection rolled its transaction back (the `Transaction`
+        // was dropped), so the connection is still sound.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Commits the open group, if any. A failed commit rolls the group back (the calls in it
+    /// are lost as in a crash, and their messages come back) so that the next call starts
+    /// afresh.
+    fn commit_group(&self) -> Result<(), SqliteError> {
+        let conn = self.lock();
+        if conn.is_autocommit() {
+            return Ok(());
+        }
+        if let Err(e) = conn.execute_batch("COMMIT") {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            tracing::error!(event = "sqlite_group_commit_failed", error = %e);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // A connection dropped inside a transaction rolls it back: keep the last group.
+        let _ = self.commit_group();
+    }
 }
 
 impl fmt::Debug for SqliteDb {
@@ -163,33 +210,44 @@ impl SqliteDb {
     /// Opens (or creates) the database file at `path`, e.g. `DIR/hunter.db`. Blocking.
     /// Creates the file's directory if it is missing.
     pub fn open(path: &Path) -> Result<Self, SqliteError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        let mode: String =
-            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(SqliteError::NotWal(mode));
-        }
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        Self::ready(conn, Some(path.to_owned()))
+        Self::ready(connect(path)?, Some(path.to_owned()), false)
+    }
+
+    /// [`SqliteDb::open`] with grouped commits (see the type's docs): a commit every `window`
+    /// at most, from a thread of its own that ends with the last clone. For the only process
+    /// writing the file (hunter-local holds its data directory's lock); readers in other
+    /// processes see each group once it is committed.
+    pub fn open_grouped(path: &Path, window: Duration) -> Result<Self, SqliteError> {
+        let db = Self::ready(connect(path)?, Some(path.to_owned()), true)?;
+        spawn_committer(Arc::downgrade(&db.inner), window)?;
+        Ok(db)
     }
 
     /// A private in-memory database (tests); gone when the last clone is dropped.
     pub fn open_in_memory() -> Result<Self, SqliteError> {
-        Self::ready(Connection::open_in_memory()?, None)
+        Self::ready(Connection::open_in_memory()?, None, false)
     }
 
-    fn ready(mut conn: Connection, path: Option<PathBuf>) -> Result<Self, SqliteError> {
+    fn ready(
+        mut conn: Connection,
+        path: Option<PathBuf>,
+        grouped: bool,
+    ) -> Result<Self, SqliteError> {
         migrate(&mut conn)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
                 conn: Mutex::new(conn),
+                grouped,
             }),
         })
+    }
+
+    /// Makes every call so far durable: commits the open group now (grouped commits; without
+    /// them every call has committed already). Blocking: from async code, inside
+    /// `spawn_blocking` or `block_in_place`.
+    pub fn commit(&self) -> Result<(), SqliteError> {
+        self.inner.commit_group()
     }
 
     /// The file it was opened from (`None` in memory).
@@ -208,6 +266,7 @@ impl SqliteDb {
     /// it holds) with SQLite's online backup, while other connections go on writing. Blocking:
     /// from async code, call it inside `spawn_blocking`.
     pub fn backup_to(&self, dest: &Path) -> Result<(), SqliteError> {
+        self.commit()?;
         let source = self.lock();
         let mut target = Connection::open(dest)?;
         target.busy_timeout(BUSY_TIMEOUT)?;
@@ -227,12 +286,18 @@ impl SqliteDb {
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the connection rolled its transaction back (the `Transaction`
-        // was dropped), so the connection is still sound.
-        self.inner
-            .conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock()
+    }
+
+    /// The connection for one call: inside the open group when commits are grouped (one is
+    /// begun if none is open). Deferred: a group that only reads never takes the write lock,
+    /// so another process's write (`hunter-local redrive`) gets in while this one is idle.
+    fn connection(&self) -> Result<MutexGuard<'_, Connection>, DbError> {
+        let conn = self.lock();
+        if self.inner.grouped && conn.is_autocommit() {
+            run_cached(&conn, "BEGIN DEFERRED")?;
+        }
+        Ok(conn)
     }
 
     /// Runs `f` with the connection off the async scheduler: in place on a multi-threaded
@@ -246,13 +311,126 @@ impl SqliteDb {
     {
         use tokio::runtime::{Handle, RuntimeFlavor};
         if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
-            return tokio::task::block_in_place(|| f(&mut self.lock()));
+            return tokio::task::block_in_place(|| f(&mut *self.connection()?));
         }
         let db = self.clone();
-        tokio::task::spawn_blocking(move || f(&mut db.lock()))
+        tokio::task::spawn_blocking(move || f(&mut *db.connection()?))
             .await
             .map_err(|e| DbError::Task(e.to_string()))?
     }
+}
+
+/// Opens (or creates) the file at `path` in WAL mode, creating its directory if missing.
+fn connect(path: &Path) -> Result<Connection, SqliteError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(SqliteError::NotWal(mode));
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Savepoints keep the pages they change in a sub-journal: in memory, not a temporary file.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // Every statement the adapters use stays prepared (rusqlite keeps 16 by default: fewer
+    // than the adapters have, so they were prepared again and again).
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+/// Commits `db`'s open group every `window` until the last clone of it is dropped.
+fn spawn_committer(db: Weak<Inner>, window: Duration) -> Result<(), SqliteError> {
+    std::thread::Builder::new()
+        .name("sqlite-commit".to_owned())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(window);
+                let Some(inner) = db.upgrade() else { return };
+                // Logged where it fails; the next group starts afresh.
+                let _ = inner.commit_group();
+            }
+        })?;
+    Ok(())
+}
+
+/// One call's transaction: a transaction of its own on a connection outside any (committed by
+/// [`Tx::commit`]), else a savepoint inside the open one (released by it). Dropped without
+/// [`Tx::commit`], it undoes its own statements only.
+pub(crate) struct Tx<'c> {
+    conn: &'c Connection,
+    nested: bool,
+    done: bool,
+}
+
+impl<'c> Tx<'c> {
+    /// Begins a write transaction: `BEGIN IMMEDIATE` (the write lock at once, so that another
+    /// connection's write between a read and a write cannot fail it), or a savepoint.
+    pub(crate) fn write(conn: &'c Connection) -> rusqlite::Result<Self> {
+        Self::begin(conn, "BEGIN IMMEDIATE")
+    }
+
+    /// Begins a read transaction (one snapshot for several statements), or a savepoint.
+    pub(crate) fn read(conn: &'c Connection) -> rusqlite::Result<Self> {
+        Self::begin(conn, "BEGIN DEFERRED")
+    }
+
+    fn begin(conn: &'c Connection, begin: &str) -> rusqlite::Result<Self> {
+        let nested = !conn.is_autocommit();
+        run_cached(conn, if nested { "SAVEPOINT call" } else { begin })?;
+        Ok(Self {
+            conn,
+            nested,
+            done: false,
+        })
+    }
+
+    pub(crate) fn commit(mut self) -> rusqlite::Result<()> {
+        self.done = true;
+        run_cached(
+            self.conn,
+            if self.nested {
+                "RELEASE call"
+            } else {
+                "COMMIT"
+            },
+        )
+    }
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let undo: &[&str] = if self.nested {
+            &["ROLLBACK TO call", "RELEASE call"]
+        } else {
+            &["ROLLBACK"]
+        };
+        // Also after a statement error; SQLite may have ended the transaction itself.
+        for statement in undo {
+            if !self.conn.is_autocommit() {
+                let _ = run_cached(self.conn, statement);
+            }
+        }
+    }
+}
+
+/// Runs one statement without parameters, prepared once per connection.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 /// Creates the schema of a new file, or checks that an existing one is not newer.

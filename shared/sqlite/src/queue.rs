@@ -4,14 +4,14 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, params};
 
 use hunter_core::adapters::memory_queue::{MAX_BATCH_ENTRIES, check_batch};
 use hunter_core::ports::{
     OutgoingMessage, Queue, QueueDepth, QueueError, ReceivedMessage, SendFailure,
 };
 
-use crate::db::{DbError, SqliteDb};
+use crate::db::{DbError, SqliteDb, Tx};
 
 /// How often a waiting `receive` looks again (without holding the connection in between).
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
@@ -98,7 +98,7 @@ impl SqliteQueue {
                 if !any_visible {
                     return Ok((Vec::new(), Vec::new()));
                 }
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let tx = Tx::write(conn)?;
                 let now = now_ms();
                 let visible_at = now.saturating_add(millis(visibility));
                 let mut received = Vec::new();
@@ -219,7 +219,7 @@ impl Queue for SqliteQueue {
             .collect();
         if !accepted.is_empty() {
             self.with(move |conn, name| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let tx = Tx::write(conn)?;
                 let now = now_ms();
                 for (id, body, delay) in accepted {
                     tx.prepare_cached(
@@ -276,7 +276,7 @@ impl Queue for SqliteQueue {
         let receipts = receipts.to_vec();
         self.with(move |conn, name| {
             // One transaction, one commit, for the whole batch.
-            let tx = conn.transaction()?;
+            let tx = Tx::write(conn)?;
             {
                 let mut delete = tx.prepare_cached(
                     "DELETE FROM queue_messages WHERE receipt = ?1 AND queue = ?2",
@@ -315,7 +315,7 @@ impl Queue for SqliteQueue {
 
     async fn depth(&self) -> Result<QueueDepth, QueueError> {
         self.with(|conn, name| {
-            let tx = conn.transaction()?;
+            let tx = Tx::read(conn)?;
             let (visible, total): (i64, i64) = tx
                 .prepare_cached(
                     "SELECT coalesce(sum(visible_at <= ?2), 0), count(*) FROM queue_messages
@@ -352,7 +352,7 @@ impl Queue for SqliteQueue {
 
     async fn take_dead_letters(&self, max: usize) -> Result<Vec<ReceivedMessage>, QueueError> {
         self.with(move |conn, name| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = Tx::write(conn)?;
             let messages = {
                 let mut select = tx.prepare_cached(
                     "SELECT seq, id, body, receive_count FROM queue_dead_letters
@@ -372,7 +372,7 @@ impl Queue for SqliteQueue {
 
     async fn redrive_dead_letters(&self) -> Result<usize, QueueError> {
         self.with(|conn, name| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = Tx::write(conn)?;
             // Back to the end of the queue in dead-letter order, visible now, never received.
             let moved = tx
                 .prepare_cached(

@@ -2,7 +2,7 @@
 //! sort keys, cursors and filters (shared with them), conditional writes in transactions.
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Rows, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Rows, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -18,7 +18,7 @@ use hunter_domain::model::{AuditEntry, Lead, LeadReferral, ReferralRecord, SyncR
 use hunter_domain::rules::Domain;
 use hunter_domain::stats::{LeadStats, LeadTally};
 
-use crate::db::{DbError, SqliteDb};
+use crate::db::{DbError, SqliteDb, Tx};
 
 /// Every store port ([`hunter_core::ports::Store`]) on a [`SqliteDb`]. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -215,7 +215,7 @@ impl ReferralStore for SqliteStore {
         let version = record.version();
         let row = ReferralRow::of(record)?;
         self.with(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = Tx::write(conn)?;
             let stored = tx
                 .prepare_cached("SELECT data FROM referrals WHERE id = ?1")?
                 .query_row([&row.id], |r| r.get::<_, String>(0))
@@ -329,7 +329,7 @@ impl LeadStore for SqliteStore {
             .map(|c| Ok::<_, DbError>((c.id.clone(), to_json(c)?)))
             .transpose()?;
         self.with(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = Tx::write(conn)?;
             let stored = tx
                 .prepare_cached("SELECT version FROM leads WHERE domain = ?1")?
                 .query_row([&row.domain], |r| r.get::<_, i64>(0))
@@ -547,7 +547,7 @@ impl SyncStore for SqliteStore {
     async fn put_sync_run(&self, run: &SyncRun) -> Result<(), StoreError> {
         let mut run = run.clone();
         self.with(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = Tx::write(conn)?;
             if let Some(stored) = get_run(&tx, &run.id)? {
                 run.stored = stored.stored;
                 run.eligible = stored.eligible;
@@ -568,7 +568,7 @@ impl SyncStore for SqliteStore {
         let outcome = count.outcome;
         let skip_reason = count.skip_reason;
         self.with(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = Tx::write(conn)?;
             let Some(mut run) = get_run(&tx, &run_id)? else {
                 return Ok(false);
             };
@@ -596,7 +596,7 @@ impl SyncStore for SqliteStore {
     async fn claim_run_summary(&self, run_id: &str) -> Result<bool, StoreError> {
         let run_id = run_id.to_owned();
         self.with(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = Tx::write(conn)?;
             match get_run(&tx, &run_id)? {
                 Some(mut run) if run.summarized_at.is_none() => {
                     run.summarized_at = Some(hunter_domain::clock::now());
@@ -656,7 +656,7 @@ impl SyncStore for SqliteStore {
         let version = to_i64(state.version, "state version")?;
         let data = to_json(state)?;
         self.with(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = Tx::write(conn)?;
             let stored = tx
                 .prepare_cached("SELECT version FROM sync_state WHERE key = ?1")?
                 .query_row([&key], |r| r.get::<_, i64>(0))

@@ -335,3 +335,109 @@ async fn queues_of_one_file_are_separate() {
     referrals.delete(&got[0].receipt).await.unwrap();
     assert_eq!(push.depth().await.unwrap().in_flight, 1);
 }
+
+/// A window no test waits for: only `commit` and drop commit the group.
+const NEVER: Duration = Duration::from_secs(3600);
+
+fn open_grouped(path: &Path, window: Duration) -> (SqliteDb, SqliteStore, SqliteQueue) {
+    let db = SqliteDb::open_grouped(path, window).unwrap();
+    let queue = SqliteQueue::new(db.clone(), "referrals", Duration::from_secs(30), 5);
+    (db.clone(), SqliteStore::new(db), queue)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouped_writes_are_seen_by_another_connection_once_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hunter.db");
+    let (db, store, _) = open_grouped(&path, NEVER);
+    let (other, _) = open(&path);
+    store.upsert_referral(&referral("r1", 0)).await.unwrap();
+    // The writer reads its own writes; another connection sees the last commit.
+    assert!(store.get_referral("r1").await.unwrap().is_some());
+    assert_eq!(other.get_referral("r1").await.unwrap(), None);
+    db.commit().unwrap();
+    assert_eq!(
+        other.get_referral("r1").await.unwrap(),
+        Some(referral("r1", 0))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouped_writes_are_committed_within_the_window_and_on_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hunter.db");
+    let (other, _) = open(&path);
+    {
+        let (_db, store, _) = open_grouped(&path, Duration::from_millis(20));
+        store.upsert_referral(&referral("r1", 0)).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while other.get_referral("r1").await.unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the group was never committed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    {
+        let (_db, store, _) = open_grouped(&path, NEVER);
+        store.upsert_referral(&referral("r2", 1)).await.unwrap();
+    }
+    assert!(other.get_referral("r2").await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_fails_inside_a_group_undoes_its_own_writes_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hunter.db");
+    let (db, store, _) = open_grouped(&path, NEVER);
+    let saboteur = rusqlite::Connection::open(&path).unwrap();
+    saboteur
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON contributions
+             BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .unwrap();
+    store.upsert_referral(&referral("r1", 0)).await.unwrap();
+    // The lead is written, then its contribution is refused: the lead goes, r1 stays.
+    let fabrikam = Lead::new(domain("fabrikam.com"), at(0));
+    let failed = store
+        .put_lead(&fabrikam, None, Some(&contribution("r1")))
+        .await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(store.get_lead(&fabrikam.domain).await.unwrap(), None);
+    store.upsert_referral(&referral("r2", 1)).await.unwrap();
+    db.commit().unwrap();
+
+    let (other, _) = open(&path);
+    assert!(other.get_referral("r1").await.unwrap().is_some());
+    assert!(other.get_referral("r2").await.unwrap().is_some());
+    assert_eq!(other.get_lead(&fabrikam.domain).await.unwrap(), None);
+}
+
+/// A crash (the connection never closed, nothing committed after the last group) loses the
+/// calls of the open group together: the referral written and the message deleted after the
+/// last commit are both gone, so the message is delivered again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loses_the_open_group_as_a_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hunter.db");
+    let (db, store, queue) = open_grouped(&path, NEVER);
+    queue.send_batch(&messages(0, 2)).await.unwrap();
+    store.upsert_referral(&referral("r1", 0)).await.unwrap();
+    db.commit().unwrap();
+    let received = queue.receive(10, None, Duration::ZERO).await.unwrap();
+    assert_eq!(received.len(), 2);
+    store.upsert_referral(&referral("r2", 1)).await.unwrap();
+    queue.delete(&received[0].receipt).await.unwrap();
+    // The process dies: no commit, no close. What it leaves on disk is the file and its WAL.
+    let crashed = dir.path().join("crashed");
+    std::fs::create_dir(&crashed).unwrap();
+    for file in ["hunter.db", "hunter.db-wal"] {
+        std::fs::copy(dir.path().join(file), crashed.join(file)).unwrap();
+    }
+    std::mem::forget((db, store, queue));
+
+    let (other, other_queue) = open(&crashed.join("hunter.db"));
+    assert!(other.get_referral("r1").await.unwrap().is_some());
+    assert_eq!(other.get_referral("r2").await.unwrap(), None);
+    let depth = other_queue.depth().await.unwrap();
+    assert_eq!((depth.visible, depth.in_flight), (2, 0));
+}
