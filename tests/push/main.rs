@@ -20,7 +20,7 @@ use hunter_domain::rules::{Rules, normalize_domain};
 use hunter_local::sim::dataverse::{
     DataverseConfig, DataverseSim, Faults, Limits, RunningDataverse,
 };
-use ingest_referral::{IngestDeps, ingest_message};
+use ingest_referral::{DomainTurns, IngestDeps, ingest_message};
 use push_dynamics::{PushDeps, PushOutcome, handle_batch, push_message};
 use serde_json::json;
 
@@ -96,6 +96,7 @@ impl Fixture {
             send_backoff: Backoff::default(),
             max_receives: None,
             referrals_queue: None,
+            turns: &DomainTurns::default(),
         };
         ingest_message(
             &deps,

@@ -16,7 +16,7 @@ use hunter_core::retry::Backoff;
 use hunter_domain::model::{AuditEntry, Lead, LeadReferral, ReferralRecord, SyncRun, SyncState};
 use hunter_domain::rules::{Domain, Rules, SkipReason, normalize_domain};
 use hunter_domain::scan::{DnsAnswers, MxRecord, ScanState};
-use ingest_referral::{IngestDeps, handle_batch, ingest_message};
+use ingest_referral::{DomainTurns, IngestDeps, handle_batch, ingest_message};
 use serde_json::{Value, json};
 
 use crate::support::{SyncFixture, referral, referrals, take_all};
@@ -47,6 +47,7 @@ struct Deps {
     store: EmbeddedStore,
     push: EmbeddedQueue,
     scanner: StaticScanner,
+    turns: DomainTurns,
 }
 
 impl Deps {
@@ -55,10 +56,12 @@ impl Deps {
             store: EmbeddedStore::new(),
             push: EmbeddedQueue::new("push", Duration::from_secs(60), 5),
             scanner: hunter_tests::scanner(),
+            turns: DomainTurns::default(),
         }
     }
     fn ingest(&self) -> IngestDeps<'_> {
         IngestDeps {
+            turns: &self.turns,
             store: &self.store,
             push_queue: &self.push,
             scanner: &self.scanner,
@@ -388,6 +391,7 @@ async fn a_batch_of_good_poison_and_transiently_failing_messages_reports_only_th
     let push = EmbeddedQueue::new("push", Duration::from_secs(60), 5);
     let scanner = hunter_tests::scanner();
     let deps = IngestDeps {
+        turns: &DomainTurns::default(),
         store: &store,
         push_queue: &push,
         scanner: &scanner,
@@ -444,6 +448,7 @@ async fn a_referral_the_store_refuses_is_retried_not_recorded_as_invalid_payload
     let push = EmbeddedQueue::new("push", Duration::from_secs(60), 5);
     let scanner = hunter_tests::scanner();
     let deps = IngestDeps {
+        turns: &DomainTurns::default(),
         store: &store,
         push_queue: &push,
         scanner: &scanner,
@@ -718,7 +723,9 @@ async fn a_stale_scan_is_done_again_and_a_changed_provider_asks_for_a_push() {
     };
     let google = scan_as("aspmx.l.google.com");
     let m365 = scan_as("company1-de.mail.protection.outlook.com");
+    let turns = DomainTurns::default();
     let deps = |scanner, rescan_after| IngestDeps {
+        turns: &turns,
         store: &store,
         push_queue: &push,
         scanner,
@@ -792,6 +799,74 @@ async fn a_whole_sync_is_accounted_for_and_summarized_once() {
     assert!(
         run.summarized_at.is_some(),
         "the last ingest reported the summary"
+    );
+}
+
+/// Two batches with a referral of the same new domain (`company0.de`: referrals 0 and 7),
+/// handled at once by one process (`handles`) or by two (`separate`), with a 1 s scan.
+async fn two_batches_of_one_new_domain_at_once(separate: bool) -> (Deps, EmbeddedQueue, u64) {
+    let deps = Deps::new();
+    let scanner = OverlapScanner {
+        inner: hunter_tests::scanner(),
+        delay: Duration::from_secs(1),
+        in_flight: 0.into(),
+        most_at_once: 0.into(),
+    };
+    let own = EmbeddedQueue::new("referrals", Duration::from_secs(60), 5);
+    let other_process = DomainTurns::default();
+    let first = IngestDeps {
+        scanner: &scanner,
+        referrals_queue: Some(&own),
+        ..deps.ingest()
+    };
+    let second = IngestDeps {
+        turns: if separate {
+            &other_process
+        } else {
+            first.turns
+        },
+        ..first
+    };
+    let (a, b) = tokio::join!(
+        handle_batch(
+            &first,
+            event(&[("m0", envelope(Some("run-1"), referral(0)))])
+        ),
+        handle_batch(
+            &second,
+            event(&[("m7", envelope(Some("run-1"), referral(7)))])
+        ),
+    );
+    assert!(a.batch_item_failures.is_empty(), "{a:?}");
+    assert!(b.batch_item_failures.is_empty(), "{b:?}");
+    let depth = hunter_core::ports::Queue::depth(&own).await.unwrap();
+    (deps, own, depth.visible + depth.in_flight)
+}
+
+#[tokio::test(start_paused = true)]
+async fn batches_handled_at_once_by_one_process_take_turns_on_a_new_domain() {
+    let (deps, _, put_off) = two_batches_of_one_new_domain_at_once(false).await;
+    assert_eq!(
+        put_off, 0,
+        "the second waited for the first's scan, nothing put off"
+    );
+    let lead = deps
+        .store
+        .get_lead(&normalize_domain("company0.de").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(lead.referral_count, 2);
+    assert_eq!(lead.scan_state, ScanState::Ok);
+    assert!(deps.ingest().turns.is_empty(), "every turn given back");
+}
+
+#[tokio::test(start_paused = true)]
+async fn batches_of_two_processes_put_off_a_referral_whose_domain_the_other_scans() {
+    let (_, _, put_off) = two_batches_of_one_new_domain_at_once(true).await;
+    assert_eq!(
+        put_off, 1,
+        "the store's scan claim decides across processes"
     );
 }
 

@@ -18,7 +18,7 @@ use hunter_domain::model::ReferralRecord;
 use hunter_domain::rules::Rules;
 use hunter_domain::rules::SkipReason;
 use hunter_local::sim::partner_center::{PartnerCenterSim, RunningSim, SimConfig};
-use ingest_referral::IngestDeps;
+use ingest_referral::{DomainTurns, IngestDeps};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -63,6 +63,7 @@ pub struct SyncFixture {
     pub settings: FetchSettings,
     pub rules: &'static Rules,
     pub scanner: StaticScanner,
+    pub turns: DomainTurns,
 }
 
 impl SyncFixture {
@@ -117,6 +118,7 @@ impl SyncFixture {
             },
             rules: Rules::embedded(),
             scanner: hunter_tests::scanner(),
+            turns: DomainTurns::default(),
         }
     }
 
@@ -164,6 +166,7 @@ impl SyncFixture {
             },
             max_receives: None,
             referrals_queue: None,
+            turns: &self.turns,
         }
     }
 

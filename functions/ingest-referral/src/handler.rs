@@ -45,6 +45,72 @@ pub struct IngestDeps<'a> {
     /// The referrals queue itself, to put off a referral whose domain's first scan is under way
     /// elsewhere (without it, the message is a batch item failure).
     pub referrals_queue: Option<&'a dyn Queue>,
+    /// Shared by the batches this process handles at once (one per process).
+    pub turns: &'a DomainTurns,
+}
+
+/// Lanes of the batches one process handles at once take turns per domain: a referral whose
+/// domain another batch of this process is joining (and scanning for the first time) waits for
+/// that lane, then finds the lead scanned, instead of being put off for the scan's claim. Across
+/// processes (concurrent Lambda invocations) the claim in the store still decides.
+#[derive(Debug, Default)]
+pub struct DomainTurns {
+    held: std::sync::Mutex<HeldTurns>,
+}
+
+/// Each domain with a lane in or waiting for its turn, and the turn.
+type HeldTurns = std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>;
+
+/// The messages of one domain in a batch (or one message without a domain), with their
+/// positions in the batch.
+type Lane = (Option<String>, Vec<(usize, Judged)>);
+
+/// A lane's turn on its domain, given back on drop.
+struct Turn<'t> {
+    turns: &'t DomainTurns,
+    domain: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl DomainTurns {
+    async fn take(&self, domain: &str) -> Turn<'_> {
+        let turn = self.lock().entry(domain.to_owned()).or_default().clone();
+        Turn {
+            turns: self,
+            domain: domain.to_owned(),
+            guard: Some(turn.lock_owned().await),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HeldTurns> {
+        self.held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Domains with a lane in or waiting for its turn.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// No lane holds or waits for a turn.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut held = self.turns.lock();
+        // Nobody else holds or waits for it: forget the domain.
+        if held
+            .get(&self.domain)
+            .is_some_and(|turn| std::sync::Arc::strong_count(turn) == 1)
+        {
+            held.remove(&self.domain);
+        }
+    }
 }
 
 /// The queue's name in failure records and logs.
@@ -120,7 +186,7 @@ pub async fn handle_batch(deps: &IngestDeps<'_>, mut event: SqsEvent) -> SqsBatc
         .collect();
     let mut results: Vec<Option<Result<Ingested, IngestError>>> =
         bodies.iter().map(|_| None).collect();
-    let mut lanes: Vec<Vec<(usize, Judged)>> = Vec::new();
+    let mut lanes: Vec<Lane> = Vec::new();
     let mut lane_of_domain = std::collections::HashMap::new();
     for (i, body) in bodies.iter().enumerate() {
         match judge(deps, body).await {
@@ -128,28 +194,33 @@ pub async fn handle_batch(deps: &IngestDeps<'_>, mut event: SqsEvent) -> SqsBatc
                 let lane = match judged.domain() {
                     Some(domain) => {
                         *lane_of_domain.entry(domain.to_string()).or_insert_with(|| {
-                            lanes.push(Vec::new());
+                            lanes.push((Some(domain.to_string()), Vec::new()));
                             lanes.len() - 1
                         })
                     }
                     None => {
-                        lanes.push(Vec::new());
+                        lanes.push((None, Vec::new()));
                         lanes.len() - 1
                     }
                 };
-                lanes[lane].push((i, judged));
+                lanes[lane].1.push((i, judged));
             }
             Err(err) => results[i] = Some(Err(err)),
         }
     }
-    let landed = futures_util::future::join_all(lanes.into_iter().map(|lane| async move {
-        let mut done = Vec::with_capacity(lane.len());
-        for (i, judged) in lane {
-            done.push((i, land(deps, judged).await));
-        }
-        done
-    }))
-    .await;
+    let landed =
+        futures_util::future::join_all(lanes.into_iter().map(|(domain, lane)| async move {
+            let _turn = match &domain {
+                Some(domain) => Some(deps.turns.take(domain).await),
+                None => None,
+            };
+            let mut done = Vec::with_capacity(lane.len());
+            for (i, judged) in lane {
+                done.push((i, land(deps, judged).await));
+            }
+            done
+        }))
+        .await;
     let mut landed: Vec<_> = landed.into_iter().flatten().collect();
     landed.sort_by_key(|(i, _)| *i);
     for (i, landed) in landed {

@@ -4,7 +4,7 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use hunter_core::retry::Backoff;
 use hunter_core::{config::Config, telemetry, wiring};
 use hunter_domain::rules::Rules;
-use ingest_referral::{IngestDeps, handle};
+use ingest_referral::{DomainTurns, IngestDeps, handle};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -26,6 +26,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         send_backoff: Backoff::default(),
         max_receives: config.max_receive_count,
         referrals_queue: Some(&referrals_queue),
+        turns: &DomainTurns::default(),
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         handle(&deps, event)

@@ -14,7 +14,7 @@ use hunter_core::retry::Backoff;
 use hunter_domain::referral::parse_referral;
 use hunter_domain::rules::{Rules, eligibility, extract_domain};
 use hunter_local::sim::seed::generate_referrals;
-use ingest_referral::{IngestDeps, ingest_message};
+use ingest_referral::{DomainTurns, IngestDeps, ingest_message};
 
 // hunter-domain's bench fixtures: the DNS answers every domain gets here.
 #[path = "../../../shared/domain/benches/corpus/mod.rs"]
@@ -96,6 +96,7 @@ fn ingest(c: &mut Criterion) {
                     send_backoff: Backoff::default(),
                     max_receives: None,
                     referrals_queue: None,
+                    turns: &DomainTurns::default(),
                 };
                 runtime.block_on(async {
                     for body in &bodies {

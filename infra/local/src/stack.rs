@@ -9,6 +9,7 @@ use fetch_referrals::FetchSettings;
 use hunter_core::adapters::{DynamoStore, EmbeddedQueue, EmbeddedStore, SqsQueue};
 use hunter_core::config::{Config, RequestLimit};
 use hunter_core::ports::AccessTokenVerifier;
+use ingest_referral::DomainTurns;
 
 use crate::ui::UiConfig;
 use hunter_core::credentials::Credentials;
@@ -84,6 +85,8 @@ pub struct Stack {
     pub scan_time: Arc<Stopwatch>,
     /// The durable backend's database, whose commits are grouped ([`GROUP_COMMIT_WINDOW`]).
     pub database: Option<SqliteDb>,
+    /// The turns per domain of the referral batches handled at once.
+    pub ingest_turns: DomainTurns,
 }
 
 impl Stack {
@@ -292,6 +295,7 @@ impl Stack {
             queue_time,
             scan_time,
             database,
+            ingest_turns: DomainTurns::default(),
         })
     }
 

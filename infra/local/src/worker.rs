@@ -7,6 +7,8 @@ use std::future::Future;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use fetch_referrals::{FetchDeps, FetchStatus, FetchSummary, fetch_referrals};
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use hunter_core::ports::{LeadQuery, Queue, ReceivedMessage, ReferralWriteBack};
 use hunter_core::ports::{QueueError, StoreError};
 use hunter_core::retry::Backoff;
@@ -39,6 +41,10 @@ pub async fn run_sync(stack: &Stack, run_id: Option<String>) -> Result<FetchSumm
 
 /// Batches of one queue handled before the other queue's turn while serving.
 const BATCHES_PER_TURN: usize = 5;
+/// Referral batches handled at once, as Lambda runs several ingest invocations side by side:
+/// one batch's DNS scans overlap another's work. Their lanes take turns per domain
+/// ([`ingest_referral::DomainTurns`]).
+const INGEST_BATCHES_AT_ONCE: usize = 4;
 
 /// What a drain did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -68,10 +74,14 @@ async fn drain_referrals_up_to(
         send_backoff: Backoff::default(),
         max_receives: Some(crate::stack::MAX_RECEIVE_COUNT),
         referrals_queue: Some(stack.referrals_queue.as_ref()),
+        turns: &stack.ingest_turns,
     };
-    drain(stack.referrals_queue.as_ref(), batches, |event| {
-        handle_batch(&deps, event)
-    })
+    drain(
+        stack.referrals_queue.as_ref(),
+        batches,
+        INGEST_BATCHES_AT_ONCE,
+        |event| handle_batch(&deps, event),
+    )
     .await
 }
 
@@ -100,18 +110,21 @@ async fn drain_pushes_up_to(
             .then_some(&stack.source as &dyn ReferralWriteBack),
         opportunities: stack.opportunities,
     };
-    drain(stack.push_queue.as_ref(), batches, |event| {
+    // One batch at a time: the pushes are paced by Dataverse's limits, not by waiting.
+    drain(stack.push_queue.as_ref(), batches, 1, |event| {
         push_dynamics::handle_batch(&deps, event)
     })
     .await
 }
 
-/// Receives batches of 10 and hands them to `handler` as Lambda's SQS event source would, until
-/// the queue has nothing visible or in flight: handled messages are deleted, failed ones come
-/// back after a short backoff (and reach the dead-letter queue after maxReceiveCount).
+/// Receives batches of 10 and hands them to `handler` as Lambda's SQS event source would, up to
+/// `at_once` batches at a time, until the queue has nothing visible or in flight (or `batches`
+/// were handled): handled messages are deleted, failed ones come back after a short backoff
+/// (and reach the dead-letter queue after maxReceiveCount).
 async fn drain<F, Fut>(
     queue: &dyn Queue,
     batches: Option<usize>,
+    at_once: usize,
     handler: F,
 ) -> Result<DrainReport, QueueError>
 where
@@ -119,9 +132,32 @@ where
     Fut: Future<Output = SqsBatchResponse>,
 {
     let mut report = DrainReport::default();
-    for _ in 0..batches.unwrap_or(usize::MAX) {
-        let messages = queue.receive(10, None, Duration::ZERO).await?;
-        if messages.is_empty() {
+    let budget = batches.unwrap_or(usize::MAX);
+    let mut started = 0;
+    let mut running = FuturesUnordered::new();
+    loop {
+        let mut nothing_visible = false;
+        while running.len() < at_once.max(1) && started < budget {
+            let messages = queue.receive(10, None, Duration::ZERO).await?;
+            if messages.is_empty() {
+                nothing_visible = true;
+                break;
+            }
+            started += 1;
+            let handler = &handler;
+            running.push(async move {
+                let response = handler(sqs_event(&messages)).await;
+                (messages, response)
+            });
+        }
+        if let Some((messages, response)) = running.next().await {
+            settle(queue, &messages, &response, &mut report).await?;
+            continue;
+        }
+        if started >= budget {
+            return Ok(report);
+        }
+        if nothing_visible {
             let depth = queue.depth().await?;
             // With a budget (serving), nothing visible ends the turn; a full drain (`--once`)
             // waits for the messages in flight.
@@ -129,29 +165,36 @@ where
                 return Ok(report);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
         }
-        let response = handler(sqs_event(&messages)).await;
-        let mut handled = Vec::with_capacity(messages.len());
-        for message in &messages {
-            let failed = response
-                .batch_item_failures
-                .iter()
-                .any(|f| f.item_identifier == message.message_id);
-            if failed {
-                report.redelivered += 1;
-                let delay = REDELIVERY_STEP
-                    .saturating_mul(message.receive_count)
-                    .min(Duration::from_secs(5));
-                queue.change_visibility(&message.receipt, delay).await?;
-            } else {
-                handled.push(message.receipt.clone());
-            }
-        }
-        report.handled += handled.len();
-        queue.delete_batch(&handled).await?;
     }
-    Ok(report)
+}
+
+/// What Lambda's event source does with a handled batch: deletes the messages that did not
+/// fail; a failed one becomes visible again after a backoff growing with its receive count.
+async fn settle(
+    queue: &dyn Queue,
+    messages: &[ReceivedMessage],
+    response: &SqsBatchResponse,
+    report: &mut DrainReport,
+) -> Result<(), QueueError> {
+    let mut handled = Vec::with_capacity(messages.len());
+    for message in messages {
+        let failed = response
+            .batch_item_failures
+            .iter()
+            .any(|f| f.item_identifier == message.message_id);
+        if failed {
+            report.redelivered += 1;
+            let delay = REDELIVERY_STEP
+                .saturating_mul(message.receive_count)
+                .min(Duration::from_secs(5));
+            queue.change_visibility(&message.receipt, delay).await?;
+        } else {
+            handled.push(message.receipt.clone());
+        }
+    }
+    report.handled += handled.len();
+    queue.delete_batch(&handled).await
 }
 
 /// The event Lambda's SQS event source would deliver for `messages`.
