@@ -325,7 +325,7 @@ pub struct Adapters {
 /// How long the durable backend's writes wait to be committed together: a commit per call
 /// cost most of a durable run's time; a crash loses at most this much of the latest work,
 /// which is then done again (the messages of lost writes were not deleted either).
-pub const GROUP_COMMIT_WINDOW: Duration = Duration::from_millis(10);
+pub const GROUP_COMMIT_WINDOW: Duration = Duration::from_millis(50);
 
 /// How the embedded queues behave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,6 +13,9 @@ use rusqlite::{Connection, TransactionBehavior};
 /// The schema this build reads and writes (`PRAGMA user_version`; 0 is a new, empty file).
 pub const SCHEMA_VERSION: i64 = 1;
 
+/// WAL pages after which a commit checkpoints.
+const WAL_CHECKPOINT_PAGES: i64 = 10_000;
+
 /// Prepared statements kept per connection: more than the adapters use.
 const STATEMENT_CACHE: usize = 128;
 
@@ -335,6 +338,9 @@ fn connect(path: &Path) -> Result<Connection, SqliteError> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     // Savepoints keep the pages they change in a sub-journal: in memory, not a temporary file.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // A checkpoint (WAL pages copied into the file, then fsync) every ~40 MB of WAL rather than
+    // SQLite's 4 MB: a durable sync spent a tenth of its time checkpointing.
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
     // Every statement the adapters use stays prepared (rusqlite keeps 16 by default: fewer
     // than the adapters have, so they were prepared again and again).
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -547,6 +553,16 @@ mod tests {
             .pragma_query_value(None, "synchronous", |r| r.get(0))
             .unwrap();
         assert_eq!(sync, 1, "NORMAL");
+        let checkpoint: i64 = db
+            .lock()
+            .pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0))
+            .unwrap();
+        assert_eq!(checkpoint, WAL_CHECKPOINT_PAGES);
+        let temp_store: i64 = db
+            .lock()
+            .pragma_query_value(None, "temp_store", |r| r.get(0))
+            .unwrap();
+        assert_eq!(temp_store, 2, "MEMORY");
         drop(db);
         let again = SqliteDb::open(&path).unwrap();
         assert_eq!(again.schema_version().unwrap(), SCHEMA_VERSION);
