@@ -13,6 +13,9 @@ use rusqlite::{Connection, TransactionBehavior};
 /// The schema this build reads and writes (`PRAGMA user_version`; 0 is a new, empty file).
 pub const SCHEMA_VERSION: i64 = 1;
 
+/// SQLite's page cache per connection, in KiB.
+const PAGE_CACHE_KIB: i64 = 16 * 1024;
+
 /// WAL pages after which a commit checkpoints.
 const WAL_CHECKPOINT_PAGES: i64 = 10_000;
 
@@ -341,6 +344,9 @@ fn connect(path: &Path) -> Result<Connection, SqliteError> {
     // A checkpoint (WAL pages copied into the file, then fsync) every ~40 MB of WAL rather than
     // SQLite's 4 MB: a durable sync spent a tenth of its time checkpointing.
     conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
+    // A grouped commit dirties more pages than SQLite's 2 MiB cache holds: with this one, no
+    // pages spilled to the WAL mid-group or read back (100,000 durable: 18 % faster, +15 MB).
+    conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
     // Every statement the adapters use stays prepared (rusqlite keeps 16 by default: fewer
     // than the adapters have, so they were prepared again and again).
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -563,6 +569,11 @@ mod tests {
             .pragma_query_value(None, "temp_store", |r| r.get(0))
             .unwrap();
         assert_eq!(temp_store, 2, "MEMORY");
+        let cache: i64 = db
+            .lock()
+            .pragma_query_value(None, "cache_size", |r| r.get(0))
+            .unwrap();
+        assert_eq!(cache, -PAGE_CACHE_KIB);
         drop(db);
         let again = SqliteDb::open(&path).unwrap();
         assert_eq!(again.schema_version().unwrap(), SCHEMA_VERSION);
