@@ -803,7 +803,7 @@ async fn a_whole_sync_is_accounted_for_and_summarized_once() {
 }
 
 /// Two batches with a referral of the same new domain (`company0.de`: referrals 0 and 7),
-/// handled at once by one process (`handles`) or by two (`separate`), with a 1 s scan.
+/// handled at once by one process or (`separate`) by two, with a 1 s scan.
 async fn two_batches_of_one_new_domain_at_once(separate: bool) -> (Deps, EmbeddedQueue, u64) {
     let deps = Deps::new();
     let scanner = OverlapScanner {

@@ -87,6 +87,8 @@ pub struct Stack {
     pub database: Option<SqliteDb>,
     /// The turns per domain of the referral batches handled at once.
     pub ingest_turns: DomainTurns,
+    /// Referral batches handled at once ([`crate::worker::INGEST_BATCHES_AT_ONCE`], one on AWS).
+    pub ingest_batches_at_once: usize,
 }
 
 impl Stack {
@@ -296,6 +298,10 @@ impl Stack {
             scan_time,
             database,
             ingest_turns: DomainTurns::default(),
+            ingest_batches_at_once: match backend {
+                Backend::Aws => 1,
+                Backend::Memory | Backend::Sqlite(_) => crate::worker::INGEST_BATCHES_AT_ONCE,
+            },
         })
     }
 

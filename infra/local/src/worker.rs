@@ -41,10 +41,12 @@ pub async fn run_sync(stack: &Stack, run_id: Option<String>) -> Result<FetchSumm
 
 /// Batches of one queue handled before the other queue's turn while serving.
 const BATCHES_PER_TURN: usize = 5;
-/// Referral batches handled at once, as Lambda runs several ingest invocations side by side:
-/// one batch's DNS scans overlap another's work. Their lanes take turns per domain
-/// ([`ingest_referral::DomainTurns`]).
-const INGEST_BATCHES_AT_ONCE: usize = 4;
+/// Referral batches handled at once on the embedded backends, as Lambda runs several ingest
+/// invocations side by side: one batch's DNS scans overlap another's work. Their lanes take
+/// turns per domain ([`ingest_referral::DomainTurns`]). One at a time with `--aws`: moto, the
+/// DynamoDB that `--aws` meets outside AWS, applies concurrent updates of one item (a run's
+/// counters) without isolation and loses increments.
+pub const INGEST_BATCHES_AT_ONCE: usize = 4;
 
 /// What a drain did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -79,7 +81,7 @@ async fn drain_referrals_up_to(
     drain(
         stack.referrals_queue.as_ref(),
         batches,
-        INGEST_BATCHES_AT_ONCE,
+        stack.ingest_batches_at_once,
         |event| handle_batch(&deps, event),
     )
     .await
