@@ -806,12 +806,7 @@ async fn a_whole_sync_is_accounted_for_and_summarized_once() {
 /// handled at once by one process or (`separate`) by two, with a 1 s scan.
 async fn two_batches_of_one_new_domain_at_once(separate: bool) -> (Deps, EmbeddedQueue, u64) {
     let deps = Deps::new();
-    let scanner = OverlapScanner {
-        inner: hunter_tests::scanner(),
-        delay: Duration::from_secs(1),
-        in_flight: 0.into(),
-        most_at_once: 0.into(),
-    };
+    let scanner = OverlapScanner::new(Duration::from_secs(1));
     let own = EmbeddedQueue::new("referrals", Duration::from_secs(60), 5);
     let other_process = DomainTurns::default();
     let first = IngestDeps {
@@ -878,6 +873,17 @@ struct OverlapScanner {
     most_at_once: std::sync::atomic::AtomicUsize,
 }
 
+impl OverlapScanner {
+    fn new(delay: Duration) -> Self {
+        Self {
+            inner: hunter_tests::scanner(),
+            delay,
+            in_flight: 0.into(),
+            most_at_once: 0.into(),
+        }
+    }
+}
+
 #[async_trait]
 impl hunter_core::ports::DomainScanner for OverlapScanner {
     async fn scan(&self, domain: &Domain) -> hunter_domain::scan::DomainScan {
@@ -893,12 +899,7 @@ impl hunter_core::ports::DomainScanner for OverlapScanner {
 #[tokio::test(start_paused = true)]
 async fn a_batch_joins_each_domain_s_referrals_in_turn_while_other_domains_scan_alongside() {
     let deps = Deps::new();
-    let scanner = OverlapScanner {
-        inner: hunter_tests::scanner(),
-        delay: Duration::from_secs(1),
-        in_flight: 0.into(),
-        most_at_once: 0.into(),
-    };
+    let scanner = OverlapScanner::new(Duration::from_secs(1));
     let ingest = IngestDeps {
         scanner: &scanner,
         ..deps.ingest()

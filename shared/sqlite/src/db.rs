@@ -549,31 +549,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("data").join("hunter.db");
         let db = SqliteDb::open(&path).unwrap();
-        let mode: String = db
-            .lock()
-            .pragma_query_value(None, "journal_mode", |r| r.get(0))
-            .unwrap();
-        assert_eq!(mode, "wal");
-        let sync: i64 = db
-            .lock()
-            .pragma_query_value(None, "synchronous", |r| r.get(0))
-            .unwrap();
-        assert_eq!(sync, 1, "NORMAL");
-        let checkpoint: i64 = db
-            .lock()
-            .pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0))
-            .unwrap();
-        assert_eq!(checkpoint, WAL_CHECKPOINT_PAGES);
-        let temp_store: i64 = db
-            .lock()
-            .pragma_query_value(None, "temp_store", |r| r.get(0))
-            .unwrap();
-        assert_eq!(temp_store, 2, "MEMORY");
-        let cache: i64 = db
-            .lock()
-            .pragma_query_value(None, "cache_size", |r| r.get(0))
-            .unwrap();
-        assert_eq!(cache, -PAGE_CACHE_KIB);
+        let pragma = |name: &str| -> String {
+            db.lock()
+                .pragma_query_value(None, name, |r| r.get::<_, rusqlite::types::Value>(0))
+                .map(|v| match v {
+                    rusqlite::types::Value::Integer(n) => n.to_string(),
+                    rusqlite::types::Value::Text(t) => t,
+                    other => format!("{other:?}"),
+                })
+                .unwrap()
+        };
+        assert_eq!(pragma("journal_mode"), "wal");
+        assert_eq!(pragma("synchronous"), "1", "NORMAL");
+        assert_eq!(
+            pragma("wal_autocheckpoint"),
+            WAL_CHECKPOINT_PAGES.to_string()
+        );
+        assert_eq!(pragma("temp_store"), "2", "MEMORY");
+        assert_eq!(pragma("cache_size"), (-PAGE_CACHE_KIB).to_string());
         drop(db);
         let again = SqliteDb::open(&path).unwrap();
         assert_eq!(again.schema_version().unwrap(), SCHEMA_VERSION);

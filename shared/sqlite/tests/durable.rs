@@ -185,6 +185,19 @@ async fn everything_committed_survives_reopening_the_file_and_in_flight_messages
     assert_eq!(queue.depth().await.unwrap().in_flight, 2);
 }
 
+/// Another connection to `path` with a trigger that refuses every new contribution (drop it with
+/// `DROP TRIGGER refuse`).
+fn refuse_contributions(path: &Path) -> rusqlite::Connection {
+    let saboteur = rusqlite::Connection::open(path).unwrap();
+    saboteur
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON contributions
+             BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .unwrap();
+    saboteur
+}
+
 #[tokio::test]
 async fn a_write_that_fails_midway_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -209,13 +222,7 @@ async fn a_write_that_fails_midway_leaves_nothing() {
 
     // The second statement of the transaction fails after the first succeeded: the lead is
     // rolled back with it.
-    let saboteur = rusqlite::Connection::open(&path).unwrap();
-    saboteur
-        .execute_batch(
-            "CREATE TRIGGER refuse BEFORE INSERT ON contributions
-             BEGIN SELECT RAISE(ABORT, 'refused'); END;",
-        )
-        .unwrap();
+    let saboteur = refuse_contributions(&path);
     let fabrikam = Lead::new(domain("fabrikam.com"), at(0));
     let failed = store
         .put_lead(&fabrikam, None, Some(&contribution("r3")))
@@ -388,13 +395,7 @@ async fn a_call_that_fails_inside_a_group_undoes_its_own_writes_only() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hunter.db");
     let (db, store, _) = open_grouped(&path, NEVER);
-    let saboteur = rusqlite::Connection::open(&path).unwrap();
-    saboteur
-        .execute_batch(
-            "CREATE TRIGGER refuse BEFORE INSERT ON contributions
-             BEGIN SELECT RAISE(ABORT, 'refused'); END;",
-        )
-        .unwrap();
+    let _saboteur = refuse_contributions(&path);
     store.upsert_referral(&referral("r1", 0)).await.unwrap();
     // The lead is written, then its contribution is refused: the lead goes, r1 stays.
     let fabrikam = Lead::new(domain("fabrikam.com"), at(0));
