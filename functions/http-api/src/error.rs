@@ -58,7 +58,8 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
-    pub(crate) fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+    /// 503: something the answer needs cannot be reached or written; worth trying again.
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
     }
 }

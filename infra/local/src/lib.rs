@@ -216,7 +216,7 @@ async fn serve(stack: Arc<Stack>, args: &Args) -> anyhow::Result<()> {
         .merge(ui::router(stack.ui.clone()))
         .layer(axum::middleware::from_fn_with_state(
             stack.clone(),
-            commit_before_answering,
+            commit_before_answering::<Arc<Stack>>,
         ));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
@@ -224,18 +224,35 @@ async fn serve(stack: Arc<Stack>, args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the API makes durable before it answers a request that may have written.
+pub trait CommitWrites: Clone + Send + Sync + 'static {
+    /// Makes every write so far durable.
+    fn commit_writes(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+impl CommitWrites for Arc<Stack> {
+    async fn commit_writes(&self) -> anyhow::Result<()> {
+        self.commit().await
+    }
+}
+
 /// Answers a request that may have written (any method but GET, HEAD, OPTIONS) only once its
 /// writes are committed, so that an accepted "Sync now", "Push now" or "Rescan" survives a crash.
-async fn commit_before_answering(
-    axum::extract::State(stack): axum::extract::State<Arc<Stack>>,
+/// A failed commit answers 503 `store_unavailable` instead (the writes were rolled back).
+async fn commit_before_answering<D: CommitWrites>(
+    axum::extract::State(durable): axum::extract::State<D>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let writes = !request.method().is_safe();
     let response = next.run(request).await;
-    if writes && let Err(err) = stack.commit().await {
+    if writes && let Err(err) = durable.commit_writes().await {
         tracing::error!(event = "local_api_commit_failed", error = %err);
-        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+        return http_api::ApiError::unavailable(
+            "store_unavailable",
+            "the change could not be saved; try again",
+        )
+        .into_response();
     }
     response
 }
@@ -293,5 +310,78 @@ impl SyncTrigger for LoopSyncTrigger {
                     TriggerError::Unavailable("the sync loop has stopped".to_owned())
                 }
             })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+
+    use super::*;
+
+    /// Counts its commits; fails them when told to.
+    #[derive(Clone, Default)]
+    struct Commits {
+        made: Arc<AtomicUsize>,
+        fail: bool,
+    }
+
+    impl CommitWrites for Commits {
+        async fn commit_writes(&self) -> anyhow::Result<()> {
+            self.made.fetch_add(1, Ordering::SeqCst);
+            anyhow::ensure!(!self.fail, "disk full");
+            Ok(())
+        }
+    }
+
+    /// An API with one route that "writes" (`POST /x`, 202) and reads (`GET /x`) behind the
+    /// middleware; its base URL.
+    async fn serve(commits: Commits) -> String {
+        let app = Router::new()
+            .route(
+                "/x",
+                get(|| async { "read" }).post(|| async { StatusCode::ACCEPTED }),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                commits,
+                commit_before_answering::<Commits>,
+            ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/x", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_write_is_answered_once_committed_and_a_read_commits_nothing() {
+        let commits = Commits::default();
+        let url = serve(commits.clone()).await;
+        let client = reqwest::Client::new();
+        assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+        assert_eq!(commits.made.load(Ordering::SeqCst), 0);
+        assert_eq!(client.post(&url).send().await.unwrap().status(), 202);
+        assert_eq!(commits.made.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_write_whose_commit_fails_is_answered_503_with_the_api_error_shape() {
+        let commits = Commits {
+            fail: true,
+            ..Commits::default()
+        };
+        let url = serve(commits.clone()).await;
+        let client = reqwest::Client::new();
+        let answer = client.post(&url).send().await.unwrap();
+        assert_eq!(answer.status(), 503);
+        let body: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "store_unavailable");
+        assert_eq!(commits.made.load(Ordering::SeqCst), 1);
+        // Reads do not depend on committing.
+        assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
     }
 }

@@ -588,6 +588,54 @@ mod tests {
         ));
     }
 
+    /// A group whose COMMIT fails (here a deferred foreign key left broken inside it, the way
+    /// a full disk would fail it) is rolled back whole and reported; the next group starts
+    /// afresh and commits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_group_commit_rolls_the_group_back_and_the_next_one_commits() {
+        use hunter_core::ports::{OutgoingMessage, Queue as _};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hunter.db");
+        let db = SqliteDb::open_grouped(&path, Duration::from_secs(3600)).unwrap();
+        db.lock()
+            .execute_batch(
+                "PRAGMA foreign_keys = ON;
+                 CREATE TABLE parent (id INTEGER PRIMARY KEY);
+                 CREATE TABLE child (parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
+            )
+            .unwrap();
+        let queue = crate::SqliteQueue::new(db.clone(), "referrals", Duration::from_secs(30), 5);
+        let message = |id: &str| OutgoingMessage::new(id.to_owned(), format!("\"{id}\""));
+        queue.send_batch(&[message("lost")]).await.unwrap();
+        db.connection()
+            .unwrap()
+            .execute_batch("INSERT INTO child (parent) VALUES (42)")
+            .unwrap();
+
+        let failed = db.commit();
+        assert!(
+            matches!(&failed, Err(SqliteError::Sqlite(e)) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation)),
+            "{failed:?}"
+        );
+        assert!(
+            db.lock().is_autocommit(),
+            "the failed group is not left open"
+        );
+        assert_eq!(queue.depth().await.unwrap().visible, 0, "rolled back whole");
+
+        queue.send_batch(&[message("kept")]).await.unwrap();
+        db.commit().unwrap();
+        let other = crate::SqliteQueue::new(
+            SqliteDb::open(&path).unwrap(),
+            "referrals",
+            Duration::from_secs(30),
+            5,
+        );
+        let received = other.receive(10, None, Duration::ZERO).await.unwrap();
+        let bodies: Vec<&str> = received.iter().map(|m| m.body.as_str()).collect();
+        assert_eq!(bodies, ["\"kept\""]);
+    }
+
     #[test]
     fn errors_map_to_retryable_or_not() {
         let busy = rusqlite::Error::SqliteFailure(
