@@ -30,7 +30,7 @@ use crate::sim::dataverse::{
 };
 use crate::sim::partner_center::{Faults, PartnerCenterSim, RunningSim, SimConfig};
 use crate::sim::queue_faults::FaultyQueue;
-use crate::sim::seed::{load_referrals_file, referral_stream};
+use crate::sim::seed::load_referrals_file;
 use crate::stage_timing::{Stopwatch, TimedQueue, TimedScanner};
 use hunter_sqlite::{SqliteDb, SqliteQueue, SqliteStore};
 
@@ -105,13 +105,6 @@ impl Stack {
                 None
             }
             _ => {
-                // Generated referrals go to the simulator one at a time, never all at once as
-                // documents; their domains are read back from the simulator's text.
-                let generated = args.referrals.is_none();
-                let referrals: Box<dyn Iterator<Item = serde_json::Value>> = match &args.referrals {
-                    Some(path) => Box::new(load_referrals_file(path)?.into_iter()),
-                    None => Box::new(referral_stream(args.seed, SEED_RNG)),
-                };
                 let mut sim_config = SimConfig {
                     page_size: args.sim.sim_page_size.max(1),
                     faults: Faults {
@@ -140,15 +133,23 @@ impl Stack {
                 if credentials.pc_client_id.is_empty() {
                     credentials.pc_client_id = "hunter-local".to_owned();
                 }
-                let sim = PartnerCenterSim::new(referrals, sim_config);
-                if generated {
-                    let mut domains = SeededDomains::default();
-                    sim.for_each_text(|text| domains.add_text(text));
-                    seeded_dns = Some(DnsSim::with_domains(
-                        &domains.into_vec(),
-                        args.sim.sim_dns_faults,
-                    ));
-                }
+                // Generated referrals are never held at once, as documents or as text: the
+                // simulator generates each again when it is read; the DNS simulator learns
+                // their domains as they are generated.
+                let sim = match &args.referrals {
+                    Some(path) => PartnerCenterSim::new(load_referrals_file(path)?, sim_config),
+                    None => {
+                        let mut domains = SeededDomains::default();
+                        let sim = PartnerCenterSim::seeded(args.seed, SEED_RNG, sim_config, |r| {
+                            domains.add_text(r);
+                        });
+                        seeded_dns = Some(DnsSim::with_domains(
+                            &domains.into_vec(),
+                            args.sim.sim_dns_faults,
+                        ));
+                        sim
+                    }
+                };
                 let sim = sim
                     .serve(([127, 0, 0, 1], 0).into())
                     .await

@@ -13,7 +13,8 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Duration, Utc};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 /// `2026-11-01T00:00:00Z` in Unix seconds: every generated date lies in the 90 days before it.
 pub const SEED_EPOCH_UNIX: i64 = 1_793_491_200;
@@ -550,17 +551,34 @@ fn random_scenario(rng: &mut fastrand::Rng) -> Scenario {
     }
 }
 
-fn uuid(rng: &mut fastrand::Rng) -> String {
-    // Version 4 / RFC 4122 variant bits, so ids look like Microsoft's GUIDs.
-    let bits = (rng.u128(..) & !(0xf000_u128 << 64) & !(0xc000_u128 << 48))
+/// A version-4 UUID's bits (RFC 4122 variant), so ids look like Microsoft's GUIDs.
+fn uuid_bits(rng: &mut fastrand::Rng) -> u128 {
+    (rng.u128(..) & !(0xf000_u128 << 64) & !(0xc000_u128 << 48))
         | (0x4000_u128 << 64)
-        | (0x8000_u128 << 48);
-    uuid::Uuid::from_u128(bits).to_string()
+        | (0x8000_u128 << 48)
+}
+
+fn uuid(rng: &mut fastrand::Rng) -> String {
+    uuid::Uuid::from_u128(uuid_bits(rng)).to_string()
+}
+
+/// `2026-11-01T00:00:00`: what `%Y-%m-%dT%H:%M:%S` gives, without parsing a format each time.
+fn seconds(t: DateTime<Utc>) -> String {
+    use chrono::{Datelike as _, Timelike as _};
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// Fractional seconds the way Partner Center varies them: 7 digits, 2, 3 or none.
 fn timestamp(t: DateTime<Utc>, rng: &mut fastrand::Rng) -> String {
-    let base = t.format("%Y-%m-%dT%H:%M:%S");
+    let base = seconds(t);
     let ticks = t.timestamp_subsec_nanos() / 100;
     match rng.u8(0..10) {
         0..=4 => format!("{base}.{ticks:07}Z"),
@@ -571,7 +589,7 @@ fn timestamp(t: DateTime<Utc>, rng: &mut fastrand::Rng) -> String {
 }
 
 fn plain_timestamp(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    format!("{}Z", seconds(t))
 }
 
 /// ASCII local part of an e-mail address for a (possibly accented) name.
@@ -594,7 +612,190 @@ fn ascii_fold(name: &str) -> String {
     out
 }
 
-fn contact(rng: &mut fastrand::Rng, email_domain: &str, consumer: bool, locale: &str) -> Value {
+// A generated referral as typed values, serialized straight to text: a `json!` tree cost ~150
+// allocations per referral, and the simulator generates each referral again whenever it is
+// read. Fields are declared in byte order of their names, the order a `serde_json::Value`
+// object keeps, so the text is the same either way.
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GeneratedReferral {
+    accepted_date_time: Option<String>,
+    closed_date_time: Option<String>,
+    consent: Consent,
+    created_date_time: String,
+    /// Absent (`None`), `null` (`Some(None)`) or a profile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer_profile: Option<Option<Profile>>,
+    details: Details,
+    direction: &'static str,
+    #[serde(rename = "eTag")]
+    etag: String,
+    engagement_id: String,
+    expiration_date_time: Option<String>,
+    external_reference_id: (),
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    invite_context: InviteContext,
+    is_spam: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    links: Option<Links>,
+    name: String,
+    organization_id: &'static str,
+    organization_name: &'static str,
+    qualification: &'static str,
+    quality: &'static str,
+    sales_stage: Option<&'static str>,
+    status: &'static str,
+    status_reason: (),
+    substatus: &'static str,
+    target: [Target; 1],
+    team: Vec<Person>,
+    #[serde(rename = "type")]
+    referral_type: &'static str,
+    updated_date_time: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Consent {
+    consent_to_contact: bool,
+    consent_to_share_referral_with_microsoft_sellers: bool,
+    consent_to_to_share_info_with_others: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Details {
+    closing_date_time: String,
+    currency: &'static str,
+    /// A number, the number as text, or `null`: Partner Center sends all three.
+    deal_value: Value,
+    notes: String,
+    requirements: Requirements,
+}
+
+#[derive(Serialize)]
+struct Requirements {
+    industries: [Named; 1],
+    products: [Named; 1],
+    services: [Named; 1],
+    solutions: [Solution; 1],
+}
+
+#[derive(Serialize)]
+struct Named {
+    id: &'static str,
+}
+
+#[derive(Serialize)]
+struct Solution {
+    id: &'static str,
+    name: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InviteContext {
+    assistance_request_code: &'static str,
+    notes: &'static str,
+}
+
+#[derive(Serialize)]
+struct Links {
+    #[serde(rename = "self")]
+    this: Link,
+}
+
+#[derive(Serialize)]
+struct Link {
+    method: &'static str,
+    uri: String,
+}
+
+#[derive(Serialize)]
+struct Target {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// A member of the partner's team (or a Microsoft seller on it).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Person {
+    email: String,
+    first_name: &'static str,
+    last_name: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Profile {
+    address: Address,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    company_website: Option<String>,
+    ids: Ids,
+    name: Cow<'static, str>,
+    size: &'static str,
+    team: Vec<Contact>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    website: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    website_url: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Address {
+    address_line1: String,
+    city: &'static str,
+    country: &'static str,
+    postal_code: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<&'static str>,
+}
+
+/// `ids` as Partner Center sends it: a list, or (off-contract, seen in the wild) `{}`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Ids {
+    List(Vec<ProfileId>),
+    EmptyObject {},
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ProfileId {
+    id: String,
+    profile_type: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Contact {
+    contact_preference: ContactPreference,
+    email: String,
+    first_name: &'static str,
+    last_name: &'static str,
+    phone_number: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ContactPreference {
+    disable_notifications: bool,
+    locale: &'static str,
+}
+
+fn contact(
+    rng: &mut fastrand::Rng,
+    email_domain: &str,
+    consumer: bool,
+    locale: &'static str,
+) -> Contact {
     let first = pick(rng, FIRST_NAMES);
     let last = pick(rng, LAST_NAMES);
     let (f, l) = (ascii_fold(first), ascii_fold(last));
@@ -615,28 +816,35 @@ fn contact(rng: &mut fastrand::Rng, email_domain: &str, consumer: bool, locale: 
             email.replace(email_domain, &email_domain.to_uppercase())
         );
     }
-    json!({
-        "firstName": first,
-        "lastName": last,
-        "phoneNumber": format!("+1 555 01{:02}", rng.u8(0..100)),
-        "email": email,
-        "contactPreference": {"locale": locale, "disableNotifications": rng.u8(0..5) == 0},
-    })
+    let phone_number = format!("+1 555 01{:02}", rng.u8(0..100));
+    Contact {
+        contact_preference: ContactPreference {
+            disable_notifications: rng.u8(0..5) == 0,
+            locale,
+        },
+        email,
+        first_name: first,
+        last_name: last,
+        phone_number,
+    }
 }
 
-fn duns(rng: &mut fastrand::Rng) -> Value {
-    json!({"profileType": "Duns", "id": format!("{:09}", rng.u32(100_000_000..1_000_000_000))})
+fn duns(rng: &mut fastrand::Rng) -> ProfileId {
+    ProfileId {
+        id: format!("{:09}", rng.u32(100_000_000..1_000_000_000)),
+        profile_type: "Duns",
+    }
 }
 
-/// `customerProfile` (or `null`/absent for some `NoProfile` referrals) for a scenario.
+/// `customerProfile` for a scenario: absent (`None`), `null` (`Some(None)`) or a profile.
 fn customer_profile(
     rng: &mut fastrand::Rng,
     style: ContactStyle,
     company: &Company,
-) -> Option<Value> {
+) -> Option<Option<Profile>> {
     let consumer = |rng: &mut fastrand::Rng| pick(rng, CONSUMER_DOMAINS);
     let mut team = Vec::new();
-    let mut ids = json!([]);
+    let mut ids = Ids::List(Vec::new());
     let mut website = None;
     match style {
         ContactStyle::Company | ContactStyle::Idn => {
@@ -672,10 +880,14 @@ fn customer_profile(
                 pick(rng, &["https://www.{}/", "http://{}/about", "https://{}"])
                     .replace("{}", &company.domain)
             };
-            ids = json!([duns(rng), {"profileType": "External", "id": external}]);
+            let external = ProfileId {
+                id: external,
+                profile_type: "External",
+            };
+            ids = Ids::List(vec![duns(rng), external]);
         }
         ContactStyle::WebsiteOnly => {
-            ids = json!({});
+            ids = Ids::EmptyObject {};
             let key = pick(rng, &["website", "websiteUrl", "companyWebsite"]);
             website = Some((key, format!("https://www.{}", company.domain)));
         }
@@ -685,60 +897,71 @@ fn customer_profile(
                 team.push(contact(rng, free, true, company.locale));
             }
             ids = if rng.bool() {
-                json!({})
+                Ids::EmptyObject {}
             } else {
-                json!([duns(rng)])
+                Ids::List(vec![duns(rng)])
             };
         }
         ContactStyle::NoProfile => match rng.u8(0..3) {
             0 => return None,
-            1 => return Some(Value::Null),
-            _ => ids = json!({}),
+            1 => return Some(None),
+            _ => ids = Ids::EmptyObject {},
         },
     }
-    let mut address = json!({
-        "addressLine1": format!("{} Main St", rng.u16(1..2000)),
-        "city": company.city,
-        "postalCode": format!("{:05}", rng.u32(1000..99_999)),
-        "country": company.country,
-    });
-    if let Some(state) = company.state {
-        address["state"] = json!(state);
+    let address = Address {
+        address_line1: format!("{} Main St", rng.u16(1..2000)),
+        city: company.city,
+        postal_code: format!("{:05}", rng.u32(1000..99_999)),
+        country: company.country,
+        state: company.state,
+    };
+    let mut profile = Profile {
+        address,
+        company_website: None,
+        ids,
+        name: company.name.clone(),
+        size: pick(rng, SIZES),
+        team,
+        website: None,
+        website_url: None,
+    };
+    match website {
+        Some(("website", url)) => profile.website = Some(url),
+        Some(("websiteUrl", url)) => profile.website_url = Some(url),
+        Some((_, url)) => profile.company_website = Some(url),
+        None => {}
     }
-    let mut profile = json!({
-        "name": company.name,
-        "size": pick(rng, SIZES),
-        "address": address,
-        "team": team,
-        "ids": ids,
-    });
-    if let Some((key, url)) = website {
-        profile[key] = json!(url);
-    }
-    Some(profile)
+    Some(Some(profile))
 }
 
-fn partner_team(rng: &mut fastrand::Rng, shared: bool) -> Value {
-    let mut team = Vec::new();
-    for &(first, last) in PARTNER_PEOPLE.iter().take(rng.usize(1..=2)) {
-        team.push(json!({
-            "firstName": first,
-            "lastName": last,
-            "email": format!("{}@{PARTNER_DOMAIN}", ascii_fold(first)),
-        }));
-    }
+fn partner_team(rng: &mut fastrand::Rng, shared: bool) -> Vec<Person> {
+    let mut team: Vec<Person> = PARTNER_PEOPLE
+        .iter()
+        .take(rng.usize(1..=2))
+        .map(|&(first, last)| Person {
+            email: format!("{}@{PARTNER_DOMAIN}", ascii_fold(first)),
+            first_name: first,
+            last_name: last,
+        })
+        .collect();
     if shared && rng.bool() {
         // A Microsoft seller involved (co-sell); never a customer contact.
-        team.push(json!({"firstName": "Morgan", "lastName": "Microsoft", "email": "morgan.seller@microsoft.com"}));
+        team.push(Person {
+            email: "morgan.seller@microsoft.com".to_owned(),
+            first_name: "Morgan",
+            last_name: "Microsoft",
+        });
     }
-    Value::Array(team)
+    team
 }
 
+/// One referral of `scenario` (the random draws in a fixed order: the seed's corpus depends on
+/// it), and its engagement id's bits.
 fn referral(
     rng: &mut fastrand::Rng,
     scenario: Scenario,
-    previous_engagement: Option<&str>,
-) -> Value {
+    previous_engagement: Option<u128>,
+) -> (GeneratedReferral, u128) {
     let epoch = DateTime::from_timestamp(SEED_EPOCH_UNIX, 0).unwrap_or_default();
     let (direction, status, substatus) = scenario.lifecycle;
     let company = match (scenario.contacts, scenario.company) {
@@ -758,9 +981,9 @@ fn referral(
         }
     };
     let id = uuid(rng);
-    let engagement_id = match previous_engagement {
-        Some(previous) if rng.u8(0..8) == 0 => previous.to_owned(),
-        _ => uuid(rng),
+    let engagement = match previous_engagement {
+        Some(previous) if rng.u8(0..8) == 0 => previous,
+        _ => uuid_bits(rng),
     };
     let age = Duration::seconds(rng.i64(3_600..90 * 86_400))
         + Duration::nanoseconds(rng.i64(0..1_000_000_000));
@@ -791,10 +1014,10 @@ fn referral(
     let deal = u64::from(rng.u32(10..500)) * 500;
     let deal_value = match rng.u8(0..20) {
         0 => Value::Null,
-        1 => json!(deal.to_string()),
-        _ => json!(deal),
+        1 => Value::String(deal.to_string()),
+        _ => Value::from(deal),
     };
-    let profile = customer_profile(rng, scenario.contacts, &company);
+    let customer_profile = customer_profile(rng, scenario.contacts, &company);
     let target_type = if rng.u8(0..4) == 0 {
         "BusinessProfileLocation"
     } else {
@@ -806,60 +1029,86 @@ fn referral(
         uuid(rng)
     };
     let closing = plain_timestamp(epoch + Duration::days(rng.i64(30..180)));
-    let mut referral = json!({
-        "id": id,
-        "engagementId": engagement_id,
-        "name": format!("{} - {}", company.name, need.0),
-        "organizationId": ORGANIZATION_ID,
-        "organizationName": ORGANIZATION_NAME,
-        "externalReferenceId": null,
-        "createdDateTime": timestamp(created, rng),
-        "updatedDateTime": timestamp(updated, rng),
-        "expirationDateTime": expiration.map(plain_timestamp),
-        "acceptedDateTime": accepted.map(|t| timestamp(t, rng)),
-        "closedDateTime": closed.map(|t| timestamp(t, rng)),
-        "status": status,
-        "substatus": substatus,
-        "statusReason": null,
-        "qualification": qualification,
-        "type": referral_type,
-        "direction": direction,
-        "eTag": format!("\"{}\"", uuid(rng)),
-        "quality": "Unknown",
-        "isSpam": false,
-        "salesStage": if status == "Closed" && substatus == "Won" { json!("100") } else { Value::Null },
-        "target": [{"type": target_type, "id": target_id}],
-        "consent": {
-            "consentToToShareInfoWithOthers": true,
-            "consentToContact": true,
-            "consentToShareReferralWithMicrosoftSellers": referral_type == "Shared",
+    let created_date_time = timestamp(created, rng);
+    let updated_date_time = timestamp(updated, rng);
+    let accepted_date_time = accepted.map(|t| timestamp(t, rng));
+    let closed_date_time = closed.map(|t| timestamp(t, rng));
+    let etag = format!("\"{}\"", uuid(rng));
+    let notes = format!(
+        "{} for {} ({} seats)",
+        need.0,
+        company.name,
+        rng.u16(5..2000)
+    );
+    let industry = pick(rng, INDUSTRIES);
+    let team = partner_team(rng, referral_type == "Shared");
+    let links = Links {
+        this: Link {
+            method: "GET",
+            uri: format!("https://api.partner.microsoft.com/v1.0/engagements/referrals/{id}"),
         },
-        "details": {
-            "notes": format!("{} for {} ({} seats)", need.0, company.name, rng.u16(5..2000)),
-            "dealValue": deal_value,
-            "currency": company.currency,
-            "closingDateTime": closing,
-            "requirements": {
-                "industries": [{"id": pick(rng, INDUSTRIES)}],
-                "products": [{"id": need.1}],
-                "services": [{"id": need.2}],
-                "solutions": [{"id": need.3, "name": need.4, "type": "Name"}],
+    };
+    let (id, links) = if scenario.invalid {
+        (None, None)
+    } else {
+        (Some(id), Some(links))
+    };
+    let referral = GeneratedReferral {
+        accepted_date_time,
+        closed_date_time,
+        consent: Consent {
+            consent_to_contact: true,
+            consent_to_share_referral_with_microsoft_sellers: referral_type == "Shared",
+            consent_to_to_share_info_with_others: true,
+        },
+        created_date_time,
+        customer_profile,
+        details: Details {
+            closing_date_time: closing,
+            currency: company.currency,
+            deal_value,
+            notes,
+            requirements: Requirements {
+                industries: [Named { id: industry }],
+                products: [Named { id: need.1 }],
+                services: [Named { id: need.2 }],
+                solutions: [Solution {
+                    id: need.3,
+                    name: need.4,
+                    kind: "Name",
+                }],
             },
         },
-        "team": partner_team(rng, referral_type == "Shared"),
-        "inviteContext": {"notes": "", "assistanceRequestCode": "Unknown"},
-        "links": {"self": {"uri": format!("https://api.partner.microsoft.com/v1.0/engagements/referrals/{id}"), "method": "GET"}},
-    });
-    if let (Some(profile), Value::Object(object)) = (profile, &mut referral) {
-        object.insert("customerProfile".into(), profile);
-    }
-    if scenario.invalid {
-        if let Value::Object(object) = &mut referral {
-            object.remove("id");
-            object.remove("links");
-        }
-    }
-    referral
+        direction,
+        etag,
+        engagement_id: uuid::Uuid::from_u128(engagement).to_string(),
+        expiration_date_time: expiration.map(plain_timestamp),
+        external_reference_id: (),
+        id,
+        invite_context: InviteContext {
+            assistance_request_code: "Unknown",
+            notes: "",
+        },
+        is_spam: false,
+        links,
+        name: format!("{} - {}", company.name, need.0),
+        organization_id: ORGANIZATION_ID,
+        organization_name: ORGANIZATION_NAME,
+        qualification,
+        quality: "Unknown",
+        sales_stage: (status == "Closed" && substatus == "Won").then_some("100"),
+        status,
+        status_reason: (),
+        substatus,
+        target: [Target {
+            id: target_id,
+            kind: target_type,
+        }],
+        team,
+        referral_type,
+        updated_date_time,
+    };
+    (referral, engagement)
 }
 
 /// `count` referrals in Partner Center's shape, the same for the same `seed` (see the module docs).
@@ -869,22 +1118,81 @@ pub fn generate_referrals(count: usize, seed: u64) -> Vec<Value> {
 
 /// [`generate_referrals`] one at a time, so that N referrals never need to be held at once.
 pub fn referral_stream(count: usize, seed: u64) -> impl Iterator<Item = Value> {
+    points(count, seed).map(|(_, referral)| to_value(&referral))
+}
+
+/// [`referral_stream`] as compact JSON text, each referral with the [`SeedPoint`] that
+/// generates it again alone.
+pub fn seeded_referrals(count: usize, seed: u64) -> impl Iterator<Item = (SeedPoint, String)> {
+    points(count, seed).map(|(point, referral)| (point, to_text(&referral)))
+}
+
+fn points(count: usize, seed: u64) -> impl Iterator<Item = (SeedPoint, GeneratedReferral)> {
     let mut rng = fastrand::Rng::with_seed(seed);
-    let mut coverage = COVERAGE.to_vec();
+    let mut coverage: Vec<u8> = (0..COVERAGE.len())
+        .filter_map(|i| u8::try_from(i).ok())
+        .collect();
     rng.shuffle(&mut coverage);
-    let mut previous: Option<String> = None;
+    let mut previous_engagement: Option<u128> = None;
     (0..count).map(move |n| {
-        let scenario = match coverage.get(n) {
-            Some(&scenario) => scenario,
-            None => random_scenario(&mut rng),
+        let point = SeedPoint {
+            rng: rng.get_seed(),
+            coverage: coverage.get(n).copied(),
+            previous_engagement,
         };
-        let next = referral(&mut rng, scenario, previous.as_deref());
-        previous = next
-            .get("engagementId")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        next
+        let (referral, engagement) = point.generate(&mut rng);
+        previous_engagement = Some(engagement);
+        (point, referral)
     })
+}
+
+fn to_value(referral: &GeneratedReferral) -> Value {
+    serde_json::to_value(referral).unwrap_or(Value::Null)
+}
+
+fn to_text(referral: &GeneratedReferral) -> String {
+    serde_json::to_string(referral).unwrap_or_else(|_| "null".to_owned())
+}
+
+/// Where one generated referral begins in its seed's sequence: all it takes to generate that
+/// referral again on its own, without the ones before it (~40 bytes instead of ~2 KB of text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeedPoint {
+    /// The generator's state before this referral.
+    rng: u64,
+    /// Index into [`COVERAGE`] for the first referrals of a seed; else the scenario is drawn.
+    coverage: Option<u8>,
+    /// The engagement id of the referral before it (some referrals share their predecessor's).
+    previous_engagement: Option<u128>,
+}
+
+impl SeedPoint {
+    /// The referral generated at this point, as a document.
+    pub fn referral(&self) -> Value {
+        to_value(&self.generate(&mut fastrand::Rng::with_seed(self.rng)).0)
+    }
+
+    /// The referral generated at this point, as compact JSON text: the text
+    /// [`seeded_referrals`] gave with it.
+    pub fn text(&self) -> String {
+        to_text(&self.generate(&mut fastrand::Rng::with_seed(self.rng)).0)
+    }
+
+    /// [`SeedPoint::text`] as a raw JSON value (serialized once, not read back to check it).
+    pub fn raw(&self) -> Box<serde_json::value::RawValue> {
+        let referral = self.generate(&mut fastrand::Rng::with_seed(self.rng)).0;
+        serde_json::value::to_raw_value(&referral)
+            .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned())
+    }
+
+    /// Generates the referral from `rng` (in the state [`SeedPoint::rng`] names) and advances it.
+    fn generate(&self, rng: &mut fastrand::Rng) -> (GeneratedReferral, u128) {
+        let scenario = match self.coverage {
+            Some(index) => COVERAGE[usize::from(index) % COVERAGE.len()],
+            None => random_scenario(rng),
+        };
+        referral(rng, scenario, self.previous_engagement)
+    }
 }
 
 /// Reads referrals from a file holding a JSON array of referral objects (kept as they are).
@@ -914,6 +1222,31 @@ pub fn load_referrals_file(path: &Path) -> anyhow::Result<Vec<Value>> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn when_generated_again_from_its_seed_point_a_referral_should_be_the_same() {
+        let stream: Vec<(SeedPoint, String)> = seeded_referrals(400, 11).collect();
+        let documents = generate_referrals(400, 11);
+        for ((_, text), document) in stream.iter().zip(&documents) {
+            assert_eq!(&serde_json::from_str::<Value>(text).unwrap(), document);
+            // Typed fields in the order a document keeps its keys: the same text either way.
+            assert_eq!(text, &document.to_string());
+        }
+        // Backwards, so that no referral can lean on the one generated before it.
+        for ((point, text), document) in stream.iter().zip(&documents).rev() {
+            assert_eq!(&point.text(), text);
+            assert_eq!(&point.referral(), document);
+        }
+        let shared = documents
+            .windows(2)
+            .filter(|w| w[0]["engagementId"] == w[1]["engagementId"])
+            .count();
+        assert!(
+            shared > 0,
+            "some referrals share their predecessor's engagement"
+        );
+        assert!(stream.iter().take(16).all(|(p, _)| p.coverage.is_some()));
+    }
 
     #[test]
     fn when_folding_names_should_give_ascii() {

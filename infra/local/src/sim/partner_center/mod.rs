@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::http;
+use super::seed::seeded_referrals;
 use super::server::{Running, Simulator};
 use state::Inner;
 
@@ -162,6 +163,24 @@ impl PartnerCenterSim {
         }
     }
 
+    /// A simulator serving the `count` referrals [`seeded_referrals`] generates from `seed`.
+    /// Of each it keeps where in the sequence it begins (and what listings filter on), and
+    /// generates its text again whenever it is read, until a change stores it as text: N
+    /// referrals take ~0.4 KB each instead of ~3 KB. `visit` sees each one's text once, as it
+    /// is generated.
+    pub fn seeded(count: usize, seed: u64, config: SimConfig, mut visit: impl FnMut(&str)) -> Self {
+        let mut inner = Inner::new(count, config);
+        for (point, text) in seeded_referrals(count, seed) {
+            visit(&text);
+            let filterable = odata::filterable_text(&text);
+            let stored = state::StoredReferral::seeded(point, &filterable);
+            inner.upsert_stored(state::referral_id(&filterable), stored);
+        }
+        Self {
+            inner: Arc::new(Mutex::new(inner)),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -174,11 +193,6 @@ impl PartnerCenterSim {
     /// Sets the base URL used in nextLinks and `@odata.context` (no trailing slash).
     pub fn set_base_url(&self, base_url: &str) {
         self.lock().base_url = Some(base_url.trim_end_matches('/').to_owned());
-    }
-
-    /// Hands each referral it holds, as compact JSON text, to `visit`, in the order they came.
-    pub fn for_each_text(&self, mut visit: impl FnMut(&str)) {
-        self.lock().referrals.iter().for_each(|r| visit(r.text()));
     }
 
     /// Adds referrals, replacing stored ones with the same `id`.

@@ -21,6 +21,7 @@ use super::{CONTINUATION_PATH, Faults, PartnerCenterSim, SimConfig, odata, patch
 use crate::sim::control::Controls;
 use crate::sim::http::{self, if_match_names};
 use crate::sim::oauth::AccessTokens;
+use crate::sim::seed::SeedPoint;
 
 /// Everything the simulator holds, behind its lock.
 #[derive(Debug)]
@@ -44,22 +45,37 @@ pub(super) struct Inner {
     page_order: Option<PageOrder>,
 }
 
-/// A referral as the simulator keeps it: its compact JSON text, and apart the properties a
-/// listing filters and orders on ([`odata::filterable`]), so a listing of N referrals neither
-/// holds N parsed documents nor parses one.
+/// A referral as the simulator keeps it: its compact JSON text (or where in a seed's sequence it
+/// is generated again from), and apart the properties a listing filters and orders on
+/// ([`odata::filterable`]), so a listing of N referrals neither holds N parsed documents nor
+/// parses one.
 #[derive(Debug)]
 pub(crate) struct StoredReferral {
-    text: Box<RawValue>,
+    body: Body,
     filterable: Box<RawValue>,
+}
+
+#[derive(Debug)]
+enum Body {
+    /// As it was given (or last changed).
+    Text(Box<RawValue>),
+    /// Generated again whenever it is read: a seeded referral nobody has changed.
+    Seeded(SeedPoint),
 }
 
 impl StoredReferral {
     fn new(referral: &Value) -> Self {
         Self {
-            text: serde_json::value::to_raw_value(referral)
-                .unwrap_or_else(|_| RawValue::NULL.to_owned()),
-            filterable: serde_json::value::to_raw_value(&odata::filterable(referral))
-                .unwrap_or_else(|_| RawValue::NULL.to_owned()),
+            body: Body::Text(to_raw(referral)),
+            filterable: to_raw(&odata::filterable(referral)),
+        }
+    }
+
+    /// A referral kept as the `point` that generates it, with its [`odata::filterable`].
+    pub(super) fn seeded(point: SeedPoint, filterable: &Value) -> Self {
+        Self {
+            body: Body::Seeded(point),
+            filterable: to_raw(filterable),
         }
     }
 
@@ -69,14 +85,24 @@ impl StoredReferral {
     }
 
     /// The referral as compact JSON text.
-    pub(crate) fn text(&self) -> &str {
-        self.text.get()
+    fn text(&self) -> Box<RawValue> {
+        match &self.body {
+            Body::Text(text) => text.clone(),
+            Body::Seeded(point) => point.raw(),
+        }
     }
 
     /// The referral as a document.
     pub(crate) fn value(&self) -> Value {
-        serde_json::from_str(self.text.get()).unwrap_or(Value::Null)
+        match &self.body {
+            Body::Text(text) => serde_json::from_str(text.get()).unwrap_or(Value::Null),
+            Body::Seeded(point) => point.referral(),
+        }
     }
+}
+
+fn to_raw(value: &Value) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
 
 /// The positions in `referrals` that match a listing's filter, in its order.
@@ -113,18 +139,25 @@ impl Inner {
 
     /// Adds referrals, replacing stored ones with the same `id`.
     pub(super) fn upsert(&mut self, referrals: impl IntoIterator<Item = Value>) {
-        self.generation += 1;
         for referral in referrals {
-            match referral_id(&referral) {
-                Some(id) => match self.index.get(&id) {
-                    Some(&position) => self.referrals[position] = StoredReferral::new(&referral),
-                    None => {
-                        self.index.insert(id, self.referrals.len());
-                        self.referrals.push(StoredReferral::new(&referral));
-                    }
-                },
-                None => self.referrals.push(StoredReferral::new(&referral)),
-            }
+            let stored = StoredReferral::new(&referral);
+            self.upsert_stored(referral_id(&referral), stored);
+        }
+    }
+
+    /// Adds `stored` under `id`, replacing the one stored under it; one without an id is kept
+    /// by position.
+    pub(super) fn upsert_stored(&mut self, id: Option<String>, stored: StoredReferral) {
+        self.generation += 1;
+        match id {
+            Some(id) => match self.index.get(&id) {
+                Some(&position) => self.referrals[position] = stored,
+                None => {
+                    self.index.insert(id, self.referrals.len());
+                    self.referrals.push(stored);
+                }
+            },
+            None => self.referrals.push(stored),
         }
     }
 
@@ -307,7 +340,7 @@ impl PartnerCenterSim {
             .map(|&position| {
                 let stored = &inner.referrals[position];
                 match select.as_deref() {
-                    None => stored.text.clone(),
+                    None => stored.text(),
                     Some(names) => serde_json::value::to_raw_value(&odata::project(
                         &stored.value(),
                         Some(names),
@@ -524,7 +557,7 @@ fn query_pairs(uri: &Uri) -> Result<Vec<(String, String)>, ApiError> {
 }
 
 /// The `id` a referral is keyed by: a non-empty string, or a number as text.
-fn referral_id(referral: &Value) -> Option<String> {
+pub(super) fn referral_id(referral: &Value) -> Option<String> {
     match referral.get("id")? {
         Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -655,5 +688,63 @@ mod tests {
                 json!({"v": "no id"})
             ]
         );
+    }
+
+    async fn body(response: Response) -> Value {
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    /// Every page of `uri`'s listing, followed through its nextLinks.
+    async fn listing(sim: &PartnerCenterSim, uri: &str) -> Vec<Value> {
+        let headers = HeaderMap::new();
+        let mut page = body(sim.first_page(&uri.parse().unwrap(), &headers).unwrap()).await;
+        let mut pages = vec![page.clone()];
+        while let Some(next) = page["@odata.nextLink"].as_str() {
+            let uri: Uri = next.trim_start_matches("http://localhost").parse().unwrap();
+            page = body(sim.continuation(&uri, &headers).unwrap()).await;
+            pages.push(page.clone());
+        }
+        pages
+    }
+
+    /// Generated again on every read, seeded referrals are served exactly as the same referrals
+    /// given as documents; one changed is kept as changed.
+    #[tokio::test]
+    async fn a_seeded_simulator_serves_what_the_same_referrals_given_whole_would() {
+        let config = || SimConfig {
+            page_size: 40,
+            ..SimConfig::default()
+        };
+        let mut visited = Vec::new();
+        let seeded = PartnerCenterSim::seeded(300, 5, config(), |text| {
+            visited.push(serde_json::from_str::<Value>(text).unwrap());
+        });
+        let given = PartnerCenterSim::new(crate::sim::seed::generate_referrals(300, 5), config());
+        assert_eq!(visited, given.referrals());
+        assert_eq!(seeded.referrals(), given.referrals());
+        for sim in [&seeded, &given] {
+            sim.set_base_url("http://localhost");
+        }
+        let uri = "/v1.0/engagements/referrals?$filter=status%20eq%20%27New%27&$orderby=updatedDateTime%20desc&$count=true";
+        let pages = listing(&seeded, uri).await;
+        assert!(pages.len() > 1, "{} pages", pages.len());
+        assert_eq!(pages, listing(&given, uri).await);
+
+        let id = given.referrals()[20]["id"].as_str().unwrap().to_owned();
+        for sim in [&seeded, &given] {
+            let ops = br#"[{"op": "replace", "path": "/status", "value": "Closed"}]"#;
+            sim.patch(&id, &HeaderMap::new(), ops).unwrap();
+        }
+        let changed = body(seeded.get_one(&id).unwrap()).await;
+        assert_eq!(changed["status"], "Closed");
+        let unchanged = |sim: &PartnerCenterSim| {
+            let mut all = sim.referrals();
+            all.retain(|r| r["id"] != json!(id));
+            all
+        };
+        assert_eq!(unchanged(&seeded), unchanged(&given));
     }
 }
