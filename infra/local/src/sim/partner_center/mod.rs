@@ -7,7 +7,8 @@
 //! token rotates on every use, and fault injection (throttling, server errors, latency, expiring
 //! tokens) driven by a seeded RNG so tests are deterministic.
 //!
-//! Referrals are kept as the raw JSON they were given, malformed ones included.
+//! Referrals are kept as the raw JSON they were given, malformed ones included; seeded ones
+//! ([`PartnerCenterSim::seeded`]) as the point that generates each again, until changed.
 
 mod auth;
 mod error;
