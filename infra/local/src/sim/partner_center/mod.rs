@@ -167,7 +167,7 @@ impl PartnerCenterSim {
     /// A simulator serving the `count` referrals [`seeded_referrals`] generates from `seed`.
     /// Of each it keeps where in the sequence it begins (and what listings filter on), and
     /// generates its text again whenever it is read, until a change stores it as text: N
-    /// referrals take ~0.4 KB each instead of ~3 KB. `visit` sees each one's text once, as it
+    /// referrals take ~0.8 KB each instead of ~3 KB. `visit` sees each one's text once, as it
     /// is generated.
     pub fn seeded(count: usize, seed: u64, config: SimConfig, mut visit: impl FnMut(&str)) -> Self {
         let mut inner = Inner::new(count, config);
