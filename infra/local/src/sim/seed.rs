@@ -1169,20 +1169,18 @@ pub struct SeedPoint {
 impl SeedPoint {
     /// The referral generated at this point, as a document.
     pub fn referral(&self) -> Value {
-        to_value(&self.generate(&mut fastrand::Rng::with_seed(self.rng)).0)
+        to_value(&self.generated())
     }
 
-    /// The referral generated at this point, as compact JSON text: the text
-    /// [`seeded_referrals`] gave with it.
-    pub fn text(&self) -> String {
-        to_text(&self.generate(&mut fastrand::Rng::with_seed(self.rng)).0)
-    }
-
-    /// [`SeedPoint::text`] as a raw JSON value (serialized once, not read back to check it).
+    /// The referral generated at this point as a raw JSON value: the text [`seeded_referrals`]
+    /// gave with it (serialized once, not read back to check it).
     pub fn raw(&self) -> Box<serde_json::value::RawValue> {
-        let referral = self.generate(&mut fastrand::Rng::with_seed(self.rng)).0;
-        serde_json::value::to_raw_value(&referral)
+        serde_json::value::to_raw_value(&self.generated())
             .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned())
+    }
+
+    fn generated(&self) -> GeneratedReferral {
+        self.generate(&mut fastrand::Rng::with_seed(self.rng)).0
     }
 
     /// Generates the referral from `rng` (in the state [`SeedPoint::rng`] names) and advances it.
@@ -1234,7 +1232,7 @@ mod tests {
         }
         // Backwards, so that no referral can lean on the one generated before it.
         for ((point, text), document) in stream.iter().zip(&documents).rev() {
-            assert_eq!(&point.text(), text);
+            assert_eq!(point.raw().get(), text);
             assert_eq!(&point.referral(), document);
         }
         let shared = documents
