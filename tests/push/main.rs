@@ -102,6 +102,7 @@ impl Fixture {
             &deps,
             &ReferralMessage {
                 run_id: None,
+                arrived_by: Default::default(),
                 referral,
             }
             .to_body(),

@@ -38,6 +38,7 @@ fn event(bodies: &[(&str, String)]) -> SqsEvent {
 fn envelope(run_id: Option<&str>, referral: Value) -> String {
     ReferralMessage {
         run_id: run_id.map(str::to_owned),
+        arrived_by: Default::default(),
         referral,
     }
     .to_body()

@@ -386,8 +386,9 @@ async fn judge(deps: &IngestDeps<'_>, body: &str) -> Result<Judged, IngestError>
             let extracted = extract_domain(&referral, deps.rules);
             let decision =
                 eligibility(&referral, extracted.as_ref().map(|d| &d.domain), deps.rules);
-            let record =
+            let mut record =
                 ReferralRecord::from_referral(&referral, extracted, decision, clock::now());
+            record.arrived_by = message.arrived_by();
             Judged::Referral {
                 run_id,
                 record: Box::new(record),

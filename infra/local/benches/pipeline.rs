@@ -34,6 +34,7 @@ fn bodies() -> Vec<String> {
         .map(|referral| {
             ReferralMessage {
                 run_id: None,
+                arrived_by: Default::default(),
                 referral,
             }
             .to_body()

@@ -77,6 +77,11 @@ pub struct Config {
     /// browsers may call the API from (CORS); unset: the UI's own origin only.
     #[serde(default)]
     pub ui_origin: Vec<String>,
+    /// `HUNTER_PC_WEBHOOK_CERTIFICATE_URLS`: comma-separated URL prefixes a Partner Center
+    /// webhook event's signing certificate may come from (default: where Microsoft publishes
+    /// it, [`crate::partner_center::webhook::MICROSOFT_CERTIFICATE_PREFIX`]).
+    #[serde(default)]
+    pub pc_webhook_certificate_urls: Vec<String>,
     /// `HUNTER_ENTRA_TENANT_ID`: the Entra ID tenant whose users may sign in to the UI.
     pub entra_tenant_id: Option<String>,
     /// `HUNTER_ENTRA_AUDIENCE`: the `aud` an Entra access token must carry to be accepted by the

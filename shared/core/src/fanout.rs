@@ -4,6 +4,7 @@
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use hunter_domain::model::Arrival;
 use hunter_domain::referral::{MAX_PAYLOAD_BYTES, content_digest};
 
 use crate::adapters::memory_queue::MAX_BATCH_BYTES;
@@ -179,9 +180,22 @@ pub struct Enqueued {
 /// [`ReferralMessage`] each, or for one too large for a message a [`PayloadRefMessage`] and
 /// the [`Payload`] to store first; a referral above the reader's bound is unsendable.
 pub fn referral_messages(run_id: &str, referrals: &[Box<RawValue>]) -> PageMessages {
+    messages_of(Some(run_id), referrals)
+}
+
+/// [`referral_messages`] for a referral a webhook event named: in no run, `arrivedBy` webhook.
+pub fn webhook_messages(referral: Box<RawValue>) -> PageMessages {
+    messages_of(None, &[referral])
+}
+
+/// The messages of run `run_id`, or (`None`) of a webhook event.
+fn messages_of(run_id: Option<&str>, referrals: &[Box<RawValue>]) -> PageMessages {
     let mut page = PageMessages::default();
     for (i, referral) in referrals.iter().enumerate() {
-        let body = ReferralMessage::body_of(run_id, referral);
+        let body = match run_id {
+            Some(run_id) => ReferralMessage::body_of(run_id, referral),
+            None => ReferralMessage::webhook_body(referral),
+        };
         if body.len() <= MAX_MESSAGE_BYTES {
             page.messages
                 .push(OutgoingMessage::new(i.to_string(), body));
@@ -200,7 +214,12 @@ pub fn referral_messages(run_id: &str, referrals: &[Box<RawValue>]) -> PageMessa
         }
         let key = payload_key(&text);
         let reference = PayloadRefMessage {
-            run_id: Some(run_id.to_owned()),
+            run_id: run_id.map(str::to_owned),
+            arrived_by: if run_id.is_some() {
+                Arrival::Sweep
+            } else {
+                Arrival::Webhook
+            },
             payload_ref: key.clone(),
         };
         page.messages

@@ -24,4 +24,5 @@ pub mod scanning;
 pub mod secret;
 pub mod sync_report;
 pub mod telemetry;
+pub mod webhook_activity;
 pub mod wiring;

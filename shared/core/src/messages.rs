@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use hunter_domain::model::Arrival;
 use hunter_domain::referral::InvalidPayload;
 
 /// SQS's largest message body, in bytes. A referral whose message would be larger travels by
@@ -17,6 +18,9 @@ pub struct ReferralMessage {
     /// The sync run to count it in (absent when enqueued by hand).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
+    /// How it reached Hunter (absent: a sweep).
+    #[serde(default, skip_serializing_if = "Arrival::is_sweep")]
+    pub arrived_by: Arrival,
     /// The referral exactly as Partner Center sent it.
     pub referral: Value,
 }
@@ -40,6 +44,22 @@ impl ReferralMessage {
         serde_json::to_string(&Envelope { run_id, referral }).unwrap_or_default()
     }
 
+    /// The body of a message for a referral a webhook event named: no run, `arrivedBy` webhook,
+    /// the referral's text verbatim.
+    pub fn webhook_body(referral: &RawValue) -> String {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Envelope<'a> {
+            arrived_by: Arrival,
+            referral: &'a RawValue,
+        }
+        serde_json::to_string(&Envelope {
+            arrived_by: Arrival::Webhook,
+            referral,
+        })
+        .unwrap_or_default()
+    }
+
     /// Reads a message body: the envelope, or a bare referral object (e.g. redriven by hand).
     /// A message by reference reads with a null referral: [`QueuedReferral::from_body`] follows
     /// the reference.
@@ -48,6 +68,7 @@ impl ReferralMessage {
             QueuedReferral::Inline(message) => message,
             QueuedReferral::Stored(stored) => Self {
                 run_id: stored.run_id,
+                arrived_by: stored.arrived_by,
                 referral: Value::Null,
             },
         })
@@ -62,6 +83,9 @@ pub struct PayloadRefMessage {
     /// The sync run to count it in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
+    /// How it reached Hunter (absent: a sweep).
+    #[serde(default, skip_serializing_if = "Arrival::is_sweep")]
+    pub arrived_by: Arrival,
     /// The payload's key: the referral's id, or the digest of its text when it has no string id.
     pub payload_ref: String,
 }
@@ -86,8 +110,13 @@ impl QueuedReferral {
     /// referral object (e.g. redriven by hand).
     pub fn from_body(body: &str) -> Result<Self, InvalidPayload> {
         Ok(match Self::read(body)? {
-            QueuedReferralText::Inline { run_id, referral } => Self::Inline(ReferralMessage {
+            QueuedReferralText::Inline {
                 run_id,
+                arrived_by,
+                referral,
+            } => Self::Inline(ReferralMessage {
+                run_id,
+                arrived_by,
                 // The text is valid JSON already: `read` took it from a parsed body.
                 referral: serde_json::from_str(referral)
                     .map_err(|e| InvalidPayload::NotJson(e.to_string()))?,
@@ -106,26 +135,31 @@ impl QueuedReferral {
             serde_json::from_str(body).map_err(|e| InvalidPayload::NotJson(e.to_string()))?;
         let fields = fields.ok_or(InvalidPayload::NotAnObject)?;
         let run_id = fields.run_id.and_then(non_empty);
+        let arrived_by = fields
+            .arrived_by
+            .and_then(|a| serde_json::from_value(a).ok())
+            .unwrap_or_default();
+        let bare = QueuedReferralText::Inline {
+            run_id: None,
+            arrived_by: Arrival::Sweep,
+            referral: body,
+        };
         Ok(if fields.has_id {
-            QueuedReferralText::Inline {
-                run_id: None,
-                referral: body,
-            }
+            bare
         } else if let Some(referral) = fields.referral {
             QueuedReferralText::Inline {
                 run_id,
+                arrived_by,
                 referral: referral.get(),
             }
         } else if let Some(payload_ref) = fields.payload_ref.and_then(non_empty) {
             QueuedReferralText::Stored(PayloadRefMessage {
                 run_id,
+                arrived_by,
                 payload_ref,
             })
         } else {
-            QueuedReferralText::Inline {
-                run_id: None,
-                referral: body,
-            }
+            bare
         })
     }
 
@@ -179,6 +213,7 @@ mod tests {
     fn when_an_envelope_round_trips_should_keep_run_and_referral() {
         let message = ReferralMessage {
             run_id: Some("run-1".into()),
+            arrived_by: Arrival::Sweep,
             referral: json!({"id": "r1", "extra": [1]}),
         };
         assert_eq!(
@@ -200,6 +235,7 @@ mod tests {
     fn when_a_referral_travels_by_reference_should_read_the_key_and_run() {
         let by_reference = PayloadRefMessage {
             run_id: Some("run-1".into()),
+            arrived_by: Arrival::Sweep,
             payload_ref: "r1".into(),
         };
         let body = by_reference.to_body();
@@ -212,6 +248,7 @@ mod tests {
             ReferralMessage::from_body(&body).unwrap(),
             ReferralMessage {
                 run_id: Some("run-1".into()),
+                arrived_by: Arrival::Sweep,
                 referral: Value::Null
             }
         );
@@ -221,6 +258,7 @@ mod tests {
     fn when_a_body_has_an_older_shape_should_still_read_it_inline() {
         let envelope = ReferralMessage {
             run_id: Some("run-1".into()),
+            arrived_by: Arrival::Sweep,
             referral: json!({"id": "r1"}),
         };
         let read = QueuedReferral::from_body(&envelope.to_body()).unwrap();
@@ -232,6 +270,39 @@ mod tests {
         assert!(
             matches!(no_key, QueuedReferral::Inline(m) if m.run_id.is_none()),
             "not a reference: read as a (bare, id-less) referral"
+        );
+    }
+
+    #[test]
+    fn when_a_webhook_queued_the_referral_should_read_that_it_came_by_webhook() {
+        let text = RawValue::from_string(r#"{"id":"r1","n":[1, 2]}"#.to_owned()).unwrap();
+        let body = ReferralMessage::webhook_body(&text);
+        assert_eq!(
+            body,
+            r#"{"arrivedBy":"webhook","referral":{"id":"r1","n":[1, 2]}}"#
+        );
+        let read = QueuedReferral::read(&body).unwrap();
+        assert_eq!(read.arrived_by(), Arrival::Webhook);
+        assert_eq!(read.run_id(), None);
+        assert!(
+            matches!(read, QueuedReferralText::Inline { referral, .. } if referral == text.get())
+        );
+        let by_reference = PayloadRefMessage {
+            run_id: None,
+            arrived_by: Arrival::Webhook,
+            payload_ref: "r1".into(),
+        };
+        let read = QueuedReferral::from_body(&by_reference.to_body()).unwrap();
+        assert_eq!(read, QueuedReferral::Stored(by_reference));
+        for unknown in [r#""carrier pigeon""#, "7", "null"] {
+            let body = format!(r#"{{"arrivedBy":{unknown},"referral":{{"id":"r1"}}}}"#);
+            let read = QueuedReferral::read(&body).unwrap();
+            assert_eq!(read.arrived_by(), Arrival::Sweep, "{unknown}");
+        }
+        let sweep = ReferralMessage::body_of("run-1", &text);
+        assert_eq!(
+            QueuedReferral::read(&sweep).unwrap().arrived_by(),
+            Arrival::Sweep
         );
     }
 
@@ -254,6 +325,7 @@ pub enum QueuedReferralText<'a> {
     /// The referral's JSON text (the envelope's `referral`, or the whole body).
     Inline {
         run_id: Option<String>,
+        arrived_by: Arrival,
         referral: &'a str,
     },
     /// The key of a referral kept in the store.
@@ -266,6 +338,14 @@ impl QueuedReferralText<'_> {
         match self {
             Self::Inline { run_id, .. } => run_id.as_deref(),
             Self::Stored(stored) => stored.run_id.as_deref(),
+        }
+    }
+
+    /// How it reached Hunter.
+    pub fn arrived_by(&self) -> Arrival {
+        match self {
+            Self::Inline { arrived_by, .. } => *arrived_by,
+            Self::Stored(stored) => stored.arrived_by,
         }
     }
 }
@@ -286,6 +366,7 @@ struct Envelope<'a>(Option<EnvelopeFields<'a>>);
 struct EnvelopeFields<'a> {
     has_id: bool,
     run_id: Option<Value>,
+    arrived_by: Option<Value>,
     referral: Option<&'a RawValue>,
     payload_ref: Option<Value>,
 }
@@ -308,6 +389,7 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
                             fields.has_id = true;
                         }
                         "runId" => fields.run_id = Some(map.next_value()?),
+                        "arrivedBy" => fields.arrived_by = Some(map.next_value()?),
                         "referral" => fields.referral = Some(map.next_value()?),
                         "payloadRef" => fields.payload_ref = Some(map.next_value()?),
                         _ => {

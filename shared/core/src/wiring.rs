@@ -16,6 +16,9 @@ use crate::dynamics::{
     DataverseAuth, DataverseClient, DataverseError, DataverseLeadSink, PacerSettings,
 };
 use crate::http::TokenEndpoint;
+use crate::partner_center::webhook::{
+    HttpCertificateSource, MICROSOFT_CERTIFICATE_PREFIX, WebhookVerifier,
+};
 use crate::partner_center::{
     PartnerCenterAuth, PartnerCenterClient, PartnerCenterError, RefreshTokenStore,
 };
@@ -140,6 +143,16 @@ pub fn partner_center(
         tokens,
     );
     PartnerCenterClient::new(http, &config.partner_center_url, auth, Backoff::default())
+}
+
+/// Checks Partner Center webhook signatures against certificates under
+/// `HUNTER_PC_WEBHOOK_CERTIFICATE_URLS` (default: Microsoft's), fetched with `http`.
+pub fn webhook_verifier(http: reqwest::Client, config: &Config) -> WebhookVerifier {
+    let mut prefixes = config.pc_webhook_certificate_urls.clone();
+    if prefixes.is_empty() {
+        prefixes.push(MICROSOFT_CERTIFICATE_PREFIX.to_owned());
+    }
+    WebhookVerifier::new(prefixes, Arc::new(HttpCertificateSource::new(http)))
 }
 
 /// The Partner Center client that writes Dynamics ids back, when `HUNTER_PC_WRITE_BACK` is on;

@@ -13,6 +13,24 @@ use crate::scoring::{CommercialSegment, Heat, PriorityCategory, ScoreLine, Segme
 /// How much of an unreadable payload is kept with its `invalid_payload` record.
 pub const INVALID_RAW_MAX_BYTES: usize = 16 * 1024;
 
+/// How a referral reached Hunter.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arrival {
+    /// A scheduled or requested sync's pages.
+    #[default]
+    Sweep,
+    /// A Partner Center webhook event naming it.
+    Webhook,
+}
+
+impl Arrival {
+    pub fn is_sweep(&self) -> bool {
+        *self == Self::Sweep
+    }
+}
+
 /// A referral as stored: the fields the API shows, the decision taken, and the raw payload.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +59,9 @@ pub struct ReferralRecord {
     pub updated_date_time: Option<DateTime<Utc>>,
     pub etag: Option<String>,
     pub synced_at: DateTime<Utc>,
+    /// How the version stored reached Hunter (records stored before webhooks: `sweep`).
+    #[serde(default)]
+    pub arrived_by: Arrival,
     /// The payload as received (JSON text; capped for unreadable input).
     pub raw: String,
 }
@@ -83,6 +104,7 @@ impl ReferralRecord {
             updated_date_time: referral.updated,
             etag: referral.etag.clone(),
             synced_at,
+            arrived_by: Arrival::Sweep,
             raw: referral.raw.clone(),
         }
     }
@@ -111,6 +133,7 @@ impl ReferralRecord {
             updated_date_time: None,
             etag: None,
             synced_at,
+            arrived_by: Arrival::Sweep,
             raw: cap_text(text, INVALID_RAW_MAX_BYTES),
         }
     }
@@ -440,6 +463,36 @@ impl SyncRun {
             }
         }
     }
+}
+
+/// What Partner Center's webhooks did: the registration Hunter made, and the events it got.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookActivity {
+    /// The registration made through `hunter-local webhooks register` (or at start with the
+    /// built-in simulator); `None` when none was made, or it was deleted.
+    pub registration: Option<WebhookRegistrationState>,
+    /// Events whose signature verified.
+    pub received: u64,
+    /// Referrals fetched and queued for ingest because of an event.
+    pub queued: u64,
+    /// Events refused (unsigned, wrongly signed, untrusted certificate).
+    pub refused: u64,
+    pub last_event_at: Option<DateTime<Utc>>,
+    pub last_refused_at: Option<DateTime<Utc>>,
+    /// Why the last refused event was refused.
+    pub last_refusal: Option<String>,
+}
+
+/// A webhook registration as Hunter made it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookRegistrationState {
+    pub url: String,
+    pub events: Vec<String>,
+    pub registered_at: DateTime<Utc>,
 }
 
 /// A named piece of sync state (watermark, continuation link, ...), written with a version check.

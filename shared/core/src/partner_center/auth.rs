@@ -78,6 +78,8 @@ pub struct PartnerCenterAuth {
     endpoint: TokenEndpoint,
     initial_refresh_token: Secret,
     store: Arc<dyn RefreshTokenStore>,
+    /// The scope asked for ([`SCOPE`] unless [`PartnerCenterAuth::with_scope`]).
+    scope: &'static str,
     /// The latest refresh token, once one was loaded or rotated.
     refresh: Mutex<Option<Current>>,
 }
@@ -92,6 +94,9 @@ impl std::fmt::Debug for PartnerCenterAuth {
 
 /// The delegated scope of the Referrals API, with a refresh token.
 pub const SCOPE: &str = "https://api.partner.microsoft.com/.default offline_access";
+/// The delegated scope of Partner Center's webhook registration API
+/// (`api.partnercenter.microsoft.com`), redeemed with the same refresh token.
+pub const WEBHOOKS_SCOPE: &str = "https://api.partnercenter.microsoft.com/.default offline_access";
 
 impl PartnerCenterAuth {
     /// Tokens from `endpoint`; `initial_refresh_token` (`HUNTER_PC_REFRESH_TOKEN`) is used while
@@ -105,8 +110,15 @@ impl PartnerCenterAuth {
             endpoint,
             initial_refresh_token,
             store,
+            scope: SCOPE,
             refresh: Mutex::new(None),
         }
+    }
+
+    /// The same tokens for another API of Partner Center (e.g. [`WEBHOOKS_SCOPE`]).
+    pub fn with_scope(mut self, scope: &'static str) -> Self {
+        self.scope = scope;
+        self
     }
 
     /// The stored token, else the initial one.
@@ -141,7 +153,7 @@ impl PartnerCenterAuth {
         let grant = [
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh.expose()),
-            ("scope", SCOPE),
+            ("scope", self.scope),
         ];
         self.endpoint.request(&super::client::NAMES, &grant).await
     }

@@ -12,7 +12,9 @@ use super::auth::PartnerCenterAuth;
 use super::error::PartnerCenterError;
 use super::query::query_pairs;
 use crate::http::{Call, Service, ServiceNames, TokenCache};
-use crate::ports::{ReferralFilter, ReferralPage, ReferralSource, ReferralWriteBack, SourceError};
+use crate::ports::{
+    ReferralFilter, ReferralLookup, ReferralPage, ReferralSource, ReferralWriteBack, SourceError,
+};
 use crate::retry::Backoff;
 
 const REFERRALS_PATH: &str = "v1.0/engagements/referrals";
@@ -84,6 +86,22 @@ impl ReferralSource for PartnerCenterClient {
         deadline: Option<Instant>,
     ) -> Result<ReferralPage, SourceError> {
         Ok(self.page(self.next_page_url(next_link)?, deadline).await?)
+    }
+}
+
+#[async_trait::async_trait]
+impl ReferralLookup for PartnerCenterClient {
+    async fn referral(&self, id: &str) -> Result<Option<Box<RawValue>>, SourceError> {
+        let call = Call::new("get_referral", Method::GET, self.referral_url(id)?);
+        let answer = match self.service.send(&call, None).await {
+            Ok(answer) => answer,
+            Err(PartnerCenterError::Http { status: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let referral = RawValue::from_string(answer.body).map_err(|e| {
+            SourceError::from(invalid(format!("referral {id}: {e}"), answer.request_id))
+        })?;
+        Ok(Some(referral))
     }
 }
 
@@ -198,6 +216,81 @@ struct ListAnswer {
     value: Option<Vec<Box<RawValue>>>,
     #[serde(rename = "@odata.nextLink")]
     next_link: Option<Value>,
+}
+
+/// A webhook registration of the tenant (`{SubscriberId, WebhookUrl, WebhookEvents}`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WebhookRegistration {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriber_id: Option<String>,
+    pub webhook_url: String,
+    pub webhook_events: Vec<String>,
+}
+
+/// Partner Center's webhook registration API (`webhooks/v1/registration`; one registration per
+/// tenant), on `https://api.partnercenter.microsoft.com` (or a simulator).
+#[derive(Debug)]
+pub struct WebhookRegistrations {
+    url: Url,
+    service: Service,
+}
+
+const REGISTRATION_PATH: &str = "webhooks/v1/registration";
+
+impl WebhookRegistrations {
+    /// `auth` should ask for [`super::WEBHOOKS_SCOPE`].
+    pub fn new(
+        http: reqwest::Client,
+        base_url: &str,
+        auth: PartnerCenterAuth,
+        backoff: Backoff,
+    ) -> Result<Self, PartnerCenterError> {
+        let client = PartnerCenterClient::new(http, base_url, auth, backoff)?;
+        let url = client
+            .base
+            .join(REGISTRATION_PATH)
+            .map_err(|e| invalid(e.to_string(), None))?;
+        Ok(Self {
+            url,
+            service: client.service,
+        })
+    }
+
+    /// Registers `webhook_url` for `events` (replacing the tenant's registration, if any).
+    pub async fn register(
+        &self,
+        webhook_url: &str,
+        events: &[&str],
+    ) -> Result<WebhookRegistration, PartnerCenterError> {
+        let body = serde_json::json!({"WebhookUrl": webhook_url, "WebhookEvents": events});
+        let call = Call::new("register_webhook", Method::POST, self.url.clone())
+            .body("application/json", body.to_string().into_bytes());
+        let answer = self.service.send(&call, None).await?;
+        serde_json::from_str(&answer.body).map_err(|e| invalid(e.to_string(), answer.request_id))
+    }
+
+    /// The tenant's registration; `None` when there is none.
+    pub async fn get(&self) -> Result<Option<WebhookRegistration>, PartnerCenterError> {
+        let call = Call::new("get_webhook", Method::GET, self.url.clone());
+        match self.service.send(&call, None).await {
+            Ok(answer) => serde_json::from_str(&answer.body)
+                .map(Some)
+                .map_err(|e| invalid(e.to_string(), answer.request_id)),
+            Err(PartnerCenterError::Http { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes the tenant's registration; `false` when there was none.
+    pub async fn delete(&self) -> Result<bool, PartnerCenterError> {
+        let call = Call::new("delete_webhook", Method::DELETE, self.url.clone());
+        match self.service.send(&call, None).await {
+            Ok(_) => Ok(true),
+            Err(PartnerCenterError::Http { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,10 +6,11 @@ mod client;
 pub mod device_code;
 mod error;
 mod query;
+pub mod webhook;
 
 pub use auth::{
-    PartnerCenterAuth, RefreshTokenStore, SCOPE, StoredRefreshToken, TokenVersion,
+    PartnerCenterAuth, RefreshTokenStore, SCOPE, StoredRefreshToken, TokenVersion, WEBHOOKS_SCOPE,
     replace_refresh_token,
 };
-pub use client::PartnerCenterClient;
+pub use client::{PartnerCenterClient, WebhookRegistration, WebhookRegistrations};
 pub use error::PartnerCenterError;

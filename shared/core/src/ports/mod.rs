@@ -16,8 +16,8 @@ pub use queue::{OutgoingMessage, Queue, QueueDepth, QueueError, ReceivedMessage,
 pub use scanner::DomainScanner;
 pub use sink::{LeadSink, LeadUpsert, PushedLead, SinkError};
 pub use source::{
-    ReferralFilter, ReferralPage, ReferralSource, ReferralWriteBack, SIGN_IN_REQUIRED, SourceError,
-    is_sign_in_required,
+    ReferralFilter, ReferralLookup, ReferralPage, ReferralSource, ReferralWriteBack,
+    SIGN_IN_REQUIRED, SourceError, is_sign_in_required,
 };
 pub use store::{
     DEFAULT_PAGE_SIZE, FailureStore, LeadQuery, LeadSort, LeadStore, MAX_PAGE_SIZE, MessageFailure,

@@ -48,6 +48,13 @@ pub trait ReferralSource: Send + Sync {
     ) -> Result<ReferralPage, SourceError>;
 }
 
+/// One referral by its id (a webhook event names it).
+#[async_trait]
+pub trait ReferralLookup: Send + Sync {
+    /// The referral as the source sends it; `None` when the source has none with that id.
+    async fn referral(&self, id: &str) -> Result<Option<Box<RawValue>>, SourceError>;
+}
+
 /// Writes Hunter's result back onto the referral in Partner Center.
 #[async_trait]
 pub trait ReferralWriteBack: Send + Sync {
