@@ -16,6 +16,7 @@ mod odata;
 mod patch;
 mod routes;
 mod state;
+mod webhooks;
 
 use std::net::SocketAddr;
 
@@ -32,6 +33,10 @@ use super::server::{Running, Simulator};
 use state::Inner;
 
 pub use auth::{Decision, DeviceFlow, PendingSignIn};
+pub use webhooks::{
+    SUPPORTED_WEBHOOK_EVENTS, WEBHOOK_CERTIFICATE_PATH, WebhookRegistration, WebhookStats,
+    webhook_authorization,
+};
 
 /// Path of the first page of the referral list.
 pub const REFERRALS_PATH: &str = "/v1.0/engagements/referrals";
@@ -41,7 +46,8 @@ pub use super::server::SIM_TENANT;
 /// Refresh token the simulator accepts first unless [`SimConfig`] names another.
 pub const DEFAULT_REFRESH_TOKEN: &str = "sim-refresh-token";
 
-/// Faults injected into the referral API routes (`/v1.0/...`), and optionally the token endpoint.
+/// Faults injected into the referral API routes (`/v1.0/...`), and optionally the token endpoint
+/// and webhook events.
 ///
 /// JSON shape for `PUT /_sim/faults`: the same snake_case field names, every field optional.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,6 +72,8 @@ pub struct Faults {
     pub fail_next: Vec<u16>,
     /// Statuses answered, in order, by the next token-endpoint calls (OAuth error body).
     pub token_fail_next: Vec<u16>,
+    /// Probability (0..=1) that a webhook event is silently dropped, never sent.
+    pub webhook_loss_rate: f64,
 }
 
 impl Default for Faults {
@@ -79,6 +87,7 @@ impl Default for Faults {
             expire_token_after_pages: None,
             fail_next: Vec::new(),
             token_fail_next: Vec::new(),
+            webhook_loss_rate: 0.0,
         }
     }
 }
@@ -188,6 +197,7 @@ impl PartnerCenterSim {
 
     /// Binds `addr` (port 0 picks a free port), serves in a spawned task and returns at once.
     pub async fn serve(self, addr: SocketAddr) -> std::io::Result<RunningSim> {
+        self.start_webhook_delivery();
         Running::start(self, addr).await
     }
 

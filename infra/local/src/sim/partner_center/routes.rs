@@ -42,6 +42,7 @@ impl PartnerCenterSim {
             .route("/_sim/device", get(control_device).put(control_set_device))
             .route("/_sim/device/approve", post(control_approve_sign_in))
             .route("/_sim/device/deny", post(control_deny_sign_in))
+            .merge(super::webhooks::routes())
             .merge(control_routes())
             .fallback(not_found)
             .layer(middleware::from_fn_with_state(self.clone(), envelope))
@@ -49,7 +50,7 @@ impl PartnerCenterSim {
     }
 
     /// Latency, auth, then faults, then `handle`. Marks the answer with the auth outcome.
-    async fn api(
+    pub(super) async fn api(
         &self,
         headers: &HeaderMap,
         list: bool,

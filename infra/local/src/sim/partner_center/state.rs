@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use super::auth::{DeviceCode, DeviceFlow};
 use super::error::ApiError;
+use super::webhooks::Webhooks;
 use super::{CONTINUATION_PATH, Faults, PartnerCenterSim, SimConfig, odata, patch};
 use crate::sim::control::Controls;
 use crate::sim::http::{self, if_match_names};
@@ -38,6 +39,7 @@ pub(super) struct Inner {
     pub device_codes: HashMap<String, DeviceCode>,
     pub device_flow: DeviceFlow,
     pub base_url: Option<String>,
+    pub webhooks: Webhooks,
     /// Bumped by every change to `referrals`: a cached page order is valid for one generation.
     generation: u64,
     /// The matching referrals of the last listing, in order, so paging through N referrals
@@ -132,6 +134,7 @@ impl Inner {
             device_codes: HashMap::new(),
             device_flow: DeviceFlow::default(),
             base_url: None,
+            webhooks: Webhooks::default(),
             generation: 0,
             page_order: None,
         }
@@ -140,8 +143,12 @@ impl Inner {
     /// Adds referrals, replacing stored ones with the same `id`.
     pub(super) fn upsert(&mut self, referrals: impl IntoIterator<Item = Value>) {
         for referral in referrals {
-            let stored = StoredReferral::new(&referral);
-            self.upsert_stored(referral_id(&referral), stored);
+            let id = referral_id(&referral);
+            let known = id.as_ref().is_some_and(|id| self.index.contains_key(id));
+            self.upsert_stored(id.clone(), StoredReferral::new(&referral));
+            if let Some(id) = id {
+                self.referral_changed(&id, !known);
+            }
         }
     }
 
@@ -429,6 +436,7 @@ impl PartnerCenterSim {
         stamp(&mut updated, etag);
         inner.referrals[position] = StoredReferral::new(&updated);
         inner.generation += 1;
+        inner.referral_changed(id, false);
         drop(inner);
         tracing::info!(event = "partner_center_sim_referral_patched", referral_id = %id, ops = ops.len());
         let representation = http::prefers(
@@ -493,6 +501,7 @@ impl PartnerCenterSim {
         stamp(&mut updated, etag);
         inner.referrals[position] = StoredReferral::new(&updated);
         inner.generation += 1;
+        inner.referral_changed(id, false);
         drop(inner);
         tracing::info!(event = "partner_center_sim_referral_replaced", referral_id = %id);
         Ok(with_etag(Json(updated.clone()).into_response(), &updated))
