@@ -8,6 +8,7 @@ mod entra;
 mod leads;
 mod properties;
 mod routes;
+mod webhooks;
 
 use std::sync::{Arc, Mutex};
 
@@ -17,7 +18,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Request, StatusCode};
 use axum::response::IntoResponse;
 use clap::Parser;
-use http_api::{ApiState, api_token, router};
+use http_api::{ApiState, WebhookIntake, api_token, router};
 use hunter_core::adapters::LambdaSyncTrigger;
 use hunter_core::ports::SyncTrigger;
 use hunter_core::ports::TriggerError;
@@ -71,6 +72,10 @@ fn state(stack: &Stack, sync: Arc<dyn SyncTrigger>) -> ApiState {
         api_token: Secret::new(TOKEN),
         access_tokens: None,
         ui_origins: Vec::new(),
+        webhooks: Some(WebhookIntake {
+            verifier: stack.webhook_verifier.clone(),
+            referrals: stack.source.clone(),
+        }),
     }
 }
 

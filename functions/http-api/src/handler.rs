@@ -10,6 +10,7 @@ mod leads;
 mod referrals;
 mod status;
 mod sync;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -29,6 +30,7 @@ use utoipa_axum::routes;
 
 pub use auth::{MissingApiToken, api_token};
 pub use error::{ApiError, not_found};
+pub use webhooks::WebhookIntake;
 
 /// What the routes share.
 #[allow(missing_debug_implementations, reason = "trait objects")]
@@ -53,6 +55,8 @@ pub struct ApiState {
     /// Origins of a UI served elsewhere that browsers may call the API from (CORS); empty: the
     /// UI's own origin only.
     pub ui_origins: Vec<String>,
+    /// Partner Center webhook events are taken when set (else their route answers 404).
+    pub webhooks: Option<WebhookIntake>,
 }
 
 #[derive(OpenApi)]
@@ -72,6 +76,7 @@ pub struct ApiState {
         (name = "referrals", description = "Partner Center referrals as received"),
         (name = "sync", description = "Partner Center syncs"),
         (name = "dynamics", description = "Pushes to Dynamics 365"),
+        (name = "webhooks", description = "Partner Center webhook events"),
         (name = "status", description = "Liveness and this document"),
     )
 )]
@@ -97,7 +102,9 @@ impl Modify for BearerAuth {
 /// The routes: `/health` open, the rest behind the bearer token. Without the auth layer, so
 /// that [`openapi`] can describe them without an [`ApiState`].
 fn api() -> (OpenApiRouter<ApiState>, OpenApiRouter<ApiState>) {
-    let open = OpenApiRouter::new().routes(routes!(status::health));
+    let open = OpenApiRouter::new()
+        .routes(routes!(status::health))
+        .routes(routes!(webhooks::partner_center_event));
     let protected = OpenApiRouter::new()
         .routes(routes!(status::openapi_json))
         .routes(routes!(referrals::list_referrals))
@@ -112,7 +119,8 @@ fn api() -> (OpenApiRouter<ApiState>, OpenApiRouter<ApiState>) {
         .routes(routes!(sync::start_sync))
         .routes(routes!(dynamics::push_one))
         .routes(routes!(dynamics::push_all))
-        .routes(routes!(dynamics::push_status));
+        .routes(routes!(dynamics::push_status))
+        .routes(routes!(webhooks::webhooks));
     (open, protected)
 }
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use http_api::{ApiState, api_token, router};
+use http_api::{ApiState, WebhookIntake, api_token, router};
 use hunter_core::{config::Config, credentials::Credentials, telemetry, wiring};
 use hunter_domain::rules::Rules;
 
@@ -14,6 +14,12 @@ async fn main() -> Result<(), lambda_http::Error> {
     let credentials = Credentials::load(&sdk, config.secret_arn.as_deref()).await?;
     let push_queue = wiring::dynamics_queue(&sdk, &config).await?;
     let referrals_queue = wiring::referrals_queue(&sdk, &config).await?;
+    let http = wiring::http_client()?;
+    let tokens = wiring::refresh_token_store(&sdk, &config)?;
+    let webhooks = WebhookIntake {
+        verifier: Arc::new(wiring::webhook_verifier(http.clone(), &config)),
+        referrals: Arc::new(wiring::partner_center(http, &config, &credentials, tokens)?),
+    };
     let rules = Rules::load(config.rules_file.as_deref().map(std::path::Path::new))?;
     let state = ApiState {
         store: Arc::new(wiring::dynamo_store(&sdk, &config)),
@@ -25,6 +31,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         api_token: api_token(credentials.api_token)?,
         access_tokens: wiring::entra_token_verifier(&config)?,
         ui_origins: config.ui_origin.clone(),
+        webhooks: Some(webhooks),
     };
     lambda_http::run(router(state)).await
 }

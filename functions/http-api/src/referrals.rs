@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use hunter_core::ports::ReferralQuery;
-use hunter_domain::model::ReferralRecord;
+use hunter_domain::model::{Arrival, ReferralRecord};
 use hunter_domain::rules::{Domain, DomainSource, SkipReason};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -68,6 +68,8 @@ pub(crate) struct ReferralSummary {
     etag: Option<String>,
     /// When Hunter stored this version.
     synced_at: DateTime<Utc>,
+    /// `webhook` or `sweep`.
+    arrived_by: Arrival,
 }
 
 impl From<ReferralRecord> for ReferralSummary {
@@ -94,6 +96,7 @@ impl From<ReferralRecord> for ReferralSummary {
             updated_date_time: r.updated_date_time,
             etag: r.etag,
             synced_at: r.synced_at,
+            arrived_by: r.arrived_by,
         }
     }
 }

@@ -73,6 +73,14 @@ pub struct Args {
     /// Seconds between scheduled syncs when serving.
     #[arg(long, default_value_t = 60)]
     pub sync_interval: u64,
+    /// No scheduled syncs when serving (the sweep): referrals arrive by webhook events and
+    /// `POST /api/v1/sync` only.
+    #[arg(long)]
+    pub no_sweep: bool,
+    /// Do not register hunter-local's webhook route with the built-in Partner Center simulator
+    /// (it registers itself by default when serving).
+    #[arg(long)]
+    pub no_webhooks: bool,
     /// Every domain scan asks this nameserver (`HOST:PORT`, UDP and TCP). Default: the built-in
     /// DNS simulator when serving generated referrals, else the system's resolvers.
     #[arg(long, value_name = "HOST:PORT", env = "HUNTER_DNS_SERVER")]
@@ -138,6 +146,27 @@ pub enum Command {
     SignIn,
     /// Copy the embedded database to FILE while Hunter runs (SQLite online backup).
     Backup { file: PathBuf },
+    /// Hunter's Partner Center webhook registration (`--partner-center-url`, else Partner
+    /// Center's webhook API; the refresh token `sign-in` kept).
+    Webhooks {
+        #[command(subcommand)]
+        action: WebhookAction,
+    },
+}
+
+/// What `hunter-local webhooks` does.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum WebhookAction {
+    /// Register URL (Hunter's `/api/v1/webhooks/partner-center`) for referral-created and
+    /// referral-updated; replaces the tenant's registration.
+    Register {
+        #[arg(long)]
+        url: String,
+    },
+    /// Show the tenant's registration.
+    List,
+    /// Delete the tenant's registration.
+    Delete,
 }
 
 /// The queues between the functions.

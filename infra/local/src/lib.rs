@@ -12,6 +12,7 @@ pub mod stack;
 pub mod stage_timing;
 pub mod summary;
 pub mod ui;
+pub mod webhooks;
 pub mod worker;
 
 use std::process::ExitCode;
@@ -39,6 +40,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(Command::Dlq { queue }) => return dlq(&args, *queue).await,
         Some(Command::Redrive { queue }) => return redrive(&args, *queue).await,
         Some(Command::Backup { file }) => return backup(&args, file),
+        Some(Command::Webhooks { action }) => return webhooks::command(&args, action).await,
         Some(Command::SignIn) => {
             sign_in::sign_in(&args).await?;
             return Ok(ExitCode::SUCCESS);
@@ -190,11 +192,19 @@ async fn serve(stack: Arc<Stack>, args: &Args) -> anyhow::Result<()> {
         );
     }
     tracing::info!(event = "hunter_local_ready", url = %url, backend = ?args.backend.backend());
+    register_with_simulator(&stack, args, listener.local_addr()?).await;
 
     let syncing = stack.clone();
-    let interval = Duration::from_secs(args.sync_interval.max(1));
+    // No sweep: the loop only runs the syncs asked for (`POST /sync`).
+    let interval = (!args.no_sweep).then(|| Duration::from_secs(args.sync_interval.max(1)));
     tokio::spawn(async move {
         let mut next_run_id = None;
+        if interval.is_none() {
+            match requested.recv().await {
+                Some(run_id) => next_run_id = run_id,
+                None => return,
+            }
+        }
         loop {
             match worker::run_sync(&syncing, next_run_id.take()).await {
                 Ok(summary) => {
@@ -202,7 +212,11 @@ async fn serve(stack: Arc<Stack>, args: &Args) -> anyhow::Result<()> {
                 }
                 Err(err) => tracing::error!(event = "local_sync_failed", error = %err),
             }
-            match tokio::time::timeout(interval, requested.recv()).await {
+            let request = match interval {
+                Some(interval) => tokio::time::timeout(interval, requested.recv()).await,
+                None => Ok(requested.recv().await),
+            };
+            match request {
                 Ok(Some(run_id)) => next_run_id = run_id,
                 Ok(None) => return,
                 Err(_elapsed) => {}
@@ -222,6 +236,24 @@ async fn serve(stack: Arc<Stack>, args: &Args) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())
+}
+
+/// Registers hunter-local's webhook route with the built-in Partner Center simulator (unless
+/// `--no-webhooks`), so that referral changes in it arrive within seconds. A failure is logged:
+/// the sweep still fetches everything.
+async fn register_with_simulator(stack: &Stack, args: &Args, listening: std::net::SocketAddr) {
+    let Some(api) = stack.sim_webhooks.as_ref().filter(|_| !args.no_webhooks) else {
+        return;
+    };
+    let host = if listening.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], listening.port()))
+    } else {
+        listening
+    };
+    let url = format!("http://{host}/{}", webhooks::WEBHOOK_ROUTE);
+    if let Err(err) = webhooks::register(api, stack.store.as_ref(), &url).await {
+        tracing::error!(event = "webhook_registration_failed", error = %format!("{err:#}"));
+    }
 }
 
 /// What the API makes durable before it answers a request that may have written.
@@ -292,6 +324,10 @@ pub fn api_state(
         access_tokens: stack.access_tokens.clone(),
         // The UI is served from the API's own origin.
         ui_origins: Vec::new(),
+        webhooks: Some(http_api::WebhookIntake {
+            verifier: stack.webhook_verifier.clone(),
+            referrals: stack.source.clone(),
+        }),
     }
 }
 

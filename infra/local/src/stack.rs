@@ -14,7 +14,8 @@ use ingest_referral::DomainTurns;
 use crate::ui::UiConfig;
 use hunter_core::credentials::Credentials;
 use hunter_core::dynamics::DataverseLeadSink;
-use hunter_core::partner_center::PartnerCenterClient;
+use hunter_core::partner_center::webhook::WebhookVerifier;
+use hunter_core::partner_center::{PartnerCenterClient, WebhookRegistrations};
 use hunter_core::ports::{DomainScanner, Queue, Store};
 use hunter_core::secret::Secret;
 use hunter_core::wiring;
@@ -29,6 +30,9 @@ use crate::sim::dataverse::{
     RunningDataverse,
 };
 use crate::sim::partner_center::{Faults, PartnerCenterSim, RunningSim, SimConfig};
+
+/// Where the built-in Partner Center simulator publishes its webhook signing certificate.
+const SIM_CERTIFICATE_PATH: &str = "webhooks/cert/";
 use crate::sim::queue_faults::FaultyQueue;
 use crate::sim::seed::load_referrals_file;
 use crate::stage_timing::{Stopwatch, TimedQueue, TimedScanner};
@@ -54,7 +58,12 @@ pub struct Stack {
     pub store: Arc<dyn Store>,
     pub referrals_queue: Arc<dyn Queue>,
     pub push_queue: Arc<dyn Queue>,
-    pub source: PartnerCenterClient,
+    pub source: Arc<PartnerCenterClient>,
+    /// Checks Partner Center webhook events: certificates under the built-in simulator's URL,
+    /// else under `HUNTER_PC_WEBHOOK_CERTIFICATE_URLS` (default: Microsoft's).
+    pub webhook_verifier: Arc<WebhookVerifier>,
+    /// The built-in simulator's webhook registration API (hunter-local registers its own URL).
+    pub sim_webhooks: Option<WebhookRegistrations>,
     pub rules: Rules,
     pub fetch_settings: FetchSettings,
     /// The built-in Partner Center simulator, when no external one was named.
@@ -157,6 +166,8 @@ impl Stack {
                 tracing::info!(event = "partner_center_simulator_started", url = %sim.base_url, referrals = sim.sim.len());
                 config.partner_center_url.clone_from(&sim.base_url);
                 config.partner_center_token_url.clone_from(&sim.token_url);
+                config.pc_webhook_certificate_urls =
+                    vec![format!("{}/{SIM_CERTIFICATE_PATH}", sim.base_url)];
                 Some(sim)
             }
         };
@@ -275,13 +286,32 @@ impl Stack {
         let tokens =
             crate::refresh_token::stack_token_store(args, &config, partner_center_sim.is_some())
                 .await?;
-        let source = wiring::partner_center(wiring::http_client()?, &config, &credentials, tokens)?;
+        let http = wiring::http_client()?;
+        let sim_webhooks = match &partner_center_sim {
+            Some(_) => Some(crate::webhooks::registrations(
+                http.clone(),
+                &config,
+                &credentials,
+                tokens.clone(),
+                &config.partner_center_url,
+            )?),
+            None => None,
+        };
+        let source = Arc::new(wiring::partner_center(
+            http.clone(),
+            &config,
+            &credentials,
+            tokens,
+        )?);
+        let webhook_verifier = Arc::new(wiring::webhook_verifier(http, &config));
         Ok(Self {
             _data_lock: data_lock,
             store,
             referrals_queue,
             push_queue,
             source,
+            webhook_verifier,
+            sim_webhooks,
             rules,
             fetch_settings: fetch_referrals::settings_from(&config),
             partner_center_sim,

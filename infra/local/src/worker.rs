@@ -29,7 +29,7 @@ pub async fn run_sync(stack: &Stack, run_id: Option<String>) -> Result<FetchSumm
     let deps = FetchDeps {
         store: stack.store.as_ref(),
         queue: stack.referrals_queue.as_ref(),
-        source: &stack.source,
+        source: stack.source.as_ref(),
         settings: &stack.fetch_settings,
     };
     let mut summary = fetch_referrals(&deps, run_id, Some(Instant::now() + FETCH_TIMEOUT)).await?;
@@ -109,7 +109,7 @@ async fn drain_pushes_up_to(
         max_receives: Some(crate::stack::MAX_RECEIVE_COUNT),
         write_back: stack
             .write_back
-            .then_some(&stack.source as &dyn ReferralWriteBack),
+            .then_some(stack.source.as_ref() as &dyn ReferralWriteBack),
         opportunities: stack.opportunities,
     };
     // One batch at a time: the pushes are paced by Dataverse's limits, not by waiting.
