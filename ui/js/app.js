@@ -49,6 +49,7 @@ function showSignIn(auth, reason) {
   replace($('main'));
   replace($('last-sync'));
   replace($('queues'));
+  replace($('webhooks'));
   $('boot').hidden = true;
   const box = $('signin');
   const children = [

@@ -3,6 +3,7 @@
 import { h, s, replace, srOnly } from './dom.js';
 import {
   num, SEGMENT_MEANING, SYNC_STATUS_LABEL, SCAN_STATE_LABEL, SCAN_STATE_MEANING, SKIP_REASON_LABEL,
+  ARRIVAL_LABEL, ARRIVAL_MEANING,
 } from './format.js';
 
 /* ---------- categories (labels come from the API, never hard-coded) ---------- */
@@ -59,6 +60,14 @@ export function scanStatePill(state, detail) {
 export function skipReasonChip(reason, detail) {
   const label = SKIP_REASON_LABEL[reason] || reason;
   return h('span', { class: ['chip', 'chip-skip'], title: detail ? `${label}: ${detail}` : label }, label);
+}
+
+/** How the stored version of a referral reached Hunter: "webhook" (highlighted) or "sweep" (muted). */
+export function arrivalChip(arrivedBy) {
+  const label = Object.hasOwn(ARRIVAL_LABEL, arrivedBy ?? '') ? ARRIVAL_LABEL[arrivedBy] : null;
+  if (!label) return h('span', { class: 'muted', title: 'not known' }, '—');
+  return h('span', { class: ['chip', 'chip-arrival', `arrival-${arrivedBy}`], title: `Arrived by ${label}: ${ARRIVAL_MEANING[arrivedBy]}` },
+    label);
 }
 
 function scoreBand(score) {

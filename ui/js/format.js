@@ -146,6 +146,12 @@ export const SKIP_REASON_LABEL = {
   invalid_payload: 'Invalid payload',
 };
 
+export const ARRIVAL_LABEL = { webhook: 'webhook', sweep: 'sweep' };
+export const ARRIVAL_MEANING = {
+  webhook: 'a Partner Center webhook event named this referral and Hunter fetched it at once',
+  sweep: 'fetched by a scheduled or requested sync',
+};
+
 export const TENANT_SIZE_LABEL = { small: 'Small', medium: 'Medium', large: 'Large', enterprise: 'Enterprise' };
 
 export function tenantSize(size) {

@@ -1,8 +1,9 @@
-// The header: the last sync run, queue and dead-letter depths, "Sync now", and a banner when
-// Partner Center refused Hunter's refresh token (someone must run `hunter-local sign-in`).
+// The header: the last sync run, the Partner Center webhook, queue and dead-letter depths,
+// "Sync now", and a banner when Partner Center refused Hunter's refresh token (someone must run
+// `hunter-local sign-in`).
 import { h, replace } from './dom.js';
 import { ApiError } from './api.js';
-import { relative, absolute, num } from './format.js';
+import { relative, absolute, num, plural } from './format.js';
 import { icon } from './components.js';
 
 const IDLE_POLL_MS = 15_000;
@@ -39,6 +40,44 @@ function queueView(queues) {
       dead > 0 ? h('span', { class: 'sr-only' }, ' messages failed for good: see the logs') : null));
 }
 
+/** True when time `a` is set and later than `b` (or `b` is not set). */
+function newer(a, b) {
+  const ta = Date.parse(a || '');
+  const tb = Date.parse(b || '');
+  return !Number.isNaN(ta) && (Number.isNaN(tb) || ta > tb);
+}
+
+// The webhook: registered or not, events received, and a warning while the newest event was
+// refused. Null (nothing shown) when /webhooks did not answer.
+function webhooksView(w) {
+  if (!w) return null;
+  const reg = w.registration;
+  const counts = `Events: ${num(w.received)} received, ${num(w.queued)} queued, ${num(w.refused)} refused`;
+  if (!reg) {
+    const title = `No Partner Center webhook is registered: referrals arrive by sync only\n${counts}`;
+    return h('span', { class: ['webhook-info', 'is-off'], 'data-testid': 'webhooks', 'data-state': 'off', title },
+      h('span', { class: 'webhook-dot', 'aria-hidden': 'true' }),
+      h('span', {}, 'Webhooks off'));
+  }
+  const warn = w.refused > 0 && newer(w.lastRefusedAt, w.lastEventAt);
+  const title = [
+    `Webhook: ${reg.url}`,
+    `Events: ${(reg.events || []).join(', ') || 'none'}`,
+    reg.registeredAt ? `Registered ${absolute(reg.registeredAt)}` : null,
+    counts,
+    w.lastEventAt ? `Last event ${absolute(w.lastEventAt)}` : 'No event yet',
+    w.lastRefusedAt ? `Last refused ${absolute(w.lastRefusedAt)}: ${w.lastRefusal || 'no reason given'}` : null,
+  ].filter(Boolean).join('\n');
+  const sep = (text = ' · ') => h('span', { class: 'muted' }, text);
+  return h('span', { class: ['webhook-info', warn ? 'is-warn' : 'is-on'], 'data-testid': 'webhooks', 'data-state': warn ? 'warn' : 'on', title },
+    warn ? icon('alert') : h('span', { class: 'webhook-dot', 'aria-hidden': 'true' }),
+    h('span', {}, 'Webhooks on',
+      h('span', { class: 'webhook-detail' },
+        sep(), h('span', { 'data-testid': 'webhook-events' }, plural(w.received, 'event', 'events')),
+        w.lastEventAt ? [sep(' · last event '), h('time', { datetime: w.lastEventAt }, relative(w.lastEventAt))] : null),
+      warn ? h('span', { class: 'sr-only' }, ` — the newest event was refused: ${w.lastRefusal || 'no reason given'}`) : null));
+}
+
 // The banner under the header while /health says `partnerCenter.signIn: "required"`.
 function signInBanner() {
   return h('div', { id: 'pc-sign-in', class: 'signin-banner', role: 'alert', 'data-testid': 'sign-in-banner' },
@@ -66,6 +105,7 @@ function renderSignIn(health) {
 export function startHeader(ctx) {
   const lastSyncEl = document.getElementById('last-sync');
   const queuesEl = document.getElementById('queues');
+  const webhooksEl = document.getElementById('webhooks');
   const button = document.getElementById('sync-now');
   let timer = null;
   let stopped = false;
@@ -75,7 +115,7 @@ export function startHeader(ctx) {
   let seenRun = null; // "id:status" of the newest run seen at the last poll
   let justAnnounced = false;
 
-  function render(health) {
+  function render(health, webhooks) {
     lastRun = health.lastSync || null;
     replace(lastSyncEl, lastSyncView(lastRun, toggleError));
     if (lastRun?.status === 'failed') {
@@ -88,6 +128,7 @@ export function startHeader(ctx) {
       errorOpen = false;
     }
     replace(queuesEl, queueView(health.queues));
+    replace(webhooksEl, webhooksView(webhooks));
     renderSignIn(health);
   }
 
@@ -116,8 +157,12 @@ export function startHeader(ctx) {
     clearTimeout(timer);
     let busy = false;
     try {
-      const health = await ctx.api.get('/health');
-      render(health);
+      // The webhook is extra: when /webhooks fails the header goes on without it.
+      const [health, webhooks] = await Promise.all([
+        ctx.api.get('/health'),
+        ctx.api.get('/webhooks').catch(() => null),
+      ]);
+      render(health, webhooks);
       const run = health.lastSync;
       if (waitingFor) {
         // Done once fetched and ingested: summarized, or nothing left in the referrals queue.

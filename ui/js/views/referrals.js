@@ -2,7 +2,7 @@
 import { h, replace, debounce, keepFocus } from '../dom.js';
 import { seg } from '../api.js';
 import {
-  field, select, pager, skeletonRows, errorState, openDialog, spinner, icon, skipReasonChip,
+  field, select, pager, skeletonRows, errorState, openDialog, spinner, icon, skipReasonChip, arrivalChip,
 } from '../components.js';
 import { money, timeEl, SKIP_REASONS, SKIP_REASON_LABEL } from '../format.js';
 
@@ -10,7 +10,7 @@ const STATUSES = ['New', 'Active', 'Closed'];
 const SUBSTATUSES = ['Pending', 'Received', 'Accepted', 'Won', 'Lost', 'Declined', 'Expired', 'Error'];
 const LIMITS = [25, 50, 100, 200];
 const DEFAULT_LIMIT = 50;
-const COLUMN_COUNT = 7;
+const COLUMN_COUNT = 8;
 
 function stateFrom(params) {
   const pick = (k) => params.get(k) || '';
@@ -97,6 +97,7 @@ export function openReferralDetail(ctx, id, returnFocus) {
           fact('Created', timeEl(r.createdDateTime)),
           fact('Updated', timeEl(r.updatedDateTime)),
           fact('Synced', timeEl(r.syncedAt)),
+          fact('Arrived by', h('span', { 'data-testid': 'arrived-by' }, arrivalChip(r.arrivedBy))),
           fact('Referral id', h('code', {}, r.id))),
         h('section', { class: 'detail-section' },
           h('div', { class: 'section-title-row' }, h('h3', {}, 'Raw payload from Partner Center'), copyButton),
@@ -133,7 +134,9 @@ export function mount(container, ctx, initialParams) {
   const table = h('table', { class: 'table referrals-table', id: 'referrals-table' },
     h('caption', { class: 'sr-only' }, 'Referrals. Press Enter on a row to open its details.'),
     h('thead', {}, h('tr', {},
-      ['Company', 'Domain', 'Type', 'Status', 'Eligibility', 'Deal value', 'Synced'].map((t, i) => h('th', { scope: 'col', class: i === 5 ? 'num' : null }, t)))),
+      ['Company', 'Domain', 'Type', 'Status', 'Eligibility', 'Deal value', 'Synced', 'Arrived'].map((t, i) => h('th', {
+        scope: 'col', class: i === 5 ? 'num' : null, title: t === 'Arrived' ? 'How Hunter got this version: a webhook event or a sync (sweep)' : null,
+      }, t)))),
     tbody);
   const wrap = h('div', { class: 'table-wrap table-scroll' }, table);
   const stateBox = h('div', { class: 'state-box' });
@@ -187,7 +190,8 @@ export function mount(container, ctx, initialParams) {
       h('td', { 'data-label': 'Status' }, r.status || '—', r.substatus ? h('span', { class: 'muted' }, ` · ${r.substatus}`) : null),
       h('td', { 'data-label': 'Eligibility' }, eligibilityCell(r)),
       h('td', { class: 'num', 'data-label': 'Deal value' }, money(r.dealValue, r.currency)),
-      h('td', { 'data-label': 'Synced' }, timeEl(r.syncedAt)));
+      h('td', { 'data-label': 'Synced' }, timeEl(r.syncedAt)),
+      h('td', { class: 'c-arrived', 'data-label': 'Arrived', 'data-testid': 'arrived' }, arrivalChip(r.arrivedBy)));
     const open = () => openReferralDetail(ctx, r.id, () => tbody.querySelector(`tr[data-id="${CSS.escape(r.id)}"]`) || tr);
     tr.addEventListener('click', (e) => { if (!e.target.closest('a, button')) open(); });
     tr.addEventListener('keydown', (e) => {
