@@ -4,14 +4,16 @@
 Runs the criterion benches (rules, hot path, ingest handler), then `hunter-local --once
 --no-dynamics` (release build) end to end: 10k and 100k referrals in memory, 10k on the durable
 embedded backend (a fresh data directory), DynamoDB/SQS as moto server (--aws, run under
-scripts/with-moto.sh; 1k by default, see BENCH_MOTO_N), and the Dataverse push benchmark.
+scripts/with-moto.sh; 1k by default, see BENCH_MOTO_N), the Dataverse push benchmark, and the
+median time from a referral created in Partner Center to its lead in Dataverse, by webhook and by
+the 60 s sweep alone (infra/local/tests/webhooks.rs, ignored test `latency_…`, about 3 minutes).
 Each end-to-end run reports referrals/s, wall time, peak RSS and the time by stage from the run's summary. Writes
 target/bench/bench.json and prints a Markdown table for the README.
 
 Environment: BENCH_SIZES (e.g. "10000,100000"), BENCH_MOTO_N (referrals on moto, 1000:
 moto's answers slow down as its table grows — here 200 referrals took 25 s and 1,000 took 418 s —
 so the figure measures moto more than Hunter), BENCH_SKIP (comma list of: criterion, memory,
-durable, moto, push) to leave parts out. Results are written after every part.
+durable, moto, push, latency) to leave parts out. Results are written after every part.
 """
 import json
 import os
@@ -131,6 +133,13 @@ def push():
     return json.loads(out.read_text()) if out.exists() else None
 
 
+def latency():
+    out = OUT / "latency.json"
+    run(["cargo", "test", "-p", "hunter-local", "--test", "webhooks", "--", "--ignored",
+         "--nocapture", "latency_from_partner_center_to_dataverse"], env={"BENCH_OUT": str(out)})
+    return json.loads(out.read_text()) if out.exists() else None
+
+
 def table(results):
     lines = ["| run | referrals/s | wall | peak RSS | fetch | ingest | of which DNS scans | inside queues |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -162,9 +171,17 @@ def main():
     if "push" not in SKIP:
         results["push"] = push()
         save()
+    if "latency" not in SKIP:
+        results["latency"] = latency()
+        save()
     m = results["machine"]
     print(f"\nMachine: {m['cpu']}, {m['cores']} cores, {m['memoryGb']} GB, {m['os']}, {m['rustc']}\n")
     print(table(results))
+    if results.get("latency"):
+        lat = results["latency"]
+        print(f"\nReferral created in Partner Center → its lead in Dataverse (median): "
+              f"{lat['webhooks']['medianS']:.1f} s by webhook, "
+              f"{lat['sweepEvery60s']['medianS']:.1f} s by the 60 s sweep alone")
     print(f"\nwritten: {OUT / 'bench.json'}")
 
 

@@ -480,33 +480,44 @@ fn new_leads(setup: &Setup, count: usize, seed: u64) -> Vec<(String, Value)> {
 }
 
 /// Seconds from each referral created in Partner Center to its lead in Dataverse, `count` of
-/// them, created `spacing` apart.
+/// them, created `spacing` apart (created and watched for in one loop, so that each is timed
+/// from its own creation).
 async fn latencies(setup: &mut Setup, count: usize, spacing: Duration, seed: u64) -> Vec<f64> {
-    let leads = new_leads(setup, count, seed);
-    assert_eq!(leads.len(), count, "enough new leads in the generated pool");
-    let mut created = Vec::new();
-    for (domain, mut referral) in leads {
-        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
-        referral["createdDateTime"] = json!(now);
-        referral["updatedDateTime"] = json!(now);
-        setup.pc.sim.upsert_referrals(vec![referral]);
-        created.push((domain, Instant::now()));
-        tokio::time::sleep(spacing).await;
-    }
-    let mut seconds = vec![None; created.len()];
-    let deadline = Instant::now() + Duration::from_secs(240);
-    while seconds.iter().any(Option::is_none) {
+    let mut pending = new_leads(setup, count, seed);
+    assert_eq!(
+        pending.len(),
+        count,
+        "enough new leads in the generated pool"
+    );
+    pending.reverse();
+    let started = Instant::now();
+    let mut created: Vec<(String, Instant)> = Vec::new();
+    let mut seconds = Vec::new();
+    let deadline = started + spacing * u32::try_from(count).unwrap() + Duration::from_secs(240);
+    while seconds.len() < count {
         setup.assert_running();
         assert!(Instant::now() < deadline, "leads never reached Dataverse");
-        let in_dataverse = setup.dataverse_leads();
-        for ((domain, at), seen) in created.iter().zip(seconds.iter_mut()) {
-            if seen.is_none() && in_dataverse.contains_key(domain) {
-                *seen = Some(at.elapsed().as_secs_f64());
-            }
+        let due = started + spacing * u32::try_from(count - pending.len()).unwrap();
+        if Instant::now() >= due
+            && let Some((domain, mut referral)) = pending.pop()
+        {
+            let now = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+            referral["createdDateTime"] = json!(now);
+            referral["updatedDateTime"] = json!(now);
+            setup.pc.sim.upsert_referrals(vec![referral]);
+            created.push((domain, Instant::now()));
         }
+        let in_dataverse = setup.dataverse_leads();
+        created.retain(|(domain, at)| {
+            let arrived = in_dataverse.contains_key(domain);
+            if arrived {
+                seconds.push(at.elapsed().as_secs_f64());
+            }
+            !arrived
+        });
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    seconds.into_iter().flatten().collect()
+    seconds
 }
 
 fn median(values: &mut [f64]) -> f64 {
