@@ -5,6 +5,18 @@ use std::time::Duration;
 /// Error code of a Dataverse duplicate-detection hit (HTTP 500 that retrying does not cure).
 pub const CODE_DUPLICATE_DETECTED: &str = "0x80040333";
 
+/// ` [request-id X]` after an error's text, or nothing when the service sent none.
+struct RequestIdSuffix<'a>(&'a Option<String>);
+
+impl std::fmt::Display for RequestIdSuffix<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(id) => write!(f, " [request-id {id}]"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A failed call, after the retries. `service` names the API (`Partner Center`, `Dataverse`);
 /// every variant that came from an answer carries the service's `request-id`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -12,7 +24,7 @@ pub enum ServiceError {
     /// The token was refused after one renewal, the token endpoint refused the credentials, or
     /// the user lacks a privilege (403). Someone must sign in again or fix the configuration.
     #[error(
-        "{service} authentication failed (HTTP {status}): {message} [request-id {request_id:?}]"
+        "{service} authentication failed (HTTP {status}): {message}{}", RequestIdSuffix(.request_id)
     )]
     Auth {
         service: &'static str,
@@ -23,7 +35,7 @@ pub enum ServiceError {
     /// The token endpoint refused the refresh token (`invalid_grant`: revoked, expired, or
     /// already used): only a new interactive sign-in (`hunter-local sign-in`) gets a new one.
     #[error(
-        "{service} refused the refresh token (revoked or expired; sign in again with `hunter-local sign-in`): {message} [request-id {request_id:?}]"
+        "{service} refused the refresh token (revoked or expired; sign in again with `hunter-local sign-in`): {message}{}", RequestIdSuffix(.request_id)
     )]
     SignInRequired {
         service: &'static str,
@@ -32,7 +44,7 @@ pub enum ServiceError {
     },
     /// HTTP 400: the request breaks a rule of the service (e.g. Dataverse `0x80044331`, a string
     /// over the column limit). The data must change; never retried.
-    #[error("{service} rejected the request {code}: {message} [request-id {request_id:?}]")]
+    #[error("{service} rejected the request {code}: {message}{}", RequestIdSuffix(.request_id))]
     Validation {
         service: &'static str,
         code: String,
@@ -41,7 +53,7 @@ pub enum ServiceError {
     },
     /// HTTP 429 that outlasted the retries; wait `retry_after`.
     #[error(
-        "{service} throttled the client {code}: retry after {retry_after:?} [request-id {request_id:?}]"
+        "{service} throttled the client {code}: retry after {retry_after:?}{}", RequestIdSuffix(.request_id)
     )]
     Throttled {
         service: &'static str,
@@ -51,7 +63,7 @@ pub enum ServiceError {
         request_id: Option<String>,
     },
     /// Any other error answer; `retryable` for server errors that outlasted the retries.
-    #[error("{service} answered HTTP {status} {code}: {message} [request-id {request_id:?}]")]
+    #[error("{service} answered HTTP {status} {code}: {message}{}", RequestIdSuffix(.request_id))]
     Http {
         service: &'static str,
         status: u16,
@@ -68,7 +80,7 @@ pub enum ServiceError {
         message: String,
     },
     /// An answer outside the contract.
-    #[error("{service} sent an unreadable answer: {message} [request-id {request_id:?}]")]
+    #[error("{service} sent an unreadable answer: {message}{}", RequestIdSuffix(.request_id))]
     InvalidResponse {
         service: &'static str,
         message: String,
@@ -200,6 +212,23 @@ pub(crate) fn retryable_answer(status: u16, code: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn when_displayed_should_name_the_request_id_only_when_there_is_one() {
+        let with = |request_id: Option<&str>| ServiceError::InvalidResponse {
+            service: "Partner Center",
+            message: "not JSON".to_owned(),
+            request_id: request_id.map(str::to_owned),
+        };
+        assert_eq!(
+            with(Some("4f1c")).to_string(),
+            "Partner Center sent an unreadable answer: not JSON [request-id 4f1c]"
+        );
+        assert_eq!(
+            with(None).to_string(),
+            "Partner Center sent an unreadable answer: not JSON"
+        );
+    }
 
     #[test]
     fn when_classified_should_separate_permanent_from_retryable() {
