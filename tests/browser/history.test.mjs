@@ -111,4 +111,23 @@ describe('sync history', { timeout: 120_000 }, () => {
     assert.match(await page.textContent('[data-testid="dlq"]'), /DLQ 2/);
     await page.unroute('**/api/v1/health');
   });
+
+  test('an abandoned last run is said so, not shown as failed', async () => {
+    const { page } = app;
+    const health = await hunter.api('/health');
+    const abandoned = { ...health.lastSync, id: 'abandoned-run', status: 'abandoned', error: null };
+    await page.route('**/api/v1/health', (route) => route.fulfill({
+      status: 200, contentType: 'application/json', body: JSON.stringify({ ...health, lastSync: abandoned }),
+    }));
+    try {
+      await page.reload();
+      await page.waitForSelector('#last-sync .last-sync-text');
+      assert.match(await page.textContent('#last-sync'), /· abandoned/);
+      assert.match(await page.getAttribute('#last-sync .last-sync-text', 'title'), /the next run went on from where it stopped/);
+      assert.equal(await page.$('#last-sync .is-failed'), null, 'not the failed style');
+      await screenshot(page, 'history-abandoned');
+    } finally {
+      await page.unroute('**/api/v1/health');
+    }
+  });
 });

@@ -44,9 +44,13 @@ export function syncPill(status, lastError) {
   return h('span', { class: cls, title: lastError ? `${label}: ${lastError}` : label }, label);
 }
 
+// An abandoned run was cut off by its time limit; the next run took over from where it stopped.
+const RUN_ABANDONED_MEANING = 'Stopped by its time limit; the next run went on from where it stopped';
+
 export function runStatusPill(status, error) {
-  const label = { running: 'Running', succeeded: 'OK', failed: 'Failed' }[status] || status || '—';
-  return h('span', { class: ['pill', `run-${status}`], title: error || label }, label);
+  const label = { running: 'Running', succeeded: 'OK', failed: 'Failed', abandoned: 'Abandoned' }[status] || status || '—';
+  const title = error || (status === 'abandoned' ? RUN_ABANDONED_MEANING : label);
+  return h('span', { class: ['pill', `run-${status}`], title }, label);
 }
 
 export function scanStatePill(state, detail) {

@@ -13,9 +13,11 @@ const BUSY_MAX_MS = 120_000;
 function lastSyncView(run, onToggleError) {
   if (!run) return h('span', { class: 'muted' }, 'No sync yet');
   const when = run.finishedAt || run.startedAt;
-  const status = run.status === 'succeeded' ? 'OK' : run.status === 'running' ? 'running…' : 'failed';
+  const status = { succeeded: 'OK', running: 'running…', abandoned: 'abandoned' }[run.status] || 'failed';
   const text = `${relative(when)} · ${num(run.fetched)} fetched · ${status}`;
-  const title = `Last sync started ${absolute(run.startedAt)}${run.error ? ` — ${run.error}` : ''}`;
+  const why = run.error || (run.status === 'abandoned'
+    ? 'stopped by its time limit; the next run went on from where it stopped' : '');
+  const title = `Last sync started ${absolute(run.startedAt)}${why ? ` — ${why}` : ''}`;
   if (run.status === 'failed') {
     return h('button', {
       type: 'button', class: 'last-sync-btn is-failed', title, 'aria-expanded': 'false', onclick: onToggleError,
