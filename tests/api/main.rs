@@ -72,10 +72,10 @@ fn state(stack: &Stack, sync: Arc<dyn SyncTrigger>) -> ApiState {
         api_token: Secret::new(TOKEN),
         access_tokens: None,
         ui_origins: Vec::new(),
-        webhooks: Some(WebhookIntake {
-            verifier: stack.webhook_verifier.clone(),
-            referrals: stack.source.clone(),
-        }),
+        webhooks: Some(WebhookIntake::new(
+            stack.webhook_verifier.clone(),
+            stack.source.clone(),
+        )),
     }
 }
 

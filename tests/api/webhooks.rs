@@ -189,7 +189,6 @@ async fn when_an_event_is_unsigned_or_wrongly_signed_should_refuse_it_with_401_a
             with("x-ms-signature-algorithm", "rsa-sha1"),
         ),
     ];
-    let count = cases.len();
     for (case, body, headers) in cases {
         let (status, answer) = post(&state, body, &headers).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}: {answer}");
@@ -197,9 +196,16 @@ async fn when_an_event_is_unsigned_or_wrongly_signed_should_refuse_it_with_401_a
     }
     assert_eq!(stack.referrals_queue.depth().await.unwrap().visible, 0);
     let activity = get(&state, "/api/v1/webhooks").await;
-    assert_eq!(activity["refused"], json!(count));
+    assert_eq!(
+        activity["refused"],
+        json!(1),
+        "anyone can post: refusals are recorded at most once a minute"
+    );
     assert_eq!(activity["received"], json!(0));
-    assert!(activity["lastRefusal"].is_string());
+    assert_eq!(
+        activity["lastRefusal"], "a signature header is missing",
+        "what was wrong, in Hunter's own words, never the request's text"
+    );
 }
 
 #[tokio::test]
@@ -220,34 +226,41 @@ async fn when_a_signed_event_names_nothing_to_fetch_should_answer_without_queuei
             StatusCode::OK,
             json!({"outcome": "ignored"}),
         ),
-        (
-            event(
-                "referral-created",
-                Some(&referral_uri(
-                    &stack,
-                    "00000000-0000-4000-8000-00000000dead",
-                )),
-            ),
-            StatusCode::OK,
-            json!({"outcome": "not_found", "referralId": "00000000-0000-4000-8000-00000000dead"}),
-        ),
     ];
     for (body, expected_status, expected) in cases {
         let (status, answer) = post(&state, body.clone(), &signed(&stack, &body)).await;
         assert_eq!((status, &answer), (expected_status, &expected));
     }
+    // A signed body Hunter cannot act on: 200, since delivering it again would not help.
     for body in [
         event("referral-created", None),
         event("referral-created", Some("https://x/referrals/<script>")),
         b"{\"not\": \"an event\"}".to_vec(),
     ] {
         let (status, answer) = post(&state, body.clone(), &signed(&stack, &body)).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
-        assert_eq!(answer["error"]["code"], "invalid_event");
+        assert_eq!(
+            (status, &answer),
+            (StatusCode::OK, &json!({"outcome": "invalid"}))
+        );
     }
+    // A referral Partner Center does not have (yet): 503, so that the event comes again.
+    let unknown = event(
+        "referral-created",
+        Some(&referral_uri(
+            &stack,
+            "00000000-0000-4000-8000-00000000dead",
+        )),
+    );
+    let (status, answer) = post(&state, unknown.clone(), &signed(&stack, &unknown)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(answer["error"]["code"], "referral_not_found");
     let oversized = vec![b' '; 64 * 1024];
     let (status, answer) = post(&state, oversized.clone(), &signed(&stack, &oversized)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert_eq!(
+        answer["error"]["code"], "payload_too_large",
+        "in the API's error shape"
+    );
     assert_eq!(stack.referrals_queue.depth().await.unwrap().visible, 0);
 
     let mut disabled = state.clone();

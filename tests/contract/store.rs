@@ -45,7 +45,7 @@ fn referral(id: &str, created: i64, updated: i64, etag: &str) -> ReferralRecord 
         updated_date_time: Some(at(updated)),
         etag: Some(etag.to_owned()),
         synced_at: at(1000),
-        arrived_by: Default::default(),
+        arrived_by: hunter_domain::model::Arrival::Webhook,
         raw: format!(r#"{{"id":"{id}"}}"#),
     }
 }

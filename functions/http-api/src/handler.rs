@@ -15,6 +15,7 @@ mod webhooks;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware;
 use hunter_core::ports::{AccessTokenVerifier, DomainScanner, Queue, Store, SyncTrigger};
@@ -102,9 +103,11 @@ impl Modify for BearerAuth {
 /// The routes: `/health` open, the rest behind the bearer token. Without the auth layer, so
 /// that [`openapi`] can describe them without an [`ApiState`].
 fn api() -> (OpenApiRouter<ApiState>, OpenApiRouter<ApiState>) {
+    // Nothing open takes a body larger than an event: refused before it is read whole.
     let open = OpenApiRouter::new()
         .routes(routes!(status::health))
-        .routes(routes!(webhooks::partner_center_event));
+        .routes(routes!(webhooks::partner_center_event))
+        .layer(DefaultBodyLimit::max(webhooks::MAX_EVENT_BYTES));
     let protected = OpenApiRouter::new()
         .routes(routes!(status::openapi_json))
         .routes(routes!(referrals::list_referrals))

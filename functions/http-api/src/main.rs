@@ -16,10 +16,10 @@ async fn main() -> Result<(), lambda_http::Error> {
     let referrals_queue = wiring::referrals_queue(&sdk, &config).await?;
     let http = wiring::http_client()?;
     let tokens = wiring::refresh_token_store(&sdk, &config)?;
-    let webhooks = WebhookIntake {
-        verifier: Arc::new(wiring::webhook_verifier(http.clone(), &config)),
-        referrals: Arc::new(wiring::partner_center(http, &config, &credentials, tokens)?),
-    };
+    let webhooks = WebhookIntake::new(
+        Arc::new(wiring::webhook_verifier(&config)?),
+        Arc::new(wiring::partner_center(http, &config, &credentials, tokens)?),
+    );
     let rules = Rules::load(config.rules_file.as_deref().map(std::path::Path::new))?;
     let state = ApiState {
         store: Arc::new(wiring::dynamo_store(&sdk, &config)),

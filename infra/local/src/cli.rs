@@ -146,9 +146,11 @@ pub enum Command {
     SignIn,
     /// Copy the embedded database to FILE while Hunter runs (SQLite online backup).
     Backup { file: PathBuf },
-    /// Hunter's Partner Center webhook registration (`--partner-center-url`, else Partner
-    /// Center's webhook API; the refresh token `sign-in` kept).
+    /// Hunter's Partner Center webhook registration (with the refresh token `sign-in` kept).
     Webhooks {
+        /// Partner Center's webhook API (another host than the Referrals API), or a simulator.
+        #[arg(long, value_name = "URL", default_value = crate::webhooks::PARTNER_CENTER_WEBHOOKS_URL)]
+        api_url: String,
         #[command(subcommand)]
         action: WebhookAction,
     },

@@ -40,7 +40,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(Command::Dlq { queue }) => return dlq(&args, *queue).await,
         Some(Command::Redrive { queue }) => return redrive(&args, *queue).await,
         Some(Command::Backup { file }) => return backup(&args, file),
-        Some(Command::Webhooks { action }) => return webhooks::command(&args, action).await,
+        Some(Command::Webhooks { api_url, action }) => {
+            return webhooks::command(&args, api_url, action).await;
+        }
         Some(Command::SignIn) => {
             sign_in::sign_in(&args).await?;
             return Ok(ExitCode::SUCCESS);
@@ -324,10 +326,10 @@ pub fn api_state(
         access_tokens: stack.access_tokens.clone(),
         // The UI is served from the API's own origin.
         ui_origins: Vec::new(),
-        webhooks: Some(http_api::WebhookIntake {
-            verifier: stack.webhook_verifier.clone(),
-            referrals: stack.source.clone(),
-        }),
+        webhooks: Some(http_api::WebhookIntake::new(
+            stack.webhook_verifier.clone(),
+            stack.source.clone(),
+        )),
     }
 }
 

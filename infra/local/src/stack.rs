@@ -30,9 +30,6 @@ use crate::sim::dataverse::{
     RunningDataverse,
 };
 use crate::sim::partner_center::{Faults, PartnerCenterSim, RunningSim, SimConfig};
-
-/// Where the built-in Partner Center simulator publishes its webhook signing certificate.
-const SIM_CERTIFICATE_PATH: &str = "webhooks/cert/";
 use crate::sim::queue_faults::FaultyQueue;
 use crate::sim::seed::load_referrals_file;
 use crate::stage_timing::{Stopwatch, TimedQueue, TimedScanner};
@@ -166,8 +163,10 @@ impl Stack {
                 tracing::info!(event = "partner_center_simulator_started", url = %sim.base_url, referrals = sim.sim.len());
                 config.partner_center_url.clone_from(&sim.base_url);
                 config.partner_center_token_url.clone_from(&sim.token_url);
-                config.pc_webhook_certificate_urls =
-                    vec![format!("{}/{SIM_CERTIFICATE_PATH}", sim.base_url)];
+                // Events are signed by the simulator's certificate, trusted instead of Microsoft's.
+                let certificate = sim.sim.webhook_certificate_url();
+                let directory = certificate.rsplit_once('/').map_or("", |(dir, _)| dir);
+                config.pc_webhook_certificate_urls = vec![format!("{directory}/")];
                 Some(sim)
             }
         };
@@ -303,7 +302,7 @@ impl Stack {
             &credentials,
             tokens,
         )?);
-        let webhook_verifier = Arc::new(wiring::webhook_verifier(http, &config));
+        let webhook_verifier = Arc::new(wiring::webhook_verifier(&config)?);
         Ok(Self {
             _data_lock: data_lock,
             store,

@@ -83,17 +83,18 @@ pub async fn register(
     Ok(registration)
 }
 
-/// `hunter-local webhooks …` against `--partner-center-url` (else Partner Center's webhook API),
-/// with the refresh token `hunter-local sign-in` kept.
-pub async fn command(args: &Args, action: &WebhookAction) -> anyhow::Result<ExitCode> {
+/// `hunter-local webhooks --api-url URL …` (Partner Center's webhook API by default), with the
+/// refresh token `hunter-local sign-in` kept; the registration is recorded in the backend the
+/// flags name (`--aws` for a deployment's UI to show it).
+pub async fn command(
+    args: &Args,
+    base_url: &str,
+    action: &WebhookAction,
+) -> anyhow::Result<ExitCode> {
     let mut config = Config::from_env().context("reading HUNTER_* configuration")?;
     if let Some(token_url) = &args.partner_center_token_url {
         config.partner_center_token_url.clone_from(token_url);
     }
-    let base_url = args
-        .partner_center_url
-        .clone()
-        .unwrap_or_else(|| PARTNER_CENTER_WEBHOOKS_URL.to_owned());
     let credentials = Credentials::from_vars(std::env::vars());
     let tokens = crate::refresh_token::token_store(&args.backend, &config).await?;
     let api = registrations(
@@ -101,7 +102,7 @@ pub async fn command(args: &Args, action: &WebhookAction) -> anyhow::Result<Exit
         &config,
         &credentials,
         tokens.store,
-        &base_url,
+        base_url,
     )?;
     let store = crate::backend(args).await?.store;
     match action {

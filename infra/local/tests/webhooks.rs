@@ -133,7 +133,15 @@ impl Setup {
             .env("HUNTER_D365_TENANT", "webhook-test-tenant")
             .env(
                 "HUNTER_PC_WEBHOOK_CERTIFICATE_URLS",
-                format!("{}{}", self.pc.base_url, WEBHOOK_CERTIFICATE_PATH),
+                // The directory of the simulator's certificate, as a deployment names
+                // Microsoft's.
+                format!(
+                    "{}{}/",
+                    self.pc.base_url,
+                    WEBHOOK_CERTIFICATE_PATH
+                        .rsplit_once('/')
+                        .map_or("", |(directory, _)| directory)
+                ),
             )
             .env("RUST_LOG", "warn")
             .env_remove("HUNTER_DATA_DIR")
@@ -150,7 +158,7 @@ impl Setup {
             stderr,
         } = self
             .command()
-            .arg("webhooks")
+            .args(["webhooks", "--api-url", &self.pc.base_url])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -146,13 +146,15 @@ pub fn partner_center(
 }
 
 /// Checks Partner Center webhook signatures against certificates under
-/// `HUNTER_PC_WEBHOOK_CERTIFICATE_URLS` (default: Microsoft's), fetched with `http`.
-pub fn webhook_verifier(http: reqwest::Client, config: &Config) -> WebhookVerifier {
+/// `HUNTER_PC_WEBHOOK_CERTIFICATE_URLS` (default: Microsoft's).
+pub fn webhook_verifier(config: &Config) -> Result<WebhookVerifier, ConfigError> {
     let mut prefixes = config.pc_webhook_certificate_urls.clone();
     if prefixes.is_empty() {
         prefixes.push(MICROSOFT_CERTIFICATE_PREFIX.to_owned());
     }
-    WebhookVerifier::new(prefixes, Arc::new(HttpCertificateSource::new(http)))
+    let certificates = HttpCertificateSource::new()
+        .map_err(|e| ConfigError(format!("webhook certificate client: {e}")))?;
+    Ok(WebhookVerifier::new(prefixes, Arc::new(certificates)))
 }
 
 /// The Partner Center client that writes Dynamics ids back, when `HUNTER_PC_WRITE_BACK` is on;

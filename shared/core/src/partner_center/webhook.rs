@@ -79,6 +79,22 @@ impl WebhookError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::CertificateUnavailable(_))
     }
+
+    /// What went wrong, in words that carry nothing of the request (to keep and show).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::MissingHeader(_) => "a signature header is missing",
+            Self::WrongScheme => "the Authorization scheme is not Signature",
+            Self::MalformedSignature => "the signature is not base64",
+            Self::UnsupportedAlgorithm(_) => "the signature algorithm is not rsa-sha256",
+            Self::UntrustedCertificate(_) => "the certificate URL is not a trusted one",
+            Self::CertificateUnavailable(_) => "the certificate could not be fetched",
+            Self::InvalidCertificate(_) => "the certificate cannot be read",
+            Self::CertificateNotValidNow { .. } => "the certificate is not valid now",
+            Self::WrongOrganization(_) => "the certificate is not issued by Microsoft",
+            Self::BadSignature => "the signature does not match the body",
+        }
+    }
 }
 
 /// The signature headers of one delivery, as received.
@@ -101,14 +117,39 @@ pub trait CertificateSource: Send + Sync {
 /// Checks that an event was signed by Partner Center.
 #[allow(missing_debug_implementations, reason = "trait object")]
 pub struct WebhookVerifier {
-    trusted_prefixes: Vec<String>,
+    trusted_prefixes: Vec<Url>,
     certificates: Arc<dyn CertificateSource>,
 }
 
 impl WebhookVerifier {
     /// Trusts certificates under `trusted_prefixes` (e.g. [`MICROSOFT_CERTIFICATE_PREFIX`]),
-    /// fetched by `certificates`.
+    /// fetched by `certificates`. A prefix is a directory: `https://host/cert` trusts
+    /// `https://host/cert/…` only, never `https://host.evil/…` or `https://host/certs/…`; a prefix
+    /// that is not an absolute http(s) URL trusts nothing (and is logged).
     pub fn new(trusted_prefixes: Vec<String>, certificates: Arc<dyn CertificateSource>) -> Self {
+        let trusted_prefixes = trusted_prefixes
+            .iter()
+            .filter_map(|prefix| {
+                let parsed = Url::parse(prefix.trim()).ok().filter(|u| {
+                    matches!(u.scheme(), "https" | "http")
+                        && u.host_str().is_some()
+                        && u.username().is_empty()
+                        && u.password().is_none()
+                        && u.query().is_none()
+                        && u.fragment().is_none()
+                });
+                if parsed.is_none() {
+                    tracing::warn!(event = "webhook_certificate_prefix_ignored", prefix);
+                }
+                parsed.map(|mut url| {
+                    if !url.path().ends_with('/') {
+                        let directory = format!("{}/", url.path());
+                        url.set_path(&directory);
+                    }
+                    url
+                })
+            })
+            .collect();
         Self {
             trusted_prefixes,
             certificates,
@@ -137,17 +178,28 @@ impl WebhookVerifier {
             .map_err(|_| WebhookError::BadSignature)
     }
 
-    /// The certificate URL, if it is under a trusted prefix (compared on the parsed URL, so
-    /// that `https://trusted.example@evil/` or `..` segments cannot pass).
+    /// The certificate URL, if it is under a trusted prefix: the same scheme, host and port, and
+    /// a path inside the prefix's (compared on the parsed URL, so that userinfo, `..` segments,
+    /// a query or a fragment cannot pass, and each certificate has one URL).
     fn trusted(&self, certificate_url: &str) -> Result<Url, WebhookError> {
         let untrusted = || WebhookError::UntrustedCertificate(certificate_url.to_owned());
         let url = Url::parse(certificate_url).map_err(|_| untrusted())?;
-        if !url.username().is_empty() || url.password().is_some() || url.query().is_some() {
+        if !url.username().is_empty()
+            || url.password().is_some()
+            || url.query().is_some()
+            || url.fragment().is_some()
+            || url.path().contains('%')
+        {
             return Err(untrusted());
         }
         self.trusted_prefixes
             .iter()
-            .any(|prefix| url.as_str().starts_with(prefix.as_str()))
+            .any(|prefix| {
+                url.scheme() == prefix.scheme()
+                    && url.host_str() == prefix.host_str()
+                    && url.port_or_known_default() == prefix.port_or_known_default()
+                    && url.path().starts_with(prefix.path())
+            })
             .then_some(url)
             .ok_or_else(untrusted)
     }
@@ -218,71 +270,108 @@ fn der_of(bytes: &[u8]) -> Result<Vec<u8>, WebhookError> {
 }
 
 /// Certificates fetched over HTTP(S) and kept for an hour (Partner Center signs every event
-/// with the same one until it renews it).
+/// with the same one until it renews it); a failed fetch is remembered for a minute, so that
+/// events naming a missing certificate do not each cause a request. At most
+/// [`MAX_CACHED_CERTIFICATES`] URLs are kept.
 #[derive(Debug)]
 pub struct HttpCertificateSource {
     http: reqwest::Client,
-    ttl: Duration,
     cache: Mutex<HashMap<Url, Fetched>>,
 }
 
-/// A certificate and when it was fetched.
-type Fetched = (Instant, Arc<[u8]>);
+/// A certificate (or why it could not be fetched) and when.
+type Fetched = (Instant, Result<Arc<[u8]>, WebhookError>);
 
 /// A certificate larger than this is refused.
 const MAX_CERTIFICATE_BYTES: usize = 64 * 1024;
+/// How many certificate URLs the cache keeps.
+pub const MAX_CACHED_CERTIFICATES: usize = 16;
+const CERTIFICATE_TTL: Duration = Duration::from_secs(3600);
+const FAILURE_TTL: Duration = Duration::from_secs(60);
 
 impl HttpCertificateSource {
-    pub fn new(http: reqwest::Client) -> Self {
-        Self {
+    /// Fetches with a client of its own that follows no redirect (the trusted prefix is checked
+    /// on the URL fetched, not on where a redirect would lead).
+    pub fn new() -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        Ok(Self {
             http,
-            ttl: Duration::from_secs(3600),
             cache: Mutex::default(),
-        }
+        })
     }
 
-    fn cached(&self, url: &Url) -> Option<Arc<[u8]>> {
+    fn cached(&self, url: &Url) -> Option<Result<Arc<[u8]>, WebhookError>> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache
-            .get(url)
-            .filter(|(fetched, _)| fetched.elapsed() < self.ttl)
-            .map(|(_, bytes)| Arc::clone(bytes))
+        let (fetched, result) = cache.get(url)?;
+        let ttl = if result.is_ok() {
+            CERTIFICATE_TTL
+        } else {
+            FAILURE_TTL
+        };
+        (fetched.elapsed() < ttl).then(|| result.clone())
     }
-}
 
-#[async_trait]
-impl CertificateSource for HttpCertificateSource {
-    async fn certificate(&self, url: &Url) -> Result<Arc<[u8]>, WebhookError> {
-        if let Some(bytes) = self.cached(url) {
-            return Ok(bytes);
+    fn keep(&self, url: &Url, result: &Result<Arc<[u8]>, WebhookError>) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_CACHED_CERTIFICATES && !cache.contains_key(url) {
+            let oldest = cache
+                .iter()
+                .min_by_key(|(_, (fetched, _))| *fetched)
+                .map(|(url, _)| url.clone());
+            if let Some(oldest) = oldest {
+                cache.remove(&oldest);
+            }
         }
+        cache.insert(url.clone(), (Instant::now(), result.clone()));
+    }
+
+    async fn fetch(&self, url: &Url) -> Result<Arc<[u8]>, WebhookError> {
         let unavailable = |e: String| WebhookError::CertificateUnavailable(format!("{url}: {e}"));
-        let answer = self
+        let too_large = || {
+            WebhookError::InvalidCertificate(format!("larger than {MAX_CERTIFICATE_BYTES} bytes"))
+        };
+        let mut answer = self
             .http
             .get(url.clone())
-            .timeout(Duration::from_secs(10))
             .send()
             .await
             .map_err(|e| unavailable(e.to_string()))?;
         if !answer.status().is_success() {
             return Err(unavailable(format!("HTTP {}", answer.status())));
         }
-        let bytes = answer
-            .bytes()
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
-        if bytes.len() > MAX_CERTIFICATE_BYTES {
-            return Err(WebhookError::InvalidCertificate(format!(
-                "{} bytes",
-                bytes.len()
-            )));
+        if answer
+            .content_length()
+            .is_some_and(|n| n > MAX_CERTIFICATE_BYTES as u64)
+        {
+            return Err(too_large());
         }
-        let bytes: Arc<[u8]> = Arc::from(bytes.as_ref());
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(url.clone(), (Instant::now(), Arc::clone(&bytes)));
-        Ok(bytes)
+        let mut bytes = Vec::new();
+        while let Some(chunk) = answer
+            .chunk()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?
+        {
+            if bytes.len() + chunk.len() > MAX_CERTIFICATE_BYTES {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Arc::from(bytes))
+    }
+}
+
+#[async_trait]
+impl CertificateSource for HttpCertificateSource {
+    async fn certificate(&self, url: &Url) -> Result<Arc<[u8]>, WebhookError> {
+        if let Some(result) = self.cached(url) {
+            return result;
+        }
+        let result = self.fetch(url).await;
+        self.keep(url, &result);
+        result
     }
 }
 
@@ -544,6 +633,10 @@ mod tests {
             "https://certs.example/certificates/signer.cer",
             "http://certs.example/cert/signer.cer",
             "https://certs.example/cert/signer.cer?x=1",
+            "https://certs.example/cert/signer.cer#1",
+            "https://certs.example/cert/%73igner.cer",
+            "https://certs.example.evil.example/cert/signer.cer",
+            "https://certs.example:8443/cert/signer.cer",
             "not a url",
         ] {
             let (verifier, fetched) = verifier();
@@ -614,6 +707,46 @@ mod tests {
         assert!(matches!(bad_pem, WebhookError::InvalidCertificate(_)));
     }
 
+    #[tokio::test]
+    async fn when_a_prefix_is_written_without_its_slash_should_still_trust_only_that_directory() {
+        let signature = sign(BODY);
+        let (_, certificates) = verifier();
+        let source: Arc<dyn CertificateSource> = certificates;
+        for prefix in ["https://certs.example/cert", "https://certs.example/cert/"] {
+            let verifier = WebhookVerifier::new(
+                vec![
+                    prefix.to_owned(),
+                    "not a url".to_owned(),
+                    "ftp://x/".to_owned(),
+                ],
+                source.clone(),
+            );
+            for (url, trusted) in [
+                ("https://certs.example/cert/signer.cer", true),
+                ("https://certs.example/certificates/signer.cer", false),
+                ("https://certs.example.evil.example/cert/signer.cer", false),
+            ] {
+                let headers = SignatureHeaders {
+                    authorization: Some(&signature),
+                    certificate_url: Some(url),
+                    algorithm: Some("rsa-sha256"),
+                };
+                let result = verifier.verify(headers, BODY, now()).await;
+                assert_eq!(result.is_ok(), trusted, "{prefix} {url}: {result:?}");
+            }
+        }
+        let nothing = WebhookVerifier::new(vec!["https://certs.example".to_owned()], source);
+        let headers = SignatureHeaders {
+            authorization: Some(&signature),
+            certificate_url: Some("https://certs.example/cert/signer.cer"),
+            algorithm: Some("rsa-sha256"),
+        };
+        assert!(
+            nothing.verify(headers, BODY, now()).await.is_ok(),
+            "a host prefix trusts the host's paths, and only that host"
+        );
+    }
+
     #[test]
     fn when_an_event_names_a_referral_should_fetch_that_id_only() {
         let event = WebhookEvent::parse(BODY).unwrap();
@@ -656,5 +789,87 @@ mod tests {
         assert!(WebhookEvent::parse(b"{}").is_err());
         assert!(WebhookEvent::parse(b"[1]").is_err());
         assert!(WebhookEvent::parse(b"\xff").is_err());
+    }
+
+    /// The certificate source over HTTP: a local server serving a certificate, one too large, a
+    /// redirect to it and a missing one, counting its requests.
+    mod over_http {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        use axum::extract::Path;
+        use axum::http::StatusCode;
+        use axum::response::{IntoResponse, Redirect, Response};
+        use axum::routing::get;
+
+        use super::*;
+
+        async fn serve() -> (String, Arc<AtomicUsize>) {
+            let hits = Arc::new(AtomicUsize::new(0));
+            let counted = hits.clone();
+            let app = axum::Router::new().route(
+                "/cert/{name}",
+                get(move |Path(name): Path<String>| {
+                    let hits = counted.clone();
+                    async move {
+                        hits.fetch_add(1, Ordering::SeqCst);
+                        let answer: Response = match name.as_str() {
+                            "ok.cer" => SIGNER_CERT.to_vec().into_response(),
+                            "big.cer" => vec![0u8; MAX_CERTIFICATE_BYTES + 1].into_response(),
+                            "moved.cer" => Redirect::temporary("/cert/ok.cer").into_response(),
+                            _ => StatusCode::NOT_FOUND.into_response(),
+                        };
+                        answer
+                    }
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            (format!("http://{addr}/cert/"), hits)
+        }
+
+        #[tokio::test]
+        async fn when_fetched_should_keep_certificates_and_failures_and_follow_no_redirect() {
+            let (base, hits) = serve().await;
+            let source = HttpCertificateSource::new().unwrap();
+            let url = |name: &str| Url::parse(&format!("{base}{name}")).unwrap();
+
+            for _ in 0..3 {
+                let bytes = source.certificate(&url("ok.cer")).await.unwrap();
+                assert_eq!(&*bytes, SIGNER_CERT);
+            }
+            assert_eq!(hits.load(Ordering::SeqCst), 1, "fetched once, then kept");
+
+            for _ in 0..3 {
+                let missing = source.certificate(&url("missing.cer")).await.unwrap_err();
+                assert!(missing.is_retryable(), "{missing}");
+            }
+            assert_eq!(
+                hits.load(Ordering::SeqCst),
+                2,
+                "a failure is remembered too"
+            );
+
+            let big = source.certificate(&url("big.cer")).await.unwrap_err();
+            assert!(matches!(big, WebhookError::InvalidCertificate(_)), "{big}");
+            assert!(!big.is_retryable());
+
+            let moved = source.certificate(&url("moved.cer")).await.unwrap_err();
+            assert!(
+                matches!(moved, WebhookError::CertificateUnavailable(_)),
+                "{moved}"
+            );
+            assert_eq!(
+                hits.load(Ordering::SeqCst),
+                4,
+                "the redirect is not followed"
+            );
+
+            for i in 0..40 {
+                let _ = source.certificate(&url(&format!("other-{i}.cer"))).await;
+            }
+            let kept = source.cache.lock().unwrap().len();
+            assert_eq!(kept, MAX_CACHED_CERTIFICATES, "the cache is bounded");
+        }
     }
 }
