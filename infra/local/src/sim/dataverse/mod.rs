@@ -6,10 +6,12 @@
 //! `{"error":{"code","message"}}` error body, column length limits, duplicate detection on
 //! `MSCRM.SuppressDuplicateDetection: false`, service-protection limits (429 with `Retry-After` and
 //! the documented codes), `x-ms-dop-hint`, `$batch` with atomic change sets, and fault injection
-//! driven by a seeded RNG so tests are deterministic.
+//! driven by a seeded RNG so tests are deterministic, and change tracking
+//! (`Prefer: odata.track-changes`, `@odata.deltaLink`, `$deltatoken`; see `change_tracking.rs`).
 //!
 //! Entity sets: `leads`, `accounts`, `contacts`, `opportunities` (see [`ENTITY_SETS`]); records are
 //! free-form JSON objects keyed by a GUID primary key. Control routes: `GET|POST /_sim/records/{set}`,
+//! `PATCH /_sim/records/{set}/{key}` (a seller's edit, by alternate key),
 //! `GET|PUT /_sim/faults`, `GET|PUT /_sim/limits`, `GET|DELETE /_sim/requests`,
 //! `GET|DELETE /_sim/usage` (requests, 429s and peak concurrency per application user),
 //! `POST /_sim/expire-tokens`.
@@ -23,6 +25,7 @@ mod address;
 mod api;
 mod auth;
 mod batch;
+mod change_tracking;
 mod filter;
 mod limits;
 mod query;
@@ -69,6 +72,8 @@ pub const CODE_NOT_FOUND: &str = "0x80040217";
 pub const CODE_VERSION_MISMATCH: &str = "0x80060882";
 /// Error code of an unknown resource segment or an unsupported query.
 pub const CODE_BAD_SEGMENT: &str = "0x80060888";
+/// Error code of an unknown, garbled or expired change-tracking `$deltatoken`.
+pub const CODE_INVALID_DELTA_TOKEN: &str = "0x80044352";
 /// Entity sets served: (set name, primary key column, logical name).
 pub const ENTITY_SETS: &[(&str, &str, &str)] = &[
     ("leads", "leadid", "lead"),

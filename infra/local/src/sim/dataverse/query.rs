@@ -27,7 +27,7 @@ pub(super) fn select_from(query: Option<&str>) -> Result<Option<Vec<String>>, Dv
     select.map(|s| parse_select(&s)).transpose()
 }
 
-fn parse_select(input: &str) -> Result<Vec<String>, DvError> {
+pub(super) fn parse_select(input: &str) -> Result<Vec<String>, DvError> {
     let names: Vec<String> = input.split(',').map(|s| s.trim().to_owned()).collect();
     if let Some(bad) = names
         .iter()
@@ -106,7 +106,7 @@ fn compare_values(a: Option<&Value>, b: Option<&Value>) -> std::cmp::Ordering {
 }
 
 /// `GET {set}`: `$filter`, `$select`, `$orderby`, `$top`, paged by `Prefer: odata.maxpagesize`
-/// with a `$skiptoken` nextLink.
+/// with a `$skiptoken` nextLink (`N`, or `N!…` where change tracking keeps its start after `!`).
 pub(super) fn query(
     inner: &Inner,
     set: &str,
@@ -147,7 +147,8 @@ pub(super) fn query(
                 })?);
             }
             "$skiptoken" => {
-                skip = value.trim().parse::<usize>().map_err(|_| {
+                let position = value.split('!').next().unwrap_or_default();
+                skip = position.trim().parse::<usize>().map_err(|_| {
                     DvError::bad_request(CODE_BAD_SEGMENT, "The $skiptoken is not valid.")
                 })?;
             }

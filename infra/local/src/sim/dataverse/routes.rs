@@ -11,13 +11,14 @@ use axum::extract::{Form, Path, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post, put};
+use axum::routing::{any, get, patch, post, put};
 use axum::{Json, Router};
 use hunter_core::dynamics::batch::Headers;
 use serde_json::{Value, json};
 
 use super::address::percent_decode;
 use super::api::{ApiRequest, DvError, headers_of};
+use super::change_tracking;
 use super::limits::LimitsJson;
 use super::{API_PREFIX, CODE_BAD_SEGMENT, DataverseSim, Faults, entity};
 use crate::sim::control::{self, Controls, SimControl, control_routes};
@@ -41,6 +42,10 @@ impl DataverseSim {
             .route(
                 "/_sim/records/{set}",
                 get(control_get_records).post(control_insert_record),
+            )
+            .route(
+                "/_sim/records/{set}/{key}",
+                patch(change_tracking::control_seller_update),
             )
             .route("/_sim/expire-tokens", put(control::expire_tokens::<Self>))
             .route(

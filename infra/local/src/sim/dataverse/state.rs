@@ -11,8 +11,9 @@ use serde_json::{Map, Value, json};
 
 use super::address::{Address, describe, parse_resource};
 use super::api::{ApiRequest, DvError, SimBody, SimResponse, prefers};
+use super::change_tracking::{self, ChangeLog};
 use super::limits::{Faults, Protection};
-use super::query::{project, query, select_from};
+use super::query::{project, select_from};
 use super::{
     API_PREFIX, CODE_BAD_SEGMENT, CODE_DUPLICATE, CODE_DUPLICATE_KEY, CODE_VALIDATION,
     CODE_VERSION_MISMATCH, DataverseConfig, ENTITY_SETS, entity,
@@ -63,6 +64,7 @@ pub(super) type Store = BTreeMap<String, Vec<Record>>;
 pub(super) struct Snapshot {
     store: Store,
     version: u64,
+    changes: usize,
 }
 
 /// Everything the simulator holds, behind its lock.
@@ -84,6 +86,8 @@ pub(super) struct Inner {
     pub token_clients: HashMap<String, String>,
     pub store: Store,
     version: u64,
+    /// Every change of a record, for change tracking.
+    pub changes: ChangeLog,
     pub id_rng: fastrand::Rng,
     pub base_url: Option<String>,
 }
@@ -113,6 +117,7 @@ impl Inner {
             token_clients: HashMap::new(),
             store,
             version: 1000,
+            changes: ChangeLog::default(),
             id_rng: fastrand::Rng::with_seed(config.rng_seed ^ 0x9e37_79b9_7f4a_7c15),
             base_url: None,
         }
@@ -137,6 +142,17 @@ impl Inner {
         self.version
     }
 
+    /// The version of the latest change (the change counter).
+    pub(super) fn current_version(&self) -> u64 {
+        self.version
+    }
+
+    /// Expires every delta token issued so far; tokens issued from now on stay valid.
+    pub(super) fn expire_delta_tokens(&mut self) {
+        let version = self.next_version();
+        self.changes.expire_before(version);
+    }
+
     pub(super) fn key_column_of(&self, set: &str) -> &str {
         self.key_column(set)
     }
@@ -151,12 +167,14 @@ impl Inner {
         Snapshot {
             store: self.store.clone(),
             version: self.version,
+            changes: self.changes.len(),
         }
     }
 
     pub(super) fn restore(&mut self, snapshot: Snapshot) {
         self.store = snapshot.store;
         self.version = snapshot.version;
+        self.changes.truncate(snapshot.changes);
     }
 
     /// Runs one Web API request against the store.
@@ -184,7 +202,37 @@ impl Inner {
             .entry(set.to_owned())
             .or_default()
             .push(record.clone());
+        self.changes.record(set, &record.id, version, false);
         record
+    }
+
+    /// Merges `data` into the record at `index` of `set`, with a new version and `modifiedon`.
+    pub(super) fn update(
+        &mut self,
+        set: &str,
+        index: usize,
+        data: Map<String, Value>,
+    ) -> Option<Record> {
+        let version = self.next_version();
+        let record = self.store.get_mut(set)?.get_mut(index)?;
+        record.data.extend(data);
+        record.version = version;
+        record.modified = now_text();
+        let record = record.clone();
+        self.changes.record(set, &record.id, version, false);
+        Some(record)
+    }
+
+    /// Deletes the record at `index` of `set`.
+    pub(super) fn remove(&mut self, set: &str, index: usize) -> Option<Record> {
+        let rows = self.store.get_mut(set)?;
+        if index >= rows.len() {
+            return None;
+        }
+        let record = rows.remove(index);
+        let version = self.next_version();
+        self.changes.record(set, &record.id, version, true);
+        Some(record)
     }
 }
 
@@ -460,7 +508,7 @@ fn try_execute(
     }
     let representation = prefers(&request.headers, "return=representation");
     match (request.method.as_str(), address) {
-        ("GET", None) => query(inner, &set, pk, request, base),
+        ("GET", None) => change_tracking::list(inner, &set, pk, request, base),
         ("GET", Some(address)) => {
             let index = find_index(inner, &set, &address)?
                 .ok_or_else(|| DvError::not_found(logical, &describe(&address)))?;
@@ -521,9 +569,7 @@ fn try_execute(
         ("DELETE", Some(address)) => {
             let index = find_index(inner, &set, &address)?
                 .ok_or_else(|| DvError::not_found(logical, &describe(&address)))?;
-            if let Some(rows) = inner.store.get_mut(&set) {
-                rows.remove(index);
-            }
+            inner.remove(&set, index);
             Ok(SimResponse {
                 status: StatusCode::NO_CONTENT,
                 headers: Vec::new(),
@@ -614,17 +660,10 @@ fn qualify_lead(
         let record = inner.create("opportunities", id, data);
         created.push(json!({"@odata.type": "#Microsoft.Dynamics.CRM.opportunity", "opportunityid": record.id}));
     }
-    let version = inner.next_version();
-    if let Some(record) = inner
-        .store
-        .get_mut("leads")
-        .and_then(|rows| rows.get_mut(index))
-    {
-        record.data.insert("statecode".into(), json!(1));
-        record.data.insert("statuscode".into(), json!(status));
-        record.version = version;
-        record.modified = now_text();
-    }
+    let mut closed = Map::new();
+    closed.insert("statecode".into(), json!(1));
+    closed.insert("statuscode".into(), json!(status));
+    inner.update("leads", index, closed);
     tracing::info!(event = "dataverse_sim_lead_qualified", id = %lead.id, created = created.len());
     Ok(SimResponse {
         status: StatusCode::OK,
@@ -707,13 +746,9 @@ fn upsert(
     }
     match index {
         Some(index) => {
-            let version = inner.next_version();
-            let rows = inner.store.entry(set.to_owned()).or_default();
-            let record = &mut rows[index];
-            record.data.extend(data);
-            record.version = version;
-            record.modified = now_text();
-            let record = record.clone();
+            let record = inner
+                .update(set, index, data)
+                .ok_or_else(|| DvError::not_found(logical, &describe(&address)))?;
             tracing::info!(event = "dataverse_sim_updated", set = %set, id = %record.id);
             Ok(written(
                 base,
