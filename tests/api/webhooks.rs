@@ -199,12 +199,12 @@ async fn when_an_event_is_unsigned_or_wrongly_signed_should_refuse_it_with_401_a
     assert_eq!(
         activity["refused"],
         json!(1),
-        "anyone can post: refusals are recorded at most once a minute"
+        "anyone can post: refusals of what looks signed are recorded at most once a minute"
     );
     assert_eq!(activity["received"], json!(0));
     assert_eq!(
-        activity["lastRefusal"], "a signature header is missing",
-        "what was wrong, in Hunter's own words, never the request's text"
+        activity["lastRefusal"], "the signature does not match the body",
+        "the first refusal that looked signed, in Hunter's own words, never the request's text"
     );
 }
 

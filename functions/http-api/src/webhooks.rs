@@ -14,7 +14,7 @@ use hunter_core::fanout::{enqueue_referrals, webhook_messages};
 use hunter_core::intake::record_invalid;
 use hunter_core::partner_center::webhook::{
     CERTIFICATE_URL_HEADER, EventAction, SIGNATURE_ALGORITHM_HEADER, SignatureHeaders,
-    WebhookEvent, WebhookVerifier,
+    WebhookError, WebhookEvent, WebhookVerifier,
 };
 use hunter_core::ports::ReferralLookup;
 use hunter_core::retry::Backoff;
@@ -145,7 +145,16 @@ pub(crate) async fn partner_center_event(
             ));
         }
         tracing::warn!(event = "webhook_refused", reason = err.kind(), detail = %err);
-        if intake.record_refusal_now() {
+        // Requests that do not even look signed (scanners, a wrong URL) are logged only; one
+        // that carries Partner Center's headers and fails says something is misconfigured or
+        // forged, and is shown.
+        let looks_signed = !matches!(
+            err,
+            WebhookError::MissingHeader(_)
+                | WebhookError::WrongScheme
+                | WebhookError::MalformedSignature
+        );
+        if looks_signed && intake.record_refusal_now() {
             count_event(&*state.store, &EventOutcome::Refused(err.kind().to_owned())).await;
         }
         return Err(ApiError::new(
