@@ -8,10 +8,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use hunter_core::config::Config;
 use hunter_core::credentials::Credentials;
-use hunter_core::http::TokenEndpoint;
 use hunter_core::partner_center::webhook::REFERRAL_EVENTS;
 use hunter_core::partner_center::{
-    PartnerCenterAuth, RefreshTokenStore, WEBHOOKS_SCOPE, WebhookRegistration, WebhookRegistrations,
+    RefreshTokenStore, WEBHOOKS_SCOPE, WebhookRegistration, WebhookRegistrations,
 };
 use hunter_core::ports::Store;
 use hunter_core::retry::Backoff;
@@ -37,17 +36,8 @@ pub fn registrations(
     tokens: Arc<dyn RefreshTokenStore>,
     base_url: &str,
 ) -> anyhow::Result<WebhookRegistrations> {
-    let auth = PartnerCenterAuth::new(
-        TokenEndpoint::new(
-            http.clone(),
-            &config.partner_center_token_url,
-            &credentials.pc_client_id,
-            credentials.pc_client_secret.clone(),
-        ),
-        credentials.pc_refresh_token.clone(),
-        tokens,
-    )
-    .with_scope(WEBHOOKS_SCOPE);
+    let auth = wiring::partner_center_auth(http.clone(), config, credentials, tokens)
+        .with_scope(WEBHOOKS_SCOPE);
     Ok(WebhookRegistrations::new(
         http,
         base_url,

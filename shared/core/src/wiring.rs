@@ -132,17 +132,28 @@ pub fn partner_center(
     credentials: &Credentials,
     tokens: Arc<dyn RefreshTokenStore>,
 ) -> Result<PartnerCenterClient, PartnerCenterError> {
-    let auth = PartnerCenterAuth::new(
+    let auth = partner_center_auth(http.clone(), config, credentials, tokens);
+    PartnerCenterClient::new(http, &config.partner_center_url, auth, Backoff::default())
+}
+
+/// Partner Center tokens for the app of the credentials, from the refresh token kept in `tokens`
+/// (`HUNTER_PC_REFRESH_TOKEN` while it holds none).
+pub fn partner_center_auth(
+    http: reqwest::Client,
+    config: &Config,
+    credentials: &Credentials,
+    tokens: Arc<dyn RefreshTokenStore>,
+) -> PartnerCenterAuth {
+    PartnerCenterAuth::new(
         TokenEndpoint::new(
-            http.clone(),
+            http,
             &config.partner_center_token_url,
             &credentials.pc_client_id,
             credentials.pc_client_secret.clone(),
         ),
         credentials.pc_refresh_token.clone(),
         tokens,
-    );
-    PartnerCenterClient::new(http, &config.partner_center_url, auth, Backoff::default())
+    )
 }
 
 /// Checks Partner Center webhook signatures against certificates under
