@@ -4,6 +4,9 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_api::router;
+use hunter_core::ports::{
+    OutgoingMessage, Queue, QueueDepth, QueueError, ReceivedMessage, SendFailure,
+};
 use hunter_local::sim::control::SimControl as _;
 use hunter_local::sim::partner_center::{Faults, webhook_authorization};
 use hunter_local::stack::Stack;
@@ -314,4 +317,118 @@ async fn when_the_activity_is_asked_for_without_the_api_token_should_answer_401(
         Value::Null,
         "--once registers nothing"
     );
+}
+
+#[tokio::test]
+async fn when_the_referral_is_too_large_for_a_message_should_travel_by_reference_or_be_kept_as_invalid()
+ {
+    let stack = synced_stack("5").await;
+    let state = state(&stack, std::sync::Arc::new(RecordingTrigger::default()));
+    let sim = &stack.partner_center_sim.as_ref().unwrap().sim;
+    let mut referrals = sim.referrals();
+    referrals.retain(|r| r["id"].is_string());
+    let (mut large, mut huge) = (referrals[0].clone(), referrals[1].clone());
+    large["notes"] = json!("a".repeat(300 * 1024));
+    large["updatedDateTime"] = json!("2030-01-01T00:00:00Z");
+    huge["notes"] = json!("b".repeat(1100 * 1024));
+    huge["updatedDateTime"] = json!("2030-01-01T00:00:00Z");
+    let (large_id, huge_id) = (
+        large["id"].as_str().unwrap().to_owned(),
+        huge["id"].as_str().unwrap().to_owned(),
+    );
+    sim.upsert_referrals(vec![large, huge]);
+
+    let body = event("referral-updated", Some(&referral_uri(&stack, &large_id)));
+    let (status, answer) = post(&state, body.clone(), &signed(&stack, &body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "by reference: {answer}");
+    hunter_local::worker::drain_referrals(&stack).await.unwrap();
+    let stored = get(&state, &format!("/api/v1/referrals/{large_id}")).await;
+    assert_eq!(
+        (&stored["arrivedBy"], &stored["eligible"].is_boolean()),
+        (&json!("webhook"), &true),
+        "{}",
+        stored["skipReason"]
+    );
+
+    let body = event("referral-updated", Some(&referral_uri(&stack, &huge_id)));
+    let (status, answer) = post(&state, body.clone(), &signed(&stack, &body)).await;
+    assert_eq!(
+        (status, &answer),
+        (
+            StatusCode::OK,
+            &json!({"outcome": "recorded_invalid", "referralId": huge_id})
+        )
+    );
+    let invalid = get(
+        &state,
+        "/api/v1/referrals?skipReason=invalid_payload&limit=50",
+    )
+    .await;
+    assert!(
+        invalid["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["skipDetail"]
+                .as_str()
+                .is_some_and(|d| d.contains("bytes"))),
+        "kept with its reason, never dropped: {invalid}"
+    );
+}
+
+/// The referrals queue, refusing every send as unavailable.
+struct DownQueue(std::sync::Arc<dyn Queue>);
+
+#[async_trait::async_trait]
+impl Queue for DownQueue {
+    async fn send_batch(&self, _: &[OutgoingMessage]) -> Result<Vec<SendFailure>, QueueError> {
+        Err(QueueError::Unavailable("the queue is down".into()))
+    }
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Option<std::time::Duration>,
+        wait: std::time::Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        self.0.receive(max, visibility, wait).await
+    }
+    async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
+        self.0.delete(receipt).await
+    }
+    async fn change_visibility(
+        &self,
+        receipt: &str,
+        timeout: std::time::Duration,
+    ) -> Result<(), QueueError> {
+        self.0.change_visibility(receipt, timeout).await
+    }
+    async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        self.0.depth().await
+    }
+    async fn peek_dead_letters(&self, max: usize) -> Result<Vec<ReceivedMessage>, QueueError> {
+        self.0.peek_dead_letters(max).await
+    }
+    async fn take_dead_letters(&self, max: usize) -> Result<Vec<ReceivedMessage>, QueueError> {
+        self.0.take_dead_letters(max).await
+    }
+    async fn redrive_dead_letters(&self) -> Result<usize, QueueError> {
+        self.0.redrive_dead_letters().await
+    }
+}
+
+#[tokio::test]
+async fn when_the_queue_is_down_should_answer_503_so_that_the_event_comes_again() {
+    let stack = synced_stack("5").await;
+    let mut state = state(&stack, std::sync::Arc::new(RecordingTrigger::default()));
+    state.referrals_queue = std::sync::Arc::new(DownQueue(stack.referrals_queue.clone()));
+    let id = get(&state, "/api/v1/referrals?limit=1").await["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = event("referral-updated", Some(&referral_uri(&stack, &id)));
+    let (status, answer) = post(&state, body.clone(), &signed(&stack, &body)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(answer["error"]["code"], "queue_unavailable");
+    let activity = get(&state, "/api/v1/webhooks").await;
+    assert_eq!(activity["queued"], json!(0), "{activity}");
 }

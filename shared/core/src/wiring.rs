@@ -8,7 +8,8 @@ use crate::adapters::dns_scanner::{
     DnsScanner, DnsScannerError, DnsScannerSettings, parse_nameserver,
 };
 use crate::adapters::{
-    DynamoStore, EntraTokenVerifier, LambdaSyncTrigger, SecretsManagerRefreshTokenStore, SqsQueue,
+    DynamoStore, EntraTokenVerifier, HttpCertificateSource, LambdaSyncTrigger,
+    SecretsManagerRefreshTokenStore, SqsQueue,
 };
 use crate::config::{Config, ConfigError};
 use crate::credentials::{Credentials, D365Client};
@@ -16,9 +17,7 @@ use crate::dynamics::{
     DataverseAuth, DataverseClient, DataverseError, DataverseLeadSink, PacerSettings,
 };
 use crate::http::TokenEndpoint;
-use crate::partner_center::webhook::{
-    HttpCertificateSource, MICROSOFT_CERTIFICATE_PREFIX, WebhookVerifier,
-};
+use crate::partner_center::webhook::{MICROSOFT_CERTIFICATE_PREFIX, WebhookVerifier};
 use crate::partner_center::{
     PartnerCenterAuth, PartnerCenterClient, PartnerCenterError, RefreshTokenStore,
 };

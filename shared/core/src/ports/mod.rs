@@ -3,6 +3,7 @@
 //! and Dataverse clients) implement them; handlers take them as parameters.
 
 mod auth;
+mod certificates;
 mod queue;
 mod scanner;
 mod sink;
@@ -11,6 +12,7 @@ mod store;
 mod trigger;
 
 pub use auth::{AccessTokenVerifier, AuthError, Caller};
+pub use certificates::{CertificateError, CertificateSource};
 pub use hunter_domain::rules::UpsertOutcome;
 pub use queue::{OutgoingMessage, Queue, QueueDepth, QueueError, ReceivedMessage, SendFailure};
 pub use scanner::DomainScanner;
