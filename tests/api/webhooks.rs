@@ -17,6 +17,14 @@ use super::{RecordingTrigger, call, get, state, synced_stack};
 
 const ROUTE: &str = "/api/v1/webhooks/partner-center";
 
+/// The id of the newest referral stored.
+async fn first_referral_id(state: &http_api::ApiState) -> String {
+    get(state, "/api/v1/referrals?limit=1").await["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// An event body as Partner Center posts it.
 fn event(name: &str, resource_uri: Option<&str>) -> Vec<u8> {
     json!({
@@ -142,10 +150,7 @@ async fn when_partner_center_signs_a_referral_event_should_fetch_it_and_queue_it
 async fn when_an_event_is_unsigned_or_wrongly_signed_should_refuse_it_with_401_and_queue_nothing() {
     let stack = synced_stack("10").await;
     let state = state(&stack, std::sync::Arc::new(RecordingTrigger::default()));
-    let id = get(&state, "/api/v1/referrals?limit=1").await["items"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = first_referral_id(&state).await;
     let body = event("referral-updated", Some(&referral_uri(&stack, &id)));
     let good = signed(&stack, &body);
     let with = |name: &str, value: &str| -> Headers {
@@ -278,10 +283,7 @@ async fn when_a_signed_event_names_nothing_to_fetch_should_answer_without_queuei
 async fn when_partner_center_cannot_be_reached_should_answer_503_so_that_the_event_comes_again() {
     let stack = synced_stack("10").await;
     let state = state(&stack, std::sync::Arc::new(RecordingTrigger::default()));
-    let id = get(&state, "/api/v1/referrals?limit=1").await["items"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = first_referral_id(&state).await;
     let sim = &stack.partner_center_sim.as_ref().unwrap().sim;
     sim.set_faults(Faults {
         error_rate: 1.0,
@@ -421,10 +423,7 @@ async fn when_the_queue_is_down_should_answer_503_so_that_the_event_comes_again(
     let stack = synced_stack("5").await;
     let mut state = state(&stack, std::sync::Arc::new(RecordingTrigger::default()));
     state.referrals_queue = std::sync::Arc::new(DownQueue(stack.referrals_queue.clone()));
-    let id = get(&state, "/api/v1/referrals?limit=1").await["items"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = first_referral_id(&state).await;
     let body = event("referral-updated", Some(&referral_uri(&stack, &id)));
     let (status, answer) = post(&state, body.clone(), &signed(&stack, &body)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");

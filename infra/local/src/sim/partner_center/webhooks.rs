@@ -508,15 +508,16 @@ fn invalid_url(url: &str) -> ApiError {
 /// that post events themselves; `None` if the key cannot sign.
 pub fn webhook_authorization(body: &[u8]) -> Option<String> {
     let key = RsaKeyPair::from_pkcs8(SIGNING_KEY).ok()?;
+    let signature = signature_of(&key, &SystemRandom::new(), body)?;
+    Some(format!("Signature {signature}"))
+}
+
+/// Base64 of the RSA PKCS#1 v1.5 SHA-256 signature of `body`; `None` if the key cannot sign.
+fn signature_of(key: &RsaKeyPair, rng: &SystemRandom, body: &[u8]) -> Option<String> {
     let mut signature = vec![0; key.public_modulus_len()];
-    key.sign(
-        &RSA_PKCS1_SHA256,
-        &SystemRandom::new(),
-        body,
-        &mut signature,
-    )
-    .ok()?;
-    Some(format!("Signature {}", STANDARD.encode(signature)))
+    key.sign(&RSA_PKCS1_SHA256, rng, body, &mut signature)
+        .ok()?;
+    Some(STANDARD.encode(signature))
 }
 
 /// Signs and POSTs events.
@@ -540,11 +541,7 @@ impl Courier {
 
     /// Base64 of the RSA PKCS#1 v1.5 SHA-256 signature of `body`.
     fn sign(&self, body: &[u8]) -> Result<String, DeliveryError> {
-        let mut signature = vec![0; self.key.public_modulus_len()];
-        self.key
-            .sign(&RSA_PKCS1_SHA256, &self.rng, body, &mut signature)
-            .map_err(|_| DeliveryError::Sign)?;
-        Ok(STANDARD.encode(signature))
+        signature_of(&self.key, &self.rng, body).ok_or(DeliveryError::Sign)
     }
 
     /// Up to [`MAX_ATTEMPTS`] POSTs of `event`, until one is answered 2xx.
