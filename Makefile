@@ -48,7 +48,7 @@ test-embedded:
 	@echo "==> sync, push and API tests (simulators + embedded adapters)"
 	cargo test -p hunter-tests --test sync --test push --test api
 	@echo "==> unit tests, simulator tests, hunter-local --once (embedded)"
-	cargo test -p hunter-domain -p hunter-core -p fetch-referrals -p ingest-referral -p push-dynamics -p http-api
+	cargo test -p hunter-domain -p hunter-core -p fetch-referrals -p ingest-referral -p push-dynamics -p pull-dynamics -p http-api
 	cargo test -p hunter-local -- --skip aws
 
 ## test-moto: the contract suite, hunter-local --once --aws and the functions under cargo lambda watch, on moto server
@@ -103,7 +103,7 @@ package:
 
 ## cold-start: each function's x86_64 release bootstrap against a local Lambda Runtime API (moto + hunter-local's simulators): ms to first /next, peak RSS (target/bench/cold-start.json)
 cold-start: venv
-	cargo build --release --bin fetch-referrals --bin ingest-referral --bin push-dynamics --bin http-api
+	cargo build --release --bin fetch-referrals --bin ingest-referral --bin push-dynamics --bin pull-dynamics --bin http-api
 	cargo build --release --bin hunter-local
 	scripts/with-moto.sh python3 scripts/cold-start.py $(ARGS)
 

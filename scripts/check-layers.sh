@@ -17,7 +17,7 @@ fi
 echo "hunter-domain: no I/O dependencies ($(sort -u <<<"$tree" | wc -l) crates checked)"
 
 # The Lambda functions never link SQLite (the durable embedded backend is hunter-local's alone).
-for function in fetch-referrals ingest-referral push-dynamics http-api; do
+for function in fetch-referrals ingest-referral push-dynamics pull-dynamics http-api; do
     if cargo tree -p "$function" -e normal --prefix none --format '{p}' | grep -qE '^(rusqlite|libsqlite3-sys|hunter-sqlite) '; then
         echo "$function must not depend on SQLite" >&2
         exit 1

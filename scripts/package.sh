@@ -16,12 +16,13 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-FUNCTIONS=(fetch-referrals ingest-referral push-dynamics http-api)
+FUNCTIONS=(fetch-referrals ingest-referral push-dynamics pull-dynamics http-api)
 # Each function's Cargo profile (see Cargo.toml).
 declare -A PROFILE=(
     [fetch-referrals]=lambda-release
     [ingest-referral]=lambda-release
     [push-dynamics]=lambda-release
+    [pull-dynamics]=lambda-release
     [http-api]=lambda-release-api
 )
 TARGET_TRIPLE=aarch64-unknown-linux-gnu

@@ -1,8 +1,8 @@
-//! The four Lambda binaries, unchanged, under `cargo lambda watch` (its emulation of the Lambda
+//! The five Lambda binaries, unchanged, under `cargo lambda watch` (its emulation of the Lambda
 //! runtime and invoke APIs) against DynamoDB and SQS in moto server and the Partner Center and
 //! Dataverse simulators, driven with AWS's own event shapes: an EventBridge schedule for
-//! fetch-referrals, SQS batches of the queues' real messages for ingest-referral and
-//! push-dynamics, and HTTP requests through the function URL of http-api (payload 2.0).
+//! fetch-referrals and pull-dynamics, SQS batches of the queues' real messages for
+//! ingest-referral and push-dynamics, and HTTP requests through the function URL of http-api (payload 2.0).
 //!
 //! This exercises what the in-process suites cannot: each `main.rs` composition root reading its
 //! environment, building its adapters and serving the runtime API. Needs `cargo-lambda`
@@ -30,10 +30,11 @@ const REFERRALS: usize = 24;
 const API_TOKEN: &str = "watch-test-token";
 
 /// The function binaries cargo lambda watch runs (`cargo run --bin NAME`).
-const FUNCTIONS: [&str; 4] = [
+const FUNCTIONS: [&str; 5] = [
     "fetch-referrals",
     "ingest-referral",
     "push-dynamics",
+    "pull-dynamics",
     "http-api",
 ];
 
@@ -420,6 +421,29 @@ async fn when_the_functions_run_under_cargo_lambda_watch_should_sync_push_and_se
         "ingest-referral scanned and scored every lead over DNS before the push"
     );
 
+    // pull-dynamics: a seller qualifies one lead and takes it over; the scheduled pull brings it
+    // back onto Hunter's lead, and the next pull (nothing changed) finds nothing new.
+    let qualified = eligible_domains.iter().next().unwrap().clone();
+    dv.sim
+        .seller_update(
+            "leads",
+            "hnt_hunterkey",
+            &qualified,
+            json!({"statecode": 1, "statuscode": 3,
+                   "ownerid@odata.bind": "/systemusers(00000000-0000-0000-0000-00000000a001)"}),
+        )
+        .unwrap();
+    let pulled = watch.invoke("pull-dynamics", &schedule).await;
+    assert_eq!(pulled["fullRead"], true, "{pulled}");
+    assert_eq!(pulled["changes"], eligible_domains.len(), "{pulled}");
+    assert_eq!(pulled["leadsUpdated"], eligible_domains.len(), "{pulled}");
+    let again = watch.invoke("pull-dynamics", &schedule).await;
+    assert_eq!(
+        (again["fullRead"].clone(), again["changes"].clone()),
+        (json!(false), json!(0)),
+        "{again}"
+    );
+
     // http-api through its function URL (payload 2.0).
     let (status, health) = watch
         .api(reqwest::Method::GET, "/api/v1/health", None)
@@ -451,6 +475,15 @@ async fn when_the_functions_run_under_cargo_lambda_watch_should_sync_push_and_se
     assert_eq!(status, 200, "{leads}");
     let leads = leads["items"].as_array().unwrap();
     assert_eq!(leads.len(), eligible_domains.len());
+    let seller_lead = leads
+        .iter()
+        .find(|l| l["domain"] == qualified.as_str())
+        .unwrap();
+    assert_eq!(
+        (&seller_lead["crmStatus"], &seller_lead["crmOwner"]),
+        (&json!("Qualified"), &json!("Avery Seller")),
+        "{seller_lead}"
+    );
     assert!(
         leads
             .iter()

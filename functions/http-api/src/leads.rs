@@ -185,6 +185,20 @@ pub(crate) struct LeadSummary {
     sync_attempts: u32,
     content_version: u64,
     synced_version: Option<u64>,
+    /// The lead's status in Dynamics as sellers set it: `Open`, `Qualified`, `Disqualified`
+    /// (null until pulled). Sellers own it: Hunter never pushes it.
+    crm_status: Option<String>,
+    /// The status reason in Dynamics (`New`, `Contacted`, `Qualified`, `Lost`, ...).
+    crm_status_reason: Option<String>,
+    /// The lead's owner in Dynamics (name, else id).
+    crm_owner: Option<String>,
+    crm_owner_id: Option<String>,
+    /// The opportunity the lead was qualified into.
+    crm_opportunity_id: Option<String>,
+    /// `Open`, `Won`, `Lost`.
+    crm_opportunity_status: Option<String>,
+    /// When a seller last changed the lead in Dynamics.
+    crm_updated_at: Option<DateTime<Utc>>,
     updated_at: DateTime<Utc>,
 }
 
@@ -193,6 +207,7 @@ impl LeadSummary {
         let category = lead
             .commercial_segment
             .map(|commercial| state.rules.scoring().priority_category(commercial));
+        let crm = lead.crm.clone().unwrap_or_default();
         Self {
             domain: lead.domain.clone(),
             company_name: lead.company_name.clone(),
@@ -221,6 +236,13 @@ impl LeadSummary {
             sync_attempts: lead.sync_attempts,
             content_version: lead.content_version,
             synced_version: lead.synced_version,
+            crm_status: crm.status,
+            crm_status_reason: crm.status_reason,
+            crm_owner: crm.owner,
+            crm_owner_id: crm.owner_id,
+            crm_opportunity_id: crm.opportunity_id,
+            crm_opportunity_status: crm.opportunity_status,
+            crm_updated_at: crm.updated_at,
             updated_at: lead.updated_at,
         }
     }

@@ -166,8 +166,8 @@ impl Ingested {
             outcome,
             skip_reason: record.skip_reason,
             domain: record.domain,
-            lead_changed: matches!(join, LeadJoin::Changed(..)),
-            push_requested: !matches!(join, LeadJoin::Unchanged),
+            lead_changed: matches!(join, LeadJoin::Changed(..) | LeadJoin::Recorded(..)),
+            push_requested: matches!(join, LeadJoin::Changed(..) | LeadJoin::PushAgain(..)),
         }
     }
 }
@@ -463,7 +463,7 @@ async fn count(deps: &IngestDeps<'_>, landed: Landed) -> Result<Ingested, Ingest
                 run_id,
                 &record,
                 outcome,
-                matches!(*join, LeadJoin::Changed(..)),
+                matches!(*join, LeadJoin::Changed(..) | LeadJoin::Recorded(..)),
             );
             count_in_run(deps.store, run_id, &record, outcome).await?;
             Ok(Ingested::of(*record, outcome, &join))
@@ -506,10 +506,12 @@ async fn join_lead(
             let join = join_referral(stored, record, outcome, now);
             // What to write: the joined lead, or (when a scan is claimed) the lead as it was.
             let mut written = match &join {
-                LeadJoin::Changed(lead, contribution) => Some(LeadWithReferral {
-                    lead: lead.clone(),
-                    contribution: Some(contribution.clone()),
-                }),
+                LeadJoin::Changed(lead, contribution) | LeadJoin::Recorded(lead, contribution) => {
+                    Some(LeadWithReferral {
+                        lead: lead.clone(),
+                        contribution: Some(contribution.clone()),
+                    })
+                }
                 _ if counted || record.eligible => existing.map(|lead| LeadWithReferral {
                     lead,
                     contribution: None,
@@ -524,7 +526,10 @@ async fn join_lead(
                 .filter(|w| !claimed && first_scan_claimed_elsewhere(&w.lead, now))
                 .map(|w| scan_claim_left(&w.lead, now));
             match written {
-                Some(w) if claimed || matches!(join, LeadJoin::Changed(..)) => {
+                Some(w)
+                    if claimed
+                        || matches!(join, LeadJoin::Changed(..) | LeadJoin::Recorded(..)) =>
+                {
                     Change::Write(w, (join, claimed, elsewhere))
                 }
                 _ => Change::Keep((join, false, elsewhere)),

@@ -61,6 +61,11 @@ pub struct Args {
     /// Center (also `HUNTER_PC_WRITE_BACK=true`).
     #[arg(long)]
     pub write_back: bool,
+    /// When a pull sees a lead's opportunity won or lost (or the lead disqualified) in Dynamics,
+    /// close its open referrals in Partner Center as Won / Lost (also
+    /// `HUNTER_MIRROR_CRM_OUTCOMES=true`).
+    #[arg(long)]
+    pub mirror_crm_outcomes: bool,
     /// Seconds a received message stays invisible before it is delivered again (the queues'
     /// visibility timeout, 360 as in template.yaml; on SQS, set when hunter-local creates them).
     #[arg(

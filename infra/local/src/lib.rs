@@ -143,6 +143,7 @@ pub async fn run_once(stack: &Stack) -> anyhow::Result<OnceSummary> {
     worker::drain_referrals(stack).await?;
     let ingested_at = started.elapsed();
     worker::drain_pushes(stack).await?;
+    let crm = worker::pull_crm(stack).await.transpose()?;
     let stages = summary::StageTimes {
         fetch_ms: fetched_at.as_millis(),
         ingest_ms: (ingested_at - fetched_at).as_millis(),
@@ -162,12 +163,14 @@ pub async fn run_once(stack: &Stack) -> anyhow::Result<OnceSummary> {
     summary.dynamics_failed = worker::count_status(&leads, SyncStatus::Failed);
     summary.pushes_queued = stack.push_queue.depth().await?.visible;
     summary.dlq = worker::dead_letters(stack).await?;
+    summary.crm_pull = crm;
     summary.duration_ms = started.elapsed().as_millis();
     summary.stages = stages;
     Ok(summary)
 }
 
-/// Serves the API on 127.0.0.1, syncs every `--sync-interval` seconds and on `POST /sync`.
+/// Serves the API on 127.0.0.1, syncs (after pulling CRM changes) every `--sync-interval`
+/// seconds and on `POST /sync`.
 async fn serve(stack: Arc<Stack>, args: &Args) -> anyhow::Result<()> {
     let (api_token, token_given) = match std::env::var("HUNTER_API_TOKEN") {
         Ok(token) if !token.trim().is_empty() => (Secret::new(token), true),
@@ -208,6 +211,11 @@ async fn serve(stack: Arc<Stack>, args: &Args) -> anyhow::Result<()> {
             }
         }
         loop {
+            // pull-dynamics on the same schedule, first: what sellers changed in Dynamics is on
+            // the leads by the time the sync is seen to finish.
+            if let Some(Err(err)) = worker::pull_crm(&syncing).await {
+                tracing::warn!(event = "local_crm_pull_failed", retryable = err.is_retryable(), error = %err);
+            }
             match worker::run_sync(&syncing, next_run_id.take()).await {
                 Ok(summary) => {
                     tracing::info!(event = "local_sync_finished", run_id = %summary.run_id, status = ?summary.status)

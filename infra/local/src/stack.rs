@@ -13,7 +13,7 @@ use ingest_referral::DomainTurns;
 
 use crate::ui::UiConfig;
 use hunter_core::credentials::Credentials;
-use hunter_core::dynamics::DataverseLeadSink;
+use hunter_core::dynamics::{DataverseChangeReader, DataverseLeadSink};
 use hunter_core::partner_center::webhook::WebhookVerifier;
 use hunter_core::partner_center::{PartnerCenterClient, WebhookRegistrations};
 use hunter_core::ports::{DomainScanner, Queue, Store};
@@ -68,10 +68,15 @@ pub struct Stack {
     pub mapping: DynamicsMapping,
     /// Where leads are pushed; `None` with `--no-dynamics`.
     pub dynamics: Option<DataverseLeadSink>,
+    /// Reads what sellers changed in Dynamics (through the sink's client); `None` with
+    /// `--no-dynamics`.
+    pub crm_changes: Option<DataverseChangeReader>,
     /// The built-in Dataverse simulator, when pushing and no external org was named.
     pub dataverse_sim: Option<RunningDataverse>,
     /// Write the Dynamics id back onto the referrals in Partner Center.
     pub write_back: bool,
+    /// Close referrals in Partner Center when their lead's outcome is known in Dynamics.
+    pub mirror_crm_outcomes: bool,
     /// Accepted referrals become opportunities (`HUNTER_D365_OPPORTUNITIES`, default on).
     pub opportunities: bool,
     /// Scans company domains over DNS: the `--dns` nameserver, else the built-in DNS simulator
@@ -303,6 +308,9 @@ impl Stack {
             tokens,
         )?);
         let webhook_verifier = Arc::new(wiring::webhook_verifier(&config)?);
+        let crm_changes = dynamics
+            .as_ref()
+            .map(|sink| DataverseChangeReader::new(sink.client().clone(), &mapping));
         Ok(Self {
             _data_lock: data_lock,
             store,
@@ -315,9 +323,11 @@ impl Stack {
             fetch_settings: fetch_referrals::settings_from(&config),
             partner_center_sim,
             mapping,
+            crm_changes,
             dynamics,
             dataverse_sim,
             write_back: args.write_back || config.pc_write_back,
+            mirror_crm_outcomes: args.mirror_crm_outcomes || config.mirror_crm_outcomes,
             opportunities: config.d365_opportunities.unwrap_or(true),
             rescan_after: config.rescan_after,
             scanner,

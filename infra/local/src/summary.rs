@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use fetch_referrals::{FetchStatus, FetchSummary};
+use hunter_core::crm_pull::PullSummary;
 use hunter_domain::model::{Lead, SyncRun};
 use hunter_domain::stats::LeadStats;
 use serde::Serialize;
@@ -31,6 +32,8 @@ pub struct OnceSummary {
     /// Leads of this sync Dynamics refused for good (`failed`, with the reason on the lead).
     pub dynamics_failed: usize,
     pub dlq: u64,
+    /// What the pull of CRM changes after the pushes did (`null` with `--no-dynamics`).
+    pub crm_pull: Option<PullSummary>,
     pub duration_ms: u128,
     /// Where the time went.
     pub stages: StageTimes,
@@ -71,6 +74,7 @@ impl OnceSummary {
             dynamics_pushed: 0,
             dynamics_failed: 0,
             dlq: 0,
+            crm_pull: None,
             duration_ms: 0,
             stages: StageTimes::default(),
             error: fetch.error.clone(),

@@ -9,6 +9,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use fetch_referrals::{FetchDeps, FetchStatus, FetchSummary, fetch_referrals};
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
+use hunter_core::crm_pull::{PullDeps, PullError, PullSummary, pull_crm_changes};
 use hunter_core::ports::{LeadQuery, Queue, ReceivedMessage, ReferralWriteBack};
 use hunter_core::ports::{QueueError, StoreError};
 use hunter_core::retry::Backoff;
@@ -250,6 +251,19 @@ pub fn count_status(leads: &[Lead], status: SyncStatus) -> usize {
         .iter()
         .filter(|lead| lead.sync_status == status)
         .count()
+}
+
+/// One pull of what sellers changed in Dynamics (pull-dynamics); `None` with `--no-dynamics`.
+pub async fn pull_crm(stack: &Stack) -> Option<Result<PullSummary, PullError>> {
+    let source = stack.crm_changes.as_ref()?;
+    let deps = PullDeps {
+        store: stack.store.as_ref(),
+        source,
+        mirror: stack
+            .mirror_crm_outcomes
+            .then(|| stack.source.as_ref() as &dyn ReferralWriteBack),
+    };
+    Some(pull_crm_changes(&deps).await)
 }
 
 /// Dead letters in both queues.

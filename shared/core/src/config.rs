@@ -49,6 +49,11 @@ pub struct Config {
     /// `externalReferenceId` in Partner Center (default off).
     #[serde(default)]
     pub pc_write_back: bool,
+    /// `HUNTER_MIRROR_CRM_OUTCOMES`: when a pull sees a lead's opportunity won or lost, or the
+    /// lead disqualified, close its open referrals in Partner Center as `Won` / `Lost`
+    /// (`If-Match` on their eTag, audited; default off).
+    #[serde(default)]
+    pub mirror_crm_outcomes: bool,
     /// `HUNTER_D365_OPPORTUNITIES`: accepted referrals become account + contact + opportunity
     /// in Dynamics (default on).
     pub d365_opportunities: Option<bool>,

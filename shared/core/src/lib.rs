@@ -7,6 +7,7 @@ pub mod adapters;
 pub mod bulk_sync;
 pub mod config;
 pub mod credentials;
+pub mod crm_pull;
 pub mod cursor;
 pub mod deadline;
 pub mod dynamics;

@@ -177,12 +177,35 @@ pub fn write_back(
     if !config.pc_write_back {
         return Ok(None);
     }
+    partner_center_writer(sdk, config, credentials).map(Some)
+}
+
+/// The Partner Center client CRM outcomes are mirrored through, when
+/// `HUNTER_MIRROR_CRM_OUTCOMES` is on (it then needs the Partner Center credentials and the
+/// refresh token secret).
+pub fn outcome_mirror(
+    sdk: &aws_config::SdkConfig,
+    config: &Config,
+    credentials: &Credentials,
+) -> Result<Option<PartnerCenterClient>, PartnerCenterError> {
+    if !config.mirror_crm_outcomes {
+        return Ok(None);
+    }
+    partner_center_writer(sdk, config, credentials).map(Some)
+}
+
+/// A Partner Center client for writes, with the refresh token store of the environment.
+fn partner_center_writer(
+    sdk: &aws_config::SdkConfig,
+    config: &Config,
+    credentials: &Credentials,
+) -> Result<PartnerCenterClient, PartnerCenterError> {
     let tokens =
         refresh_token_store(sdk, config).map_err(|e| PartnerCenterError::InvalidRequest {
             service: "Partner Center",
             message: e.to_string(),
         })?;
-    partner_center(http_client()?, config, credentials, tokens).map(Some)
+    partner_center(http_client()?, config, credentials, tokens)
 }
 
 /// The Dataverse lead sink of `HUNTER_DYNAMICS_URL` (required) with the D365 credentials (every
@@ -195,6 +218,19 @@ pub fn dataverse_sink(
     credentials: &Credentials,
     mapping: &DynamicsMapping,
 ) -> Result<DataverseLeadSink, DataverseError> {
+    Ok(DataverseLeadSink::new(
+        dataverse_client(http, config, credentials)?,
+        mapping,
+    ))
+}
+
+/// The Dataverse client of `HUNTER_DYNAMICS_URL`, as the application users the credentials name
+/// (`HUNTER_D365_CLIENTS`, else `HUNTER_D365_CLIENT_ID`), paced for `HUNTER_D365_REQUEST_LIMIT`.
+pub fn dataverse_client(
+    http: reqwest::Client,
+    config: &Config,
+    credentials: &Credentials,
+) -> Result<DataverseClient, DataverseError> {
     let org_url = config
         .dynamics_url
         .as_deref()
@@ -247,8 +283,7 @@ pub fn dataverse_sink(
         max_requests = limits.max_requests,
         window_s = limits.window.as_secs()
     );
-    let client = DataverseClient::with_users(http, org_url, users, Backoff::default(), limits)?;
-    Ok(DataverseLeadSink::new(client, mapping))
+    DataverseClient::with_users(http, org_url, users, Backoff::default(), limits)
 }
 
 /// The domain scanner: the nameserver `HUNTER_DNS_SERVER` names (UDP and TCP), else the

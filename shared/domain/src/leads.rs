@@ -25,6 +25,9 @@ pub enum LeadJoin {
     /// Nothing changed, but this is a redelivery and the lead still waits for its push: the first
     /// request may have been lost, so ask again.
     PushAgain(Lead),
+    /// Write this lead with the referral's contribution, but ask for no push: the change is a CRM
+    /// outcome Hunter itself mirrored to Partner Center, coming back (Dynamics has it already).
+    Recorded(Lead, LeadReferral),
 }
 
 /// Joins `record`, stored with `outcome`, to `stored`, the lead of its domain with the record's
@@ -48,7 +51,14 @@ pub fn join_referral(
         Some(s) => (s.lead, s.contribution, true),
         None => (Lead::new(domain.clone(), now), None, false),
     };
+    let echo = is_mirror_echo(&lead, contribution.as_ref(), record);
+    let (content_version, sync_status) = (lead.content_version, lead.sync_status);
     if let Some(written) = merge_referral(&mut lead, contribution.as_ref(), record, now) {
+        if echo {
+            lead.content_version = content_version;
+            lead.sync_status = sync_status;
+            return LeadJoin::Recorded(lead, written);
+        }
         lead.sync_status = SyncStatus::Pending;
         return LeadJoin::Changed(lead, written);
     }
@@ -147,6 +157,29 @@ pub fn is_active(contribution: &LeadReferral) -> bool {
         .as_deref()
         .is_some_and(|s| s.eq_ignore_ascii_case("Active"))
 }
+
+/// Whether `record` is a CRM outcome Hunter mirrored to Partner Center coming back: closed with
+/// the substatus Hunter set on it, and otherwise what the lead already counts (status and time
+/// aside).
+fn is_mirror_echo(lead: &Lead, counted: Option<&LeadReferral>, record: &ReferralRecord) -> bool {
+    let mirrored = lead
+        .crm
+        .as_ref()
+        .and_then(|crm| crm.mirrored.get(&record.id));
+    let (Some(substatus), Some(old)) = (mirrored, counted) else {
+        return false;
+    };
+    let same_otherwise = old.referral_type == record.referral_type
+        && old.deal_value == record.deal_value.filter(|v| v.is_finite())
+        && old.currency == record.currency
+        && old.customer_name == record.customer_name;
+    record.status.as_deref() == Some(CLOSED)
+        && record.substatus.as_deref() == Some(substatus.as_str())
+        && same_otherwise
+}
+
+/// Partner Center's status of a closed referral.
+pub const CLOSED: &str = "Closed";
 
 /// Whether a push request for content version `requested` still has work: not when Dynamics has
 /// that version or a newer one, unless a person forced it.
@@ -252,7 +285,9 @@ mod tests {
                 contribution: self.contributions.get(&record.id).cloned(),
             });
             let join = join_referral(stored, record, outcome, at(12));
-            if let LeadJoin::Changed(lead, contribution) = &join {
+            if let LeadJoin::Changed(lead, contribution) | LeadJoin::Recorded(lead, contribution) =
+                &join
+            {
                 self.lead = Some(lead.clone());
                 self.contributions
                     .insert(contribution.id.clone(), contribution.clone());
@@ -396,6 +431,49 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn when_an_outcome_hunter_mirrored_comes_back_should_record_it_without_a_push() {
+        let mut stored = lead_with("a");
+        let lead = stored.lead.as_mut().unwrap();
+        lead.sync_status = SyncStatus::Synced;
+        lead.synced_version = Some(lead.content_version);
+        let synced = lead.content_version;
+        let mut crm = crate::crm::CrmState::default();
+        crm.mirrored.insert("a".to_owned(), "Won".to_owned());
+        lead.crm = Some(crm);
+
+        let mut won = record("a", CLOSED, 10.0, 2);
+        won.substatus = Some("Won".to_owned());
+        match stored.join(&won, UpsertOutcome::Updated) {
+            LeadJoin::Recorded(lead, contribution) => {
+                assert_eq!(contribution.status.as_deref(), Some(CLOSED));
+                assert_eq!(lead.latest_status(), Some(CLOSED), "shown");
+                assert_eq!(lead.content_version, synced, "nothing new for Dynamics");
+                assert_eq!(lead.sync_status, SyncStatus::Synced);
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // Another substatus, or anything else changing with it, is a change to push.
+        let mirrored_won = || {
+            let mut other = lead_with("a");
+            other.lead.as_mut().unwrap().crm = stored.lead().crm.clone();
+            other
+        };
+        let mut lost = record("a", CLOSED, 10.0, 2);
+        lost.substatus = Some("Lost".to_owned());
+        assert!(matches!(
+            mirrored_won().join(&lost, UpsertOutcome::Updated),
+            LeadJoin::Changed(..)
+        ));
+        let mut won_bigger = record("a", CLOSED, 99.0, 2);
+        won_bigger.substatus = Some("Won".to_owned());
+        assert!(matches!(
+            mirrored_won().join(&won_bigger, UpsertOutcome::Updated),
+            LeadJoin::Changed(..)
+        ));
     }
 
     #[test]

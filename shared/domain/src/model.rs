@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::crm::CrmState;
 use crate::referral::{Referral, cap_text, invalid_payload_id};
 use crate::rules::{Domain, DomainSource, Eligibility, ExtractedDomain, SkipReason, Version};
 use crate::scan::{ScanState, Signals};
@@ -266,6 +267,9 @@ pub struct Lead {
     /// The `content_version` Dynamics last received (pushes of it or older are skipped).
     #[serde(default)]
     pub synced_version: Option<u64>,
+    /// What sellers did with the lead in the CRM, as last pulled; `None` until a pull saw it.
+    #[serde(default)]
+    pub crm: Option<CrmState>,
     /// Optimistic-concurrency counter: 1 on creation, +1 on every write.
     pub version: u64,
     pub updated_at: DateTime<Utc>,
@@ -304,6 +308,7 @@ impl Lead {
             sync_attempts: 0,
             content_version: 0,
             synced_version: None,
+            crm: None,
             version: 1,
             updated_at: now,
         }

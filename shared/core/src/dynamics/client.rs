@@ -203,7 +203,12 @@ impl DataverseClient {
             .unwrap_or(&self.users[0])
     }
 
-    fn url(&self, path: &str) -> Result<Url, DataverseError> {
+    /// The API's base URL (`{org}/api/data/v9.2/`).
+    pub(super) fn api(&self) -> &Url {
+        &self.api
+    }
+
+    pub(super) fn url(&self, path: &str) -> Result<Url, DataverseError> {
         Url::parse(&format!("{}{path}", self.api))
             .map_err(|e| invalid_request(format!("{path}: {e}")))
     }
@@ -231,7 +236,7 @@ impl DataverseClient {
         serde_json::to_string(&body).map_err(|e| invalid_request(format!("record: {e}")))
     }
 
-    async fn send(&self, call: Call) -> Result<Answer, DataverseError> {
+    pub(super) async fn send(&self, call: Call) -> Result<Answer, DataverseError> {
         let user = self.pick(call.weight);
         tracing::debug!(event = "dataverse_call", op = call.op, user = %user.client_id, weight = call.weight);
         user.service.send(&call, None).await

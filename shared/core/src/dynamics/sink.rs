@@ -1,6 +1,8 @@
 //! [`LeadSink`] in Dataverse: leads upserted by alternate key (several at once in `$batch`),
 //! hand-made records adopted on a lead's first push, accepted referrals as opportunities.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use futures_util::StreamExt as _;
 use hunter_domain::crm::{DynamicsMapping, OpportunityRecords, Table};
@@ -16,7 +18,7 @@ const DEFAULT_CONCURRENCY: usize = 4;
 /// [`LeadSink`] in Dataverse, with the mapping's entity set and key column.
 #[derive(Debug)]
 pub struct DataverseLeadSink {
-    client: DataverseClient,
+    client: Arc<DataverseClient>,
     entity_set: String,
     key_column: String,
 }
@@ -31,12 +33,18 @@ fn pushed(result: UpsertResult, adopted: bool) -> PushedLead {
 }
 
 impl DataverseLeadSink {
-    pub fn new(client: DataverseClient, mapping: &DynamicsMapping) -> Self {
+    pub fn new(client: impl Into<Arc<DataverseClient>>, mapping: &DynamicsMapping) -> Self {
         Self {
-            client,
+            client: client.into(),
             entity_set: mapping.entity_set().to_owned(),
             key_column: mapping.key_column().to_owned(),
         }
+    }
+
+    /// The client pushes go through (shared with the pull of CRM changes, so both are paced
+    /// together for the same application users).
+    pub fn client(&self) -> &Arc<DataverseClient> {
+        &self.client
     }
 
     /// On a first push, keys a record made by hand for `domain` (website or e-mail domain);

@@ -125,6 +125,37 @@ impl ReferralWriteBack for PartnerCenterClient {
         self.service.send(&call, None).await?;
         Ok(())
     }
+
+    async fn close_referral(
+        &self,
+        referral_id: &str,
+        etag: Option<&str>,
+        substatus: &str,
+    ) -> Result<(), SourceError> {
+        let patch = serde_json::json!([
+            {"op": "replace", "path": "/status", "value": "Closed"},
+            {"op": "replace", "path": "/substatus", "value": substatus},
+        ]);
+        let mut call = Call::new(
+            "close_referral",
+            Method::PATCH,
+            self.referral_url(referral_id)?,
+        )
+        .body(
+            "application/json-patch+json",
+            patch.to_string().into_bytes(),
+        );
+        if let Some(etag) = etag {
+            call = call.header("If-Match", etag);
+        }
+        self.service.send(&call, None).await?;
+        tracing::info!(
+            event = "partner_center_referral_closed",
+            referral_id,
+            substatus
+        );
+        Ok(())
+    }
 }
 
 impl PartnerCenterClient {

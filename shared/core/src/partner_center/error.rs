@@ -11,6 +11,7 @@ impl From<PartnerCenterError> for SourceError {
             PartnerCenterError::Deadline { delay, .. } => Self::Deadline(delay),
             PartnerCenterError::Auth { .. } => Self::Unauthorized(message),
             PartnerCenterError::SignInRequired { .. } => Self::SignInRequired(message),
+            PartnerCenterError::Http { status: 412, .. } => Self::Conflict(message),
             e if e.is_retryable() => Self::Unavailable(message),
             _ => Self::Invalid(message),
         }

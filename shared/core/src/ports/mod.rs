@@ -4,6 +4,7 @@
 
 mod auth;
 mod certificates;
+mod crm_changes;
 mod queue;
 mod scanner;
 mod sink;
@@ -13,6 +14,7 @@ mod trigger;
 
 pub use auth::{AccessTokenVerifier, AuthError, Caller};
 pub use certificates::{CertificateError, CertificateSource};
+pub use crm_changes::{CrmChangeSource, CrmChanges, CrmPullError};
 pub use hunter_domain::rules::UpsertOutcome;
 pub use queue::{OutgoingMessage, Queue, QueueDepth, QueueError, ReceivedMessage, SendFailure};
 pub use scanner::DomainScanner;

@@ -66,6 +66,16 @@ pub trait ReferralWriteBack: Send + Sync {
         etag: Option<&str>,
         reference: &str,
     ) -> Result<(), SourceError>;
+
+    /// Closes the referral with `substatus` (`Won`, `Lost`): a JSON Patch of `status` and
+    /// `substatus`, conditional on `etag` (`If-Match`; a changed referral is
+    /// [`SourceError::Conflict`]).
+    async fn close_referral(
+        &self,
+        referral_id: &str,
+        etag: Option<&str>,
+        substatus: &str,
+    ) -> Result<(), SourceError>;
 }
 
 /// A failed call to the referral source, after the client's own retries.
@@ -85,6 +95,9 @@ pub enum SourceError {
     /// A request or answer outside the contract; retrying will not help.
     #[error("{0}")]
     Invalid(String),
+    /// A conditional write found the resource changed since it was read (HTTP 412).
+    #[error("{0}")]
+    Conflict(String),
     /// Waiting for the next retry would pass the caller's deadline.
     #[error("deadline reached before the referral source answered (next retry in {0:?})")]
     Deadline(Duration),

@@ -193,11 +193,18 @@ impl DynamicsMapping {
     }
 }
 
-/// Unique names, a source or default each, known Hunter fields only, no zero length.
+/// Unique names, a source or default each, known Hunter fields only, no zero length, none of
+/// the columns sellers own ([`super::outcome::SELLER_OWNED_COLUMNS`]).
 fn check_columns(columns: &[ColumnRule]) -> Result<(), MappingError> {
     let invalid = |why: String| Err(MappingError::Invalid(why));
     let mut seen = std::collections::BTreeSet::new();
     for column in columns {
+        if super::outcome::is_seller_owned(&column.name) {
+            return invalid(format!(
+                "column {} belongs to sellers (status, owner): Hunter never pushes it",
+                column.name
+            ));
+        }
         if !seen.insert(column.name.as_str()) {
             return invalid(format!("column {} is mapped twice", column.name));
         }
@@ -514,6 +521,19 @@ mod tests {
             (
                 "entity_set = \"leads\"\nkey_column = \"k\"\ncolum = []",
                 "unknown field",
+            ),
+            // The conflict rule: status and owner are the sellers'; no mapping may push them.
+            (
+                "entity_set = \"leads\"\nkey_column = \"k\"\n[[column]]\nname = \"statuscode\"\ndefault = 1",
+                "belongs to sellers",
+            ),
+            (
+                "entity_set = \"leads\"\nkey_column = \"k\"\n[[column]]\nname = \"ownerid@odata.bind\"\nsource = \"domain\"",
+                "belongs to sellers",
+            ),
+            (
+                "entity_set = \"leads\"\nkey_column = \"k\"\ncolumn = []\n[opportunity]\nentity_set = \"opportunities\"\n[[opportunity.column]]\nname = \"StateCode\"\ndefault = 1",
+                "belongs to sellers",
             ),
         ];
         for (text, why) in cases {

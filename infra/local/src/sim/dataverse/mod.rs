@@ -8,6 +8,9 @@
 //! the documented codes), `x-ms-dop-hint`, `$batch` with atomic change sets, and fault injection
 //! driven by a seeded RNG so tests are deterministic, and change tracking
 //! (`Prefer: odata.track-changes`, `@odata.deltaLink`, `$deltatoken`; see `change_tracking.rs`).
+//! Records are owned (`_ownerid_value`) by the application user unless a seller reassigns them;
+//! owners the simulator knows ([`SIM_USERS`]) come with their name as a FormattedValue
+//! annotation (always, not only when asked for). `QualifyLead` sets `_qualifyingopportunityid_value`.
 //!
 //! Entity sets: `leads`, `accounts`, `contacts`, `opportunities` (see [`ENTITY_SETS`]); records are
 //! free-form JSON objects keyed by a GUID primary key. Control routes: `GET|POST /_sim/records/{set}`,
@@ -74,6 +77,18 @@ pub const CODE_VERSION_MISMATCH: &str = "0x80060882";
 pub const CODE_BAD_SEGMENT: &str = "0x80060888";
 /// Error code of an unknown, garbled or expired change-tracking `$deltatoken`.
 pub const CODE_INVALID_DELTA_TOKEN: &str = "0x80044352";
+/// The systemuser that owns the records Hunter's application user creates.
+pub const APPLICATION_USER_ID: &str = "00000000-0000-0000-0000-0000000000f0";
+/// Users the simulator knows by name (id, full name): the application user and two sellers, so
+/// tests can play a seller reassigning a lead (`ownerid@odata.bind: /systemusers(<id>)`).
+pub const SIM_USERS: &[(&str, &str)] = &[
+    (APPLICATION_USER_ID, "Hunter Sync"),
+    ("00000000-0000-0000-0000-00000000a001", "Avery Seller"),
+    ("00000000-0000-0000-0000-00000000a002", "Blake Seller"),
+];
+/// The annotation Dataverse gives a lookup's display name under
+/// `Prefer: odata.include-annotations="OData.Community.Display.V1.FormattedValue"`.
+pub const FORMATTED_VALUE: &str = "@OData.Community.Display.V1.FormattedValue";
 /// Entity sets served: (set name, primary key column, logical name).
 pub const ENTITY_SETS: &[(&str, &str, &str)] = &[
     ("leads", "leadid", "lead"),

@@ -47,7 +47,11 @@ pub(super) fn project(record: &Value, select: Option<&[String]>, pk: &str) -> Va
         (Some(names), Value::Object(object)) => Value::Object(
             object
                 .iter()
-                .filter(|(k, _)| *k == "@odata.etag" || *k == pk || names.iter().any(|n| n == *k))
+                .filter(|(k, _)| {
+                    // A selected column keeps its annotations (`col@OData...FormattedValue`).
+                    let column = k.split('@').next().unwrap_or(k);
+                    *k == "@odata.etag" || *k == pk || names.iter().any(|n| n == column)
+                })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         ),

@@ -49,6 +49,18 @@ impl Record {
         for (k, v) in &self.data {
             object.insert(k.clone(), v.clone());
         }
+        if let Some(name) = self
+            .data
+            .get("_ownerid_value")
+            .and_then(Value::as_str)
+            .and_then(|id| super::SIM_USERS.iter().find(|(user, _)| *user == id))
+            .map(|(_, name)| *name)
+        {
+            object.insert(
+                format!("_ownerid_value{}", super::FORMATTED_VALUE),
+                json!(name),
+            );
+        }
         object.insert("createdon".into(), json!(self.created));
         object.insert("modifiedon".into(), json!(self.modified));
         object.insert("versionnumber".into(), json!(self.version));
@@ -188,7 +200,15 @@ impl Inner {
     }
 
     /// Stores a new record.
-    pub(super) fn create(&mut self, set: &str, id: String, data: Map<String, Value>) -> Record {
+    /// Creates a record owned by the application user; leads and opportunities start Open
+    /// (`statecode` 0, `statuscode` 1) unless `data` says otherwise.
+    pub(super) fn create(&mut self, set: &str, id: String, mut data: Map<String, Value>) -> Record {
+        data.entry("_ownerid_value")
+            .or_insert_with(|| json!(super::APPLICATION_USER_ID));
+        if matches!(set, "leads" | "opportunities") {
+            data.entry("statecode").or_insert_with(|| json!(0));
+            data.entry("statuscode").or_insert_with(|| json!(1));
+        }
         let version = self.next_version();
         let now = now_text();
         let record = Record {
@@ -621,6 +641,7 @@ fn qualify_lead(
     let text = |name: &str| lead.data.get(name).cloned().unwrap_or(Value::Null);
     let mut created = Vec::new();
     let mut account_id = None;
+    let mut opportunity_id = None;
     if flag("CreateAccount") {
         let mut data = Map::new();
         data.insert("name".into(), text("companyname"));
@@ -659,8 +680,12 @@ fn qualify_lead(
         let id = inner.new_guid();
         let record = inner.create("opportunities", id, data);
         created.push(json!({"@odata.type": "#Microsoft.Dynamics.CRM.opportunity", "opportunityid": record.id}));
+        opportunity_id = Some(record.id);
     }
     let mut closed = Map::new();
+    if let Some(opportunity) = opportunity_id {
+        closed.insert("_qualifyingopportunityid_value".into(), json!(opportunity));
+    }
     closed.insert("statecode".into(), json!(1));
     closed.insert("statuscode".into(), json!(status));
     inner.update("leads", index, closed);
