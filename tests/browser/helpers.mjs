@@ -49,9 +49,18 @@ export async function startHunter({ args = [], env = {}, token = TOKEN, waitForL
   const child = spawn(bin, fullArgs, { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
 
   const stderrTail = [];
+  // hunter-local logs one JSON object per line on stderr: those with an `event` are all kept.
+  const logEvents = [];
   createInterface({ input: child.stderr }).on('line', (line) => {
     stderrTail.push(line);
     if (stderrTail.length > 40) stderrTail.shift();
+    if (!line.startsWith('{')) return;
+    try {
+      const entry = JSON.parse(line);
+      if (entry && typeof entry.event === 'string') logEvents.push(entry);
+    } catch {
+      // not a log object
+    }
   });
   const exited = new Promise((resolve) => { child.once('exit', (code, signal) => resolve({ code, signal })); });
 
@@ -77,6 +86,14 @@ export async function startHunter({ args = [], env = {}, token = TOKEN, waitForL
     token: token || printedToken,
     child,
     stderr: () => stderrTail.join('\n'),
+    /** The first JSON log line with `event: name` (its fields), waiting up to `timeout` ms for it. */
+    async logEvent(name, { timeout = 10_000 } = {}) {
+      return eventually(() => {
+        const entry = logEvents.find((e) => e.event === name);
+        if (!entry) throw new Error(`hunter-local logged no ${name} event:\n${stderrTail.join('\n')}`);
+        return entry;
+      }, { timeout });
+    },
     /** GET/POST on the API with the bearer token; throws on an error status. */
     async api(path, { method = 'GET', body, bearer } = {}) {
       const headers = { Authorization: `Bearer ${bearer || hunter.token}` };

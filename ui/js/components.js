@@ -3,7 +3,7 @@
 import { h, s, replace, srOnly } from './dom.js';
 import {
   num, SEGMENT_MEANING, SYNC_STATUS_LABEL, SCAN_STATE_LABEL, SCAN_STATE_MEANING, SKIP_REASON_LABEL,
-  ARRIVAL_LABEL, ARRIVAL_MEANING,
+  ARRIVAL_LABEL, ARRIVAL_MEANING, CRM_STATUS_TONE, CRM_OPPORTUNITY_TONE, CRM_NOT_PULLED, crmPulled,
 } from './format.js';
 
 /* ---------- categories (labels come from the API, never hard-coded) ---------- */
@@ -72,6 +72,53 @@ export function arrivalChip(arrivedBy) {
   if (!label) return h('span', { class: 'muted', title: 'not known' }, '—');
   return h('span', { class: ['chip', 'chip-arrival', `arrival-${arrivedBy}`], title: `Arrived by ${label}: ${ARRIVAL_MEANING[arrivedBy]}` },
     label);
+}
+
+/* ---------- what sellers did in Dynamics 365 (seller-typed text: text nodes only) ---------- */
+
+const GUID = /^\{?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\}?$/i;
+
+/** The lead's status in Dynamics as a pill: Open neutral, Qualified green, Disqualified muted red. */
+export function crmStatusPill(lead) {
+  const status = lead?.crmStatus;
+  if (!status) return h('span', { class: 'muted', title: crmPulled(lead) ? 'No status in Dynamics' : CRM_NOT_PULLED }, '—');
+  const tone = Object.hasOwn(CRM_STATUS_TONE, status) ? CRM_STATUS_TONE[status] : 'other';
+  const reason = lead.crmStatusReason;
+  const title = `In Dynamics: ${status}${reason && reason !== status ? ` (${reason})` : ''}`;
+  return h('span', { class: ['pill', 'crm-pill', `crm-${tone}`], title }, status);
+}
+
+/** The status of the opportunity the lead was qualified into: Won green, Lost red, Open neutral. */
+export function crmOpportunityPill(status, opportunityId) {
+  if (!status) return null;
+  const tone = Object.hasOwn(CRM_OPPORTUNITY_TONE, status) ? CRM_OPPORTUNITY_TONE[status] : 'other';
+  const title = `Opportunity in Dynamics: ${status}${opportunityId ? ` (${opportunityId})` : ''}`;
+  return h('span', { class: ['pill', 'opp-pill', `opp-${tone}`], title }, status);
+}
+
+/**
+ * The leads table's CRM status cell: the status pill, then (when there is one) the reason in
+ * small text and the opportunity's status, labelled. A reason that only repeats the status is
+ * left out.
+ */
+export function crmStatusCell(lead) {
+  const pill = crmStatusPill(lead);
+  if (!lead?.crmStatus) return pill;
+  const reason = lead.crmStatusReason && lead.crmStatusReason !== lead.crmStatus
+    ? h('span', { class: 'crm-reason' }, lead.crmStatusReason) : null;
+  const oppPill = crmOpportunityPill(lead.crmOpportunityStatus, lead.crmOpportunityId);
+  const opportunity = oppPill ? h('span', { class: 'crm-opp' }, h('span', { class: 'crm-opp-label' }, 'Opportunity'), oppPill) : null;
+  return h('span', { class: 'crm' }, pill, reason || opportunity ? h('span', { class: 'crm-sub' }, reason, opportunity) : null);
+}
+
+/** The lead's owner in Dynamics: the name as Dynamics shows it, or its id when it had no name. */
+export function crmOwner(lead) {
+  const owner = lead?.crmOwner;
+  if (!owner) return h('span', { class: 'muted', title: crmPulled(lead) ? 'No owner in Dynamics' : CRM_NOT_PULLED }, '—');
+  if (owner === lead.crmOwnerId || GUID.test(owner)) {
+    return h('code', { class: 'crm-owner-id', title: `Owner in Dynamics (no name given): ${owner}` }, owner);
+  }
+  return h('span', { class: 'crm-owner', title: lead.crmOwnerId ? `Owner in Dynamics: ${owner} (${lead.crmOwnerId})` : `Owner in Dynamics: ${owner}` }, owner);
 }
 
 function scoreBand(score) {

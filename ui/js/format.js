@@ -117,6 +117,9 @@ export const SYNC_STATUS_LABEL = {
   synced: 'Synced',
   failed: 'Failed',
   skipped: 'Not pushed',
+  // Results in the audit trail only: a change pulled back from Dynamics, a referral closed.
+  changed: 'Changed',
+  closed: 'Closed',
 };
 
 export const SCAN_STATES = ['ok', 'no_mx', 'nxdomain', 'servfail', 'timeout', 'pending'];
@@ -161,4 +164,19 @@ export function tenantSize(size) {
 
 export function plural(n, one, many) {
   return `${num(n)} ${n === 1 ? one : many}`;
+}
+
+/* ---------- what sellers did in Dynamics 365 (pulled back from Dataverse) ---------- */
+
+/** The CSS tone of a lead's status in Dynamics; another text (e.g. "Unknown (7)") is neutral. */
+export const CRM_STATUS_TONE = { Open: 'open', Qualified: 'qualified', Disqualified: 'disqualified' };
+/** The CSS tone of the opportunity the lead was qualified into. */
+export const CRM_OPPORTUNITY_TONE = { Open: 'open', Won: 'won', Lost: 'lost' };
+export const CRM_NOT_PULLED = 'Not pulled from Dynamics yet';
+
+/** True once anything was pulled back from Dynamics for the lead. */
+export function crmPulled(lead) {
+  if (!lead) return false;
+  return ['crmStatus', 'crmStatusReason', 'crmOwner', 'crmOwnerId', 'crmOpportunityId',
+    'crmOpportunityStatus', 'crmUpdatedAt'].some((key) => lead[key] != null && lead[key] !== '');
 }

@@ -1,12 +1,15 @@
 // The lead detail dialog: score and why, DNS signals and risks, what it means for a seller,
-// the referrals behind it, Dynamics (push now) and its audit trail, rescan.
+// the referrals behind it, Dynamics (push now, and what sellers did there) and its audit trail,
+// rescan.
 import { h, replace, keepFocus } from '../dom.js';
 import { seg } from '../api.js';
 import {
   openDialog, priorityBadge, syncPill, scanStatePill, scoreCell, breakdownList, signalsPanel, sellerGuidance,
-  spinner, errorState, icon,
+  spinner, errorState, icon, crmStatusPill, crmOpportunityPill, crmOwner,
 } from '../components.js';
-import { num, money, moneyMap, timeEl, tenantSize, relative, absolute } from '../format.js';
+import {
+  num, money, moneyMap, timeEl, tenantSize, relative, absolute, crmPulled, CRM_NOT_PULLED,
+} from '../format.js';
 
 const PUSH_POLL_MS = 400;
 const PUSH_WAIT_MS = 15_000;
@@ -48,6 +51,28 @@ export function openLeadDetail(ctx, domain, { returnFocus, onChanged } = {}) {
   const dynamicsBox = h('div', { class: 'dynamics', 'data-testid': 'dynamics-panel' });
   const auditBox = h('div', { class: 'audit-box' });
 
+  /** What sellers did with the lead in Dynamics 365, as Hunter last pulled it back. */
+  function crmGroup(crm) {
+    const heading = h('h4', { class: 'crm-heading' }, 'In Dynamics');
+    if (!crmPulled(crm)) {
+      return h('div', { class: 'crm-group' }, heading,
+        h('p', { class: 'muted', 'data-testid': 'crm-detail-none' }, CRM_NOT_PULLED));
+    }
+    const reason = crm.crmStatusReason && crm.crmStatusReason !== crm.crmStatus
+      ? h('span', { class: 'crm-reason' }, crm.crmStatusReason) : null;
+    const opportunity = crm.crmOpportunityStatus
+      ? crmOpportunityPill(crm.crmOpportunityStatus, crm.crmOpportunityId)
+      : crm.crmOpportunityId
+        ? h('span', { class: 'muted', title: `Opportunity ${crm.crmOpportunityId}` }, 'status not known')
+        : h('span', { class: 'muted' }, 'none');
+    return h('div', { class: 'crm-group' }, heading,
+      h('dl', { class: 'facts' },
+        fact('CRM status', h('span', { class: 'crm', 'data-testid': 'crm-detail-status' }, crmStatusPill(crm), reason)),
+        fact('Owner', h('span', { 'data-testid': 'crm-detail-owner' }, crmOwner(crm))),
+        fact('Opportunity', h('span', { 'data-testid': 'crm-detail-opportunity' }, opportunity)),
+        fact('Changed in Dynamics', timeEl(crm.crmUpdatedAt))));
+  }
+
   function renderDynamics(status) {
     const pushButton = h('button', { type: 'button', class: 'btn', id: 'push-now', onclick: pushNow }, icon('push'), 'Push now');
     replace(dynamicsBox,
@@ -58,7 +83,9 @@ export function openLeadDetail(ctx, domain, { returnFocus, onChanged } = {}) {
         fact('Attempts', num(status.syncAttempts ?? 0)),
         status.lastError ? fact('Last error', h('span', { class: 'text-danger' }, status.lastError)) : null),
       h('div', { class: 'section-actions' }, pushButton,
-        h('span', { class: 'muted small' }, 'Sends this lead to Dynamics 365 now, without waiting for the next sync.')));
+        h('span', { class: 'muted small' }, 'Sends this lead to Dynamics 365 now, without waiting for the next sync.')),
+      // The push status may come without the pulled fields: those of the lead stay.
+      crmGroup({ ...lead, ...status }));
     renderAudit(status.audit || []);
   }
 
@@ -197,7 +224,7 @@ export function openLeadDetail(ctx, domain, { returnFocus, onChanged } = {}) {
       section('Mail signals and risks', signalsPanel(lead.signals, lead.scoreBreakdown)),
       section('Dynamics 365', dynamicsBox),
       section(`Referrals (${num(lead.referralCount)})`, referralList, h('p', {}, refLink)),
-      section('Push audit trail', auditBox),
+      section('Dynamics audit trail', auditBox),
       section('Score history', historyList));
   }
 

@@ -2,7 +2,7 @@
 import { h, replace, debounce, keepFocus } from '../dom.js';
 import {
   priorityBadge, segmentChip, syncPill, scanStatePill, scoreCell, icon, pager, field, select,
-  skeletonRows, errorState, categoryList,
+  skeletonRows, errorState, categoryList, crmStatusCell, crmOwner,
 } from '../components.js';
 import {
   num, timeEl, tenantSize, plural, SEGMENTS, SYNC_STATUSES, SYNC_STATUS_LABEL, SCAN_STATES, SCAN_STATE_LABEL,
@@ -26,7 +26,9 @@ const COLUMNS = [
   { key: 'segment', label: 'Segment' },
   { key: 'score', label: 'Score', sort: { desc: 'score', asc: '-score' } },
   { key: 'scan', label: 'Scan' },
-  { key: 'dynamics', label: 'Dynamics' },
+  { key: 'dynamics', label: 'Dynamics', title: "Hunter's push of the lead to Dynamics 365" },
+  { key: 'crm', label: 'CRM status', title: 'What sellers did with the lead in Dynamics 365: its status, the reason and the opportunity' },
+  { key: 'owner', label: 'Owner', title: "The lead's owner in Dynamics 365" },
   { key: 'updated', label: 'Updated', sort: { desc: 'updated' } },
 ];
 
@@ -358,6 +360,8 @@ export function mount(container, ctx, initialParams) {
     cell('score', 'Score', scoreCell(lead.score)),
     cell('scan', 'Scan', scanStatePill(lead.scanState, lead.scanDetail)),
     cell('dynamics', 'Dynamics', syncPill(lead.syncStatus, lead.lastError)),
+    h('td', { class: 'c-crm', 'data-label': 'CRM status', 'data-testid': 'crm-status' }, crmStatusCell(lead)),
+    h('td', { class: 'c-owner', 'data-label': 'Owner', 'data-testid': 'crm-owner' }, crmOwner(lead)),
     cell('updated', 'Updated', timeEl(lead.updatedAt)));
     const open = () => openDetail(lead.domain, tr);
     tr.addEventListener('click', (e) => {
