@@ -57,7 +57,7 @@ test-moto: venv
 	scripts/with-moto.sh cargo test -p hunter-tests --test contract -- moto::
 	@echo "==> hunter-local --once --aws (moto)"
 	scripts/with-moto.sh cargo test -p hunter-local --test once -- aws
-	@echo "==> the four functions under cargo lambda watch (moto + simulators)"
+	@echo "==> the five functions under cargo lambda watch (moto + simulators)"
 	scripts/with-moto.sh cargo test -p hunter-tests --test lambda
 
 ## test-browser: the UI in headless Chromium (UPDATE_SCREENSHOTS=1 refreshes docs/screenshots)

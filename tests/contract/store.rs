@@ -265,6 +265,19 @@ pub async fn leads_are_written_with_a_version_check(store: &dyn Store) {
 
     contoso.referral_ids.push("r1".to_owned());
     contoso.referral_count = 1;
+    // What a pull from the CRM wrote on it round-trips too (a mirrored referral included).
+    let mut crm = hunter_domain::crm::CrmState {
+        status: Some("Qualified".to_owned()),
+        status_reason: Some("Qualified".to_owned()),
+        owner: Some("Avery Seller".to_owned()),
+        owner_id: Some("00000000-0000-0000-0000-00000000a001".to_owned()),
+        opportunity_id: Some("00000000-0000-0000-0000-0000000000b1".to_owned()),
+        opportunity_status: Some("Won".to_owned()),
+        updated_at: Some(at(2)),
+        ..Default::default()
+    };
+    crm.mirrored.insert("r1".to_owned(), "Won".to_owned());
+    contoso.crm = Some(crm);
     contoso.version = 2;
     store.put_lead(&contoso, Some(1), None).await.unwrap();
     let stale = store.put_lead(&contoso, Some(1), None).await;
