@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hunter_core::cursor::{claim_sync, release_sync, renew_lease};
-use hunter_core::fanout::{Unsendable, enqueue_referrals, referral_messages};
-use hunter_core::intake::record_invalid;
+use hunter_core::fanout::{deliver_referrals, referral_messages};
 use hunter_core::metrics::{Metrics, MetricsSink, fetch_referrals as metric};
 use hunter_core::ports::{
     Queue, ReferralFilter, ReferralPage, ReferralSource, SourceError, Store, StoreError,
@@ -453,50 +452,27 @@ impl Sync {
             .max();
         self.max_updated = self.max_updated.max(page_max);
         let messages = referral_messages(&self.run.id, &page.referrals);
-        self.record_invalid(deps.store, &messages.unsendable)
-            .await?;
-        for payload in &messages.payloads {
-            deps.store
-                .put_payload(&payload.key, &payload.text)
-                .await
-                .map_err(|err| {
-                    let message = format!("storing the payload of referral {}: {err}", payload.key);
-                    RunFailure::of(&message, err.is_retryable())
-                })?;
-        }
         let backoff = &deps.settings.send_backoff;
-        let enqueued = enqueue_referrals(deps.queue, &messages.messages, backoff)
-            .await
-            .map_err(|err| {
-                // What went out will be ingested and counted: the run must know it was sent.
-                self.run.enqueued += count(err.sent);
-                RunFailure::of(&format!("referrals queue: {err}"), err.is_retryable())
-            })?;
-        self.run.enqueued += count(enqueued.sent);
-        self.record_invalid(deps.store, &enqueued.refused).await?;
-        if !enqueued.transient.is_empty() {
-            let codes: Vec<&str> = enqueued.transient.iter().map(|f| f.code.as_str()).collect();
-            let message = format!(
-                "{} referrals could not be enqueued ({})",
-                codes.len(),
-                codes.join(", ")
-            );
-            return Err(RunFailure::of(&message, true));
+        let delivered = deliver_referrals(
+            deps.store,
+            deps.queue,
+            Some(&self.run.id),
+            &messages,
+            backoff,
+        )
+        .await;
+        // What went out will be ingested and counted: the run must know it was sent, also when
+        // the delivery stopped partway.
+        let (done, failure) = match delivered {
+            Ok(done) => (done, None),
+            Err(err) => (err.delivered, Some(err)),
+        };
+        self.run.enqueued += count(done.sent);
+        self.run.recorded_invalid += count(done.recorded_invalid);
+        match failure {
+            Some(err) => Err(RunFailure::of(&err, err.is_retryable())),
+            None => Ok(()),
         }
-        Ok(())
-    }
-
-    /// Stores input that cannot travel through the queue as `invalid_payload`, counted in the run.
-    async fn record_invalid(
-        &mut self,
-        store: &dyn Store,
-        unsendable: &[Unsendable],
-    ) -> Result<(), StoreError> {
-        for item in unsendable {
-            record_invalid(store, Some(&self.run.id), &item.text, &item.detail).await?;
-            self.run.recorded_invalid += 1;
-        }
-        Ok(())
     }
 
     /// Logs the invocation and, when the run is complete, its one summary.

@@ -10,8 +10,7 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hunter_core::fanout::{enqueue_referrals, webhook_messages};
-use hunter_core::intake::record_invalid;
+use hunter_core::fanout::{DeliveryFailure, deliver_referrals, webhook_messages};
 use hunter_core::partner_center::webhook::{
     CERTIFICATE_URL_HEADER, EventAction, SIGNATURE_ALGORITHM_HEADER, SignatureHeaders,
     WebhookError, WebhookEvent, WebhookVerifier,
@@ -230,26 +229,21 @@ async fn queue_referral(
         }
     };
     let page = webhook_messages(referral);
-    for payload in &page.payloads {
-        state.store.put_payload(&payload.key, &payload.text).await?;
-    }
-    for unsendable in &page.unsendable {
-        record_invalid(&*state.store, None, &unsendable.text, &unsendable.detail).await?;
-    }
-    let enqueued = enqueue_referrals(&*state.referrals_queue, &page.messages, &Backoff::default())
-        .await
-        .map_err(|e| ApiError::unavailable("queue_unavailable", e.to_string()))?;
-    if !enqueued.transient.is_empty() {
-        return Err(ApiError::unavailable(
-            "queue_unavailable",
-            "the referrals queue did not take the referral, try again",
-        ));
-    }
-    for refused in &enqueued.refused {
-        record_invalid(&*state.store, None, &refused.text, &refused.detail).await?;
-    }
-    let queued = enqueued.sent > 0;
-    Ok(if queued {
+    let delivered = deliver_referrals(
+        &*state.store,
+        &*state.referrals_queue,
+        None,
+        &page,
+        &Backoff::default(),
+    )
+    .await
+    .map_err(|err| match err.failure {
+        DeliveryFailure::Store { error, .. } => ApiError::from(error),
+        DeliveryFailure::Queue(_) | DeliveryFailure::NotTaken(_) => {
+            ApiError::unavailable("queue_unavailable", err.to_string())
+        }
+    })?;
+    Ok(if delivered.sent > 0 {
         (StatusCode::ACCEPTED, handled("queued", Some(id)))
     } else {
         (StatusCode::OK, handled("recorded_invalid", Some(id)))

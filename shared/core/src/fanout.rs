@@ -1,5 +1,6 @@
 //! Sending many messages: batches of at most 10 entries and 256 KiB, transient entry failures
-//! retried, permanent ones reported.
+//! retried, permanent ones reported; and delivering a page of referrals for ingest
+//! ([`deliver_referrals`]), as fetch-referrals and the webhook route both do.
 
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -8,8 +9,9 @@ use hunter_domain::model::Arrival;
 use hunter_domain::referral::{MAX_PAYLOAD_BYTES, content_digest};
 
 use crate::adapters::memory_queue::MAX_BATCH_BYTES;
+use crate::intake::record_invalid;
 use crate::messages::{MAX_MESSAGE_BYTES, PayloadRefMessage, ReferralMessage};
-use crate::ports::{OutgoingMessage, Queue, QueueError, SendFailure};
+use crate::ports::{OutgoingMessage, Queue, QueueError, SendFailure, Store, StoreError};
 use crate::retry::Backoff;
 
 /// SQS's batch size.
@@ -258,6 +260,103 @@ pub async fn enqueue_referrals(
         refused,
         transient,
     })
+}
+
+/// What [`deliver_referrals`] did: referrals sent to the queue, and referrals stored as
+/// `invalid_payload` instead (too large to travel, or refused by the queue for what they are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Delivered {
+    pub sent: usize,
+    pub recorded_invalid: usize,
+}
+
+/// A delivery that stopped partway; `delivered` is what happened before it stopped (what was
+/// sent will be ingested: a run must count it).
+#[derive(Debug, thiserror::Error)]
+#[error("{failure}")]
+pub struct DeliveryError {
+    pub delivered: Delivered,
+    pub failure: DeliveryFailure,
+}
+
+/// Why a delivery stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryFailure {
+    #[error("storing {what}: {error}")]
+    Store { what: String, error: StoreError },
+    #[error("referrals queue: {0}")]
+    Queue(QueueError),
+    /// Entries the queue still did not take after the retries (their error codes).
+    #[error("{} referrals could not be enqueued ({})", .0.len(), .0.join(", "))]
+    NotTaken(Vec<String>),
+}
+
+impl DeliveryError {
+    /// Whether delivering the page again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match &self.failure {
+            DeliveryFailure::Store { error, .. } => error.is_retryable(),
+            DeliveryFailure::Queue(error) => error.is_retryable(),
+            DeliveryFailure::NotTaken(_) => true,
+        }
+    }
+}
+
+/// Delivers a page of referrals ([`referral_messages`], [`webhook_messages`]) for ingest, the
+/// one way fetch-referrals and the webhook route do it: stores the referrals too large to travel
+/// as `invalid_payload` (counted in run `run_id`), stores the payloads that travel by reference,
+/// sends the messages, and stores the ones the queue refuses for what they are as
+/// `invalid_payload` too. Fails on a store or queue failure, or when the queue still did not take
+/// some entries after the retries.
+pub async fn deliver_referrals(
+    store: &dyn Store,
+    queue: &dyn Queue,
+    run_id: Option<&str>,
+    page: &PageMessages,
+    backoff: &Backoff,
+) -> Result<Delivered, DeliveryError> {
+    let mut delivered = Delivered::default();
+    let stop =
+        |delivered: Delivered, failure: DeliveryFailure| DeliveryError { delivered, failure };
+    for item in &page.unsendable {
+        record_invalid(store, run_id, &item.text, &item.detail)
+            .await
+            .map_err(|error| {
+                let what = "an unsendable referral as invalid_payload".to_owned();
+                stop(delivered, DeliveryFailure::Store { what, error })
+            })?;
+        delivered.recorded_invalid += 1;
+    }
+    for payload in &page.payloads {
+        store
+            .put_payload(&payload.key, &payload.text)
+            .await
+            .map_err(|error| {
+                let what = format!("the payload of referral {}", payload.key);
+                stop(delivered, DeliveryFailure::Store { what, error })
+            })?;
+    }
+    let enqueued = enqueue_referrals(queue, &page.messages, backoff)
+        .await
+        .map_err(|err| {
+            delivered.sent += err.sent;
+            stop(delivered, DeliveryFailure::Queue(err.error))
+        })?;
+    delivered.sent += enqueued.sent;
+    for item in &enqueued.refused {
+        record_invalid(store, run_id, &item.text, &item.detail)
+            .await
+            .map_err(|error| {
+                let what = "a referral the queue refused as invalid_payload".to_owned();
+                stop(delivered, DeliveryFailure::Store { what, error })
+            })?;
+        delivered.recorded_invalid += 1;
+    }
+    if !enqueued.transient.is_empty() {
+        let codes = enqueued.transient.into_iter().map(|f| f.code).collect();
+        return Err(stop(delivered, DeliveryFailure::NotTaken(codes)));
+    }
+    Ok(delivered)
 }
 
 #[cfg(test)]
@@ -549,5 +648,93 @@ mod tests {
                 .detail
                 .contains("InvalidMessageContents")
         );
+    }
+
+    #[tokio::test]
+    async fn when_a_page_is_delivered_should_store_what_cannot_travel_and_count_what_went_out() {
+        use crate::adapters::EmbeddedStore;
+        use crate::ports::{PayloadStore as _, ReferralStore as _};
+
+        let store = EmbeddedStore::new();
+        let large = serde_json::json!({"id": "big", "notes": "x".repeat(MAX_MESSAGE_BYTES)});
+        let huge = serde_json::json!({"id": "huge", "notes": "z".repeat(MAX_PAYLOAD_BYTES)});
+        let page = webhook_messages(raw(&large));
+        let mut page_with_huge =
+            referral_messages("run-1", &[raw(&serde_json::json!({"id": "a"})), raw(&huge)]);
+        page_with_huge.messages.extend(page.messages);
+        page_with_huge.payloads.extend(page.payloads);
+        for (i, m) in page_with_huge.messages.iter_mut().enumerate() {
+            m.id = i.to_string();
+        }
+        let queue = flaky(0);
+        let delivered = deliver_referrals(&store, &queue, Some("run-1"), &page_with_huge, &fast(1))
+            .await
+            .unwrap();
+        assert_eq!(
+            delivered,
+            Delivered {
+                sent: 2,
+                recorded_invalid: 1
+            }
+        );
+        assert!(
+            store.get_payload("big").await.unwrap().is_some(),
+            "travels by reference"
+        );
+        let kept = store
+            .list_referrals(&Default::default())
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(
+            kept.len(),
+            1,
+            "the huge one is kept as invalid_payload: {kept:?}"
+        );
+
+        // The queue refuses everything for what it is: each is kept instead, nothing lost.
+        let refusing = Flaky {
+            refuse: true,
+            ..flaky(0)
+        };
+        let page = referral_messages("run-2", &[raw(&serde_json::json!({"id": "b"}))]);
+        let delivered = deliver_referrals(&store, &refusing, Some("run-2"), &page, &fast(1))
+            .await
+            .unwrap();
+        assert_eq!(
+            delivered,
+            Delivered {
+                sent: 0,
+                recorded_invalid: 1
+            }
+        );
+
+        // Down after one batch: the error says what went out before it.
+        let down = Flaky {
+            up_for: 1,
+            ..flaky(0)
+        };
+        let referrals: Vec<_> = (0..15)
+            .map(|i| raw(&serde_json::json!({"id": format!("r{i}")})))
+            .collect();
+        let page = referral_messages("run-3", &referrals);
+        let err = deliver_referrals(&store, &down, Some("run-3"), &page, &fast(1))
+            .await
+            .unwrap_err();
+        assert_eq!(err.delivered.sent, 10);
+        assert!(err.is_retryable());
+        assert!(matches!(err.failure, DeliveryFailure::Queue(_)), "{err}");
+
+        // Entries still failing after the retries: retryable, named by their codes.
+        let flapping = flaky(5);
+        let page = referral_messages("run-4", &[raw(&serde_json::json!({"id": "c"}))]);
+        let err = deliver_referrals(&store, &flapping, Some("run-4"), &page, &fast(1))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err.failure, DeliveryFailure::NotTaken(ref codes) if codes.len() == 1),
+            "{err}"
+        );
+        assert!(err.is_retryable());
     }
 }
