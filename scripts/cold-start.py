@@ -15,6 +15,9 @@ refresh-token secret) and starts each function once, cold, in the order of the d
                    batch of 10 more (what the event source mapping sends: BatchSize 10);
   push-dynamics    an SQS event of ONE message from the dynamics-push queue ingest filled (cold),
                    then, warm, a batch of up to 10 more, upserted into the Dataverse simulator;
+  pull-dynamics    an EventBridge Scheduler event: the first pull of the Dataverse simulator's
+                   changes (every lead push-dynamics wrote) onto the round's leads (cold), then,
+                   warm, the next pull (nothing changed);
   http-api         an API Gateway HTTP API (payload 2.0) event `GET /api/v1/health` (cold), then
                    warm the same.
 A counting proxy between the functions and moto records every AWS call per invocation (DynamoDB
@@ -53,9 +56,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN_DIR = os.path.join(ROOT, "target/release")
-FUNCTIONS = ["fetch-referrals", "ingest-referral", "push-dynamics", "http-api"]
+FUNCTIONS = ["fetch-referrals", "ingest-referral", "push-dynamics", "pull-dynamics", "http-api"]
 # template.yaml's Timeout of each function: the deadline handed to the function.
-TIMEOUTS = {"fetch-referrals": 120, "ingest-referral": 60, "push-dynamics": 60, "http-api": 29}
+TIMEOUTS = {"fetch-referrals": 120, "ingest-referral": 60, "push-dynamics": 60, "pull-dynamics": 120,
+            "http-api": 29}
 TARGET_FIRST_NEXT_MS = 30.0
 TARGET_RSS_MB = 30.0
 API_TOKEN = "cold-start-token"
@@ -700,11 +704,14 @@ def run_round(moto: Moto, proxy: CountingProxy, hunter: HunterLocal, round_no: i
         keys = {
             "fetch-referrals": ["HUNTER_PC_CLIENT_ID", "HUNTER_PC_CLIENT_SECRET", "HUNTER_PC_REFRESH_TOKEN"],
             "push-dynamics": ["HUNTER_D365_CLIENT_ID", "HUNTER_D365_CLIENT_SECRET", "HUNTER_D365_TENANT"],
-            "http-api": ["HUNTER_API_TOKEN"],
+            # http-api fetches the referral a webhook event names: Partner Center's app too.
+            "http-api": ["HUNTER_API_TOKEN", "HUNTER_PC_CLIENT_ID", "HUNTER_PC_CLIENT_SECRET"],
         }
         per_function = {f: {"HUNTER_SECRET_ARN": moto.create_secret(
             f"{tag}-{f}", {k: credentials[k] for k in names})} for f, names in keys.items()}
         per_function["ingest-referral"] = {}
+        # pull-dynamics reads push-dynamics' secret (the same Dataverse application user).
+        per_function["pull-dynamics"] = per_function["push-dynamics"]
     else:
         # Credentials::load reads the HUNTER_* variables themselves when HUNTER_SECRET_ARN is unset.
         per_function = {f: dict(credentials) for f in FUNCTIONS}
@@ -712,7 +719,9 @@ def run_round(moto: Moto, proxy: CountingProxy, hunter: HunterLocal, round_no: i
         "fetch-referrals": {"HUNTER_PC_REFRESH_TOKEN_SECRET_ARN": token_secret},
         "ingest-referral": {},
         "push-dynamics": {"HUNTER_PC_WRITE_BACK": "false"},
-        "http-api": {"HUNTER_FETCH_FUNCTION": "fetch-referrals"},
+        "pull-dynamics": {"HUNTER_MIRROR_CRM_OUTCOMES": "false"},
+        "http-api": {"HUNTER_FETCH_FUNCTION": "fetch-referrals",
+                     "HUNTER_PC_REFRESH_TOKEN_SECRET_ARN": token_secret},
     }
     env = lambda f: {**base, **per_function[f], **extra[f]}
     results = []
@@ -748,6 +757,15 @@ def run_round(moto: Moto, proxy: CountingProxy, hunter: HunterLocal, round_no: i
         if json.loads(inv["answer"]).get("batchItemFailures"):
             raise RuntimeError(f"push-dynamics reported failures: {inv['answer']}")
     results.append(pushed)
+
+    pulled = run_function("pull-dynamics", env("pull-dynamics"), [
+        ("first pull", scheduled_event()),
+        ("next pull (warm)", scheduled_event()),
+    ], log_dir, round_no, proxy)
+    first_pull = json.loads(pulled["invocations"][0]["answer"])
+    if not first_pull.get("leadsUpdated"):
+        raise RuntimeError(f"pull-dynamics pulled nothing back: {first_pull}")
+    results.append(pulled)
 
     served = run_function("http-api", env("http-api"), [
         ("GET /api/v1/health", health_event()),

@@ -18,14 +18,14 @@ use hunter_core::messages::PushMessage;
 use hunter_core::metrics::{Metrics, push_dynamics as metrics};
 use hunter_core::optimistic::{Change, update_lead, update_lead_with_referral};
 use hunter_core::ports::{
-    LeadSink, LeadUpsert, MAX_PAGE_SIZE, OutgoingMessage, PushedLead, Queue, ReferralWriteBack,
-    SinkError, Store, StoreError,
+    LeadSink, LeadUpsert, OutgoingMessage, PushedLead, Queue, ReferralWriteBack, SinkError, Store,
+    StoreError,
 };
 use hunter_core::retry::Backoff;
 use hunter_domain::clock;
 use hunter_domain::crm::{DynamicsMapping, lead_input, opportunity_records};
 use hunter_domain::leads::{LeadWithReferral, PushAttempt, is_active, push_needed, record_push};
-use hunter_domain::model::{AuditEntry, Lead, LeadReferral};
+use hunter_domain::model::{AuditEntry, Lead};
 use hunter_domain::referral::{Referral, cap_text, parse_referral};
 use hunter_domain::rules::normalize_domain;
 use serde_json::{Map, Value};
@@ -389,7 +389,9 @@ async fn sync_opportunities(
     if !deps.opportunities {
         return Ok(Ok(()));
     }
-    for contribution in contributions(deps.store, lead)
+    for contribution in deps
+        .store
+        .all_contributions(&lead.domain)
         .await?
         .iter()
         .filter(|c| is_active(c))
@@ -452,7 +454,7 @@ async fn write_back(
     lead: &Lead,
     dynamics_id: &str,
 ) -> Result<(), StoreError> {
-    for contribution in contributions(store, lead).await? {
+    for contribution in store.all_contributions(&lead.domain).await? {
         let Some(record) = store.get_referral(&contribution.id).await? else {
             continue;
         };
@@ -478,22 +480,6 @@ async fn stored_referral(store: &dyn Store, id: &str) -> Result<Option<Referral>
         .get_referral(id)
         .await?
         .and_then(|record| parse_referral(&record.raw).ok()))
-}
-
-/// Every contribution of the lead's referrals, page by page.
-async fn contributions(store: &dyn Store, lead: &Lead) -> Result<Vec<LeadReferral>, StoreError> {
-    let mut all = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = store
-            .list_contributions(&lead.domain, Some(MAX_PAGE_SIZE), cursor.as_deref())
-            .await?;
-        all.extend(page.items);
-        match page.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => return Ok(all),
-        }
-    }
 }
 
 /// Writes the attempt's sync state on the lead as stored now (changes ingested meanwhile are

@@ -143,7 +143,8 @@ pub async fn run_once(stack: &Stack) -> anyhow::Result<OnceSummary> {
     worker::drain_referrals(stack).await?;
     let ingested_at = started.elapsed();
     worker::drain_pushes(stack).await?;
-    let crm = worker::pull_crm(stack).await.transpose()?;
+    // A failed pull is reported in the summary: the sync itself did its work.
+    let crm = worker::pull_crm(stack).await;
     let stages = summary::StageTimes {
         fetch_ms: fetched_at.as_millis(),
         ingest_ms: (ingested_at - fetched_at).as_millis(),
@@ -163,7 +164,14 @@ pub async fn run_once(stack: &Stack) -> anyhow::Result<OnceSummary> {
     summary.dynamics_failed = worker::count_status(&leads, SyncStatus::Failed);
     summary.pushes_queued = stack.push_queue.depth().await?.visible;
     summary.dlq = worker::dead_letters(stack).await?;
-    summary.crm_pull = crm;
+    match crm {
+        Some(Ok(pulled)) => summary.crm_pull = Some(pulled),
+        Some(Err(err)) => {
+            tracing::warn!(event = "local_crm_pull_failed", retryable = err.is_retryable(), error = %err);
+            summary.crm_pull_error = Some(err.to_string());
+        }
+        None => {}
+    }
     summary.duration_ms = started.elapsed().as_millis();
     summary.stages = stages;
     Ok(summary)

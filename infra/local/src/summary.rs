@@ -34,6 +34,9 @@ pub struct OnceSummary {
     pub dlq: u64,
     /// What the pull of CRM changes after the pushes did (`null` with `--no-dynamics`).
     pub crm_pull: Option<PullSummary>,
+    /// Why that pull failed, if it did (the sync's own figures stand).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crm_pull_error: Option<String>,
     pub duration_ms: u128,
     /// Where the time went.
     pub stages: StageTimes,
@@ -75,6 +78,7 @@ impl OnceSummary {
             dynamics_failed: 0,
             dlq: 0,
             crm_pull: None,
+            crm_pull_error: None,
             duration_ms: 0,
             stages: StageTimes::default(),
             error: fetch.error.clone(),

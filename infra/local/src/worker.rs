@@ -253,7 +253,12 @@ pub fn count_status(leads: &[Lead], status: SyncStatus) -> usize {
         .count()
 }
 
-/// One pull of what sellers changed in Dynamics (pull-dynamics); `None` with `--no-dynamics`.
+/// The Lambda timeout of pull-dynamics (template.yaml): a local pull gets as long.
+const PULL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One pull of what sellers changed in Dynamics (pull-dynamics), given up after
+/// [`PULL_TIMEOUT`] (its cursor stays: the next pull reads the same changes); `None` with
+/// `--no-dynamics`.
 pub async fn pull_crm(stack: &Stack) -> Option<Result<PullSummary, PullError>> {
     let source = stack.crm_changes.as_ref()?;
     let deps = PullDeps {
@@ -263,7 +268,11 @@ pub async fn pull_crm(stack: &Stack) -> Option<Result<PullSummary, PullError>> {
             .mirror_crm_outcomes
             .then(|| stack.source.as_ref() as &dyn ReferralWriteBack),
     };
-    Some(pull_crm_changes(&deps).await)
+    Some(
+        tokio::time::timeout(PULL_TIMEOUT, pull_crm_changes(&deps))
+            .await
+            .unwrap_or(Err(PullError::TimedOut(PULL_TIMEOUT))),
+    )
 }
 
 /// Dead letters in both queues.

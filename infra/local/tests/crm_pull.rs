@@ -8,6 +8,7 @@ use clap::Parser;
 use hunter_core::messages::PushMessage;
 use hunter_core::optimistic::{Change, update_lead};
 use hunter_core::ports::{LeadQuery, OutgoingMessage};
+use hunter_domain::crm::Outcome;
 use hunter_domain::model::{Lead, SyncStatus};
 use hunter_local::cli::Args;
 use hunter_local::stack::Stack;
@@ -200,53 +201,116 @@ async fn an_expired_cursor_reads_everything_again_and_changes_of_records_not_hun
     assert!(!next.full_read, "the new cursor is kept: {next:?}");
 }
 
+/// A synced lead with at least one referral Partner Center has as `Active` (and, with
+/// `single`, only that one referral); its domain and its Active referrals' ids.
+async fn lead_with_active_referrals(stack: &Stack, single: bool) -> (String, Vec<String>) {
+    for lead in leads(stack).await {
+        if lead.sync_status != SyncStatus::Synced || (single && lead.referral_count != 1) {
+            continue;
+        }
+        let mut active = Vec::new();
+        for id in &lead.referral_ids {
+            let record = stack.store.get_referral(id).await.unwrap().unwrap();
+            if record.status.as_deref() == Some("Active")
+                && record.domain == Some(lead.domain.clone())
+            {
+                active.push(id.clone());
+            }
+        }
+        if !active.is_empty() && (!single || active.len() == 1) {
+            return (lead.domain.to_string(), active);
+        }
+    }
+    panic!("the seed has no lead with an Active referral");
+}
+
+/// Plays a seller qualifying the lead of `domain` into a new opportunity; answers its id.
+fn qualify(stack: &Stack, domain: &str) -> String {
+    let dataverse = &stack.dataverse_sim.as_ref().unwrap().sim;
+    let lead_id = dataverse_lead(stack, domain)["leadid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let opportunity = dataverse.insert_record(
+        "opportunities",
+        json!({"name": format!("Deal {domain}"), "_originatingleadid_value": lead_id}),
+    );
+    dataverse
+        .seller_update(
+            "leads",
+            "hnt_hunterkey",
+            domain,
+            json!({"statecode": 1, "statuscode": 3,
+                   "qualifyingopportunityid@odata.bind": format!("/opportunities({opportunity})")}),
+        )
+        .unwrap();
+    opportunity
+}
+
+fn referral_in_partner_center(stack: &Stack, id: &str) -> Value {
+    stack
+        .partner_center_sim
+        .as_ref()
+        .unwrap()
+        .sim
+        .referrals()
+        .into_iter()
+        .find(|r| r["id"] == id)
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_won_opportunity_is_mirrored_to_partner_center_once_and_does_not_come_back_as_a_push() {
     let stack = synced_stack(&["--mirror-crm-outcomes"]).await;
-    let all = leads(&stack).await;
-    let target = all
-        .iter()
-        .find(|l| l.sync_status == SyncStatus::Synced && l.latest_status() != Some("Closed"))
-        .unwrap();
-    let domain = target.domain.to_string();
-    let record = dataverse_lead(&stack, &domain);
-    let lead_id = record["leadid"].as_str().unwrap().to_owned();
-    let version_before = record["versionnumber"].clone();
-
-    // A seller wins the opportunity the lead became.
+    let (domain, active) = lead_with_active_referrals(&stack, false).await;
     let dataverse = &stack.dataverse_sim.as_ref().unwrap().sim;
+
+    // Qualified, and another opportunity made from the same lead is won: not the lead's outcome.
+    let opportunity = qualify(&stack, &domain);
+    let lead_id = dataverse_lead(&stack, &domain)["leadid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     dataverse.insert_record(
         "opportunities",
-        json!({"name": "Won deal", "_originatingleadid_value": lead_id, "statecode": 1, "statuscode": 3}),
+        json!({"name": "Side deal", "_originatingleadid_value": lead_id, "statecode": 1}),
     );
+    let pulled = pull(&stack).await;
+    assert_eq!(
+        (pulled.leads_updated, pulled.mirrored),
+        (1, 0),
+        "{pulled:?}"
+    );
+    let qualified = lead(&stack, &domain).await.crm.unwrap();
+    assert_eq!(
+        qualified.opportunity_id.as_deref(),
+        Some(opportunity.as_str())
+    );
+    assert_eq!(qualified.opportunity_status.as_deref(), Some("Open"));
+
+    // The opportunity the lead became is won.
+    dataverse
+        .seller_update(
+            "opportunities",
+            "name",
+            &format!("Deal {domain}"),
+            json!({"statecode": 1, "statuscode": 3}),
+        )
+        .unwrap();
+    let version_before = dataverse_lead(&stack, &domain)["versionnumber"].clone();
     let pulled = pull(&stack).await;
     assert_eq!(pulled.leads_updated, 1, "{pulled:?}");
     let won = lead(&stack, &domain).await;
     let crm = won.crm.clone().unwrap();
     assert_eq!(crm.opportunity_status.as_deref(), Some("Won"));
-    let open: Vec<String> = stack
-        .store
-        .list_contributions(&won.domain, Some(200), None)
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|c| c.status.as_deref() != Some("Closed"))
-        .map(|c| c.id)
-        .collect();
-    assert!(!open.is_empty());
     assert_eq!(
         (pulled.mirrored, pulled.mirror_failed),
-        (open.len(), 0),
+        (active.len(), 0),
         "{pulled:?}"
     );
-    let partner_center = &stack.partner_center_sim.as_ref().unwrap().sim;
-    for id in &open {
-        let referral = partner_center
-            .referrals()
-            .into_iter()
-            .find(|r| r["id"] == id.as_str())
-            .unwrap();
+    assert_eq!(crm.mirror_due, None, "done");
+    for id in &active {
+        let referral = referral_in_partner_center(&stack, id);
         assert_eq!(
             (&referral["status"], &referral["substatus"]),
             (&json!("Closed"), &json!("Won")),
@@ -259,7 +323,7 @@ async fn a_won_opportunity_is_mirrored_to_partner_center_once_and_does_not_come_
             .iter()
             .filter(|e| e.action == "mirror" && e.result == "closed")
             .count(),
-        open.len(),
+        active.len(),
         "{audit:?}"
     );
 
@@ -268,15 +332,22 @@ async fn a_won_opportunity_is_mirrored_to_partner_center_once_and_does_not_come_
     worker::drain_referrals(&stack).await.unwrap();
     worker::drain_pushes(&stack).await.unwrap();
     let back = lead(&stack, &domain).await;
-    assert_eq!(
-        back.latest_status(),
-        Some("Closed"),
-        "the referral's new status is shown"
-    );
+    for id in &active {
+        let record = stack.store.get_referral(id).await.unwrap().unwrap();
+        assert_eq!(
+            record.status.as_deref(),
+            Some("Closed"),
+            "stored as Partner Center has it"
+        );
+    }
     assert_eq!(back.sync_status, SyncStatus::Synced);
     assert_eq!(
         back.content_version, won.content_version,
         "nothing new for Dynamics"
+    );
+    assert!(
+        back.crm.as_ref().unwrap().mirrored.is_empty(),
+        "the marks came back"
     );
     assert_eq!(
         dataverse_lead(&stack, &domain)["versionnumber"],
@@ -286,6 +357,48 @@ async fn a_won_opportunity_is_mirrored_to_partner_center_once_and_does_not_come_
     // And the next pull does not close them again.
     let next = pull(&stack).await;
     assert_eq!(next.mirrored, 0, "{next:?}");
+}
+
+#[tokio::test]
+async fn an_outcome_hunter_first_sees_already_reached_is_not_mirrored() {
+    let stack = Stack::build(&Args::parse_from([
+        "hunter-local",
+        "--in-memory",
+        "--once",
+        "--seed",
+        "30",
+        "--mirror-crm-outcomes",
+    ]))
+    .await
+    .unwrap();
+    worker::run_sync(&stack, None).await.unwrap();
+    worker::drain_referrals(&stack).await.unwrap();
+    worker::drain_pushes(&stack).await.unwrap();
+    let (domain, active) = lead_with_active_referrals(&stack, false).await;
+    // Lost before Hunter ever pulled: history, not news.
+    stack
+        .dataverse_sim
+        .as_ref()
+        .unwrap()
+        .sim
+        .seller_update(
+            "leads",
+            "hnt_hunterkey",
+            &domain,
+            json!({"statecode": 2, "statuscode": 4}),
+        )
+        .unwrap();
+    let first = pull(&stack).await;
+    assert!(first.full_read);
+    assert_eq!(first.mirrored, 0, "{first:?}");
+    assert_eq!(
+        lead(&stack, &domain).await.crm.unwrap().status.as_deref(),
+        Some("Disqualified")
+    );
+    assert_ne!(
+        referral_in_partner_center(&stack, &active[0])["status"],
+        "Closed"
+    );
 }
 
 #[tokio::test]
@@ -332,22 +445,15 @@ async fn a_pull_that_fails_keeps_its_cursor_and_the_next_one_reads_what_changed_
 }
 
 #[tokio::test]
-async fn a_referral_changed_in_partner_center_since_hunter_read_it_is_not_closed_over_it() {
+async fn a_referral_changed_in_partner_center_since_hunter_read_it_is_closed_only_once_hunter_has_the_new_version()
+ {
     let stack = synced_stack(&["--mirror-crm-outcomes"]).await;
-    let target = leads(&stack)
-        .await
-        .into_iter()
-        .find(|l| l.referral_count == 1 && l.latest_status() != Some("Closed"))
-        .unwrap();
-    let domain = target.domain.to_string();
-    let referral_id = target.referral_ids[0].clone();
+    let (domain, active) = lead_with_active_referrals(&stack, true).await;
+    let referral_id = active[0].clone();
     let partner_center = &stack.partner_center_sim.as_ref().unwrap().sim;
-    let mut changed = partner_center
-        .referrals()
-        .into_iter()
-        .find(|r| r["id"] == referral_id.as_str())
-        .unwrap();
+    let mut changed = referral_in_partner_center(&stack, &referral_id);
     changed["eTag"] = json!("\"changed-elsewhere\"");
+    changed["updatedDateTime"] = json!(chrono::Utc::now().to_rfc3339());
     partner_center.upsert_referrals(vec![changed]);
 
     // The seller disqualifies the lead: Lost, but Partner Center has a newer referral (412).
@@ -366,25 +472,47 @@ async fn a_referral_changed_in_partner_center_since_hunter_read_it_is_not_closed
     let pulled = pull(&stack).await;
     assert_eq!(
         (pulled.mirrored, pulled.mirror_failed),
-        (0, 1),
+        (0, 0),
         "{pulled:?}"
     );
-    let referral = partner_center
-        .referrals()
-        .into_iter()
-        .find(|r| r["id"] == referral_id.as_str())
-        .unwrap();
-    assert_ne!(referral["status"], "Closed", "{referral}");
+    assert_ne!(
+        referral_in_partner_center(&stack, &referral_id)["status"],
+        "Closed"
+    );
     let after = lead(&stack, &domain).await;
+    let crm = after.crm.clone().unwrap();
     assert!(
-        after.crm.unwrap().mirrored.is_empty(),
-        "a mirror that did not happen is not remembered"
+        crm.mirrored.is_empty(),
+        "a close that did not happen is not marked"
+    );
+    assert_eq!(
+        (crm.mirror_due, crm.mirror_attempts),
+        (Some(Outcome::Lost), 1)
     );
     let audit = stack.store.list_audit(&after.domain, 10).await.unwrap();
-    let skipped = audit.iter().find(|e| e.action == "mirror").unwrap();
-    assert_eq!(skipped.result, "skipped", "{skipped:?}");
+    let retry = audit.iter().find(|e| e.action == "mirror").unwrap();
+    assert_eq!(retry.result, "retry", "{retry:?}");
     assert!(
-        skipped.detail.as_deref().unwrap().contains(&referral_id),
-        "{skipped:?}"
+        retry.detail.as_deref().unwrap().contains(&referral_id),
+        "{retry:?}"
     );
+
+    // Nothing changes in Dynamics, but the outcome is still due: the next pull tries again,
+    // and once the sweep brought Partner Center's new version (its eTag), it closes it.
+    let again = pull(&stack).await;
+    assert_eq!((again.changes, again.mirrored), (0, 0), "{again:?}");
+    worker::run_sync(&stack, None).await.unwrap();
+    worker::drain_referrals(&stack).await.unwrap();
+    let closed = pull(&stack).await;
+    assert_eq!(
+        (closed.mirrored, closed.mirror_failed),
+        (1, 0),
+        "{closed:?}"
+    );
+    let referral = referral_in_partner_center(&stack, &referral_id);
+    assert_eq!(
+        (&referral["status"], &referral["substatus"]),
+        (&json!("Closed"), &json!("Lost"))
+    );
+    assert_eq!(lead(&stack, &domain).await.crm.unwrap().mirror_due, None);
 }

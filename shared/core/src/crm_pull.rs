@@ -8,7 +8,9 @@
 use std::time::Instant;
 
 use hunter_domain::clock;
-use hunter_domain::crm::{CrmChange, CrmState, Outcome};
+use std::collections::BTreeSet;
+
+use hunter_domain::crm::{CrmChange, CrmState};
 use hunter_domain::leads::CLOSED;
 use hunter_domain::model::AuditEntry;
 use hunter_domain::rules::Domain;
@@ -17,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::optimistic::{Change, update_lead, update_state};
 use crate::ports::{
-    CrmChangeSource, CrmPullError, MAX_PAGE_SIZE, ReferralWriteBack, SourceError, Store, StoreError,
+    CrmChangeSource, CrmPullError, ReferralWriteBack, SourceError, Store, StoreError,
 };
 
 /// The sync-state key of the pull's cursor and last summary.
@@ -57,6 +59,9 @@ pub enum PullError {
     Source(#[from] CrmPullError),
     #[error("store failed: {0}")]
     Store(#[from] StoreError),
+    /// The pull ran out of time (its cursor did not move).
+    #[error("the pull did not finish within {0:?}")]
+    TimedOut(std::time::Duration),
 }
 
 impl PullError {
@@ -65,6 +70,7 @@ impl PullError {
         match self {
             Self::Source(err) => err.is_retryable(),
             Self::Store(err) => err.is_retryable(),
+            Self::TimedOut(_) => true,
         }
     }
 }
@@ -78,20 +84,31 @@ pub struct PullDeps<'a> {
     pub mirror: Option<&'a dyn ReferralWriteBack>,
 }
 
-/// Pulls what changed in the CRM since the last pull onto Hunter's leads.
+/// Mirror attempts of one outcome before Hunter gives up on it (a pull every 5 minutes: an hour).
+pub const MAX_MIRROR_ATTEMPTS: u32 = 12;
+/// Leads whose outcome one pull mirrors at most (the rest wait for the next pull).
+const MIRRORS_PER_PULL: usize = 200;
+/// Partner Center's status of a referral a seller is working on (the ones an outcome closes).
+const ACTIVE: &str = "Active";
+
+/// Pulls what changed in the CRM since the last pull onto Hunter's leads, then (mirroring on)
+/// closes the referrals of leads with an outcome due in Partner Center.
 pub async fn pull_crm_changes(deps: &PullDeps<'_>) -> Result<PullSummary, PullError> {
     let started = Instant::now();
-    let cursor = deps
-        .store
-        .get_state(PULL_STATE_KEY)
-        .await?
-        .and_then(|state| {
-            state
-                .value
-                .get("cursor")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        });
+    let stored = deps.store.get_state(PULL_STATE_KEY).await?.map(|s| s.value);
+    let text = |name: &str| {
+        stored
+            .as_ref()
+            .and_then(|v| v.get(name))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let cursor = text("cursor");
+    let mut due: BTreeSet<String> = stored
+        .as_ref()
+        .and_then(|v| v.get("mirrorsDue"))
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default();
     let mut summary = PullSummary {
         full_read: cursor.is_none(),
         ..PullSummary::default()
@@ -110,26 +127,27 @@ pub async fn pull_crm_changes(deps: &PullDeps<'_>) -> Result<PullSummary, PullEr
     for id in &changes.deleted {
         tracing::info!(event = "crm_record_deleted", record_id = %id);
     }
+    let mirroring = deps.mirror.is_some();
     for change in &changes.changes {
-        match apply(deps.store, change).await? {
-            (Applied::Updated, reached) => {
-                summary.leads_updated += 1;
-                if let (Some(outcome), Some(mirror)) = (reached, deps.mirror) {
-                    let (closed, failed) =
-                        mirror_outcome(deps.store, mirror, &change.key, outcome).await?;
-                    summary.mirrored += closed;
-                    summary.mirror_failed += failed;
-                }
-            }
-            (Applied::Unchanged, _) => summary.unchanged += 1,
-            (Applied::UnknownLead, _) => summary.unknown_leads += 1,
+        let (applied, mirror_due) = apply(deps.store, change, mirroring).await?;
+        match applied {
+            Applied::Updated => summary.leads_updated += 1,
+            Applied::Unchanged => summary.unchanged += 1,
+            Applied::UnknownLead => summary.unknown_leads += 1,
         }
+        if let Some(domain) = mirror_due {
+            due.insert(domain.to_string());
+        }
+    }
+    if let Some(mirror) = deps.mirror {
+        mirror_due_outcomes(deps.store, mirror, &mut due, &mut summary).await?;
     }
     summary.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let state = json!({
         "cursor": changes.cursor,
         "lastPullAt": clock::now(),
         "lastSummary": summary,
+        "mirrorsDue": due,
     });
     update_state(deps.store, PULL_STATE_KEY, |_| {
         Change::Write(state.clone(), ())
@@ -139,9 +157,13 @@ pub async fn pull_crm_changes(deps: &PullDeps<'_>) -> Result<PullSummary, PullEr
         event = "crm_pull_finished",
         changes = summary.changes,
         leads_updated = summary.leads_updated,
+        unchanged = summary.unchanged,
         unknown_leads = summary.unknown_leads,
         not_hunters = summary.not_hunters,
         deleted = summary.deleted,
+        mirrored = summary.mirrored,
+        mirror_failed = summary.mirror_failed,
+        mirrors_due = due.len(),
         full_read = summary.full_read,
         duration_ms = summary.duration_ms
     );
@@ -156,123 +178,216 @@ enum Applied {
     UnknownLead,
 }
 
+/// The key of a change as logs may show it (a seller can type it).
+fn shown_key(key: &str) -> String {
+    key.chars().take(100).collect()
+}
+
 /// Applies `change` to the CRM state of its lead (nothing else of the lead changes: no content
-/// version, no push), and records it in the lead's audit trail. Answers what it did and the
-/// outcome the lead newly reached, if any.
+/// version, no push), and records it in the lead's audit trail. With `mirroring`, an outcome
+/// the lead reaches after Hunter first saw it becomes due for Partner Center (one Hunter first
+/// sees already reached is history, not news: it is not mirrored). Answers what it did and the
+/// lead's domain when an outcome is due (newly or still).
 async fn apply(
     store: &dyn Store,
     change: &CrmChange,
-) -> Result<(Applied, Option<Outcome>), StoreError> {
+    mirroring: bool,
+) -> Result<(Applied, Option<Domain>), StoreError> {
     let Ok(domain) = change.key.parse::<Domain>() else {
-        tracing::warn!(event = "crm_change_unknown_lead", key = %change.key, reason = "not a domain");
+        tracing::warn!(event = "crm_change_unknown_lead", key = %shown_key(&change.key), reason = "not a domain");
         return Ok((Applied::UnknownLead, None));
     };
     let now = clock::now();
-    let applied = update_lead(store, &domain, |stored| {
+    let (applied, due, detail) = update_lead(store, &domain, |stored| {
         let Some(mut lead) = stored else {
-            return Change::Keep((Applied::UnknownLead, None, None));
+            return Change::Keep((Applied::UnknownLead, false, None));
         };
+        let first_sight = lead.crm.is_none();
         let mut crm = lead.crm.clone().unwrap_or_default();
         let before = crm.outcome();
         if !crm.apply(change) {
-            return Change::Keep((Applied::Unchanged, None, None));
+            return Change::Keep((Applied::Unchanged, crm.mirror_due.is_some(), None));
         }
-        let reached = crm.outcome().filter(|after| before != Some(*after));
+        let after = crm.outcome();
+        if after.is_none() {
+            // Reopened: nothing to close any more.
+            crm.mirror_due = None;
+        } else if mirroring && !first_sight && after != before {
+            crm.mirror_due = after;
+            crm.mirror_attempts = 0;
+        }
+        let due = crm.mirror_due.is_some();
         let detail = describe(&crm);
         lead.crm = Some(crm);
         lead.updated_at = now;
-        Change::Write(lead, (Applied::Updated, reached, Some(detail)))
+        Change::Write(lead, (Applied::Updated, due, Some(detail)))
     })
     .await?;
-    match &applied {
-        (Applied::UnknownLead, ..) => {
-            tracing::warn!(event = "crm_change_unknown_lead", key = %change.key);
+    match (applied, detail) {
+        (Applied::UnknownLead, _) => {
+            tracing::warn!(event = "crm_change_unknown_lead", key = %shown_key(&change.key));
         }
-        (Applied::Updated, _, Some(detail)) => {
+        (Applied::Updated, Some(detail)) => {
             tracing::info!(event = "crm_change_pulled", domain = %domain);
             let entry =
-                AuditEntry::new(domain, now, ACTOR, "pull", "changed", Some(detail.clone()));
+                AuditEntry::new(domain.clone(), now, ACTOR, "pull", "changed", Some(detail));
             store.append_audit(&entry).await?;
         }
         _ => {}
     }
-    Ok((applied.0, applied.1))
+    Ok((applied, due.then_some(domain)))
 }
 
-/// Closes the open referrals of the lead keyed `key` in Partner Center with `outcome`: each
-/// one conditional on the eTag Hunter stored, marked on the lead before the call (so its change
-/// coming back asks for no push) and unmarked when the call fails; every attempt audited.
-/// Answers how many were closed and how many failed.
+/// Mirrors the outcomes due (at most [`MIRRORS_PER_PULL`] leads a pull); leaves in `due` the
+/// leads still to try again. A refused Partner Center sign-in stops the mirroring of this pull.
+async fn mirror_due_outcomes(
+    store: &dyn Store,
+    mirror: &dyn ReferralWriteBack,
+    due: &mut BTreeSet<String>,
+    summary: &mut PullSummary,
+) -> Result<(), StoreError> {
+    let domains: Vec<String> = due.iter().take(MIRRORS_PER_PULL).cloned().collect();
+    for key in domains {
+        let Ok(domain) = key.parse::<Domain>() else {
+            due.remove(&key);
+            continue;
+        };
+        let tried = mirror_outcome(store, mirror, &domain).await?;
+        summary.mirrored += tried.closed;
+        summary.mirror_failed += tried.failed;
+        if !tried.again {
+            due.remove(&key);
+        }
+        if tried.sign_in_refused {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// What mirroring one lead's outcome did.
+#[derive(Debug, Default)]
+struct Mirrored {
+    closed: usize,
+    /// Referrals Partner Center refused for good (or given up on).
+    failed: usize,
+    /// Some referrals are to try again at the next pull.
+    again: bool,
+    /// Partner Center refused Hunter's credentials: no more mirroring until someone signs in.
+    sign_in_refused: bool,
+}
+
+/// Closes, with the outcome due on the lead of `domain`, each of its referrals that Partner
+/// Center has as `Active` for this domain (Hunter's stored copy; with the eTag it has, so a
+/// referral changed since is not overwritten). Each referral is marked on the lead before the
+/// call (so that its change coming back asks for no push) and unmarked when the call fails; a
+/// marked referral is not closed again. A referral that changed since (412), or a call that may
+/// pass, is tried again at the next pull, up to [`MAX_MIRROR_ATTEMPTS`]. Every attempt is
+/// audited.
 async fn mirror_outcome(
     store: &dyn Store,
     mirror: &dyn ReferralWriteBack,
-    key: &str,
-    outcome: Outcome,
-) -> Result<(usize, usize), StoreError> {
-    let Ok(domain) = key.parse::<Domain>() else {
-        return Ok((0, 0));
+    domain: &Domain,
+) -> Result<Mirrored, StoreError> {
+    let mut result = Mirrored::default();
+    let Some(lead) = store.get_lead(domain).await? else {
+        return Ok(result);
+    };
+    let Some(crm) = lead.crm.filter(|crm| crm.mirror_due.is_some()) else {
+        return Ok(result);
+    };
+    let Some(outcome) = crm.mirror_due else {
+        return Ok(result);
     };
     let substatus = outcome.substatus();
-    let mut open = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = store
-            .list_contributions(&domain, Some(MAX_PAGE_SIZE), cursor.as_deref())
-            .await?;
-        open.extend(
-            page.items
-                .into_iter()
-                .filter(|c| c.status.as_deref() != Some(CLOSED))
-                .map(|c| c.id),
-        );
-        match page.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => break,
+    let mut to_close = Vec::new();
+    for contribution in store.all_contributions(domain).await? {
+        if crm.mirrored.contains_key(&contribution.id) {
+            continue;
+        }
+        let Some(record) = store.get_referral(&contribution.id).await? else {
+            continue;
+        };
+        let open = record.status.as_deref() == Some(ACTIVE);
+        if open && record.domain.as_ref() == Some(domain) {
+            if let Some(etag) = record.etag {
+                to_close.push((record.id, etag));
+            }
         }
     }
-    let (mut closed, mut failed) = (0, 0);
-    for referral_id in open {
-        mark_mirrored(store, &domain, &referral_id, Some(substatus)).await?;
-        let etag = store
-            .get_referral(&referral_id)
-            .await?
-            .and_then(|record| record.etag);
-        let (result, detail) = match mirror
-            .close_referral(&referral_id, etag.as_deref(), substatus)
-            .await
-        {
-            Ok(()) => {
-                closed += 1;
-                (
-                    "closed",
-                    format!("referral {referral_id} {CLOSED}/{substatus}"),
-                )
-            }
-            Err(err) => {
-                failed += 1;
-                mark_mirrored(store, &domain, &referral_id, None).await?;
-                tracing::warn!(event = "crm_outcome_mirror_failed", domain = %domain, referral_id = %referral_id, retryable = err.is_retryable(), error = %err);
-                let result = match err {
-                    SourceError::Conflict(_) => "skipped",
-                    _ => "failed",
-                };
-                (
-                    result,
-                    format!("referral {referral_id} {CLOSED}/{substatus}: {err}"),
-                )
-            }
-        };
-        let entry = AuditEntry::new(
+    let audit = |result: &str, detail: String| {
+        AuditEntry::new(
             domain.clone(),
             clock::now(),
             ACTOR,
             "mirror",
             result,
             Some(detail),
-        );
-        store.append_audit(&entry).await?;
+        )
+    };
+    let give_up = crm.mirror_attempts + 1 >= MAX_MIRROR_ATTEMPTS;
+    for (referral_id, etag) in to_close {
+        mark_mirrored(store, domain, &referral_id, Some(substatus)).await?;
+        let what = format!("referral {referral_id} {CLOSED}/{substatus}");
+        match mirror
+            .close_referral(&referral_id, Some(&etag), substatus)
+            .await
+        {
+            Ok(()) => {
+                result.closed += 1;
+                store.append_audit(&audit("closed", what)).await?;
+            }
+            Err(err) => {
+                tracing::warn!(event = "crm_outcome_mirror_failed", domain = %domain, referral_id = %referral_id, retryable = err.is_retryable(), error = %err);
+                // Unmarked: a mark means closed (a referral marked is not closed again).
+                mark_mirrored(store, domain, &referral_id, None).await?;
+                let passing = err.is_retryable() || matches!(err, SourceError::Conflict(_));
+                if passing && !give_up {
+                    result.again = true;
+                    store
+                        .append_audit(&audit("retry", format!("{what}: {err}")))
+                        .await?;
+                } else {
+                    result.failed += 1;
+                    let why = if passing {
+                        "gave up after retries"
+                    } else {
+                        "refused"
+                    };
+                    store
+                        .append_audit(&audit("failed", format!("{what} ({why}): {err}")))
+                        .await?;
+                }
+                if matches!(
+                    err,
+                    SourceError::SignInRequired(_) | SourceError::Unauthorized(_)
+                ) {
+                    tracing::error!(event = "crm_outcome_mirror_stopped", error = %err);
+                    result.sign_in_refused = true;
+                    result.again = true;
+                    break;
+                }
+            }
+        }
     }
-    Ok((closed, failed))
+    update_lead(store, domain, |stored| {
+        let Some(mut lead) = stored else {
+            return Change::Keep(());
+        };
+        let Some(crm) = lead.crm.as_mut() else {
+            return Change::Keep(());
+        };
+        match result.again {
+            true => crm.mirror_attempts += 1,
+            false => {
+                crm.mirror_due = None;
+                crm.mirror_attempts = 0;
+            }
+        }
+        Change::Write(lead, ())
+    })
+    .await?;
+    Ok(result)
 }
 
 /// Marks (`Some(substatus)`) or unmarks (`None`) referral `referral_id` as closed by Hunter on

@@ -100,6 +100,20 @@ pub mod push_dynamics {
     pub const ALL: [&str; 5] = [PUSHED, PUSH_FAILED, THROTTLED, REQUEUED, DEAD_LETTERED];
 }
 
+/// pull-dynamics' metrics.
+pub mod pull_dynamics {
+    pub const FUNCTION: &str = "pull-dynamics";
+    /// Leads whose CRM state a pull changed.
+    pub const LEADS_UPDATED: &str = "CrmLeadsUpdated";
+    /// Referrals closed in Partner Center for a CRM outcome.
+    pub const MIRRORED: &str = "OutcomesMirrored";
+    /// Referrals Partner Center refused to close for good (or given up on).
+    pub const MIRROR_FAILED: &str = "OutcomeMirrorsFailed";
+    /// Pulls that did not complete.
+    pub const PULLS_FAILED: &str = "CrmPullsFailed";
+    pub const ALL: [&str; 4] = [LEADS_UPDATED, MIRRORED, MIRROR_FAILED, PULLS_FAILED];
+}
+
 /// CloudWatch units (the subset Hunter uses; the names are the EMF `Unit` values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
@@ -462,6 +476,7 @@ mod tests {
             &fetch_referrals::ALL[..],
             &ingest_referral::ALL[..],
             &push_dynamics::ALL[..],
+            &pull_dynamics::ALL[..],
         ] {
             let mut sorted = names.to_vec();
             sorted.sort_unstable();
@@ -483,6 +498,7 @@ mod tests {
             fetch_referrals::FUNCTION => fetch_referrals::ALL.contains(&metric),
             ingest_referral::FUNCTION => ingest_referral::ALL.contains(&metric),
             push_dynamics::FUNCTION => push_dynamics::ALL.contains(&metric),
+            pull_dynamics::FUNCTION => pull_dynamics::ALL.contains(&metric),
             _ => false,
         };
         let mut checked = 0;

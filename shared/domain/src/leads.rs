@@ -57,6 +57,10 @@ pub fn join_referral(
         if echo {
             lead.content_version = content_version;
             lead.sync_status = sync_status;
+            // Came back: the mark has done its work.
+            if let Some(crm) = lead.crm.as_mut() {
+                crm.mirrored.remove(&record.id);
+            }
             return LeadJoin::Recorded(lead, written);
         }
         lead.sync_status = SyncStatus::Pending;
@@ -442,7 +446,7 @@ mod tests {
         let synced = lead.content_version;
         let mut crm = crate::crm::CrmState::default();
         crm.mirrored.insert("a".to_owned(), "Won".to_owned());
-        lead.crm = Some(crm);
+        lead.crm = Some(crm.clone());
 
         let mut won = record("a", CLOSED, 10.0, 2);
         won.substatus = Some("Won".to_owned());
@@ -452,6 +456,7 @@ mod tests {
                 assert_eq!(lead.latest_status(), Some(CLOSED), "shown");
                 assert_eq!(lead.content_version, synced, "nothing new for Dynamics");
                 assert_eq!(lead.sync_status, SyncStatus::Synced);
+                assert!(lead.crm.unwrap().mirrored.is_empty(), "the mark is done");
             }
             other => panic!("{other:?}"),
         }
@@ -459,7 +464,7 @@ mod tests {
         // Another substatus, or anything else changing with it, is a change to push.
         let mirrored_won = || {
             let mut other = lead_with("a");
-            other.lead.as_mut().unwrap().crm = stored.lead().crm.clone();
+            other.lead.as_mut().unwrap().crm = Some(crm.clone());
             other
         };
         let mut lost = record("a", CLOSED, 10.0, 2);

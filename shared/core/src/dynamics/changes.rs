@@ -81,7 +81,11 @@ impl DataverseClient {
         let mut rows = Vec::new();
         let mut deleted = Vec::new();
         for value in values {
-            let Value::Object(row) = value else { continue };
+            let Value::Object(row) = value else {
+                return Err(invalid(format!(
+                    "change answer with a non-object row: {value}"
+                )));
+            };
             let is_deletion = row
                 .get("@odata.context")
                 .and_then(Value::as_str)
@@ -140,6 +144,8 @@ impl DataverseClient {
         let url = Url::parse(link).ok().filter(|url| {
             let api = self.api();
             url.scheme() == api.scheme()
+                && url.username().is_empty()
+                && url.password().is_none()
                 && url.host_str() == api.host_str()
                 && url.port_or_known_default() == api.port_or_known_default()
                 && url.path().starts_with(api.path())
@@ -229,25 +235,33 @@ impl DataverseChangeReader {
                 let name = text(row, &format!("_ownerid_value{FORMATTED_VALUE}"));
                 (id, name)
             }),
-            opportunity: text(row, "_qualifyingopportunityid_value").map(|id| (id, None)),
+            qualifying_opportunity: text(row, "_qualifyingopportunityid_value"),
+            opportunity_statuses: Vec::new(),
             updated_at: modified_on(row),
         })
     }
 
-    /// The lead key of record `lead_id`: from this pull's lead rows, else read from Dataverse.
+    /// The lead key of record `lead_id` (`None`: not one of Hunter's, or gone): from this pull's
+    /// lead rows or an earlier answer, else read from Dataverse once and remembered.
     async fn key_of_lead(
         &self,
         lead_id: &str,
-        known: &HashMap<String, String>,
+        known: &mut HashMap<String, Option<String>>,
     ) -> Result<Option<String>, DataverseError> {
         if let Some(key) = known.get(lead_id) {
-            return Ok(Some(key.clone()));
+            return Ok(key.clone());
+        }
+        if uuid::Uuid::parse_str(lead_id).is_err() {
+            // Not a record id (outside the contract): no lead of Hunter's.
+            return Ok(None);
         }
         let record = self
             .client
             .get_record(&self.entity_set, lead_id, &[&self.key_column])
             .await?;
-        Ok(record.and_then(|r| text(&r, &self.key_column)))
+        let key = record.and_then(|r| text(&r, &self.key_column));
+        known.insert(lead_id.to_owned(), key.clone());
+        Ok(key)
     }
 }
 
@@ -257,6 +271,8 @@ fn pull_error(err: DataverseError) -> CrmPullError {
         DataverseError::Validation { code, .. } if code == CODE_INVALID_DELTA_TOKEN => {
             CrmPullError::CursorExpired(err.to_string())
         }
+        // A stored link outside the organization's API (an org URL changed): start over.
+        DataverseError::InvalidRequest { .. } => CrmPullError::CursorExpired(err.to_string()),
         _ if err.is_retryable() => CrmPullError::Unavailable(err.to_string()),
         _ => CrmPullError::Failed(err.to_string()),
     }
@@ -301,44 +317,45 @@ impl CrmChangeSource for DataverseChangeReader {
         deleted.extend(deleted_opportunities);
 
         let mut by_key: BTreeMap<String, CrmChange> = BTreeMap::new();
-        let mut known_leads = HashMap::new();
+        let mut known_leads: HashMap<String, Option<String>> = HashMap::new();
         let mut not_hunters = 0;
         for row in &lead_rows {
-            match self.lead_change(row) {
+            let change = self.lead_change(row);
+            if let Some(id) = text(row, &pk) {
+                known_leads.insert(id.to_lowercase(), change.as_ref().map(|c| c.key.clone()));
+            }
+            match change {
                 Some(change) => {
-                    if let Some(id) = &change.record_id {
-                        known_leads.insert(id.to_lowercase(), change.key.clone());
-                    }
                     by_key.insert(change.key.clone(), change);
                 }
                 None => not_hunters += 1,
             }
         }
         for row in &opportunity_rows {
-            let (Some(id), Some(lead_id)) = (
+            let (Some(id), Some(lead_id), Some(statecode)) = (
                 text(row, "opportunityid"),
                 text(row, "_originatingleadid_value"),
+                row.get("statecode").and_then(Value::as_i64),
             ) else {
                 // Not converted from a lead (e.g. the opportunity of an accepted referral).
+                not_hunters += 1;
                 continue;
             };
             let Some(key) = self
-                .key_of_lead(&lead_id.to_lowercase(), &known_leads)
+                .key_of_lead(&lead_id.to_lowercase(), &mut known_leads)
                 .await
                 .map_err(pull_error)?
             else {
                 not_hunters += 1;
                 continue;
             };
-            let status = row
-                .get("statecode")
-                .and_then(Value::as_i64)
-                .map(opportunity_status);
             let change = by_key.entry(key.clone()).or_insert_with(|| CrmChange {
                 key,
                 ..CrmChange::default()
             });
-            change.opportunity = Some((id, status));
+            change
+                .opportunity_statuses
+                .push((id, opportunity_status(statecode)));
             change.updated_at = change.updated_at.max(modified_on(row));
         }
         let cursor = serde_json::to_string(&Cursor {
@@ -356,8 +373,59 @@ impl CrmChangeSource for DataverseChangeReader {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::dynamics::DataverseAuth;
+    use crate::http::TokenEndpoint;
+    use crate::retry::Backoff;
+    use crate::secret::Secret;
+
+    fn client() -> DataverseClient {
+        let org = "https://org.crm.dynamics.com";
+        let endpoint = TokenEndpoint::new(
+            reqwest::Client::new(),
+            "https://login.example/token",
+            "id",
+            Secret::new("secret"),
+        );
+        DataverseClient::new(
+            reqwest::Client::new(),
+            org,
+            DataverseAuth::new(endpoint, org),
+            Backoff::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn when_a_link_leaves_the_organizations_api_it_should_be_refused_before_any_request() {
+        let client = client();
+        let inside = "https://org.crm.dynamics.com/api/data/v9.2/leads?$deltatoken=1%21leads";
+        assert_eq!(client.api_link(inside).unwrap().as_str(), inside);
+        for outside in [
+            "https://evil.example/api/data/v9.2/leads?$deltatoken=1",
+            "http://org.crm.dynamics.com/api/data/v9.2/leads",
+            "https://org.crm.dynamics.com:8443/api/data/v9.2/leads",
+            "https://org.crm.dynamics.com/other/leads",
+            "https://org.crm.dynamics.com/api/data/v9.2/../../steal",
+            "https://user:pw@org.crm.dynamics.com/api/data/v9.2/leads",
+            "https://org.crm.dynamics.com.evil.example/api/data/v9.2/leads",
+            "/api/data/v9.2/leads",
+            "not a url",
+        ] {
+            let refused = client.api_link(outside);
+            assert!(
+                matches!(refused, Err(DataverseError::InvalidRequest { .. })),
+                "{outside}: {refused:?}"
+            );
+            // The pull starts over instead of failing on a link it will never follow.
+            assert!(matches!(
+                pull_error(refused.unwrap_err()),
+                CrmPullError::CursorExpired(_)
+            ));
+        }
+    }
 
     #[test]
     fn when_a_delta_token_expired_the_pull_should_start_over() {

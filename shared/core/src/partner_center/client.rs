@@ -114,16 +114,8 @@ impl ReferralWriteBack for PartnerCenterClient {
         reference: &str,
     ) -> Result<(), SourceError> {
         let patch = serde_json::json!([{"op": "replace", "path": "/externalReferenceId", "value": reference}]);
-        let mut call = Call::new("write_back", Method::PATCH, self.referral_url(referral_id)?)
-            .body(
-                "application/json-patch+json",
-                patch.to_string().into_bytes(),
-            );
-        if let Some(etag) = etag {
-            call = call.header("If-Match", etag);
-        }
-        self.service.send(&call, None).await?;
-        Ok(())
+        self.patch_referral("write_back", referral_id, etag, &patch)
+            .await
     }
 
     async fn close_referral(
@@ -136,19 +128,8 @@ impl ReferralWriteBack for PartnerCenterClient {
             {"op": "replace", "path": "/status", "value": "Closed"},
             {"op": "replace", "path": "/substatus", "value": substatus},
         ]);
-        let mut call = Call::new(
-            "close_referral",
-            Method::PATCH,
-            self.referral_url(referral_id)?,
-        )
-        .body(
-            "application/json-patch+json",
-            patch.to_string().into_bytes(),
-        );
-        if let Some(etag) = etag {
-            call = call.header("If-Match", etag);
-        }
-        self.service.send(&call, None).await?;
+        self.patch_referral("close_referral", referral_id, etag, &patch)
+            .await?;
         tracing::info!(
             event = "partner_center_referral_closed",
             referral_id,
@@ -159,6 +140,25 @@ impl ReferralWriteBack for PartnerCenterClient {
 }
 
 impl PartnerCenterClient {
+    /// A JSON Patch of one referral, conditional on `etag` when given (`If-Match`).
+    async fn patch_referral(
+        &self,
+        op: &'static str,
+        referral_id: &str,
+        etag: Option<&str>,
+        patch: &serde_json::Value,
+    ) -> Result<(), SourceError> {
+        let mut call = Call::new(op, Method::PATCH, self.referral_url(referral_id)?).body(
+            "application/json-patch+json",
+            patch.to_string().into_bytes(),
+        );
+        if let Some(etag) = etag {
+            call = call.header("If-Match", etag);
+        }
+        self.service.send(&call, None).await?;
+        Ok(())
+    }
+
     /// The first page of the referrals `filter` selects.
     fn first_page_url(&self, filter: &ReferralFilter) -> Result<Url, PartnerCenterError> {
         let mut url = self

@@ -138,6 +138,21 @@ pub trait LeadStore: Send + Sync {
         limit: Option<usize>,
         cursor: Option<&str>,
     ) -> Result<Page<LeadReferral>, StoreError>;
+    /// Every contribution of a lead's referrals, read page by page.
+    async fn all_contributions(&self, domain: &Domain) -> Result<Vec<LeadReferral>, StoreError> {
+        let mut all = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .list_contributions(domain, Some(MAX_PAGE_SIZE), cursor.as_deref())
+                .await?;
+            all.extend(page.items);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
     async fn list_leads(&self, query: &LeadQuery) -> Result<Page<Lead>, StoreError>;
     /// Every lead counted (exact, however many there are).
     async fn lead_stats(&self) -> Result<LeadStats, StoreError>;

@@ -52,6 +52,16 @@ pub struct CrmState {
     /// it set (`Won`, `Lost`). Their change coming back is Hunter's own and asks for no push.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub mirrored: BTreeMap<String, String>,
+    /// An outcome still to close the lead's referrals with in Partner Center (mirroring on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_due: Option<Outcome>,
+    /// Attempts at [`CrmState::mirror_due`] so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mirror_attempts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One change pulled from the CRM for the lead keyed `key` (Hunter's key: the domain). Only the
@@ -64,13 +74,17 @@ pub struct CrmChange {
     pub status: Option<(String, Option<String>)>,
     /// Owner id and name.
     pub owner: Option<(String, Option<String>)>,
-    /// Opportunity id and its status (`None`: its status was not read).
-    pub opportunity: Option<(String, Option<String>)>,
+    /// The opportunity the lead was qualified into (its `qualifyingopportunityid`).
+    pub qualifying_opportunity: Option<String>,
+    /// Opportunities converted from the lead, by id, with their status: only the qualifying
+    /// one's counts (a seller may make others from the same lead).
+    pub opportunity_statuses: Vec<(String, String)>,
     pub updated_at: Option<DateTime<Utc>>,
 }
 
 /// A CRM outcome worth telling Partner Center about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     /// The opportunity was won.
     Won,
@@ -89,7 +103,8 @@ impl Outcome {
 }
 
 impl CrmState {
-    /// Applies `change`; answers whether anything changed.
+    /// Applies `change`; answers whether anything a seller decides changed. A change of the
+    /// record's time alone (Hunter's own push touches it) changes nothing.
     pub fn apply(&mut self, change: &CrmChange) -> bool {
         let before = self.clone();
         if let Some((status, reason)) = &change.status {
@@ -100,19 +115,24 @@ impl CrmState {
             self.owner_id = Some(id.clone());
             self.owner = Some(name.clone().unwrap_or_else(|| id.clone()));
         }
-        if let Some((id, status)) = &change.opportunity {
+        if let Some(id) = &change.qualifying_opportunity {
             if self.opportunity_id.as_deref() != Some(id) {
                 self.opportunity_status = None;
             }
             self.opportunity_id = Some(id.clone());
-            if status.is_some() {
-                self.opportunity_status.clone_from(status);
-            }
         }
-        if change.updated_at.is_some() {
+        if let Some((_, status)) = change
+            .opportunity_statuses
+            .iter()
+            .find(|(id, _)| self.opportunity_id.as_deref() == Some(id))
+        {
+            self.opportunity_status = Some(status.clone());
+        }
+        let changed = *self != before;
+        if changed && change.updated_at.is_some() {
             self.updated_at = self.updated_at.max(change.updated_at);
         }
-        *self != before
+        changed
     }
 
     /// The outcome this state stands for, if it is one: a won or lost opportunity, or a
@@ -161,6 +181,7 @@ pub fn opportunity_status(statecode: i64) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -189,16 +210,24 @@ mod tests {
         let qualified = CrmChange {
             key: "contoso.com".into(),
             status: Some(("Qualified".into(), Some("Qualified".into()))),
-            opportunity: Some(("o1".into(), None)),
+            qualifying_opportunity: Some("o1".into()),
             ..CrmChange::default()
         };
         assert!(state.apply(&qualified));
         assert_eq!(state.owner.as_deref(), Some("Avery Seller"));
         assert_eq!(state.status.as_deref(), Some("Qualified"));
         assert_eq!(state.outcome(), None);
+        // Another opportunity made from the same lead is not the one it was qualified into.
+        let other = CrmChange {
+            key: "contoso.com".into(),
+            opportunity_statuses: vec![("o2".into(), "Won".into())],
+            ..CrmChange::default()
+        };
+        assert!(!state.apply(&other));
+        assert_eq!(state.outcome(), None);
         let won = CrmChange {
             key: "contoso.com".into(),
-            opportunity: Some(("o1".into(), Some("Won".into()))),
+            opportunity_statuses: vec![("o2".into(), "Lost".into()), ("o1".into(), "Won".into())],
             ..CrmChange::default()
         };
         assert!(state.apply(&won));
@@ -210,6 +239,25 @@ mod tests {
         };
         state.apply(&nameless);
         assert_eq!(state.owner.as_deref(), Some("u2"));
+    }
+
+    #[test]
+    fn when_only_the_records_time_moved_nothing_should_change() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let seen = CrmChange {
+            key: "contoso.com".into(),
+            status: Some(("Open".into(), Some("New".into()))),
+            updated_at: Some(at("2026-12-01T10:00:00Z")),
+            ..CrmChange::default()
+        };
+        let mut state = CrmState::default();
+        assert!(state.apply(&seen));
+        let pushed = CrmChange {
+            updated_at: Some(at("2026-12-01T11:00:00Z")),
+            ..seen.clone()
+        };
+        assert!(!state.apply(&pushed), "Hunter's push touched the record");
+        assert_eq!(state.updated_at, Some(at("2026-12-01T10:00:00Z")));
     }
 
     #[test]

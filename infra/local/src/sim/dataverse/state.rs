@@ -257,7 +257,7 @@ impl Inner {
 }
 
 fn now_text() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 fn find_index(inner: &Inner, set: &str, address: &Address) -> Result<Option<usize>, DvError> {
