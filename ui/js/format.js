@@ -117,9 +117,11 @@ export const SYNC_STATUS_LABEL = {
   synced: 'Synced',
   failed: 'Failed',
   skipped: 'Not pushed',
-  // Results in the audit trail only: a change pulled back from Dynamics, a referral closed.
+  // Results in the audit trail only: a change pulled back from Dynamics, a referral closed, an
+  // attempt to be made again.
   changed: 'Changed',
   closed: 'Closed',
+  retry: 'Retrying',
 };
 
 export const SCAN_STATES = ['ok', 'no_mx', 'nxdomain', 'servfail', 'timeout', 'pending'];
