@@ -4,7 +4,7 @@
 //! `EnvFilter`, which links a regex engine into every Lambda package: comma-separated
 //! directives `level`, `target` or `target=level` (`info,hunter_core=debug`; the longest
 //! matching target wins; levels in any case, or `off`). An unset or invalid `RUST_LOG` means
-//! `info`, as before; so does one with span or field selectors (`target[span{field}]=level`),
+//! [`DEFAULT_DIRECTIVES`]; so does one with span or field selectors (`target[span{field}]=level`),
 //! which only `EnvFilter` understood.
 
 use tracing_subscriber::filter::{LevelFilter, Targets};
@@ -36,11 +36,18 @@ pub fn init(format: LogFormat) {
     };
 }
 
-/// The filter of a `RUST_LOG` value: `info` when it is unset or invalid.
+/// The filter when `RUST_LOG` is unset or invalid: `info`, except the DNS server crate that
+/// hunter-local's DNS simulator runs on, which logs every query it answers at `info` (thousands
+/// of lines a sync that drowned Hunter's own).
+pub const DEFAULT_DIRECTIVES: &str = "info,hickory_server=warn";
+
+/// The filter of a `RUST_LOG` value: [`DEFAULT_DIRECTIVES`] when it is unset or invalid.
 fn filter_from(rust_log: Option<&str>) -> Targets {
-    rust_log
-        .and_then(parse_directives)
-        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
+    rust_log.and_then(parse_directives).unwrap_or_else(|| {
+        DEFAULT_DIRECTIVES
+            .parse()
+            .unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO))
+    })
 }
 
 /// The directives of `RUST_LOG` as `EnvFilter` read them, or `None` if one is invalid. Empty
@@ -98,7 +105,15 @@ mod tests {
                 let level = most_verbose(rust_log, target);
                 assert_eq!(level, LevelFilter::INFO, "{rust_log:?} {target}");
             }
+            let dns = most_verbose(rust_log, "hickory_server::server");
+            assert_eq!(dns, LevelFilter::WARN, "{rust_log:?}");
         }
+    }
+
+    #[test]
+    fn telemetry_filter_lets_an_explicit_rust_log_show_the_dns_server() {
+        let level = most_verbose(Some("info"), "hickory_server::server");
+        assert_eq!(level, LevelFilter::INFO);
     }
 
     #[test]

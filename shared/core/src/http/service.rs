@@ -320,7 +320,8 @@ impl Service {
             let response = request.send().await?;
             let status = response.status();
             let headers = response.headers().clone();
-            Ok((status, headers, response.text().await?))
+            let body = response.bytes().await?;
+            Ok((status, headers, body_text(&body)))
         }
         .await)
     }
@@ -399,4 +400,32 @@ pub(crate) fn error_parts(body: &str) -> (String, String) {
         text(&json["error"]["code"]),
         text(&json["error"]["message"]),
     )
+}
+
+/// A response body as text: bytes that are not UTF-8 become U+FFFD, as with
+/// `Response::text`, but valid UTF-8 (every answer, in practice) is checked at full speed
+/// instead of going through the lossy decoder (~2 % of an in-memory sync).
+fn body_text(body: &[u8]) -> String {
+    match std::str::from_utf8(body) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(body).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::body_text;
+
+    #[test]
+    fn body_text_keeps_utf8_and_replaces_what_is_not() {
+        assert_eq!(
+            body_text("{\"name\":\"Zoë ✓\"}".as_bytes()),
+            "{\"name\":\"Zoë ✓\"}"
+        );
+        assert_eq!(
+            body_text(b"{\"a\":\"\xff\xfe\"}"),
+            "{\"a\":\"\u{fffd}\u{fffd}\"}"
+        );
+        assert_eq!(body_text(b""), "");
+    }
 }

@@ -47,58 +47,53 @@ pub(super) struct Inner {
     page_order: Option<PageOrder>,
 }
 
-/// A referral as the simulator keeps it: its compact JSON text (or where in a seed's sequence it
-/// is generated again from), and apart the properties a listing filters and orders on
-/// ([`odata::filterable`]), so a listing of N referrals neither holds N parsed documents nor
-/// parses one.
+/// A referral as the simulator keeps it: its compact JSON text with, apart, the properties a
+/// listing filters and orders on ([`odata::filterable`]), so a listing of N referrals neither
+/// holds N parsed documents nor parses one; or, for a seeded referral nobody has changed, only
+/// where in the seed's sequence it is generated again from (40 bytes: its listing properties
+/// are read from it when a listing is ordered, so the simulator's memory hardly grows with N).
 #[derive(Debug)]
-pub(crate) struct StoredReferral {
-    body: Body,
-    filterable: Box<RawValue>,
-}
-
-#[derive(Debug)]
-enum Body {
+pub(crate) enum StoredReferral {
     /// As it was given (or last changed).
-    Text(Box<RawValue>),
-    /// Generated again whenever it is read: a seeded referral nobody has changed.
+    Text {
+        text: Box<RawValue>,
+        filterable: Box<RawValue>,
+    },
+    /// Generated again whenever it is read.
     Seeded(SeedPoint),
 }
 
 impl StoredReferral {
     fn new(referral: &Value) -> Self {
-        Self {
-            body: Body::Text(to_raw(referral)),
+        Self::Text {
+            text: to_raw(referral),
             filterable: to_raw(&odata::filterable(referral)),
-        }
-    }
-
-    /// A referral kept as the `point` that generates it, with its [`odata::filterable`].
-    pub(super) fn seeded(point: SeedPoint, filterable: &Value) -> Self {
-        Self {
-            body: Body::Seeded(point),
-            filterable: to_raw(filterable),
         }
     }
 
     /// The properties a listing filters and orders on.
     fn filterable(&self) -> Value {
-        serde_json::from_str(self.filterable.get()).unwrap_or(Value::Null)
+        match self {
+            Self::Text { filterable, .. } => {
+                serde_json::from_str(filterable.get()).unwrap_or(Value::Null)
+            }
+            Self::Seeded(point) => odata::filterable_text(point.raw().get()),
+        }
     }
 
     /// The referral as compact JSON text.
     fn text(&self) -> Box<RawValue> {
-        match &self.body {
-            Body::Text(text) => text.clone(),
-            Body::Seeded(point) => point.raw(),
+        match self {
+            Self::Text { text, .. } => text.clone(),
+            Self::Seeded(point) => point.raw(),
         }
     }
 
     /// The referral as a document.
     pub(crate) fn value(&self) -> Value {
-        match &self.body {
-            Body::Text(text) => serde_json::from_str(text.get()).unwrap_or(Value::Null),
-            Body::Seeded(point) => point.referral(),
+        match self {
+            Self::Text { text, .. } => serde_json::from_str(text.get()).unwrap_or(Value::Null),
+            Self::Seeded(point) => point.referral(),
         }
     }
 }
