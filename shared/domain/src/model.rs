@@ -67,6 +67,24 @@ pub struct ReferralRecord {
     pub raw: String,
 }
 
+/// The fields of a stored [`ReferralRecord`] that make its [`Version`], read from the record's
+/// JSON without building the rest of it (a store deciding an upsert needs only these).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredVersion {
+    updated_date_time: Option<DateTime<Utc>>,
+    etag: Option<String>,
+}
+
+impl From<StoredVersion> for Version {
+    fn from(stored: StoredVersion) -> Self {
+        Self {
+            updated: stored.updated_date_time,
+            etag: stored.etag,
+        }
+    }
+}
+
 impl ReferralRecord {
     /// The record of a readable referral and the decisions taken on it.
     pub fn from_referral(
@@ -560,8 +578,31 @@ impl AuditEntry {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use super::{RunStatus, SyncRun, SyncState};
+    use super::{ReferralRecord, RunStatus, StoredVersion, SyncRun, SyncState};
+    use crate::rules::Version;
+
+    #[test]
+    fn a_stored_version_reads_what_the_record_s_version_is() {
+        let record = |text: &str| {
+            let referral = crate::referral::parse_referral(text).unwrap();
+            ReferralRecord::from_referral(
+                &referral,
+                None,
+                crate::rules::Eligibility::Eligible,
+                chrono::Utc::now(),
+            )
+        };
+        let versioned =
+            record(r#"{"id":"r1","updatedDateTime":"2026-11-30T10:00:00.123Z","eTag":"\"7\""}"#);
+        assert!(versioned.updated_date_time.is_some() && versioned.etag.is_some());
+        for record in [versioned, record(r#"{"id":"r2"}"#)] {
+            let json = serde_json::to_string(&record).unwrap();
+            let stored: StoredVersion = serde_json::from_str(&json).unwrap();
+            assert_eq!(Version::from(stored), record.version(), "{json}");
+        }
+    }
 
     #[test]
     fn when_sync_state_is_debug_printed_should_leave_the_value_out() {

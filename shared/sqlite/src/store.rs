@@ -2,7 +2,7 @@
 //! sort keys, cursors and filters (shared with them), conditional writes in transactions.
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Rows, params};
+use rusqlite::{Connection, OptionalExtension, Params, Rows, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -14,8 +14,10 @@ use hunter_core::ports::{
     FailureStore, LeadQuery, LeadSort, LeadStore, MessageFailure, Page, ReferralQuery,
     ReferralStore, RunCount, StoreError, SyncStore, UpsertOutcome, page_size,
 };
-use hunter_domain::model::{AuditEntry, Lead, LeadReferral, ReferralRecord, SyncRun, SyncState};
-use hunter_domain::rules::Domain;
+use hunter_domain::model::{
+    AuditEntry, Lead, LeadReferral, ReferralRecord, StoredVersion, SyncRun, SyncState,
+};
+use hunter_domain::rules::{Domain, Version};
 use hunter_domain::stats::{LeadStats, LeadTally};
 
 use crate::db::{DbError, SqliteDb, Tx};
@@ -42,6 +44,24 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
     {
         Ok(self.db.run(f).await?)
+    }
+
+    /// The record in `data` of the row `sql` selects with `params`, parsed once the shared
+    /// connection is released: other calls wait for it only while SQLite reads the row.
+    async fn get_record<T, P>(&self, sql: &'static str, params: P) -> Result<Option<T>, StoreError>
+    where
+        T: DeserializeOwned,
+        P: Params + Send + 'static,
+    {
+        let data = self
+            .with(move |conn| {
+                Ok(conn
+                    .prepare_cached(sql)?
+                    .query_row(params, |row| row.get::<_, String>(0))
+                    .optional()?)
+            })
+            .await?;
+        Ok(data.map(|data| from_json(&data)).transpose()?)
     }
 }
 
@@ -203,7 +223,8 @@ fn get_run(conn: &Connection, id: &str) -> Result<Option<SyncRun>, DbError> {
 
 fn put_run(conn: &Connection, run: &SyncRun) -> Result<(), DbError> {
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO sync_runs (id, sort_key, data) VALUES (?1, ?2, ?3)",
+        "INSERT INTO sync_runs (id, sort_key, data) VALUES (?1, ?2, ?3)
+         ON CONFLICT (id) DO UPDATE SET sort_key = excluded.sort_key, data = excluded.data",
     )?
     .execute(params![run.id, run_sort_key(run), to_json(run)?])?;
     Ok(())
@@ -220,15 +241,20 @@ impl ReferralStore for SqliteStore {
                 .prepare_cached("SELECT data FROM referrals WHERE id = ?1")?
                 .query_row([&row.id], |r| r.get::<_, String>(0))
                 .optional()?
-                .map(|data| from_json::<ReferralRecord>(&data))
+                .map(|data| from_json::<StoredVersion>(&data))
                 .transpose()?
-                .map(|r| r.version());
+                .map(Version::from);
             let outcome = UpsertOutcome::of(&version, stored.as_ref());
             if outcome.writes() {
                 tx.prepare_cached(
-                    "INSERT OR REPLACE INTO referrals
+                    "INSERT INTO referrals
                      (id, sort_key, status, substatus, eligible, skip_reason, search, data)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (id) DO UPDATE SET
+                      sort_key = excluded.sort_key, status = excluded.status,
+                      substatus = excluded.substatus, eligible = excluded.eligible,
+                      skip_reason = excluded.skip_reason, search = excluded.search,
+                      data = excluded.data",
                 )?
                 .execute(params![
                     row.id,
@@ -248,15 +274,8 @@ impl ReferralStore for SqliteStore {
     }
 
     async fn get_referral(&self, id: &str) -> Result<Option<ReferralRecord>, StoreError> {
-        let id = id.to_owned();
-        self.with(move |conn| {
-            conn.prepare_cached("SELECT data FROM referrals WHERE id = ?1")?
-                .query_row([&id], |row| row.get::<_, String>(0))
-                .optional()?
-                .map(|data| from_json(&data))
-                .transpose()
-        })
-        .await
+        self.get_record("SELECT data FROM referrals WHERE id = ?1", (id.to_owned(),))
+            .await
     }
 
     async fn list_referrals(
@@ -307,14 +326,10 @@ impl ReferralStore for SqliteStore {
 #[async_trait]
 impl LeadStore for SqliteStore {
     async fn get_lead(&self, domain: &Domain) -> Result<Option<Lead>, StoreError> {
-        let domain = domain.as_str().to_owned();
-        self.with(move |conn| {
-            conn.prepare_cached("SELECT data FROM leads WHERE domain = ?1")?
-                .query_row([&domain], |row| row.get::<_, String>(0))
-                .optional()?
-                .map(|data| from_json(&data))
-                .transpose()
-        })
+        self.get_record(
+            "SELECT data FROM leads WHERE domain = ?1",
+            (domain.as_str().to_owned(),),
+        )
         .await
     }
 
@@ -338,10 +353,18 @@ impl LeadStore for SqliteStore {
                 .transpose()?;
             check_version(stored, expected_version, &row.domain)?;
             tx.prepare_cached(
-                "INSERT OR REPLACE INTO leads
+                "INSERT INTO leads
                  (domain, version, key_score, key_domain, key_referrals, key_updated, score,
                   provider, segment, priority_category, sync_status, scan_state, search, data)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                 ON CONFLICT (domain) DO UPDATE SET
+                  version = excluded.version, key_score = excluded.key_score,
+                  key_domain = excluded.key_domain, key_referrals = excluded.key_referrals,
+                  key_updated = excluded.key_updated, score = excluded.score,
+                  provider = excluded.provider, segment = excluded.segment,
+                  priority_category = excluded.priority_category,
+                  sync_status = excluded.sync_status, scan_state = excluded.scan_state,
+                  search = excluded.search, data = excluded.data",
             )?
             .execute(params![
                 row.domain,
@@ -361,8 +384,8 @@ impl LeadStore for SqliteStore {
             ])?;
             if let Some((referral_id, data)) = contribution {
                 tx.prepare_cached(
-                    "INSERT OR REPLACE INTO contributions (domain, referral_id, data)
-                     VALUES (?1, ?2, ?3)",
+                    "INSERT INTO contributions (domain, referral_id, data) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (domain, referral_id) DO UPDATE SET data = excluded.data",
                 )?
                 .execute(params![row.domain, referral_id, data])?;
             }
@@ -377,17 +400,10 @@ impl LeadStore for SqliteStore {
         domain: &Domain,
         referral_id: &str,
     ) -> Result<Option<LeadReferral>, StoreError> {
-        let domain = domain.as_str().to_owned();
-        let referral_id = referral_id.to_owned();
-        self.with(move |conn| {
-            conn.prepare_cached(
-                "SELECT data FROM contributions WHERE domain = ?1 AND referral_id = ?2",
-            )?
-            .query_row([&domain, &referral_id], |row| row.get::<_, String>(0))
-            .optional()?
-            .map(|data| from_json(&data))
-            .transpose()
-        })
+        self.get_record(
+            "SELECT data FROM contributions WHERE domain = ?1 AND referral_id = ?2",
+            (domain.as_str().to_owned(), referral_id.to_owned()),
+        )
         .await
     }
 
@@ -636,14 +652,10 @@ impl SyncStore for SqliteStore {
     }
 
     async fn get_state(&self, key: &str) -> Result<Option<SyncState>, StoreError> {
-        let key = key.to_owned();
-        self.with(move |conn| {
-            conn.prepare_cached("SELECT data FROM sync_state WHERE key = ?1")?
-                .query_row([&key], |row| row.get::<_, String>(0))
-                .optional()?
-                .map(|data| from_json(&data))
-                .transpose()
-        })
+        self.get_record(
+            "SELECT data FROM sync_state WHERE key = ?1",
+            (key.to_owned(),),
+        )
         .await
     }
 
@@ -665,7 +677,8 @@ impl SyncStore for SqliteStore {
                 .transpose()?;
             check_version(stored, expected_version, &key)?;
             tx.prepare_cached(
-                "INSERT OR REPLACE INTO sync_state (key, version, data) VALUES (?1, ?2, ?3)",
+                "INSERT INTO sync_state (key, version, data) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET version = excluded.version, data = excluded.data",
             )?
             .execute(params![key, version, data])?;
             tx.commit()?;
@@ -697,17 +710,10 @@ impl FailureStore for SqliteStore {
         queue: &str,
         message_id: &str,
     ) -> Result<Option<MessageFailure>, StoreError> {
-        let queue = queue.to_owned();
-        let message_id = message_id.to_owned();
-        self.with(move |conn| {
-            conn.prepare_cached(
-                "SELECT data FROM message_failures WHERE queue = ?1 AND message_id = ?2",
-            )?
-            .query_row([&queue, &message_id], |row| row.get::<_, String>(0))
-            .optional()?
-            .map(|data| from_json(&data))
-            .transpose()
-        })
+        self.get_record(
+            "SELECT data FROM message_failures WHERE queue = ?1 AND message_id = ?2",
+            (queue.to_owned(), message_id.to_owned()),
+        )
         .await
     }
 }
