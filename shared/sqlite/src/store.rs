@@ -213,8 +213,10 @@ fn lead_order_column(sort: LeadSort) -> &'static str {
     }
 }
 
+const SELECT_RUN: &str = "SELECT data FROM sync_runs WHERE id = ?1";
+
 fn get_run(conn: &Connection, id: &str) -> Result<Option<SyncRun>, DbError> {
-    conn.prepare_cached("SELECT data FROM sync_runs WHERE id = ?1")?
+    conn.prepare_cached(SELECT_RUN)?
         .query_row([id], |row| row.get::<_, String>(0))
         .optional()?
         .map(|data| from_json(&data))
@@ -627,8 +629,7 @@ impl SyncStore for SqliteStore {
     }
 
     async fn get_sync_run(&self, id: &str) -> Result<Option<SyncRun>, StoreError> {
-        let id = id.to_owned();
-        self.with(move |conn| get_run(conn, &id)).await
+        self.get_record(SELECT_RUN, (id.to_owned(),)).await
     }
 
     async fn list_sync_runs(
