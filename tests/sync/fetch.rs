@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use fetch_referrals::{FetchStatus, SYNC_STATE_KEY};
 use hunter_domain::model::RunStatus;
-use hunter_local::sim::partner_center::{Faults, SimConfig};
+use hunter_local::sim::partner_center::{Faults, PartnerCenterSim, SimConfig};
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -764,9 +764,32 @@ async fn a_sync_held_by_another_invocation_answers_with_the_fields_of_a_summary(
 }
 
 /// The fixture's queue, failing every request as a whole once `up_for` batches went through.
+/// With `watch`, its first send waits (up to 2 s) until the simulator has answered that many
+/// page requests, and notes whether it saw them: a page read while the one before it is
+/// being enqueued.
 struct GoesDown<'a> {
     inner: &'a dyn hunter_core::ports::Queue,
     up_for: std::sync::Mutex<usize>,
+    watch: Option<(&'a PartnerCenterSim, usize)>,
+    read_ahead_seen: std::sync::Mutex<Option<bool>>,
+}
+
+impl<'a> GoesDown<'a> {
+    fn after(inner: &'a dyn hunter_core::ports::Queue, batches: usize) -> Self {
+        Self {
+            inner,
+            up_for: std::sync::Mutex::new(batches),
+            watch: None,
+            read_ahead_seen: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn page_requests(sim: &PartnerCenterSim) -> usize {
+        sim.requests()
+            .iter()
+            .filter(|r| r.path.contains("referrals"))
+            .count()
+    }
 }
 
 #[async_trait::async_trait]
@@ -775,6 +798,14 @@ impl hunter_core::ports::Queue for GoesDown<'_> {
         &self,
         messages: &[hunter_core::ports::OutgoingMessage],
     ) -> Result<Vec<hunter_core::ports::SendFailure>, hunter_core::ports::QueueError> {
+        let first = self.read_ahead_seen.lock().unwrap().is_none();
+        if let (Some((sim, pages)), true) = (self.watch, first) {
+            let waited = Instant::now();
+            while Self::page_requests(sim) < pages && waited.elapsed() < Duration::from_secs(2) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            *self.read_ahead_seen.lock().unwrap() = Some(Self::page_requests(sim) >= pages);
+        }
         {
             let mut up_for = self.up_for.lock().unwrap();
             if *up_for == 0 {
@@ -829,10 +860,7 @@ impl hunter_core::ports::Queue for GoesDown<'_> {
 #[tokio::test]
 async fn when_the_queue_fails_midway_through_a_page_should_fail_the_run_counting_what_went_out() {
     let f = SyncFixture::start(referrals(25), pages_of(25)).await;
-    let down = GoesDown {
-        inner: f.queue.as_ref(),
-        up_for: std::sync::Mutex::new(2),
-    };
+    let down = GoesDown::after(f.queue.as_ref(), 2);
     let deps = fetch_referrals::FetchDeps {
         queue: &down,
         ..f.fetch_deps()
@@ -850,4 +878,96 @@ async fn when_the_queue_fails_midway_through_a_page_should_fail_the_run_counting
         .unwrap()
         .unwrap();
     assert_eq!((run.status, run.enqueued), (RunStatus::Failed, 20));
+}
+
+#[tokio::test]
+async fn while_a_page_is_enqueued_the_next_one_is_already_read() {
+    let f = SyncFixture::start(referrals(12), pages_of(5)).await;
+    let watched = GoesDown {
+        watch: Some((&f.sim.sim, 2)),
+        ..GoesDown::after(f.queue.as_ref(), usize::MAX)
+    };
+    let deps = fetch_referrals::FetchDeps {
+        queue: &watched,
+        ..f.fetch_deps()
+    };
+
+    let summary = fetch_referrals::fetch_referrals(&deps, None, None)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        *watched.read_ahead_seen.lock().unwrap(),
+        Some(true),
+        "the second page was asked for while the first was being enqueued"
+    );
+    assert_eq!(
+        (summary.status, summary.pages, summary.enqueued),
+        (FetchStatus::Succeeded, 3, 12)
+    );
+    let ids = f.queued_ids().await;
+    assert_eq!(
+        (ids.len(), ids.iter().collect::<BTreeSet<_>>().len()),
+        (12, 12)
+    );
+}
+
+#[tokio::test]
+async fn when_the_page_read_ahead_fails_the_page_before_it_is_enqueued_and_recorded_once() {
+    let f = SyncFixture::start(referrals(15), pages_of(5)).await;
+    // The first page is served; the second, read while the first is enqueued, is refused
+    // (also after the token's renewal).
+    f.sim.sim.set_faults(Faults {
+        fail_next: vec![200, 401, 401, 401],
+        ..Faults::default()
+    });
+
+    let failed = f.fetch().await;
+
+    assert_eq!(failed.status, FetchStatus::Failed, "{failed:?}");
+    assert_eq!(failed.retryable, Some(false), "{failed:?}");
+    let run = f
+        .store()
+        .get_sync_run(&failed.run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (run.status, run.pages, run.fetched, run.enqueued),
+        (RunStatus::Failed, 1, 5, 5),
+        "the first page counted, the refused one not"
+    );
+    let ids = f.queued_ids().await;
+    assert_eq!(
+        (ids.len(), ids.iter().collect::<BTreeSet<_>>().len()),
+        (5, 5)
+    );
+    let state = f.store().get_state(SYNC_STATE_KEY).await.unwrap().unwrap();
+    assert!(
+        state.value["watermark"].is_null() && state.value["continuation"].is_null(),
+        "the next run starts over: {state:?}"
+    );
+}
+
+#[tokio::test]
+async fn when_the_queue_fails_on_a_later_page_the_page_read_ahead_is_dropped_uncounted() {
+    let f = SyncFixture::start(referrals(25), pages_of(10)).await;
+    // One batch of ten goes out: the first page. The second page's first batch is refused.
+    let down = GoesDown::after(f.queue.as_ref(), 1);
+    let deps = fetch_referrals::FetchDeps {
+        queue: &down,
+        ..f.fetch_deps()
+    };
+
+    let summary = fetch_referrals::fetch_referrals(&deps, None, None)
+        .await
+        .unwrap();
+
+    assert_eq!(summary.status, FetchStatus::Failed, "{summary:?}");
+    assert_eq!(
+        (summary.pages, summary.fetched, summary.enqueued),
+        (2, 20, 10),
+        "the third page, read while the second failed, is not counted: {summary:?}"
+    );
+    assert_eq!(f.queued_ids().await.len(), 10);
 }

@@ -7,9 +7,9 @@
 //! margin, is renewed on every page and let go when the invocation ends; one left to expire (the
 //! invocation was killed) ends its run as `abandoned`, and a new run goes on from the stored
 //! cursor. Then the invocation continues the stored run or starts a new one from a little before
-//! the watermark. Every page is enqueued before the next is fetched; the watermark advances only
-//! when the last page is enqueued, so a failed run is simply repeated by the next one (ingest is
-//! idempotent).
+//! the watermark. Each page is enqueued and recorded before the next counts (the next is read
+//! meanwhile); the watermark advances only when the last page is enqueued, so a failed run is
+//! simply repeated by the next one (ingest is idempotent).
 
 use std::time::Duration;
 
@@ -387,31 +387,46 @@ impl Sync {
 
     /// Fetches and enqueues pages, renewing the lease after each. `Ok(None)`: the last page is
     /// enqueued; `Ok(Some(link))`: stop here and continue at `link` in the next invocation.
+    ///
+    /// The next page is read while one is enqueued (one page ahead): Partner Center's answer and
+    /// the queue's take turns otherwise. What the read-ahead brings counts only once the page
+    /// before it is enqueued and recorded; an enqueue that fails drops it unread.
     async fn run_pages(
         &mut self,
         deps: &FetchDeps<'_>,
         deadline: Option<Instant>,
     ) -> Result<Option<String>, RunFailure> {
         let settings = deps.settings;
+        let mut page = match &self.next_link {
+            None => {
+                let filter = ReferralFilter {
+                    directions: settings.directions.clone(),
+                    statuses: settings.statuses.clone(),
+                    updated_since: self.since,
+                    page_size: settings.page_size,
+                };
+                deps.source.first_page(&filter, deadline).await?
+            }
+            Some(link) => match deps.source.next_page(link, deadline).await {
+                Err(SourceError::Deadline(_)) => return Ok(Some(link.clone())),
+                page => page?,
+            },
+        };
         let mut pages_now = 0u32;
+        let out_of_time = || deadline.is_some_and(|d| Instant::now() >= d);
         loop {
-            let page = match &self.next_link {
-                None => {
-                    let filter = ReferralFilter {
-                        directions: settings.directions.clone(),
-                        statuses: settings.statuses.clone(),
-                        updated_since: self.since,
-                        page_size: settings.page_size,
-                    };
-                    deps.source.first_page(&filter, deadline).await?
-                }
-                Some(link) => match deps.source.next_page(link, deadline).await {
-                    Err(SourceError::Deadline(_)) => return Ok(Some(link.clone())),
-                    page => page?,
-                },
-            };
             pages_now += 1;
-            self.enqueue_page(deps, &page).await?;
+            let read_ahead = page
+                .next_link
+                .as_deref()
+                .filter(|_| pages_now < settings.page_limit && !out_of_time());
+            let (enqueued, next) = tokio::join!(self.enqueue_page(deps, &page), async {
+                match read_ahead {
+                    Some(link) => Some(deps.source.next_page(link, deadline).await),
+                    None => None,
+                }
+            });
+            enqueued?;
             deps.store.put_sync_run(&self.run).await?;
             let expires_at = lease_expiry(settings, self.deadline, clock::now());
             if !renew_lease(deps.store, &self.holder, expires_at).await? {
@@ -420,10 +435,11 @@ impl Sync {
             let Some(link) = page.next_link else {
                 return Ok(None);
             };
-            let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
-            if out_of_time || pages_now >= settings.page_limit {
-                return Ok(Some(link));
-            }
+            page = match next {
+                Some(Ok(next)) if !out_of_time() => next,
+                None | Some(Ok(_) | Err(SourceError::Deadline(_))) => return Ok(Some(link)),
+                Some(Err(err)) => return Err(err.into()),
+            };
             self.next_link = Some(link);
         }
     }
