@@ -7,8 +7,8 @@ fn main() {
     let count: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
     let seed: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(7);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for (_, text) in hunter_local::sim::seed::seeded_referrals(count, seed) {
-        if writeln!(out, "{text}").is_err() {
+    for seeded in hunter_local::sim::seed::seeded_referrals(count, seed) {
+        if writeln!(out, "{}", seeded.text).is_err() {
             return;
         }
     }

@@ -1121,10 +1121,25 @@ pub fn referral_stream(count: usize, seed: u64) -> impl Iterator<Item = Value> {
     points(count, seed).map(|(_, referral)| to_value(&referral))
 }
 
-/// [`referral_stream`] as compact JSON text, each referral with the [`SeedPoint`] that
-/// generates it again alone.
-pub fn seeded_referrals(count: usize, seed: u64) -> impl Iterator<Item = (SeedPoint, String)> {
-    points(count, seed).map(|(point, referral)| (point, to_text(&referral)))
+/// One referral of [`seeded_referrals`].
+#[derive(Debug, Clone)]
+pub struct SeededReferral {
+    /// What generates it again alone.
+    pub point: SeedPoint,
+    /// Its `id` (none for a referral generated without one).
+    pub id: Option<String>,
+    /// Its compact JSON text.
+    pub text: String,
+}
+
+/// [`referral_stream`] as compact JSON text, each referral with its id and the [`SeedPoint`]
+/// that generates it again alone.
+pub fn seeded_referrals(count: usize, seed: u64) -> impl Iterator<Item = SeededReferral> {
+    points(count, seed).map(|(point, referral)| SeededReferral {
+        point,
+        text: to_text(&referral),
+        id: referral.id,
+    })
 }
 
 fn points(count: usize, seed: u64) -> impl Iterator<Item = (SeedPoint, GeneratedReferral)> {
@@ -1223,17 +1238,22 @@ mod tests {
 
     #[test]
     fn when_generated_again_from_its_seed_point_a_referral_should_be_the_same() {
-        let stream: Vec<(SeedPoint, String)> = seeded_referrals(400, 11).collect();
+        let stream: Vec<SeededReferral> = seeded_referrals(400, 11).collect();
         let documents = generate_referrals(400, 11);
-        for ((_, text), document) in stream.iter().zip(&documents) {
-            assert_eq!(&serde_json::from_str::<Value>(text).unwrap(), document);
+        for (seeded, document) in stream.iter().zip(&documents) {
+            assert_eq!(
+                &serde_json::from_str::<Value>(&seeded.text).unwrap(),
+                document
+            );
             // Typed fields in the order a document keeps its keys: the same text either way.
-            assert_eq!(text, &document.to_string());
+            assert_eq!(seeded.text, document.to_string());
+            assert_eq!(seeded.id.as_deref(), document["id"].as_str());
         }
+        assert!(stream.iter().any(|s| s.id.is_none()), "some have no id");
         // Backwards, so that no referral can lean on the one generated before it.
-        for ((point, text), document) in stream.iter().zip(&documents).rev() {
-            assert_eq!(point.raw().get(), text);
-            assert_eq!(&point.referral(), document);
+        for (seeded, document) in stream.iter().zip(&documents).rev() {
+            assert_eq!(seeded.point.raw().get(), seeded.text);
+            assert_eq!(&seeded.point.referral(), document);
         }
         let shared = documents
             .windows(2)
@@ -1243,7 +1263,7 @@ mod tests {
             shared > 0,
             "some referrals share their predecessor's engagement"
         );
-        assert!(stream.iter().take(16).all(|(p, _)| p.coverage.is_some()));
+        assert!(stream.iter().take(16).all(|s| s.point.coverage.is_some()));
     }
 
     #[test]

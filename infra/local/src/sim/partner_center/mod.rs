@@ -180,10 +180,9 @@ impl PartnerCenterSim {
     /// as it is generated.
     pub fn seeded(count: usize, seed: u64, config: SimConfig, mut visit: impl FnMut(&str)) -> Self {
         let mut inner = Inner::new(count, config);
-        for (point, text) in seeded_referrals(count, seed) {
-            visit(&text);
-            let id = state::referral_id(&odata::filterable_text(&text));
-            inner.upsert_stored(id, state::StoredReferral::Seeded(point));
+        for seeded in seeded_referrals(count, seed) {
+            visit(&seeded.text);
+            inner.upsert_stored(seeded.id, state::StoredReferral::Seeded(seeded.point));
         }
         Self {
             inner: Arc::new(Mutex::new(inner)),

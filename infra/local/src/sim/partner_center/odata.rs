@@ -615,25 +615,74 @@ fn compare_keys(a: &SortKey, b: &SortKey) -> Ordering {
     }
 }
 
-/// Sorts `(position, referral)` by `order`, ties broken by `id` then storage position.
-/// The positions of the referrals that pass `filter`, in `order` (ties by id, then position).
-/// Each referral is looked at once and dropped, so only the sort keys are held.
-pub(super) fn ordered_positions(
-    referrals: impl Iterator<Item = (usize, Value)>,
+/// Listings at least this long read their referrals on every core.
+const READ_IN_PARALLEL_FROM: usize = 4096;
+
+/// A referral's place in a listing: its sort keys, id and storage position.
+type Keyed = (Vec<SortKey>, Option<String>, usize);
+
+/// The positions of the `referrals` that pass `filter`, in `order` (ties by id, then position).
+/// Each referral is read (`read`: its listing properties) once and dropped, so only the sort
+/// keys are held; a long listing is read on every core, in one slice each.
+pub(super) fn ordered_positions<T: Sync>(
+    referrals: &[T],
+    read: impl Fn(&T) -> Value + Sync,
     filter: Option<&Expr>,
     order: &[OrderKey],
 ) -> Vec<usize> {
-    let mut keyed: Vec<(Vec<SortKey>, Option<String>, usize)> = referrals
-        .filter(|(_, referral)| filter.is_none_or(|f| f.matches(referral)))
-        .map(|(position, referral)| {
-            let keys = order.iter().map(|o| sort_key(&referral, o.field)).collect();
-            let id = referral
-                .get("id")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            (keys, id, position)
+    let threads = if referrals.len() >= READ_IN_PARALLEL_FROM {
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+    } else {
+        1
+    };
+    ordered_positions_on(threads, referrals, read, filter, order)
+}
+
+fn ordered_positions_on<T: Sync>(
+    threads: usize,
+    referrals: &[T],
+    read: impl Fn(&T) -> Value + Sync,
+    filter: Option<&Expr>,
+    order: &[OrderKey],
+) -> Vec<usize> {
+    let keyed_slice = |first: usize, slice: &[T]| -> Vec<Keyed> {
+        slice
+            .iter()
+            .enumerate()
+            .filter_map(|(n, stored)| {
+                let referral = read(stored);
+                if filter.is_some_and(|f| !f.matches(&referral)) {
+                    return None;
+                }
+                let keys = order.iter().map(|o| sort_key(&referral, o.field)).collect();
+                let id = referral
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                Some((keys, id, first + n))
+            })
+            .collect()
+    };
+    let slice_len = referrals.len().div_ceil(threads.max(1)).max(1);
+    let mut keyed: Vec<Keyed> = if threads > 1 {
+        std::thread::scope(|scope| {
+            let readers: Vec<_> = referrals
+                .chunks(slice_len)
+                .enumerate()
+                .map(|(n, slice)| scope.spawn(move || keyed_slice(n * slice_len, slice)))
+                .collect();
+            readers
+                .into_iter()
+                .flat_map(|reader| {
+                    reader
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
         })
-        .collect();
+    } else {
+        keyed_slice(0, referrals)
+    };
     if !order.is_empty() {
         keyed.sort_by(|a, b| {
             for (n, key) in order.iter().enumerate() {
@@ -696,7 +745,7 @@ mod tests {
     #[test]
     fn filterable_read_from_text_is_what_the_parsed_document_gives() {
         let mut texts: Vec<String> = crate::sim::seed::seeded_referrals(300, 3)
-            .map(|(_, text)| text)
+            .map(|seeded| seeded.text)
             .collect();
         texts.extend(
             [
@@ -785,14 +834,60 @@ mod tests {
         let a = json!({"id": "b", "createdDateTime": "2026-01-02T00:00:00Z"});
         let b = json!({"id": "a", "createdDateTime": "2026-01-02T00:00:00.0000000Z"});
         let c = json!({"id": "c"});
-        let rows = || [(0, a.clone()), (1, b.clone()), (2, c.clone())].into_iter();
+        let rows = [a, b, c];
         let asc = parse_orderby(Some("createdDateTime asc")).unwrap();
-        assert_eq!(ordered_positions(rows(), None, &asc), vec![2, 1, 0]);
+        assert_eq!(
+            ordered_positions(&rows, Value::clone, None, &asc),
+            vec![2, 1, 0]
+        );
         let desc = parse_orderby(Some("createdDateTime desc")).unwrap();
-        assert_eq!(ordered_positions(rows(), None, &desc), vec![1, 0, 2]);
+        assert_eq!(
+            ordered_positions(&rows, Value::clone, None, &desc),
+            vec![1, 0, 2]
+        );
         let only_b = parse_filter("id eq 'b'").unwrap();
-        assert_eq!(ordered_positions(rows(), Some(&only_b), &asc), vec![0]);
+        assert_eq!(
+            ordered_positions(&rows, Value::clone, Some(&only_b), &asc),
+            vec![0]
+        );
         assert!(parse_orderby(Some("createdDateTime sideways")).is_err());
         assert!(parse_orderby(Some("bogus asc")).is_err());
+    }
+
+    #[test]
+    fn when_a_listing_is_read_on_several_threads_should_order_it_as_one_thread_does() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        let statuses = ["New", "Active", "Closed"];
+        let rows: Vec<Value> = (0..5_000)
+            .map(|n| {
+                json!({
+                    "id": format!("r{}", rng.u32(0..700)),
+                    "status": statuses[rng.usize(0..statuses.len())],
+                    "updatedDateTime": format!("2026-11-{:02}T08:00:00Z", rng.u8(1..29)),
+                    "details": {"dealValue": if n % 9 == 0 { Value::Null } else { json!(rng.u32(..)) }},
+                })
+            })
+            .collect();
+        let filter = parse_filter("status eq 'New' or status eq 'Active'").unwrap();
+        for orderby in [
+            "updatedDateTime asc",
+            "details/dealValue desc, updatedDateTime asc",
+        ] {
+            let order = parse_orderby(Some(orderby)).unwrap();
+            let one = ordered_positions_on(1, &rows, Value::clone, Some(&filter), &order);
+            assert!(one.len() > 2_000 && one.len() < 5_000, "{}", one.len());
+            for threads in [2, 3, 7] {
+                assert_eq!(
+                    ordered_positions_on(threads, &rows, Value::clone, Some(&filter), &order),
+                    one,
+                    "{orderby} on {threads} threads"
+                );
+            }
+        }
+        assert_eq!(
+            ordered_positions(&rows, Value::clone, None, &[]),
+            (0..rows.len()).collect::<Vec<_>>(),
+            "no order: storage order"
+        );
     }
 }

@@ -314,11 +314,8 @@ impl PartnerCenterSim {
         });
         if cached.is_none() {
             let positions = odata::ordered_positions(
-                inner
-                    .referrals
-                    .iter()
-                    .map(StoredReferral::filterable)
-                    .enumerate(),
+                &inner.referrals,
+                StoredReferral::filterable,
                 filter.as_ref(),
                 &order,
             );
