@@ -46,17 +46,19 @@ impl SyncTrigger for RecordingTrigger {
 }
 
 /// A store and queue holding one synced run of `seed` generated referrals.
-async fn synced_stack(seed: &str) -> Stack {
-    let stack = Stack::build(&Args::parse_from([
-        "hunter-local",
-        "--in-memory",
-        "--once",
-        "--no-dynamics",
-        "--seed",
-        seed,
-    ]))
-    .await
-    .unwrap();
+async fn synced_stack(seed: &str) -> Arc<Stack> {
+    let stack = Arc::new(
+        Stack::build(&Args::parse_from([
+            "hunter-local",
+            "--in-memory",
+            "--once",
+            "--no-dynamics",
+            "--seed",
+            seed,
+        ]))
+        .await
+        .unwrap(),
+    );
     hunter_local::run_once(&stack).await.unwrap();
     stack
 }

@@ -53,6 +53,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let summary = run_once(&stack).await?;
         stack.commit().await?;
         println!("{}", serde_json::to_string(&summary)?);
+        if matches!(args.backend.backend(), cli::Backend::Memory) {
+            // What an in-memory run holds ends with the process: the system takes it back at
+            // once, where freeing it record by record took ~3 % of a 20,000-referral run.
+            std::mem::forget(stack);
+        }
         return Ok(if summary.is_success() {
             ExitCode::SUCCESS
         } else {
@@ -136,7 +141,7 @@ fn backup(args: &Args, file: &std::path::Path) -> anyhow::Result<ExitCode> {
 }
 
 /// One sync, every queue drained, and its summary.
-pub async fn run_once(stack: &Stack) -> anyhow::Result<OnceSummary> {
+pub async fn run_once(stack: &Arc<Stack>) -> anyhow::Result<OnceSummary> {
     let started = std::time::Instant::now();
     let fetch = worker::run_sync(stack, None).await?;
     let fetched_at = started.elapsed();

@@ -100,6 +100,8 @@ pub struct Stack {
     pub ingest_turns: DomainTurns,
     /// Referral batches handled at once ([`crate::worker::INGEST_BATCHES_AT_ONCE`], one on AWS).
     pub ingest_batches_at_once: usize,
+    /// Where they compute: on every core in memory, in one task on SQLite and AWS.
+    pub ingest_threads: crate::worker::BatchThreads,
 }
 
 impl Stack {
@@ -341,6 +343,10 @@ impl Stack {
             ingest_batches_at_once: match backend {
                 Backend::Aws => 1,
                 Backend::Memory | Backend::Sqlite(_) => crate::worker::INGEST_BATCHES_AT_ONCE,
+            },
+            ingest_threads: match backend {
+                Backend::Memory => crate::worker::BatchThreads::Every,
+                Backend::Sqlite(_) | Backend::Aws => crate::worker::BatchThreads::One,
             },
         })
     }

@@ -1,14 +1,16 @@
 //! Drives the production handlers locally: fetch-referrals until the run is complete, then
 //! ingest-referral over the referrals queue, as Lambda and SQS would.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use std::future::Future;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use fetch_referrals::{FetchDeps, FetchStatus, FetchSummary, fetch_referrals};
-use futures_util::StreamExt as _;
+use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt as _, StreamExt as _};
 use hunter_core::crm_pull::{PullDeps, PullError, PullSummary, pull_crm_changes};
 use hunter_core::ports::{LeadQuery, Queue, ReceivedMessage, ReferralWriteBack};
 use hunter_core::ports::{QueueError, StoreError};
@@ -16,6 +18,7 @@ use hunter_core::retry::Backoff;
 use hunter_domain::model::{Lead, SyncStatus};
 use ingest_referral::{IngestDeps, handle_batch};
 use push_dynamics::PushDeps;
+use std::panic::AssertUnwindSafe;
 use tokio::time::Instant;
 
 use crate::stack::Stack;
@@ -49,6 +52,17 @@ const BATCHES_PER_TURN: usize = 5;
 /// counters) without isolation and loses increments.
 pub const INGEST_BATCHES_AT_ONCE: usize = 4;
 
+/// Where the batches handled at once compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchThreads {
+    /// Each batch in a task of its own, on every core, as concurrent Lambda invocations run.
+    Every,
+    /// All in the draining task: they overlap while they wait (DNS, the store), and compute in
+    /// turn. For SQLite, whose one connection two threads would only contend for (durable
+    /// 30,000 took 8.7 s on every core, 7.9 s in one task).
+    One,
+}
+
 /// What a drain did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DrainReport {
@@ -59,80 +73,100 @@ pub struct DrainReport {
 /// Hands referral messages to ingest-referral in batches of 10 until none is visible or in
 /// flight. Failed ones become visible again after a short backoff; after the queue's
 /// maxReceiveCount they move to its dead-letter queue.
-pub async fn drain_referrals(stack: &Stack) -> Result<DrainReport, QueueError> {
+pub async fn drain_referrals(stack: &Arc<Stack>) -> Result<DrainReport, QueueError> {
     drain_referrals_up_to(stack, None).await
 }
 
 /// [`drain_referrals`], stopping after `batches` batches when given.
 async fn drain_referrals_up_to(
-    stack: &Stack,
+    stack: &Arc<Stack>,
     batches: Option<usize>,
 ) -> Result<DrainReport, QueueError> {
-    let deps = IngestDeps {
-        store: stack.store.as_ref(),
-        push_queue: stack.push_queue.as_ref(),
-        scanner: stack.scanner.as_ref(),
-        rules: &stack.rules,
-        rescan_after: stack.rescan_after,
-        send_backoff: Backoff::default(),
-        max_receives: Some(crate::stack::MAX_RECEIVE_COUNT),
-        referrals_queue: Some(stack.referrals_queue.as_ref()),
-        turns: &stack.ingest_turns,
+    let handle = |event: SqsEvent| {
+        let stack = stack.clone();
+        async move {
+            let deps = IngestDeps {
+                store: stack.store.as_ref(),
+                push_queue: stack.push_queue.as_ref(),
+                scanner: stack.scanner.as_ref(),
+                rules: &stack.rules,
+                rescan_after: stack.rescan_after,
+                send_backoff: Backoff::default(),
+                max_receives: Some(crate::stack::MAX_RECEIVE_COUNT),
+                referrals_queue: Some(stack.referrals_queue.as_ref()),
+                turns: &stack.ingest_turns,
+            };
+            handle_batch(&deps, event).await
+        }
     };
     drain(
         stack.referrals_queue.as_ref(),
         batches,
-        stack.ingest_batches_at_once,
-        |event| handle_batch(&deps, event),
+        (stack.ingest_batches_at_once, stack.ingest_threads),
+        handle,
     )
     .await
 }
 
 /// Hands push requests to push-dynamics the same way (nothing with `--no-dynamics`: the queue
 /// keeps them and leads stay pending).
-pub async fn drain_pushes(stack: &Stack) -> Result<DrainReport, QueueError> {
+pub async fn drain_pushes(stack: &Arc<Stack>) -> Result<DrainReport, QueueError> {
     drain_pushes_up_to(stack, None).await
 }
 
 /// [`drain_pushes`], stopping after `batches` batches when given.
 async fn drain_pushes_up_to(
-    stack: &Stack,
+    stack: &Arc<Stack>,
     batches: Option<usize>,
 ) -> Result<DrainReport, QueueError> {
-    let Some(sink) = &stack.dynamics else {
+    if stack.dynamics.is_none() {
         return Ok(DrainReport::default());
-    };
-    let deps = PushDeps {
-        store: stack.store.as_ref(),
-        sink,
-        mapping: &stack.mapping,
-        queue: Some(stack.push_queue.as_ref()),
-        max_receives: Some(crate::stack::MAX_RECEIVE_COUNT),
-        write_back: stack
-            .write_back
-            .then_some(stack.source.as_ref() as &dyn ReferralWriteBack),
-        opportunities: stack.opportunities,
+    }
+    let handle = |event: SqsEvent| {
+        let stack = stack.clone();
+        async move {
+            let Some(sink) = &stack.dynamics else {
+                let ids = event.records.into_iter().filter_map(|r| r.message_id);
+                return every_message_failed(ids);
+            };
+            let deps = PushDeps {
+                store: stack.store.as_ref(),
+                sink,
+                mapping: &stack.mapping,
+                queue: Some(stack.push_queue.as_ref()),
+                max_receives: Some(crate::stack::MAX_RECEIVE_COUNT),
+                write_back: stack
+                    .write_back
+                    .then_some(stack.source.as_ref() as &dyn ReferralWriteBack),
+                opportunities: stack.opportunities,
+            };
+            push_dynamics::handle_batch(&deps, event).await
+        }
     };
     // One batch at a time: the pushes are paced by Dataverse's limits, not by waiting.
-    drain(stack.push_queue.as_ref(), batches, 1, |event| {
-        push_dynamics::handle_batch(&deps, event)
-    })
+    drain(
+        stack.push_queue.as_ref(),
+        batches,
+        (1, BatchThreads::One),
+        handle,
+    )
     .await
 }
 
 /// Receives batches of 10 and hands them to `handler` as Lambda's SQS event source would, up to
-/// `at_once` batches at a time, until the queue has nothing visible or in flight (or `batches`
-/// were handled): handled messages are deleted, failed ones come back after a short backoff
-/// (and reach the dead-letter queue after maxReceiveCount).
+/// `at_once` batches at a time (on `threads`), until the queue has nothing visible or in flight
+/// (or `batches` were handled): handled messages are deleted, failed ones come back after a
+/// short backoff (and reach the dead-letter queue after maxReceiveCount). A handler that
+/// panics fails its whole batch, as a crashed invocation does.
 async fn drain<F, Fut>(
     queue: &dyn Queue,
     batches: Option<usize>,
-    at_once: usize,
+    (at_once, threads): (usize, BatchThreads),
     handler: F,
 ) -> Result<DrainReport, QueueError>
 where
     F: Fn(SqsEvent) -> Fut,
-    Fut: Future<Output = SqsBatchResponse>,
+    Fut: Future<Output = SqsBatchResponse> + Send + 'static,
 {
     let mut report = DrainReport::default();
     let budget = batches.unwrap_or(usize::MAX);
@@ -147,9 +181,22 @@ where
                 break;
             }
             started += 1;
-            let handler = &handler;
+            let batch = handler(sqs_event(&messages));
+            let handled: BoxFuture<'static, Result<SqsBatchResponse, String>> = match threads {
+                BatchThreads::Every => {
+                    Box::pin(tokio::spawn(batch).map(|done| done.map_err(|e| e.to_string())))
+                }
+                BatchThreads::One => Box::pin(
+                    AssertUnwindSafe(batch)
+                        .catch_unwind()
+                        .map(|done| done.map_err(|_| "panicked".to_owned())),
+                ),
+            };
             running.push(async move {
-                let response = handler(sqs_event(&messages)).await;
+                let response = handled.await.unwrap_or_else(|error| {
+                    tracing::error!(event = "local_batch_handler_crashed", error);
+                    every_message_failed(messages.iter().map(|m| m.message_id.clone()))
+                });
                 (messages, response)
             });
         }
@@ -170,6 +217,19 @@ where
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// The answer of an invocation that did not finish: every message (by id) failed.
+fn every_message_failed(ids: impl Iterator<Item = String>) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = ids
+        .map(|id| {
+            let mut failure = aws_lambda_events::event::sqs::BatchItemFailure::default();
+            failure.item_identifier = id;
+            failure
+        })
+        .collect();
+    response
 }
 
 /// What Lambda's event source does with a handled batch: deletes the messages that did not
@@ -283,7 +343,7 @@ pub async fn dead_letters(stack: &Stack) -> Result<u64, QueueError> {
 }
 
 /// Keeps the queues' work moving while hunter-local serves.
-pub async fn drain_forever(stack: &Stack) {
+pub async fn drain_forever(stack: &Arc<Stack>) {
     loop {
         // A few batches of each queue in turn, so neither waits for the other to empty.
         let referrals = drain_referrals_up_to(stack, Some(BATCHES_PER_TURN)).await;
@@ -298,5 +358,87 @@ pub async fn drain_forever(stack: &Stack) {
         if !busy {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use hunter_core::adapters::EmbeddedQueue;
+    use hunter_core::ports::OutgoingMessage;
+
+    async fn queue_of(count: usize) -> EmbeddedQueue {
+        let queue = EmbeddedQueue::new("referrals", Duration::from_secs(30), 5);
+        let messages: Vec<OutgoingMessage> = (0..count)
+            .map(|n| OutgoingMessage::new(format!("m{n}"), format!("body {n}")))
+            .collect();
+        for batch in messages.chunks(10) {
+            assert!(queue.send_batch(batch).await.unwrap().is_empty());
+        }
+        queue
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn when_a_batch_handler_panics_its_messages_should_come_back_not_be_deleted() {
+        for threads in [BatchThreads::Every, BatchThreads::One] {
+            let queue = queue_of(3).await;
+
+            let report = drain(
+                &queue,
+                Some(1),
+                (1, threads),
+                |event: SqsEvent| async move {
+                    assert!(event.records.len() > 1, "a batch of several messages");
+                    panic!("handler crashed")
+                },
+            )
+            .await
+            .unwrap();
+
+            let redelivered = DrainReport {
+                handled: 0,
+                redelivered: 3,
+            };
+            assert_eq!(report, redelivered, "{threads:?}");
+            let depth = queue.depth().await.unwrap();
+            assert_eq!(depth.visible + depth.in_flight, 3, "{threads:?}: {depth:?}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_handled_at_once_on_every_core_should_run_side_by_side() {
+        let queue = queue_of(40).await;
+        let at_once = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let most = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+
+        let report = drain(&queue, None, (4, BatchThreads::Every), |event: SqsEvent| {
+            let (at_once, most) = (at_once.clone(), most.clone());
+            async move {
+                use std::sync::atomic::Ordering::SeqCst;
+                let now = at_once.fetch_add(1, SeqCst) + 1;
+                most.fetch_max(now, SeqCst);
+                // Blocks its thread, as CPU-bound work does: batches overlap only if each
+                // runs in a task of its own.
+                std::thread::sleep(Duration::from_millis(50));
+                at_once.fetch_sub(1, SeqCst);
+                drop(event);
+                SqsBatchResponse::default()
+            }
+        })
+        .await
+        .unwrap();
+
+        assert_eq!(
+            report,
+            DrainReport {
+                handled: 40,
+                redelivered: 0
+            }
+        );
+        assert!(
+            most.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+            "batches ran one after another"
+        );
     }
 }

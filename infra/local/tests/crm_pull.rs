@@ -19,10 +19,10 @@ const AVERY: &str = "00000000-0000-0000-0000-00000000a001";
 
 /// hunter-local's stack on the built-in simulators, after one `--once` sync (every lead pushed,
 /// and pulled back once).
-async fn synced_stack(extra: &[&str]) -> Stack {
+async fn synced_stack(extra: &[&str]) -> std::sync::Arc<Stack> {
     let mut args = vec!["hunter-local", "--in-memory", "--once", "--seed", "30"];
     args.extend_from_slice(extra);
-    let stack = Stack::build(&Args::parse_from(args)).await.unwrap();
+    let stack = std::sync::Arc::new(Stack::build(&Args::parse_from(args)).await.unwrap());
     let summary = hunter_local::run_once(&stack).await.unwrap();
     let pull = summary.crm_pull.as_ref().unwrap();
     assert!(pull.full_read, "the first pull reads everything: {pull:?}");
@@ -361,16 +361,18 @@ async fn a_won_opportunity_is_mirrored_to_partner_center_once_and_does_not_come_
 
 #[tokio::test]
 async fn an_outcome_hunter_first_sees_already_reached_is_not_mirrored() {
-    let stack = Stack::build(&Args::parse_from([
-        "hunter-local",
-        "--in-memory",
-        "--once",
-        "--seed",
-        "30",
-        "--mirror-crm-outcomes",
-    ]))
-    .await
-    .unwrap();
+    let stack = std::sync::Arc::new(
+        Stack::build(&Args::parse_from([
+            "hunter-local",
+            "--in-memory",
+            "--once",
+            "--seed",
+            "30",
+            "--mirror-crm-outcomes",
+        ]))
+        .await
+        .unwrap(),
+    );
     worker::run_sync(&stack, None).await.unwrap();
     worker::drain_referrals(&stack).await.unwrap();
     worker::drain_pushes(&stack).await.unwrap();

@@ -28,7 +28,7 @@ async fn once_with_500_referrals_puts_every_eligible_lead_in_dynamics_exactly_on
         "--sim-dataverse-retry-after",
         "1",
     ]);
-    let stack = Stack::build(&args).await.unwrap();
+    let stack = std::sync::Arc::new(Stack::build(&args).await.unwrap());
 
     let summary = hunter_local::run_once(&stack).await.unwrap();
 
@@ -108,7 +108,7 @@ async fn no_dynamics_pushes_nothing_and_leaves_leads_pending() {
         "60",
         "--no-dynamics",
     ]);
-    let stack = Stack::build(&args).await.unwrap();
+    let stack = std::sync::Arc::new(Stack::build(&args).await.unwrap());
 
     let summary = hunter_local::run_once(&stack).await.unwrap();
 
