@@ -193,6 +193,16 @@ async fn a_token_that_expires_mid_run_is_renewed_once_and_paging_goes_on() {
     );
 }
 
+/// Neither watermark nor continuation is stored: the next run starts over from the old
+/// watermark.
+async fn assert_next_run_starts_over(f: &SyncFixture) {
+    let state = f.store().get_state(SYNC_STATE_KEY).await.unwrap().unwrap();
+    assert!(
+        state.value["watermark"].is_null() && state.value["continuation"].is_null(),
+        "the next run starts over: {state:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_401_after_the_refresh_fails_the_run_with_a_typed_error_and_enqueues_nothing_twice() {
     let mut f = SyncFixture::start(referrals(15), pages_of(5)).await;
@@ -244,12 +254,7 @@ async fn a_401_after_the_refresh_fails_the_run_with_a_typed_error_and_enqueues_n
     let ids = f.queued_ids().await;
     assert_eq!(ids.len(), 5, "only the first page was enqueued");
     assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 5);
-    // Neither watermark nor continuation: the next run starts over from the old watermark.
-    let state = f.store().get_state(SYNC_STATE_KEY).await.unwrap().unwrap();
-    assert!(
-        state.value["watermark"].is_null() && state.value["continuation"].is_null(),
-        "{state:?}"
-    );
+    assert_next_run_starts_over(&f).await;
 }
 
 #[tokio::test]
@@ -857,18 +862,26 @@ impl hunter_core::ports::Queue for GoesDown<'_> {
     }
 }
 
+/// One invocation of fetch-referrals on the fixture, sending to `queue`.
+async fn fetch_through(
+    f: &SyncFixture,
+    queue: &dyn hunter_core::ports::Queue,
+) -> fetch_referrals::FetchSummary {
+    let deps = fetch_referrals::FetchDeps {
+        queue,
+        ..f.fetch_deps()
+    };
+    fetch_referrals::fetch_referrals(&deps, None, None)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn when_the_queue_fails_midway_through_a_page_should_fail_the_run_counting_what_went_out() {
     let f = SyncFixture::start(referrals(25), pages_of(25)).await;
     let down = GoesDown::after(f.queue.as_ref(), 2);
-    let deps = fetch_referrals::FetchDeps {
-        queue: &down,
-        ..f.fetch_deps()
-    };
 
-    let summary = fetch_referrals::fetch_referrals(&deps, None, None)
-        .await
-        .unwrap();
+    let summary = fetch_through(&f, &down).await;
 
     assert_eq!(summary.status, FetchStatus::Failed, "{summary:?}");
     assert_eq!((summary.fetched, summary.enqueued), (25, 20), "{summary:?}");
@@ -887,14 +900,8 @@ async fn while_a_page_is_enqueued_the_next_one_is_already_read() {
         watch: Some((&f.sim.sim, 2)),
         ..GoesDown::after(f.queue.as_ref(), usize::MAX)
     };
-    let deps = fetch_referrals::FetchDeps {
-        queue: &watched,
-        ..f.fetch_deps()
-    };
 
-    let summary = fetch_referrals::fetch_referrals(&deps, None, None)
-        .await
-        .unwrap();
+    let summary = fetch_through(&f, &watched).await;
 
     assert_eq!(
         *watched.read_ahead_seen.lock().unwrap(),
@@ -942,11 +949,7 @@ async fn when_the_page_read_ahead_fails_the_page_before_it_is_enqueued_and_recor
         (ids.len(), ids.iter().collect::<BTreeSet<_>>().len()),
         (5, 5)
     );
-    let state = f.store().get_state(SYNC_STATE_KEY).await.unwrap().unwrap();
-    assert!(
-        state.value["watermark"].is_null() && state.value["continuation"].is_null(),
-        "the next run starts over: {state:?}"
-    );
+    assert_next_run_starts_over(&f).await;
 }
 
 #[tokio::test]
@@ -954,14 +957,8 @@ async fn when_the_queue_fails_on_a_later_page_the_page_read_ahead_is_dropped_unc
     let f = SyncFixture::start(referrals(25), pages_of(10)).await;
     // One batch of ten goes out: the first page. The second page's first batch is refused.
     let down = GoesDown::after(f.queue.as_ref(), 1);
-    let deps = fetch_referrals::FetchDeps {
-        queue: &down,
-        ..f.fetch_deps()
-    };
 
-    let summary = fetch_referrals::fetch_referrals(&deps, None, None)
-        .await
-        .unwrap();
+    let summary = fetch_through(&f, &down).await;
 
     assert_eq!(summary.status, FetchStatus::Failed, "{summary:?}");
     assert_eq!(
