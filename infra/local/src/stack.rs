@@ -152,9 +152,8 @@ impl Stack {
                 let sim = match &args.referrals {
                     Some(path) => PartnerCenterSim::new(load_referrals_file(path)?, sim_config),
                     None => {
-                        let mut domains = SeededDomains::default();
-                        let sim = PartnerCenterSim::seeded(args.seed, SEED_RNG, sim_config, |r| {
-                            domains.add_text(r);
+                        let (sim, domains) = SeededDomains::gather_beside(|visit| {
+                            PartnerCenterSim::seeded(args.seed, SEED_RNG, sim_config, visit)
                         });
                         seeded_dns = Some(DnsSim::with_domains(
                             &domains.into_vec(),

@@ -420,6 +420,38 @@ impl SeededDomains {
         }
     }
 
+    /// The domains of every referral text that `produce` hands to its visitor, gathered on a
+    /// thread of their own (in chunks, in order) while `produce` goes on: seeding generates the
+    /// text on one core while another reads the domains out of it. The same as
+    /// [`Self::add_text`] of each text in turn.
+    pub fn gather_beside<T>(produce: impl FnOnce(&mut dyn FnMut(String)) -> T) -> (T, Self) {
+        const CHUNK: usize = 256;
+        let (send, receive) = std::sync::mpsc::sync_channel::<Vec<String>>(8);
+        std::thread::scope(|scope| {
+            let gatherer = scope.spawn(move || {
+                let mut domains = Self::default();
+                for text in receive.iter().flatten() {
+                    domains.add_text(&text);
+                }
+                domains
+            });
+            let mut chunk = Vec::with_capacity(CHUNK);
+            let produced = produce(&mut |text| {
+                chunk.push(text);
+                if chunk.len() == CHUNK {
+                    // Only a gatherer that panicked hangs up: its join below says so.
+                    let _ = send.send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)));
+                }
+            });
+            let _ = send.send(chunk);
+            drop(send);
+            let domains = gatherer
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (produced, domains)
+        })
+    }
+
     /// [`Self::add`] for a referral's JSON text.
     pub fn add_text(&mut self, referral: &str) {
         let Ok(referral) = parse_referral(referral) else {
@@ -472,6 +504,27 @@ impl RunningDns {
 mod tests {
     use super::*;
     use crate::sim::seed::generate_referrals;
+
+    #[test]
+    fn domains_gathered_beside_the_generator_should_be_those_read_in_turn_in_the_same_order() {
+        let texts: Vec<String> = crate::sim::seed::seeded_referrals(1_500, 9)
+            .map(|seeded| seeded.text)
+            .collect();
+        let mut in_turn = SeededDomains::default();
+        for text in &texts {
+            in_turn.add_text(text);
+        }
+
+        let (count, beside) = SeededDomains::gather_beside(|visit| {
+            texts.iter().cloned().for_each(&mut *visit);
+            texts.len()
+        });
+
+        assert_eq!(count, 1_500);
+        let expected = in_turn.into_vec();
+        assert!(expected.len() > 256, "{} domains", expected.len());
+        assert_eq!(beside.into_vec(), expected);
+    }
 
     #[test]
     fn when_seeded_should_serve_every_extracted_domain_with_a_catalog_profile() {

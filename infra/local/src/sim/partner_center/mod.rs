@@ -178,11 +178,16 @@ impl PartnerCenterSim {
     /// its text again whenever it is read or a listing is ordered, until a change stores it as
     /// text: N referrals take ~0.1 KB each instead of ~3 KB. `visit` sees each one's text once,
     /// as it is generated.
-    pub fn seeded(count: usize, seed: u64, config: SimConfig, mut visit: impl FnMut(&str)) -> Self {
+    pub fn seeded(
+        count: usize,
+        seed: u64,
+        config: SimConfig,
+        mut visit: impl FnMut(String),
+    ) -> Self {
         let mut inner = Inner::new(count, config);
         for seeded in seeded_referrals(count, seed) {
-            visit(&seeded.text);
             inner.upsert_stored(seeded.id, state::StoredReferral::Seeded(seeded.point));
+            visit(seeded.text);
         }
         Self {
             inner: Arc::new(Mutex::new(inner)),

@@ -721,7 +721,7 @@ mod tests {
         };
         let mut visited = Vec::new();
         let seeded = PartnerCenterSim::seeded(300, 5, config(), |text| {
-            visited.push(serde_json::from_str::<Value>(text).unwrap());
+            visited.push(serde_json::from_str::<Value>(&text).unwrap());
         });
         let given = PartnerCenterSim::new(crate::sim::seed::generate_referrals(300, 5), config());
         assert_eq!(visited, given.referrals());
