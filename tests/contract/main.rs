@@ -56,6 +56,7 @@ macro_rules! contract_suite {
             store_test!(sync_runs_list_newest_first);
             store_test!(sync_state_is_written_with_a_version_check);
             store_test!(ingest_counts_add_up_and_survive_run_updates);
+            store_test!(ingest_counts_of_a_batch_count_each_referral_once);
             store_test!(a_message_failure_is_kept_per_queue_and_message);
 
             queue_test!(sent_messages_are_received_once_and_deleted);

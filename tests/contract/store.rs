@@ -688,6 +688,72 @@ pub async fn sync_state_is_written_with_a_version_check(store: &dyn Store) {
     assert_eq!(store.get_state(&state.key).await.unwrap(), Some(state));
 }
 
+pub async fn ingest_counts_of_a_batch_count_each_referral_once(store: &dyn Store) {
+    let first = SyncRun::start("run-batch-a", at(0));
+    let second = SyncRun::start("run-batch-b", at(1));
+    store.put_sync_run(&first).await.unwrap();
+    store.put_sync_run(&second).await.unwrap();
+    let count = |run_id, referral_id, outcome, skip_reason| RunCount {
+        run_id,
+        referral_id,
+        outcome,
+        skip_reason,
+    };
+    assert_eq!(
+        store.count_all_ingested(&[]).await.unwrap(),
+        Vec::<bool>::new()
+    );
+    let counted = store
+        .count_all_ingested(&[
+            count(&first.id, "r1", UpsertOutcome::Inserted, None),
+            count(
+                &second.id,
+                "r1",
+                UpsertOutcome::Inserted,
+                Some(SkipReason::NoDomain),
+            ),
+            count(&first.id, "r2", UpsertOutcome::Updated, None),
+            // Named twice in one batch (a message delivered twice), and a run that does not exist.
+            count(&first.id, "r1", UpsertOutcome::Unchanged, None),
+            count("no-such-run", "r9", UpsertOutcome::Inserted, None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(counted, [true, true, true, false, false]);
+    // The next batch: a referral counted before is not counted again.
+    let counted = store
+        .count_all_ingested(&[
+            count(&first.id, "r2", UpsertOutcome::Unchanged, None),
+            count(
+                &first.id,
+                "r3",
+                UpsertOutcome::Inserted,
+                Some(SkipReason::StatusClosed),
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(counted, [false, true]);
+
+    let first = store.get_sync_run(&first.id).await.unwrap().unwrap();
+    assert_eq!((first.stored, first.eligible), (3, 2));
+    assert_eq!(
+        first.outcomes,
+        BTreeMap::from([("inserted".to_owned(), 2), ("updated".to_owned(), 1)])
+    );
+    assert_eq!(
+        first.skipped,
+        BTreeMap::from([("status_closed".to_owned(), 1)])
+    );
+    let second = store.get_sync_run(&second.id).await.unwrap().unwrap();
+    assert_eq!((second.stored, second.eligible), (1, 0));
+    assert_eq!(
+        second.skipped,
+        BTreeMap::from([("no_domain".to_owned(), 1)])
+    );
+    assert_eq!(store.get_sync_run("no-such-run").await.unwrap(), None);
+}
+
 pub async fn ingest_counts_add_up_and_survive_run_updates(store: &dyn Store) {
     let mut run = SyncRun::start("run-counted", at(0));
     store.put_sync_run(&run).await.unwrap();

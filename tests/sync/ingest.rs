@@ -1,5 +1,6 @@
 //! ingest-referral: versions, poison input, transient failures, leads and pushes, run counters.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -251,11 +252,38 @@ async fn poison_input_is_stored_with_its_reason_and_acknowledged() {
     );
 }
 
-/// A store that refuses to store one referral id, with `error`.
+/// A store that refuses to store one referral id, with `error`, and to count the runs' referrals
+/// `count_failures` times.
 struct FlakyStore {
     inner: EmbeddedStore,
     failing_id: String,
     error: StoreError,
+    count_failures: AtomicU32,
+    /// Calls that counted referrals in their runs.
+    count_calls: AtomicU32,
+}
+
+impl FlakyStore {
+    fn refusing(failing_id: &str, error: StoreError) -> Self {
+        Self {
+            inner: EmbeddedStore::new(),
+            failing_id: failing_id.to_owned(),
+            error,
+            count_failures: AtomicU32::new(0),
+            count_calls: AtomicU32::new(0),
+        }
+    }
+
+    fn count(&self) -> Result<(), StoreError> {
+        self.count_calls.fetch_add(1, Ordering::SeqCst);
+        match self
+            .count_failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        {
+            Ok(_) => Err(self.error.clone()),
+            Err(_) => Ok(()),
+        }
+    }
 }
 
 #[async_trait]
@@ -355,7 +383,12 @@ impl SyncStore for FlakyStore {
         self.inner.put_sync_run(run).await
     }
     async fn count_ingested(&self, count: RunCount<'_>) -> Result<bool, StoreError> {
+        self.count()?;
         self.inner.count_ingested(count).await
+    }
+    async fn count_all_ingested(&self, counts: &[RunCount<'_>]) -> Result<Vec<bool>, StoreError> {
+        self.count()?;
+        self.inner.count_all_ingested(counts).await
     }
     async fn claim_run_summary(&self, run_id: &str) -> Result<bool, StoreError> {
         self.inner.claim_run_summary(run_id).await
@@ -384,11 +417,7 @@ impl SyncStore for FlakyStore {
 
 #[tokio::test]
 async fn a_batch_of_good_poison_and_transiently_failing_messages_reports_only_the_transient_one() {
-    let store = FlakyStore {
-        inner: EmbeddedStore::new(),
-        failing_id: "ref-0002".into(),
-        error: StoreError::Unavailable("throttled".into()),
-    };
+    let store = FlakyStore::refusing("ref-0002", StoreError::Unavailable("throttled".into()));
     let push = EmbeddedQueue::new("push", Duration::from_secs(60), 5);
     let scanner = hunter_tests::scanner();
     let deps = IngestDeps {
@@ -441,11 +470,10 @@ async fn a_batch_of_good_poison_and_transiently_failing_messages_reports_only_th
 
 #[tokio::test]
 async fn a_referral_the_store_refuses_is_retried_not_recorded_as_invalid_payload() {
-    let store = FlakyStore {
-        inner: EmbeddedStore::new(),
-        failing_id: "ref-0002".into(),
-        error: StoreError::InvalidItem("Item size has exceeded the maximum allowed size".into()),
-    };
+    let store = FlakyStore::refusing(
+        "ref-0002",
+        StoreError::InvalidItem("Item size has exceeded the maximum allowed size".into()),
+    );
     let push = EmbeddedQueue::new("push", Duration::from_secs(60), 5);
     let scanner = hunter_tests::scanner();
     let deps = IngestDeps {
@@ -477,6 +505,85 @@ async fn a_referral_the_store_refuses_is_retried_not_recorded_as_invalid_payload
         "a real referral is not turned into invalid_payload"
     );
     assert!(store.get_referral("ref-0001").await.unwrap().is_some());
+}
+
+/// A batch's referrals are counted in their runs in one store call; when it fails, the messages
+/// with a run come back (stored already), and their redelivery counts each once.
+#[tokio::test]
+async fn a_batch_is_counted_in_one_call_and_a_failed_count_fails_the_messages_with_a_run() {
+    let store = FlakyStore::refusing("none", StoreError::Unavailable("throttled".into()));
+    store.count_failures.store(1, Ordering::SeqCst);
+    let mut run = SyncRun::start("run-1", chrono::Utc::now());
+    run.fetched = 3;
+    store.put_sync_run(&run).await.unwrap();
+    let push = EmbeddedQueue::new("push", Duration::from_secs(60), 5);
+    let scanner = hunter_tests::scanner();
+    let deps = IngestDeps {
+        turns: &DomainTurns::default(),
+        store: &store,
+        push_queue: &push,
+        scanner: &scanner,
+        rules: Rules::embedded(),
+        rescan_after: hunter_tests::RESCAN_AFTER,
+        send_backoff: Backoff::default(),
+        max_receives: None,
+        referrals_queue: None,
+    };
+    let batch = || {
+        event(&[
+            ("with-run", envelope(Some("run-1"), referral(1))),
+            (
+                "unreadable-with-run",
+                envelope(Some("run-1"), json!("not an object")),
+            ),
+            ("without-run", envelope(None, referral(2))),
+            ("also-with-run", envelope(Some("run-1"), referral(3))),
+        ])
+    };
+    let failed = |response: &aws_lambda_events::event::sqs::SqsBatchResponse| -> Vec<String> {
+        response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect()
+    };
+
+    let first = handle_batch(&deps, batch()).await;
+
+    assert_eq!(
+        failed(&first),
+        ["with-run", "unreadable-with-run", "also-with-run"]
+    );
+    assert_eq!(
+        store.count_calls.load(Ordering::SeqCst),
+        1,
+        "one call for the batch"
+    );
+    let uncounted = store.get_sync_run("run-1").await.unwrap().unwrap();
+    assert_eq!(uncounted.stored, 0);
+    assert!(
+        store.get_referral("ref-0001").await.unwrap().is_some(),
+        "stored before the count"
+    );
+    assert_eq!(crate::support::invalid_referrals(&store).await.len(), 1);
+
+    let again = handle_batch(&deps, batch()).await;
+
+    assert_eq!(failed(&again), Vec::<String>::new());
+    assert_eq!(
+        store.count_calls.load(Ordering::SeqCst),
+        2,
+        "one call for the batch"
+    );
+    let counted = store.get_sync_run("run-1").await.unwrap().unwrap();
+    assert_eq!((counted.stored, counted.eligible), (3, 2));
+    assert_eq!(
+        counted.skipped,
+        std::collections::BTreeMap::from([("invalid_payload".to_owned(), 1)])
+    );
+    handle_batch(&deps, batch()).await;
+    let redelivered = store.get_sync_run("run-1").await.unwrap().unwrap();
+    assert_eq!(redelivered.stored, 3, "a redelivery is not counted again");
 }
 
 #[tokio::test]

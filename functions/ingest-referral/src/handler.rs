@@ -12,7 +12,7 @@
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use hunter_core::failures::{FailedMessage, note_failure, receive_count};
 use hunter_core::fanout::send_all;
-use hunter_core::intake::{count_in_run, log_stored, record_invalid};
+use hunter_core::intake::{count_in_run, count_in_runs, log_stored, store_invalid};
 use hunter_core::messages::{PushMessage, QueuedReferral, QueuedReferralText};
 use hunter_core::metrics::{Metrics, ingest_referral as metrics};
 use hunter_core::optimistic::{Change, update_lead_with_referral};
@@ -177,7 +177,7 @@ impl Ingested {
 /// Records are read and judged one after another (pure work), then stored in lanes, one per
 /// domain, side by side: the referrals of one domain join its lead in turn, so one batch never
 /// competes with itself for a lead or a scan, while the scans of different domains overlap.
-/// Then each is counted in its run, one after another.
+/// Then they are counted in their runs, all in one store call.
 pub async fn handle_batch(deps: &IngestDeps<'_>, mut event: SqsEvent) -> SqsBatchResponse {
     let bodies: Vec<String> = event
         .records
@@ -223,11 +223,8 @@ pub async fn handle_batch(deps: &IngestDeps<'_>, mut event: SqsEvent) -> SqsBatc
         .await;
     let mut landed: Vec<_> = landed.into_iter().flatten().collect();
     landed.sort_by_key(|(i, _)| *i);
-    for (i, landed) in landed {
-        results[i] = Some(match landed {
-            Ok(landed) => count(deps, landed).await,
-            Err(err) => Err(err),
-        });
+    for (i, counted) in count_all(deps, landed).await {
+        results[i] = Some(counted);
     }
 
     let mut response = SqsBatchResponse::default();
@@ -335,7 +332,14 @@ impl Tally {
 /// recorded as `invalid_payload`. Unreadable input is recorded, not returned.
 pub async fn ingest_message(deps: &IngestDeps<'_>, body: &str) -> Result<Ingested, IngestError> {
     let landed = land(deps, judge(deps, body).await?).await?;
-    count(deps, landed).await
+    count_in_run(
+        deps.store,
+        landed.run_id.as_deref(),
+        &landed.record,
+        landed.outcome,
+    )
+    .await?;
+    Ok(landed.into_ingested())
 }
 
 /// A message read and judged (domain, eligibility); nothing stored yet.
@@ -402,73 +406,81 @@ async fn judge(deps: &IngestDeps<'_>, body: &str) -> Result<Judged, IngestError>
     })
 }
 
-/// A judged message after its lane: the referral stored and joined to its lead, not yet
-/// counted in its run.
-enum Landed {
-    Unreadable {
-        run_id: Option<String>,
-        text: String,
-        detail: String,
-    },
-    Referral {
-        run_id: Option<String>,
-        record: Box<ReferralRecord>,
-        outcome: UpsertOutcome,
-        join: Box<LeadJoin>,
-    },
+/// A judged message after its lane: the referral stored (unreadable input as
+/// `invalid_payload`), joined to its lead and logged; not yet counted in its run.
+struct Landed {
+    run_id: Option<String>,
+    record: Box<ReferralRecord>,
+    outcome: UpsertOutcome,
+    join: Box<LeadJoin>,
 }
 
-/// The lane's part: stores the referral and joins it to its lead (scan and push included).
+impl Landed {
+    fn into_ingested(self) -> Ingested {
+        Ingested::of(*self.record, self.outcome, &self.join)
+    }
+}
+
+/// The lane's part: stores the referral and joins it to its lead (scan and push included), or
+/// records unreadable input.
 async fn land(deps: &IngestDeps<'_>, judged: Judged) -> Result<Landed, IngestError> {
-    Ok(match judged {
+    let landed = match judged {
         Judged::Unreadable {
             run_id,
             text,
             detail,
-        } => Landed::Unreadable {
-            run_id,
-            text,
-            detail,
-        },
+        } => {
+            let (record, outcome) = store_invalid(deps.store, &text, &detail).await?;
+            Landed {
+                run_id,
+                record: Box::new(record),
+                outcome,
+                join: Box::new(LeadJoin::Unchanged),
+            }
+        }
         Judged::Referral { run_id, record } => {
             let outcome = deps.store.upsert_referral(&record).await?;
             let join = join_lead(deps, &record, outcome).await?;
-            Landed::Referral {
+            Landed {
                 run_id,
                 record,
                 outcome,
                 join: Box::new(join),
             }
         }
-    })
+    };
+    log_stored(
+        landed.run_id.as_deref(),
+        &landed.record,
+        landed.outcome,
+        matches!(*landed.join, LeadJoin::Changed(..) | LeadJoin::Recorded(..)),
+    );
+    Ok(landed)
 }
 
-/// Counts a landed message in its run (unreadable input is recorded first), one message at a
-/// time: the lanes of a batch never write the run's counters at once.
-async fn count(deps: &IngestDeps<'_>, landed: Landed) -> Result<Ingested, IngestError> {
-    match landed {
-        Landed::Unreadable {
-            run_id,
-            text,
-            detail,
-        } => invalid(deps, run_id.as_deref(), &text, &detail).await,
-        Landed::Referral {
-            run_id,
-            record,
-            outcome,
-            join,
-        } => {
-            let run_id = run_id.as_deref();
-            log_stored(
-                run_id,
-                &record,
-                outcome,
-                matches!(*join, LeadJoin::Changed(..) | LeadJoin::Recorded(..)),
-            );
-            count_in_run(deps.store, run_id, &record, outcome).await?;
-            Ok(Ingested::of(*record, outcome, &join))
-        }
-    }
+/// Counts the landed messages of a batch in their runs, in one store call. A count that fails
+/// fails every message it named that has a run (delivered again, each is found stored and
+/// counted once).
+async fn count_all(
+    deps: &IngestDeps<'_>,
+    landed: Vec<(usize, Result<Landed, IngestError>)>,
+) -> Vec<(usize, Result<Ingested, IngestError>)> {
+    let stored: Vec<_> = landed
+        .iter()
+        .filter_map(|(_, landed)| landed.as_ref().ok())
+        .map(|l| (l.run_id.as_deref(), &*l.record, l.outcome))
+        .collect();
+    let counted = count_in_runs(deps.store, &stored).await;
+    landed
+        .into_iter()
+        .map(|(i, landed)| {
+            let ingested = landed.and_then(|landed| match &counted {
+                Err(err) if landed.run_id.is_some() => Err(err.clone().into()),
+                _ => Ok(landed.into_ingested()),
+            });
+            (i, ingested)
+        })
+        .collect()
 }
 
 /// The referral fetch-referrals stored under `key`, or the text to record as `invalid_payload`
@@ -580,17 +592,6 @@ async fn request_push(deps: &IngestDeps<'_>, lead: &Lead) -> Result<(), IngestEr
         }),
         Some(f) => Err(QueueError::Unavailable(format!("{} {}", f.code, f.message)).into()),
     }
-}
-
-/// Stores unreadable input as `invalid_payload` and counts it in its run.
-async fn invalid(
-    deps: &IngestDeps<'_>,
-    run_id: Option<&str>,
-    text: &str,
-    detail: &str,
-) -> Result<Ingested, IngestError> {
-    let (record, outcome) = record_invalid(deps.store, run_id, text, detail).await?;
-    Ok(Ingested::of(record, outcome, &LeadJoin::Unchanged))
 }
 
 /// The Lambda entry: an SQS event from the referrals queue.

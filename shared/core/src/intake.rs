@@ -17,10 +17,21 @@ pub async fn record_invalid(
     text: &str,
     detail: &str,
 ) -> Result<(ReferralRecord, UpsertOutcome), StoreError> {
-    let record = ReferralRecord::invalid(text, detail, clock::now());
-    let outcome = store.upsert_referral(&record).await?;
+    let (record, outcome) = store_invalid(store, text, detail).await?;
     count_in_run(store, run_id, &record, outcome).await?;
     log_stored(run_id, &record, outcome, false);
+    Ok((record, outcome))
+}
+
+/// Stores unreadable input as an `invalid_payload` referral (its text capped, with `detail`),
+/// without counting or logging it.
+pub async fn store_invalid(
+    store: &dyn Store,
+    text: &str,
+    detail: &str,
+) -> Result<(ReferralRecord, UpsertOutcome), StoreError> {
+    let record = ReferralRecord::invalid(text, detail, clock::now());
+    let outcome = store.upsert_referral(&record).await?;
     Ok((record, outcome))
 }
 
@@ -32,16 +43,38 @@ pub async fn count_in_run(
     record: &ReferralRecord,
     outcome: UpsertOutcome,
 ) -> Result<(), StoreError> {
-    let Some(run_id) = run_id else {
+    count_in_runs(store, &[(run_id, record, outcome)]).await
+}
+
+/// [`count_in_run`] for the stored referrals of a batch, in one store call
+/// ([`crate::ports::SyncStore::count_all_ingested`]); each run a count changed is checked for
+/// completion once. Those without a run are left out.
+pub async fn count_in_runs(
+    store: &dyn Store,
+    stored: &[(Option<&str>, &ReferralRecord, UpsertOutcome)],
+) -> Result<(), StoreError> {
+    let counts: Vec<RunCount<'_>> = stored
+        .iter()
+        .filter_map(|&(run_id, record, outcome)| {
+            Some(RunCount {
+                run_id: run_id?,
+                referral_id: &record.id,
+                outcome,
+                skip_reason: record.skip_reason,
+            })
+        })
+        .collect();
+    if counts.is_empty() {
         return Ok(());
-    };
-    let count = RunCount {
-        run_id,
-        referral_id: &record.id,
-        outcome,
-        skip_reason: record.skip_reason,
-    };
-    if store.count_ingested(count).await? {
+    }
+    let counted = store.count_all_ingested(&counts).await?;
+    let mut changed: Vec<&str> = Vec::new();
+    for (count, _) in counts.iter().zip(counted).filter(|(_, new)| *new) {
+        if !changed.contains(&count.run_id) {
+            changed.push(count.run_id);
+        }
+    }
+    for run_id in changed {
         report_if_complete(store, run_id).await;
     }
     Ok(())

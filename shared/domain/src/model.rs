@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::crm::CrmState;
 use crate::referral::{Referral, cap_text, invalid_payload_id};
-use crate::rules::{Domain, DomainSource, Eligibility, ExtractedDomain, SkipReason, Version};
+use crate::rules::{
+    Domain, DomainSource, Eligibility, ExtractedDomain, SkipReason, UpsertOutcome, Version,
+};
 use crate::scan::{ScanState, Signals};
 use crate::scoring::{CommercialSegment, Heat, PriorityCategory, ScoreLine, Segment, TenantSize};
 
@@ -486,6 +488,20 @@ impl SyncRun {
             }
         }
     }
+
+    /// Adds one stored referral to the ingest counters: stored, by upsert outcome, and as
+    /// eligible (`skip_reason` `None`) or skipped for its reason.
+    pub fn add_ingested(&mut self, outcome: UpsertOutcome, skip_reason: Option<SkipReason>) {
+        self.stored += 1;
+        *self
+            .outcomes
+            .entry(outcome.as_str().to_owned())
+            .or_default() += 1;
+        match skip_reason {
+            None => self.eligible += 1,
+            Some(reason) => *self.skipped.entry(reason.as_str().to_owned()).or_default() += 1,
+        }
+    }
 }
 
 /// What Partner Center's webhooks did: the registration Hunter made, and the events it got.
@@ -668,5 +684,28 @@ mod tests {
                 serde_json::Value::from(status.as_str())
             );
         }
+    }
+
+    #[test]
+    fn ingested_referrals_add_up_by_outcome_and_by_reason() {
+        use crate::rules::{SkipReason, UpsertOutcome};
+        let mut run = SyncRun::start("r", chrono::Utc::now());
+        run.add_ingested(UpsertOutcome::Inserted, None);
+        run.add_ingested(UpsertOutcome::Inserted, Some(SkipReason::NoDomain));
+        run.add_ingested(UpsertOutcome::Updated, Some(SkipReason::NoDomain));
+        run.add_ingested(UpsertOutcome::Unchanged, None);
+        assert_eq!((run.stored, run.eligible), (4, 2));
+        assert_eq!(
+            run.skipped,
+            std::collections::BTreeMap::from([("no_domain".to_owned(), 2)])
+        );
+        assert_eq!(
+            run.outcomes,
+            std::collections::BTreeMap::from([
+                ("inserted".to_owned(), 2),
+                ("unchanged".to_owned(), 1),
+                ("updated".to_owned(), 1),
+            ])
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! The store ports on SQLite, with the semantics of the in-memory and DynamoDB stores: the same
 //! sort keys, cursors and filters (shared with them), conditional writes in transactions.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Params, Rows, params};
 use serde::Serialize;
@@ -17,7 +19,7 @@ use hunter_core::ports::{
 use hunter_domain::model::{
     AuditEntry, Lead, LeadReferral, ReferralRecord, StoredVersion, SyncRun, SyncState,
 };
-use hunter_domain::rules::{Domain, Version};
+use hunter_domain::rules::{Domain, SkipReason, Version};
 use hunter_domain::stats::{LeadStats, LeadTally};
 
 use crate::db::{DbError, SqliteDb, Tx};
@@ -161,6 +163,25 @@ impl ReferralRow {
             search: r.search_text(),
             data: to_json(r)?,
         })
+    }
+}
+
+/// A [`RunCount`] the database call owns.
+struct OwnedRunCount {
+    run_id: String,
+    referral_id: String,
+    outcome: UpsertOutcome,
+    skip_reason: Option<SkipReason>,
+}
+
+impl OwnedRunCount {
+    fn of(count: &RunCount<'_>) -> Self {
+        Self {
+            run_id: count.run_id.to_owned(),
+            referral_id: count.referral_id.to_owned(),
+            outcome: count.outcome,
+            skip_reason: count.skip_reason,
+        }
     }
 }
 
@@ -581,32 +602,49 @@ impl SyncStore for SqliteStore {
     }
 
     async fn count_ingested(&self, count: RunCount<'_>) -> Result<bool, StoreError> {
-        let run_id = count.run_id.to_owned();
-        let referral_id = count.referral_id.to_owned();
-        let outcome = count.outcome;
-        let skip_reason = count.skip_reason;
+        let counted = self.count_all_ingested(&[count]).await?;
+        Ok(counted.first().copied().unwrap_or(false))
+    }
+
+    /// One transaction for the batch: each run read once and written once.
+    async fn count_all_ingested(&self, counts: &[RunCount<'_>]) -> Result<Vec<bool>, StoreError> {
+        let counts: Vec<OwnedRunCount> = counts.iter().map(OwnedRunCount::of).collect();
         self.with(move |conn| {
             let tx = Tx::write(conn)?;
-            let Some(mut run) = get_run(&tx, &run_id)? else {
-                return Ok(false);
-            };
-            let counted = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO run_counted (run_id, referral_id) VALUES (?1, ?2)",
-                )?
-                .execute([&run_id, &referral_id])?;
-            if counted == 0 {
-                return Ok(false);
+            // Each run named, as read (`None`: no such run) and whether a count changed it.
+            let mut runs: Vec<(Option<SyncRun>, bool)> = Vec::new();
+            let mut run_of: HashMap<&str, usize> = HashMap::new();
+            let mut counted = Vec::with_capacity(counts.len());
+            for count in &counts {
+                let slot = match run_of.get(count.run_id.as_str()) {
+                    Some(&slot) => slot,
+                    None => {
+                        runs.push((get_run(&tx, &count.run_id)?, false));
+                        run_of.insert(&count.run_id, runs.len() - 1);
+                        runs.len() - 1
+                    }
+                };
+                let (Some(run), changed) = &mut runs[slot] else {
+                    counted.push(false);
+                    continue;
+                };
+                let new = tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO run_counted (run_id, referral_id) VALUES (?1, ?2)",
+                    )?
+                    .execute([&count.run_id, &count.referral_id])?
+                    > 0;
+                if new {
+                    run.add_ingested(count.outcome, count.skip_reason);
+                    *changed = true;
+                }
+                counted.push(new);
             }
-            run.stored += 1;
-            *run.outcomes.entry(outcome.as_str().to_owned()).or_default() += 1;
-            match skip_reason {
-                None => run.eligible += 1,
-                Some(reason) => *run.skipped.entry(reason.to_string()).or_default() += 1,
+            for (run, _) in runs.iter().filter(|(_, changed)| *changed) {
+                run.as_ref().map(|run| put_run(&tx, run)).transpose()?;
             }
-            put_run(&tx, &run)?;
             tx.commit()?;
-            Ok(true)
+            Ok(counted)
         })
         .await
     }

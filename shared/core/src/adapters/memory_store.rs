@@ -326,14 +326,7 @@ impl SyncStore for EmbeddedStore {
         {
             return Ok(false);
         }
-        run.stored += 1;
-        *run.outcomes
-            .entry(count.outcome.as_str().to_owned())
-            .or_default() += 1;
-        match count.skip_reason {
-            None => run.eligible += 1,
-            Some(reason) => *run.skipped.entry(reason.to_string()).or_default() += 1,
-        }
+        run.add_ingested(count.outcome, count.skip_reason);
         Ok(true)
     }
 

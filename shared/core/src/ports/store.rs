@@ -177,6 +177,16 @@ pub trait SyncStore: Send + Sync {
     /// concurrent ingests add up exactly. Returns whether it counted now; a run that does not
     /// exist is left alone.
     async fn count_ingested(&self, count: RunCount<'_>) -> Result<bool, StoreError>;
+    /// [`SyncStore::count_ingested`] for the referrals of a batch, in one call where the store
+    /// can: whether each counted now, in order (a referral named twice counts once). After an
+    /// error some may have counted; counting them again does not count them twice.
+    async fn count_all_ingested(&self, counts: &[RunCount<'_>]) -> Result<Vec<bool>, StoreError> {
+        let mut counted = Vec::with_capacity(counts.len());
+        for count in counts {
+            counted.push(self.count_ingested(*count).await?);
+        }
+        Ok(counted)
+    }
     /// Marks run `run_id` as summarized; true for the one caller that marked it (so the run's
     /// summary is reported once, by whichever of fetch and ingest sees it complete first).
     async fn claim_run_summary(&self, run_id: &str) -> Result<bool, StoreError>;
