@@ -67,7 +67,7 @@ pub struct Stack {
     pub partner_center_sim: Option<RunningSim>,
     pub mapping: DynamicsMapping,
     /// Where leads are pushed; `None` with `--no-dynamics`.
-    pub dynamics: Option<DataverseLeadSink>,
+    pub dynamics: Option<Arc<DataverseLeadSink>>,
     /// Reads what sellers changed in Dynamics (through the sink's client); `None` with
     /// `--no-dynamics`.
     pub crm_changes: Option<DataverseChangeReader>,
@@ -233,12 +233,12 @@ impl Stack {
         let dynamics = if args.no_dynamics {
             None
         } else {
-            Some(wiring::dataverse_sink(
+            Some(Arc::new(wiring::dataverse_sink(
                 wiring::http_client()?,
                 &config,
                 &credentials,
                 &mapping,
-            )?)
+            )?))
         };
 
         let dns_server = args.dns.as_deref().map(str::trim).filter(|s| !s.is_empty());

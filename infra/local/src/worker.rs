@@ -119,19 +119,15 @@ async fn drain_pushes_up_to(
     stack: &Arc<Stack>,
     batches: Option<usize>,
 ) -> Result<DrainReport, QueueError> {
-    if stack.dynamics.is_none() {
+    let Some(sink) = &stack.dynamics else {
         return Ok(DrainReport::default());
-    }
+    };
     let handle = |event: SqsEvent| {
-        let stack = stack.clone();
+        let (stack, sink) = (stack.clone(), sink.clone());
         async move {
-            let Some(sink) = &stack.dynamics else {
-                let ids = event.records.into_iter().filter_map(|r| r.message_id);
-                return every_message_failed(ids);
-            };
             let deps = PushDeps {
                 store: stack.store.as_ref(),
-                sink,
+                sink: sink.as_ref(),
                 mapping: &stack.mapping,
                 queue: Some(stack.push_queue.as_ref()),
                 max_receives: Some(crate::stack::MAX_RECEIVE_COUNT),
