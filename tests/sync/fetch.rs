@@ -968,3 +968,49 @@ async fn when_the_queue_fails_on_a_later_page_the_page_read_ahead_is_dropped_unc
     );
     assert_eq!(f.queued_ids().await.len(), 10);
 }
+
+/// The fixture's Partner Center client, whose pages after the first never answer.
+struct StallsAfterFirstPage<'a>(&'a dyn hunter_core::ports::ReferralSource);
+
+#[async_trait::async_trait]
+impl hunter_core::ports::ReferralSource for StallsAfterFirstPage<'_> {
+    async fn first_page(
+        &self,
+        filter: &hunter_core::ports::ReferralFilter,
+        deadline: Option<Instant>,
+    ) -> Result<hunter_core::ports::ReferralPage, hunter_core::ports::SourceError> {
+        self.0.first_page(filter, deadline).await
+    }
+    async fn next_page(
+        &self,
+        _next_link: &str,
+        _deadline: Option<Instant>,
+    ) -> Result<hunter_core::ports::ReferralPage, hunter_core::ports::SourceError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn when_the_queue_fails_the_run_ends_without_waiting_for_the_page_read_ahead() {
+    let f = SyncFixture::start(referrals(15), pages_of(5)).await;
+    let down = GoesDown::after(f.queue.as_ref(), 0);
+    let stalls = StallsAfterFirstPage(&f.client);
+    let deps = fetch_referrals::FetchDeps {
+        queue: &down,
+        source: &stalls,
+        ..f.fetch_deps()
+    };
+
+    // Waiting for the page read ahead would never end: the limit only tells a hang apart.
+    let summary = tokio::time::timeout(
+        Duration::from_secs(60),
+        fetch_referrals::fetch_referrals(&deps, None, None),
+    )
+    .await
+    .expect("the failed enqueue ended the run")
+    .unwrap();
+
+    assert_eq!(summary.status, FetchStatus::Failed, "{summary:?}");
+    assert_eq!((summary.pages, summary.enqueued), (1, 0), "{summary:?}");
+    assert_next_run_starts_over(&f).await;
+}

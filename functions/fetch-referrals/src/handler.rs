@@ -420,13 +420,13 @@ impl Sync {
                 .next_link
                 .as_deref()
                 .filter(|_| pages_now < settings.page_limit && !out_of_time());
-            let (enqueued, next) = tokio::join!(self.enqueue_page(deps, &page), async {
-                match read_ahead {
+            // An enqueue that fails ends the join at once, dropping the page being read ahead.
+            let ((), next) = tokio::try_join!(self.enqueue_page(deps, &page), async {
+                Ok(match read_ahead {
                     Some(link) => Some(deps.source.next_page(link, deadline).await),
                     None => None,
-                }
-            });
-            enqueued?;
+                })
+            })?;
             deps.store.put_sync_run(&self.run).await?;
             let expires_at = lease_expiry(settings, self.deadline, clock::now());
             if !renew_lease(deps.store, &self.holder, expires_at).await? {
