@@ -39,6 +39,7 @@ macro_rules! contract_suite {
 
             store_test!(upsert_inserts_then_a_newer_version_replaces);
             store_test!(upsert_rejects_a_stale_version);
+            store_test!(a_batch_of_referrals_is_upserted_each_with_its_own_outcome);
             store_test!(upsert_of_an_equal_version_is_idempotent);
             store_test!(a_record_round_trips_every_field);
             store_test!(a_record_with_a_600_kb_raw_payload_round_trips);

@@ -79,6 +79,33 @@ pub async fn upsert_inserts_then_a_newer_version_replaces(store: &dyn Store) {
     assert_eq!(store.get_referral("r1").await.unwrap(), Some(newer));
 }
 
+pub async fn a_batch_of_referrals_is_upserted_each_with_its_own_outcome(store: &dyn Store) {
+    let stored = referral("r2", 0, 20, "\"e2\"");
+    store.upsert_referral(&stored).await.unwrap();
+    let new = referral("r1", 0, 10, "\"e1\"");
+    let older = referral("r2", 0, 10, "\"e1\"");
+    let newer = referral("r2", 0, 30, "\"e3\"");
+    let outcomes = store
+        .upsert_referrals(&[&new, &older, &newer, &newer])
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>();
+    assert_eq!(
+        outcomes,
+        [
+            UpsertOutcome::Inserted,
+            UpsertOutcome::Stale,
+            UpsertOutcome::Updated,
+            // Named again in the same batch: the first one stored it.
+            UpsertOutcome::Unchanged,
+        ]
+    );
+    assert_eq!(store.get_referral("r1").await.unwrap(), Some(new));
+    assert_eq!(store.get_referral("r2").await.unwrap(), Some(newer));
+    assert!(store.upsert_referrals(&[]).await.is_empty());
+}
+
 pub async fn upsert_rejects_a_stale_version(store: &dyn Store) {
     let newer = referral("r1", 0, 20, "\"e2\"");
     store.upsert_referral(&newer).await.unwrap();

@@ -261,6 +261,8 @@ struct FlakyStore {
     count_failures: AtomicU32,
     /// Calls that counted referrals in their runs.
     count_calls: AtomicU32,
+    /// Calls that stored a batch of referrals.
+    upsert_batches: AtomicU32,
 }
 
 impl FlakyStore {
@@ -271,6 +273,7 @@ impl FlakyStore {
             error,
             count_failures: AtomicU32::new(0),
             count_calls: AtomicU32::new(0),
+            upsert_batches: AtomicU32::new(0),
         }
     }
 
@@ -293,6 +296,17 @@ impl ReferralStore for FlakyStore {
             return Err(self.error.clone());
         }
         self.inner.upsert_referral(record).await
+    }
+    async fn upsert_referrals(
+        &self,
+        records: &[&ReferralRecord],
+    ) -> Vec<Result<UpsertOutcome, StoreError>> {
+        self.upsert_batches.fetch_add(1, Ordering::SeqCst);
+        let mut outcomes = Vec::new();
+        for record in records {
+            outcomes.push(self.upsert_referral(record).await);
+        }
+        outcomes
     }
     async fn get_referral(&self, id: &str) -> Result<Option<ReferralRecord>, StoreError> {
         self.inner.get_referral(id).await
@@ -507,10 +521,12 @@ async fn a_referral_the_store_refuses_is_retried_not_recorded_as_invalid_payload
     assert!(store.get_referral("ref-0001").await.unwrap().is_some());
 }
 
-/// A batch's referrals are counted in their runs in one store call; when it fails, the messages
-/// with a run come back (stored already), and their redelivery counts each once.
+/// A batch's referrals are stored in one store call and counted in their runs in another; when
+/// the count fails, the messages with a run come back (stored already), and their redelivery
+/// counts each once.
 #[tokio::test]
-async fn a_batch_is_counted_in_one_call_and_a_failed_count_fails_the_messages_with_a_run() {
+async fn a_batch_is_stored_and_counted_in_one_call_each_and_a_failed_count_fails_those_with_a_run()
+{
     let store = FlakyStore::refusing("none", StoreError::Unavailable("throttled".into()));
     store.count_failures.store(1, Ordering::SeqCst);
     let mut run = SyncRun::start("run-1", chrono::Utc::now());
@@ -559,6 +575,7 @@ async fn a_batch_is_counted_in_one_call_and_a_failed_count_fails_the_messages_wi
         1,
         "one call for the batch"
     );
+    assert_eq!(store.upsert_batches.load(Ordering::SeqCst), 1);
     let uncounted = store.get_sync_run("run-1").await.unwrap().unwrap();
     assert_eq!(uncounted.stored, 0);
     assert!(

@@ -12,7 +12,7 @@
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use hunter_core::failures::{FailedMessage, note_failure, receive_count};
 use hunter_core::fanout::send_all;
-use hunter_core::intake::{count_in_run, count_in_runs, log_stored, store_invalid};
+use hunter_core::intake::{count_in_run, count_in_runs, log_stored};
 use hunter_core::messages::{PushMessage, QueuedReferral, QueuedReferralText};
 use hunter_core::metrics::{Metrics, ingest_referral as metrics};
 use hunter_core::optimistic::{Change, update_lead_with_referral};
@@ -61,9 +61,9 @@ pub struct DomainTurns {
 /// Each domain with a lane in or waiting for its turn, and the turn.
 type HeldTurns = std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>;
 
-/// The messages of one domain in a batch (or one message without a domain), with their
-/// positions in the batch.
-type Lane = (Option<String>, Vec<(usize, Judged)>);
+/// The stored messages of one domain in a batch (or one message without a domain), with their
+/// positions in the batch and what storing them did.
+type Lane = (Option<String>, Vec<(usize, Judged, UpsertOutcome)>);
 
 /// A lane's turn on its domain, given back on drop.
 struct Turn<'t> {
@@ -174,10 +174,10 @@ impl Ingested {
 
 /// The SQS batch handler: every record processed, transient failures reported for redelivery.
 ///
-/// Records are read and judged one after another (pure work), then stored in lanes, one per
-/// domain, side by side: the referrals of one domain join its lead in turn, so one batch never
-/// competes with itself for a lead or a scan, while the scans of different domains overlap.
-/// Then they are counted in their runs, all in one store call.
+/// Records are read and judged one after another (pure work) and stored in one store call; then
+/// they join their leads in lanes, one per domain, side by side: the referrals of one domain
+/// join its lead in turn, so one batch never competes with itself for a lead or a scan, while
+/// the scans of different domains overlap. Then they are counted in their runs in one call.
 pub async fn handle_batch(deps: &IngestDeps<'_>, mut event: SqsEvent) -> SqsBatchResponse {
     let bodies: Vec<String> = event
         .records
@@ -186,27 +186,36 @@ pub async fn handle_batch(deps: &IngestDeps<'_>, mut event: SqsEvent) -> SqsBatc
         .collect();
     let mut results: Vec<Option<Result<Ingested, IngestError>>> =
         bodies.iter().map(|_| None).collect();
-    let mut lanes: Vec<Lane> = Vec::new();
-    let mut lane_of_domain = std::collections::HashMap::new();
+    let mut judged = Vec::with_capacity(bodies.len());
     for (i, body) in bodies.iter().enumerate() {
         match judge(deps, body).await {
-            Ok(judged) => {
-                let lane = match judged.domain() {
-                    Some(domain) => {
-                        *lane_of_domain.entry(domain.to_string()).or_insert_with(|| {
-                            lanes.push((Some(domain.to_string()), Vec::new()));
-                            lanes.len() - 1
-                        })
-                    }
-                    None => {
-                        lanes.push((None, Vec::new()));
-                        lanes.len() - 1
-                    }
-                };
-                lanes[lane].1.push((i, judged));
-            }
+            Ok(one) => judged.push((i, one)),
             Err(err) => results[i] = Some(Err(err)),
         }
+    }
+    let records: Vec<&ReferralRecord> = judged.iter().map(|(_, j)| &*j.record).collect();
+    let outcomes = deps.store.upsert_referrals(&records).await;
+    let mut lanes: Vec<Lane> = Vec::new();
+    let mut lane_of_domain = std::collections::HashMap::new();
+    for ((i, judged), outcome) in judged.into_iter().zip(outcomes) {
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                results[i] = Some(Err(err.into()));
+                continue;
+            }
+        };
+        let lane = match &judged.record.domain {
+            Some(domain) => *lane_of_domain.entry(domain.to_string()).or_insert_with(|| {
+                lanes.push((Some(domain.to_string()), Vec::new()));
+                lanes.len() - 1
+            }),
+            None => {
+                lanes.push((None, Vec::new()));
+                lanes.len() - 1
+            }
+        };
+        lanes[lane].1.push((i, judged, outcome));
     }
     let landed =
         futures_util::future::join_all(lanes.into_iter().map(|(domain, lane)| async move {
@@ -215,8 +224,8 @@ pub async fn handle_batch(deps: &IngestDeps<'_>, mut event: SqsEvent) -> SqsBatc
                 None => None,
             };
             let mut done = Vec::with_capacity(lane.len());
-            for (i, judged) in lane {
-                done.push((i, land(deps, judged).await));
+            for (i, judged, outcome) in lane {
+                done.push((i, land(deps, judged, outcome).await));
             }
             done
         }))
@@ -331,7 +340,9 @@ impl Tally {
 /// refusing the record, e.g. as too large an item) is retried and then dead-lettered, never
 /// recorded as `invalid_payload`. Unreadable input is recorded, not returned.
 pub async fn ingest_message(deps: &IngestDeps<'_>, body: &str) -> Result<Ingested, IngestError> {
-    let landed = land(deps, judge(deps, body).await?).await?;
+    let judged = judge(deps, body).await?;
+    let outcome = deps.store.upsert_referral(&judged.record).await?;
+    let landed = land(deps, judged, outcome).await?;
     count_in_run(
         deps.store,
         landed.run_id.as_deref(),
@@ -342,28 +353,11 @@ pub async fn ingest_message(deps: &IngestDeps<'_>, body: &str) -> Result<Ingeste
     Ok(landed.into_ingested())
 }
 
-/// A message read and judged (domain, eligibility); nothing stored yet.
-enum Judged {
-    /// To record as `invalid_payload`: the text and why.
-    Unreadable {
-        run_id: Option<String>,
-        text: String,
-        detail: String,
-    },
-    Referral {
-        run_id: Option<String>,
-        record: Box<ReferralRecord>,
-    },
-}
-
-impl Judged {
-    /// The domain whose lead storing it joins.
-    fn domain(&self) -> Option<&Domain> {
-        match self {
-            Self::Unreadable { .. } => None,
-            Self::Referral { record, .. } => record.domain.as_ref(),
-        }
-    }
+/// A message read and judged (domain, eligibility), or unreadable input as its
+/// `invalid_payload` record; nothing stored yet.
+struct Judged {
+    run_id: Option<String>,
+    record: Box<ReferralRecord>,
 }
 
 /// Reads a message (following a payload reference) and judges its referral; only reading a
@@ -372,10 +366,13 @@ async fn judge(deps: &IngestDeps<'_>, body: &str) -> Result<Judged, IngestError>
     let message = match QueuedReferral::read(body) {
         Ok(message) => message,
         Err(unreadable) => {
-            return Ok(Judged::Unreadable {
+            return Ok(Judged {
                 run_id: None,
-                text: body.to_owned(),
-                detail: unreadable.to_string(),
+                record: Box::new(ReferralRecord::invalid(
+                    body,
+                    &unreadable.to_string(),
+                    clock::now(),
+                )),
             });
         }
     };
@@ -385,7 +382,7 @@ async fn judge(deps: &IngestDeps<'_>, body: &str) -> Result<Judged, IngestError>
             .map_err(|unreadable| ((*referral).to_owned(), unreadable.to_string())),
         QueuedReferralText::Stored(stored) => read_stored(deps, &stored.payload_ref, body).await?,
     };
-    Ok(match read {
+    let record = match read {
         Ok(referral) => {
             let extracted = extract_domain(&referral, deps.rules);
             let decision =
@@ -393,21 +390,18 @@ async fn judge(deps: &IngestDeps<'_>, body: &str) -> Result<Judged, IngestError>
             let mut record =
                 ReferralRecord::from_referral(&referral, extracted, decision, clock::now());
             record.arrived_by = message.arrived_by();
-            Judged::Referral {
-                run_id,
-                record: Box::new(record),
-            }
+            record
         }
-        Err((text, detail)) => Judged::Unreadable {
-            run_id,
-            text,
-            detail,
-        },
+        Err((text, detail)) => ReferralRecord::invalid(&text, &detail, clock::now()),
+    };
+    Ok(Judged {
+        run_id,
+        record: Box::new(record),
     })
 }
 
-/// A judged message after its lane: the referral stored (unreadable input as
-/// `invalid_payload`), joined to its lead and logged; not yet counted in its run.
+/// A message after its lane: the referral stored (unreadable input as `invalid_payload`),
+/// joined to its lead and logged; not yet counted in its run.
 struct Landed {
     run_id: Option<String>,
     record: Box<ReferralRecord>,
@@ -421,41 +415,25 @@ impl Landed {
     }
 }
 
-/// The lane's part: stores the referral and joins it to its lead (scan and push included), or
-/// records unreadable input.
-async fn land(deps: &IngestDeps<'_>, judged: Judged) -> Result<Landed, IngestError> {
-    let landed = match judged {
-        Judged::Unreadable {
-            run_id,
-            text,
-            detail,
-        } => {
-            let (record, outcome) = store_invalid(deps.store, &text, &detail).await?;
-            Landed {
-                run_id,
-                record: Box::new(record),
-                outcome,
-                join: Box::new(LeadJoin::Unchanged),
-            }
-        }
-        Judged::Referral { run_id, record } => {
-            let outcome = deps.store.upsert_referral(&record).await?;
-            let join = join_lead(deps, &record, outcome).await?;
-            Landed {
-                run_id,
-                record,
-                outcome,
-                join: Box::new(join),
-            }
-        }
-    };
+/// The lane's part for a stored referral: joins it to its lead (scan and push included).
+async fn land(
+    deps: &IngestDeps<'_>,
+    judged: Judged,
+    outcome: UpsertOutcome,
+) -> Result<Landed, IngestError> {
+    let join = join_lead(deps, &judged.record, outcome).await?;
     log_stored(
-        landed.run_id.as_deref(),
-        &landed.record,
-        landed.outcome,
-        matches!(*landed.join, LeadJoin::Changed(..) | LeadJoin::Recorded(..)),
+        judged.run_id.as_deref(),
+        &judged.record,
+        outcome,
+        matches!(join, LeadJoin::Changed(..) | LeadJoin::Recorded(..)),
     );
-    Ok(landed)
+    Ok(Landed {
+        run_id: judged.run_id,
+        record: judged.record,
+        outcome,
+        join: Box::new(join),
+    })
 }
 
 /// Counts the landed messages of a batch in their runs, in one store call. A count that fails

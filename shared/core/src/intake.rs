@@ -17,21 +17,10 @@ pub async fn record_invalid(
     text: &str,
     detail: &str,
 ) -> Result<(ReferralRecord, UpsertOutcome), StoreError> {
-    let (record, outcome) = store_invalid(store, text, detail).await?;
-    count_in_run(store, run_id, &record, outcome).await?;
-    log_stored(run_id, &record, outcome, false);
-    Ok((record, outcome))
-}
-
-/// Stores unreadable input as an `invalid_payload` referral (its text capped, with `detail`),
-/// without counting or logging it.
-pub async fn store_invalid(
-    store: &dyn Store,
-    text: &str,
-    detail: &str,
-) -> Result<(ReferralRecord, UpsertOutcome), StoreError> {
     let record = ReferralRecord::invalid(text, detail, clock::now());
     let outcome = store.upsert_referral(&record).await?;
+    count_in_run(store, run_id, &record, outcome).await?;
+    log_stored(run_id, &record, outcome, false);
     Ok((record, outcome))
 }
 

@@ -236,6 +236,45 @@ fn lead_order_column(sort: LeadSort) -> &'static str {
 
 const SELECT_RUN: &str = "SELECT data FROM sync_runs WHERE id = ?1";
 
+/// Writes `row` unless the stored record's version is newer or the same.
+fn upsert_row(
+    conn: &Connection,
+    row: &ReferralRow,
+    version: &Version,
+) -> Result<UpsertOutcome, DbError> {
+    let stored = conn
+        .prepare_cached("SELECT data FROM referrals WHERE id = ?1")?
+        .query_row([&row.id], |r| r.get::<_, String>(0))
+        .optional()?
+        .map(|data| from_json::<StoredVersion>(&data))
+        .transpose()?
+        .map(Version::from);
+    let outcome = UpsertOutcome::of(version, stored.as_ref());
+    if outcome.writes() {
+        conn.prepare_cached(
+            "INSERT INTO referrals
+             (id, sort_key, status, substatus, eligible, skip_reason, search, data)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (id) DO UPDATE SET
+              sort_key = excluded.sort_key, status = excluded.status,
+              substatus = excluded.substatus, eligible = excluded.eligible,
+              skip_reason = excluded.skip_reason, search = excluded.search,
+              data = excluded.data",
+        )?
+        .execute(params![
+            row.id,
+            row.sort_key,
+            row.status,
+            row.substatus,
+            row.eligible,
+            row.skip_reason,
+            row.search,
+            row.data
+        ])?;
+    }
+    Ok(outcome)
+}
+
 fn get_run(conn: &Connection, id: &str) -> Result<Option<SyncRun>, DbError> {
     conn.prepare_cached(SELECT_RUN)?
         .query_row([id], |row| row.get::<_, String>(0))
@@ -260,40 +299,42 @@ impl ReferralStore for SqliteStore {
         let row = ReferralRow::of(record)?;
         self.with(move |conn| {
             let tx = Tx::write(conn)?;
-            let stored = tx
-                .prepare_cached("SELECT data FROM referrals WHERE id = ?1")?
-                .query_row([&row.id], |r| r.get::<_, String>(0))
-                .optional()?
-                .map(|data| from_json::<StoredVersion>(&data))
-                .transpose()?
-                .map(Version::from);
-            let outcome = UpsertOutcome::of(&version, stored.as_ref());
-            if outcome.writes() {
-                tx.prepare_cached(
-                    "INSERT INTO referrals
-                     (id, sort_key, status, substatus, eligible, skip_reason, search, data)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                     ON CONFLICT (id) DO UPDATE SET
-                      sort_key = excluded.sort_key, status = excluded.status,
-                      substatus = excluded.substatus, eligible = excluded.eligible,
-                      skip_reason = excluded.skip_reason, search = excluded.search,
-                      data = excluded.data",
-                )?
-                .execute(params![
-                    row.id,
-                    row.sort_key,
-                    row.status,
-                    row.substatus,
-                    row.eligible,
-                    row.skip_reason,
-                    row.search,
-                    row.data
-                ])?;
-            }
+            let outcome = upsert_row(&tx, &row, &version)?;
             tx.commit()?;
             Ok(outcome)
         })
         .await
+    }
+
+    /// One transaction for the batch; should it fail, each record in a transaction of its own,
+    /// so that a record that cannot be stored fails alone.
+    async fn upsert_referrals(
+        &self,
+        records: &[&ReferralRecord],
+    ) -> Vec<Result<UpsertOutcome, StoreError>> {
+        let rows = records
+            .iter()
+            .map(|record| Ok((ReferralRow::of(record)?, record.version())))
+            .collect::<Result<Vec<_>, DbError>>();
+        if let Ok(rows) = rows {
+            let together = self.with(move |conn| {
+                let tx = Tx::write(conn)?;
+                let outcomes = rows
+                    .iter()
+                    .map(|(row, version)| upsert_row(&tx, row, version))
+                    .collect::<Result<Vec<_>, _>>()?;
+                tx.commit()?;
+                Ok(outcomes)
+            });
+            if let Ok(outcomes) = together.await {
+                return outcomes.into_iter().map(Ok).collect();
+            }
+        }
+        let mut outcomes = Vec::with_capacity(records.len());
+        for record in records {
+            outcomes.push(self.upsert_referral(record).await);
+        }
+        outcomes
     }
 
     async fn get_referral(&self, id: &str) -> Result<Option<ReferralRecord>, StoreError> {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeZone, Utc};
 use hunter_core::ports::{
     LeadQuery, LeadStore, OutgoingMessage, Queue, ReferralQuery, ReferralStore, StoreError,
-    SyncStore,
+    SyncStore, UpsertOutcome,
 };
 use hunter_domain::model::{Lead, LeadReferral, ReferralRecord, SyncState};
 use hunter_domain::rules::{Domain, normalize_domain};
@@ -240,6 +240,40 @@ async fn a_write_that_fails_midway_leaves_nothing() {
         .await
         .unwrap();
     assert_eq!(store.get_lead(&contoso).await.unwrap(), Some(lead));
+}
+
+/// A batch of referral upserts is one transaction; when a record in it cannot be stored, the
+/// others are stored each on its own and only that record fails.
+#[tokio::test]
+async fn a_referral_that_cannot_be_stored_fails_alone_in_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hunter.db");
+    let (store, _) = open(&path);
+    let saboteur = rusqlite::Connection::open(&path).unwrap();
+    saboteur
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON referrals WHEN NEW.id = 'poison'
+             BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .unwrap();
+    let (first, poison, last) = (referral("r1", 1), referral("poison", 2), referral("r3", 3));
+
+    let outcomes = store.upsert_referrals(&[&first, &poison, &last]).await;
+
+    assert!(
+        matches!(
+            outcomes.as_slice(),
+            [
+                Ok(UpsertOutcome::Inserted),
+                Err(StoreError::Unavailable(_)),
+                Ok(UpsertOutcome::Inserted)
+            ]
+        ),
+        "{outcomes:?}"
+    );
+    assert_eq!(store.get_referral("r1").await.unwrap(), Some(first));
+    assert_eq!(store.get_referral("poison").await.unwrap(), None);
+    assert_eq!(store.get_referral("r3").await.unwrap(), Some(last));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

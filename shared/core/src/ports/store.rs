@@ -106,6 +106,18 @@ pub struct RunCount<'a> {
 pub trait ReferralStore: Send + Sync {
     /// Stores `record` unless the stored version is newer or the same (see [`UpsertOutcome`]).
     async fn upsert_referral(&self, record: &ReferralRecord) -> Result<UpsertOutcome, StoreError>;
+    /// [`ReferralStore::upsert_referral`] for the records of a batch, in one call where the
+    /// store can: each record's own outcome, in order.
+    async fn upsert_referrals(
+        &self,
+        records: &[&ReferralRecord],
+    ) -> Vec<Result<UpsertOutcome, StoreError>> {
+        let mut outcomes = Vec::with_capacity(records.len());
+        for record in records {
+            outcomes.push(self.upsert_referral(record).await);
+        }
+        outcomes
+    }
     async fn get_referral(&self, id: &str) -> Result<Option<ReferralRecord>, StoreError>;
     async fn list_referrals(
         &self,
