@@ -141,7 +141,7 @@ def latency():
 
 
 def table(results):
-    lines = ["| run | referrals/s | wall | peak RSS | fetch | ingest | of which DNS scans | inside queues |",
+    lines = ["| run | referrals/s | wall | peak RSS | fetch | ingest after the fetch | of which DNS scans | inside queues |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results.get("endToEnd", []):
         s = r["stages"]

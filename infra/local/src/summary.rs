@@ -48,9 +48,11 @@ pub struct OnceSummary {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StageTimes {
-    /// Fetching every page and sending its referrals to the referrals queue.
+    /// Fetching every page and sending its referrals to the referrals queue (in memory, ingest
+    /// runs beside it).
     pub fetch_ms: u128,
-    /// Draining the referrals queue through ingest-referral (scans included).
+    /// Draining the referrals queue through ingest-referral (scans included) once the fetch
+    /// has ended.
     pub ingest_ms: u128,
     /// Draining the push queue through push-dynamics.
     pub push_ms: u128,

@@ -2,6 +2,7 @@
 //! ingest-referral over the referrals queue, as Lambda and SQS would.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use std::future::Future;
@@ -73,6 +74,34 @@ pub struct DrainReport {
 /// Hands referral messages to ingest-referral in batches of 10 until none is visible or in
 /// flight. Failed ones become visible again after a short backoff; after the queue's
 /// maxReceiveCount they move to its dead-letter queue.
+/// [`run_sync`] with the referrals queue drained beside it, as Lambda's event source ingests
+/// while fetch-referrals is still enqueueing: the queue holds less, and ingest computes on the
+/// cores the fetch leaves idle while it waits for pages. What is still queued when the sync
+/// ends is left to the caller's [`drain_referrals`].
+pub async fn run_sync_ingesting(stack: &Arc<Stack>) -> anyhow::Result<FetchSummary> {
+    let syncing = AtomicBool::new(true);
+    let (fetch, drained) = tokio::join!(
+        async {
+            let fetch = run_sync(stack, None).await;
+            syncing.store(false, Ordering::Release);
+            fetch
+        },
+        async {
+            while syncing.load(Ordering::Acquire) {
+                drain_referrals(stack).await?;
+                // Nothing visible or in flight: the next page is on its way.
+                tokio::time::sleep(INGEST_POLL).await;
+            }
+            Ok::<_, QueueError>(())
+        }
+    );
+    drained?;
+    Ok(fetch?)
+}
+
+/// How long ingest beside a sync waits when it has drained what was sent so far.
+const INGEST_POLL: Duration = Duration::from_millis(1);
+
 pub async fn drain_referrals(stack: &Arc<Stack>) -> Result<DrainReport, QueueError> {
     drain_referrals_up_to(stack, None).await
 }

@@ -519,3 +519,60 @@ async fn when_a_mapping_file_renames_a_column_should_push_to_that_column() {
         "write-back is off by default"
     );
 }
+
+/// In memory, `--once` ingests while the fetch is still enqueueing (as Lambda's event source
+/// does), then drains what is left: referrals were stored before the run finished fetching, and
+/// every one is stored and counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_in_memory_ingests_while_the_fetch_runs() {
+    use clap::Parser as _;
+    use hunter_core::ports::ReferralQuery;
+    let stack = std::sync::Arc::new(
+        hunter_local::stack::Stack::build(&hunter_local::cli::Args::parse_from([
+            "hunter-local",
+            "--in-memory",
+            "--once",
+            "--no-dynamics",
+            "--seed",
+            "2000",
+            "--sim-page-size",
+            "20",
+        ]))
+        .await
+        .unwrap(),
+    );
+
+    let summary = hunter_local::run_once(&stack).await.unwrap();
+
+    let run = stack
+        .store
+        .get_sync_run(&summary.run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((run.fetched, run.stored), (2000, 2000), "{run:?}");
+    let fetched_at = run.finished_at.unwrap();
+    let (mut stored, mut before_fetch_ended) = (0, 0);
+    let mut query = ReferralQuery {
+        limit: Some(100),
+        ..ReferralQuery::default()
+    };
+    loop {
+        let page = stack.store.list_referrals(&query).await.unwrap();
+        stored += page.items.len();
+        before_fetch_ended += page
+            .items
+            .iter()
+            .filter(|r| r.synced_at < fetched_at)
+            .count();
+        match page.next_cursor {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    assert_eq!(stored, 2000);
+    assert!(
+        before_fetch_ended > 0,
+        "no referral was ingested before the fetch ended"
+    );
+}
