@@ -45,8 +45,8 @@ fn envelope(run_id: Option<&str>, referral: Value) -> String {
     .to_body()
 }
 
-struct Deps {
-    store: EmbeddedStore,
+struct Deps<S = EmbeddedStore> {
+    store: S,
     push: EmbeddedQueue,
     scanner: StaticScanner,
     turns: DomainTurns,
@@ -54,8 +54,14 @@ struct Deps {
 
 impl Deps {
     fn new() -> Self {
+        Self::over(EmbeddedStore::new())
+    }
+}
+
+impl<S: hunter_core::ports::Store> Deps<S> {
+    fn over(store: S) -> Self {
         Self {
-            store: EmbeddedStore::new(),
+            store,
             push: EmbeddedQueue::new("push", Duration::from_secs(60), 5),
             scanner: hunter_tests::scanner(),
             turns: DomainTurns::default(),
@@ -432,19 +438,8 @@ impl SyncStore for FlakyStore {
 #[tokio::test]
 async fn a_batch_of_good_poison_and_transiently_failing_messages_reports_only_the_transient_one() {
     let store = FlakyStore::refusing("ref-0002", StoreError::Unavailable("throttled".into()));
-    let push = EmbeddedQueue::new("push", Duration::from_secs(60), 5);
-    let scanner = hunter_tests::scanner();
-    let deps = IngestDeps {
-        turns: &DomainTurns::default(),
-        store: &store,
-        push_queue: &push,
-        scanner: &scanner,
-        rules: Rules::embedded(),
-        rescan_after: hunter_tests::RESCAN_AFTER,
-        send_backoff: Backoff::default(),
-        max_receives: None,
-        referrals_queue: None,
-    };
+    let fixture = Deps::over(store);
+    let (store, deps) = (&fixture.store, fixture.ingest());
     let batch = event(&[
         ("good", envelope(None, referral(1))),
         ("poison", "{\"id\": ".to_owned()),
@@ -466,7 +461,7 @@ async fn a_batch_of_good_poison_and_transiently_failing_messages_reports_only_th
             .unwrap()
             .is_some_and(|r| r.eligible)
     );
-    let poison = crate::support::invalid_referrals(&store).await;
+    let poison = crate::support::invalid_referrals(store).await;
     assert_eq!(poison.len(), 1);
     assert_eq!(poison[0].raw, "{\"id\": ");
     assert!(store.get_referral("ref-0002").await.unwrap().is_none());
@@ -488,19 +483,8 @@ async fn a_referral_the_store_refuses_is_retried_not_recorded_as_invalid_payload
         "ref-0002",
         StoreError::InvalidItem("Item size has exceeded the maximum allowed size".into()),
     );
-    let push = EmbeddedQueue::new("push", Duration::from_secs(60), 5);
-    let scanner = hunter_tests::scanner();
-    let deps = IngestDeps {
-        turns: &DomainTurns::default(),
-        store: &store,
-        push_queue: &push,
-        scanner: &scanner,
-        rules: Rules::embedded(),
-        rescan_after: hunter_tests::RESCAN_AFTER,
-        send_backoff: Backoff::default(),
-        max_receives: None,
-        referrals_queue: None,
-    };
+    let fixture = Deps::over(store);
+    let (store, deps) = (&fixture.store, fixture.ingest());
     let batch = event(&[
         ("good", envelope(None, referral(1))),
         ("refused", envelope(None, referral(2))),
@@ -515,7 +499,7 @@ async fn a_referral_the_store_refuses_is_retried_not_recorded_as_invalid_payload
         .collect();
     assert_eq!(failed, vec!["refused"], "redelivered, then dead-lettered");
     assert!(
-        crate::support::invalid_referrals(&store).await.is_empty(),
+        crate::support::invalid_referrals(store).await.is_empty(),
         "a real referral is not turned into invalid_payload"
     );
     assert!(store.get_referral("ref-0001").await.unwrap().is_some());
@@ -532,19 +516,8 @@ async fn a_batch_is_stored_and_counted_in_one_call_each_and_a_failed_count_fails
     let mut run = SyncRun::start("run-1", chrono::Utc::now());
     run.fetched = 3;
     store.put_sync_run(&run).await.unwrap();
-    let push = EmbeddedQueue::new("push", Duration::from_secs(60), 5);
-    let scanner = hunter_tests::scanner();
-    let deps = IngestDeps {
-        turns: &DomainTurns::default(),
-        store: &store,
-        push_queue: &push,
-        scanner: &scanner,
-        rules: Rules::embedded(),
-        rescan_after: hunter_tests::RESCAN_AFTER,
-        send_backoff: Backoff::default(),
-        max_receives: None,
-        referrals_queue: None,
-    };
+    let fixture = Deps::over(store);
+    let (store, deps) = (&fixture.store, fixture.ingest());
     let batch = || {
         event(&[
             ("with-run", envelope(Some("run-1"), referral(1))),
@@ -582,7 +555,7 @@ async fn a_batch_is_stored_and_counted_in_one_call_each_and_a_failed_count_fails
         store.get_referral("ref-0001").await.unwrap().is_some(),
         "stored before the count"
     );
-    assert_eq!(crate::support::invalid_referrals(&store).await.len(), 1);
+    assert_eq!(crate::support::invalid_referrals(store).await.len(), 1);
 
     let again = handle_batch(&deps, batch()).await;
 
