@@ -14,7 +14,7 @@ use hunter_core::adapters::keys::{
 use hunter_core::adapters::memory_store::{lead_matches, referral_matches};
 use hunter_core::ports::{
     FailureStore, LeadQuery, LeadSort, LeadStore, MessageFailure, Page, ReferralQuery,
-    ReferralStore, RunCount, StoreError, SyncStore, UpsertOutcome, page_size,
+    ReferralStore, RunCount, StoreError, SyncStore, UpsertOutcome, page_size, upsert_each,
 };
 use hunter_domain::model::{
     AuditEntry, Lead, LeadReferral, ReferralRecord, StoredVersion, SyncRun, SyncState,
@@ -330,11 +330,7 @@ impl ReferralStore for SqliteStore {
                 return outcomes.into_iter().map(Ok).collect();
             }
         }
-        let mut outcomes = Vec::with_capacity(records.len());
-        for record in records {
-            outcomes.push(self.upsert_referral(record).await);
-        }
-        outcomes
+        upsert_each(self, records).await
     }
 
     async fn get_referral(&self, id: &str) -> Result<Option<ReferralRecord>, StoreError> {

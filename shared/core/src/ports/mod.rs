@@ -26,6 +26,6 @@ pub use source::{
 pub use store::{
     DEFAULT_PAGE_SIZE, FailureStore, LeadQuery, LeadSort, LeadStore, MAX_PAGE_SIZE, MessageFailure,
     Page, PayloadStore, ReferralQuery, ReferralStore, RunCount, Store, StoreError, SyncStore,
-    page_size,
+    page_size, upsert_each,
 };
 pub use trigger::{SyncTrigger, TriggerError};

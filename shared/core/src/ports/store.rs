@@ -91,6 +91,20 @@ pub fn page_size(limit: Option<usize>) -> usize {
     limit.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE)
 }
 
+/// Stores each of `records` in turn ([`ReferralStore::upsert_referral`]), each with its own
+/// outcome: what [`ReferralStore::upsert_referrals`] does unless a store can do better, and
+/// where a store's batch falls back to.
+pub async fn upsert_each<S: ReferralStore + ?Sized>(
+    store: &S,
+    records: &[&ReferralRecord],
+) -> Vec<Result<UpsertOutcome, StoreError>> {
+    let mut outcomes = Vec::with_capacity(records.len());
+    for record in records {
+        outcomes.push(store.upsert_referral(record).await);
+    }
+    outcomes
+}
+
 /// A stored referral to count once in the sync run that delivered it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunCount<'a> {
@@ -112,11 +126,7 @@ pub trait ReferralStore: Send + Sync {
         &self,
         records: &[&ReferralRecord],
     ) -> Vec<Result<UpsertOutcome, StoreError>> {
-        let mut outcomes = Vec::with_capacity(records.len());
-        for record in records {
-            outcomes.push(self.upsert_referral(record).await);
-        }
-        outcomes
+        upsert_each(self, records).await
     }
     async fn get_referral(&self, id: &str) -> Result<Option<ReferralRecord>, StoreError>;
     async fn list_referrals(
