@@ -166,7 +166,7 @@ impl Ingested {
             outcome,
             skip_reason: record.skip_reason,
             domain: record.domain,
-            lead_changed: matches!(join, LeadJoin::Changed(..) | LeadJoin::Recorded(..)),
+            lead_changed: join.writes_lead(),
             push_requested: matches!(join, LeadJoin::Changed(..) | LeadJoin::PushAgain(..)),
         }
     }
@@ -426,7 +426,7 @@ async fn land(
         judged.run_id.as_deref(),
         &judged.record,
         outcome,
-        matches!(join, LeadJoin::Changed(..) | LeadJoin::Recorded(..)),
+        join.writes_lead(),
     );
     Ok(Landed {
         run_id: judged.run_id,
@@ -516,10 +516,7 @@ async fn join_lead(
                 .filter(|w| !claimed && first_scan_claimed_elsewhere(&w.lead, now))
                 .map(|w| scan_claim_left(&w.lead, now));
             match written {
-                Some(w)
-                    if claimed
-                        || matches!(join, LeadJoin::Changed(..) | LeadJoin::Recorded(..)) =>
-                {
+                Some(w) if claimed || join.writes_lead() => {
                     Change::Write(w, (join, claimed, elsewhere))
                 }
                 _ => Change::Keep((join, false, elsewhere)),

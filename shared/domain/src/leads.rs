@@ -30,6 +30,13 @@ pub enum LeadJoin {
     Recorded(Lead, LeadReferral),
 }
 
+impl LeadJoin {
+    /// The join writes the lead (created or changed) with the referral's contribution.
+    pub fn writes_lead(&self) -> bool {
+        matches!(self, Self::Changed(..) | Self::Recorded(..))
+    }
+}
+
 /// Joins `record`, stored with `outcome`, to `stored`, the lead of its domain with the record's
 /// contribution (`None`: no lead yet). An eligible referral creates or changes the lead; one
 /// that left eligibility only refreshes a lead that counts it already. A stale delivery changes
