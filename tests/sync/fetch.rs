@@ -60,12 +60,7 @@ async fn paging_follows_the_odd_next_link_across_five_pages_and_enqueues_each_re
         4,
         "next pages via the nextLink shape: {paths:?}"
     );
-    let run = f
-        .store()
-        .get_sync_run(&summary.run_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let run = f.sync_run(&summary.run_id).await;
     assert_eq!(
         (run.status, run.pages, run.fetched, run.enqueued),
         (RunStatus::Succeeded, 5, 23, 23)
@@ -232,12 +227,7 @@ async fn a_401_after_the_refresh_fails_the_run_with_a_typed_error_and_enqueues_n
             .contains("authentication"),
         "{failed:?}"
     );
-    let run = f
-        .store()
-        .get_sync_run(&failed.run_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let run = f.sync_run(&failed.run_id).await;
     assert_eq!(run.status, RunStatus::Failed);
     assert!(run.error.is_some());
     let refused = f
@@ -431,12 +421,7 @@ async fn a_referral_too_large_for_a_message_travels_by_reference_and_is_stored_w
     assert!(invalid[0].skip_detail.as_deref().unwrap().contains("bytes"));
     assert!(invalid[0].raw.len() <= hunter_domain::model::INVALID_RAW_MAX_BYTES);
     assert!(invalid[0].skip_detail.as_deref().unwrap().contains("limit"));
-    let run = f
-        .store()
-        .get_sync_run(&summary.run_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let run = f.sync_run(&summary.run_id).await;
     assert_eq!(run.stored, 4, "{run:?}");
     assert_eq!(run.skipped.get("invalid_payload"), Some(&1));
 }
@@ -471,12 +456,7 @@ async fn a_referral_dated_in_the_future_does_not_move_the_watermark_past_the_run
     let first = f.fetch().await;
     assert_eq!((first.status, first.enqueued), (FetchStatus::Succeeded, 2));
     f.queued().await;
-    let run = f
-        .store()
-        .get_sync_run(&first.run_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let run = f.sync_run(&first.run_id).await;
     assert!(
         first.watermark.unwrap() <= run.started_at,
         "{:?} after {}",
@@ -564,7 +544,7 @@ async fn a_run_whose_lease_expired_is_abandoned_and_the_next_run_proceeds() {
     assert_eq!(summary.status, FetchStatus::Succeeded, "{summary:?}");
     assert_ne!(summary.run_id, "killed-run");
     assert_eq!(summary.enqueued, 4);
-    let killed = f.store().get_sync_run("killed-run").await.unwrap().unwrap();
+    let killed = f.sync_run("killed-run").await;
     assert_eq!(
         serde_json::to_value(killed.status).unwrap(),
         json!("abandoned"),
@@ -595,12 +575,7 @@ async fn a_continued_run_killed_mid_invocation_is_taken_over_from_its_continuati
     let ids = f.queued_ids().await;
     assert_eq!(ids.len(), 17);
     assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 17);
-    let killed = f
-        .store()
-        .get_sync_run(&first.run_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let killed = f.sync_run(&first.run_id).await;
     assert_eq!(
         serde_json::to_value(killed.status).unwrap(),
         json!("abandoned")
@@ -886,10 +861,7 @@ async fn when_the_queue_fails_midway_through_a_page_should_fail_the_run_counting
     assert_eq!(summary.status, FetchStatus::Failed, "{summary:?}");
     assert_eq!((summary.fetched, summary.enqueued), (25, 20), "{summary:?}");
     assert_eq!(f.queued_ids().await.len(), 20);
-    let run = hunter_core::ports::SyncStore::get_sync_run(f.store.as_ref(), &summary.run_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let run = f.sync_run(&summary.run_id).await;
     assert_eq!((run.status, run.enqueued), (RunStatus::Failed, 20));
 }
 
@@ -933,12 +905,7 @@ async fn when_the_page_read_ahead_fails_the_page_before_it_is_enqueued_and_recor
 
     assert_eq!(failed.status, FetchStatus::Failed, "{failed:?}");
     assert_eq!(failed.retryable, Some(false), "{failed:?}");
-    let run = f
-        .store()
-        .get_sync_run(&failed.run_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let run = f.sync_run(&failed.run_id).await;
     assert_eq!(
         (run.status, run.pages, run.fetched, run.enqueued),
         (RunStatus::Failed, 1, 5, 5),

@@ -308,11 +308,7 @@ impl ReferralStore for FlakyStore {
         records: &[&ReferralRecord],
     ) -> Vec<Result<UpsertOutcome, StoreError>> {
         self.upsert_batches.fetch_add(1, Ordering::SeqCst);
-        let mut outcomes = Vec::new();
-        for record in records {
-            outcomes.push(self.upsert_referral(record).await);
-        }
-        outcomes
+        hunter_core::ports::upsert_each(self, records).await
     }
     async fn get_referral(&self, id: &str) -> Result<Option<ReferralRecord>, StoreError> {
         self.inner.get_referral(id).await
@@ -883,12 +879,7 @@ async fn a_whole_sync_is_accounted_for_and_summarized_once() {
     let response = handle_batch(&f.ingest_deps(), hunter_local::worker::sqs_event(&messages)).await;
     assert!(response.batch_item_failures.is_empty());
 
-    let run = f
-        .store()
-        .get_sync_run(&summary.run_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let run = f.sync_run(&summary.run_id).await;
     assert_eq!(run.fetched, summary.fetched);
     assert_eq!(run.stored, run.fetched, "{run:?}");
     assert_eq!(run.eligible + run.skipped.values().sum::<u32>(), run.stored);

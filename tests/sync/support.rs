@@ -11,10 +11,10 @@ use hunter_core::config::Config;
 use hunter_core::credentials::Credentials;
 use hunter_core::messages::ReferralMessage;
 use hunter_core::partner_center::PartnerCenterClient;
-use hunter_core::ports::{Queue, ReceivedMessage, ReferralQuery, Store};
+use hunter_core::ports::{Queue, ReceivedMessage, ReferralQuery, Store, SyncStore as _};
 use hunter_core::retry::Backoff;
 use hunter_core::wiring;
-use hunter_domain::model::ReferralRecord;
+use hunter_domain::model::{ReferralRecord, SyncRun};
 use hunter_domain::rules::Rules;
 use hunter_domain::rules::SkipReason;
 use hunter_local::sim::partner_center::{PartnerCenterSim, RunningSim, SimConfig};
@@ -191,6 +191,11 @@ impl SyncFixture {
 
     pub fn store(&self) -> &dyn Store {
         self.store.as_ref()
+    }
+
+    /// The stored sync run `id` (it must exist).
+    pub async fn sync_run(&self, id: &str) -> SyncRun {
+        self.store.get_sync_run(id).await.unwrap().unwrap()
     }
 }
 
