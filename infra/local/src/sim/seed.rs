@@ -562,34 +562,57 @@ fn uuid(rng: &mut fastrand::Rng) -> String {
     uuid::Uuid::from_u128(uuid_bits(rng)).to_string()
 }
 
-/// `2026-11-01T00:00:00`: what `%Y-%m-%dT%H:%M:%S` gives, without parsing a format each time.
+/// `2026-11-01T00:00:00`: what `%Y-%m-%dT%H:%M:%S` gives (for the years 0–9999 a seed spans),
+/// written digit by digit: seeding and serving format several per referral, and `format!`'s
+/// padded fields cost several times as much.
 fn seconds(t: DateTime<Utc>) -> String {
     use chrono::{Datelike as _, Timelike as _};
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    let mut out = String::with_capacity(30);
+    let fields = [
+        (t.year().unsigned_abs(), 4, "-"),
+        (t.month(), 2, "-"),
+        (t.day(), 2, "T"),
+        (t.hour(), 2, ":"),
+        (t.minute(), 2, ":"),
+        (t.second(), 2, ""),
+    ];
+    for (value, digits, separator) in fields {
+        push_digits(&mut out, value, digits);
+        out.push_str(separator);
+    }
+    out
+}
+
+/// `value`'s last `digits` decimal digits, zero-padded: `{value:0digits$}` for a value that fits.
+fn push_digits(out: &mut String, value: u32, digits: u32) {
+    for place in (0..digits).rev() {
+        let digit = value / 10_u32.pow(place) % 10;
+        out.push(char::from_digit(digit, 10).unwrap_or('0'));
+    }
 }
 
 /// Fractional seconds the way Partner Center varies them: 7 digits, 2, 3 or none.
 fn timestamp(t: DateTime<Utc>, rng: &mut fastrand::Rng) -> String {
-    let base = seconds(t);
+    let mut out = seconds(t);
     let ticks = t.timestamp_subsec_nanos() / 100;
-    match rng.u8(0..10) {
-        0..=4 => format!("{base}.{ticks:07}Z"),
-        5 | 6 => format!("{base}.{:02}Z", ticks / 100_000),
-        7 => format!("{base}.{:03}Z", ticks / 10_000),
-        _ => format!("{base}Z"),
+    let (fraction, digits) = match rng.u8(0..10) {
+        0..=4 => (ticks, 7),
+        5 | 6 => (ticks / 100_000, 2),
+        7 => (ticks / 10_000, 3),
+        _ => (0, 0),
+    };
+    if digits > 0 {
+        out.push('.');
+        push_digits(&mut out, fraction, digits);
     }
+    out.push('Z');
+    out
 }
 
 fn plain_timestamp(t: DateTime<Utc>) -> String {
-    format!("{}Z", seconds(t))
+    let mut out = seconds(t);
+    out.push('Z');
+    out
 }
 
 /// ASCII local part of an e-mail address for a (possibly accented) name.
@@ -1194,6 +1217,44 @@ impl SeedPoint {
             .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned())
     }
 
+    /// The parts of the referral generated at this point that a listing can filter and order
+    /// on — its top-level scalars, the customer's name, size, city and country, the deal's
+    /// value and currency, an absent one as `null` — without serializing the rest (contacts,
+    /// teams, notes, links) to text only to skip it again.
+    pub fn listed(&self) -> Value {
+        let r = self.generated();
+        let profile = r.customer_profile.map(|profile| {
+            profile.map(|p| {
+                serde_json::json!({
+                    "name": p.name,
+                    "size": p.size,
+                    "address": { "city": p.address.city, "country": p.address.country },
+                })
+            })
+        });
+        serde_json::json!({
+            "acceptedDateTime": r.accepted_date_time,
+            "closedDateTime": r.closed_date_time,
+            "createdDateTime": r.created_date_time,
+            "customerProfile": profile,
+            "details": { "currency": r.details.currency, "dealValue": r.details.deal_value },
+            "direction": r.direction,
+            "engagementId": r.engagement_id,
+            "expirationDateTime": r.expiration_date_time,
+            "id": r.id,
+            "isSpam": r.is_spam,
+            "name": r.name,
+            "organizationId": r.organization_id,
+            "organizationName": r.organization_name,
+            "qualification": r.qualification,
+            "quality": r.quality,
+            "status": r.status,
+            "substatus": r.substatus,
+            "type": r.referral_type,
+            "updatedDateTime": r.updated_date_time,
+        })
+    }
+
     fn generated(&self) -> GeneratedReferral {
         self.generate(&mut fastrand::Rng::with_seed(self.rng)).0
     }
@@ -1282,6 +1343,32 @@ mod tests {
             let text = timestamp(t, &mut rng);
             let parsed = DateTime::parse_from_rfc3339(&text).unwrap();
             assert_eq!(parsed.timestamp(), SEED_EPOCH_UNIX, "{text}");
+        }
+    }
+
+    /// Written digit by digit, timestamps are what chrono's format and `format!`'s padding give.
+    #[test]
+    fn timestamps_are_what_formatting_them_gives() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        for _ in 0..2000 {
+            let t =
+                DateTime::from_timestamp(rng.i64(0..SEED_EPOCH_UNIX * 2), rng.u32(..1_000_000_000))
+                    .unwrap();
+            let base = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+            assert_eq!(seconds(t), base);
+            assert_eq!(plain_timestamp(t), format!("{base}Z"));
+            let ticks = t.timestamp_subsec_nanos() / 100;
+            let choice = rng.get_seed();
+            let expected = match fastrand::Rng::with_seed(choice).u8(0..10) {
+                0..=4 => format!("{base}.{ticks:07}Z"),
+                5 | 6 => format!("{base}.{:02}Z", ticks / 100_000),
+                7 => format!("{base}.{:03}Z", ticks / 10_000),
+                _ => format!("{base}Z"),
+            };
+            assert_eq!(
+                timestamp(t, &mut fastrand::Rng::with_seed(choice)),
+                expected
+            );
         }
     }
 

@@ -71,13 +71,14 @@ impl StoredReferral {
         }
     }
 
-    /// The properties a listing filters and orders on.
-    fn filterable(&self) -> Value {
+    /// The properties a listing filters and orders on (a seeded referral's may name some as
+    /// `null`, which listings read as absent).
+    fn listed(&self) -> Value {
         match self {
             Self::Text { filterable, .. } => {
                 serde_json::from_str(filterable.get()).unwrap_or(Value::Null)
             }
-            Self::Seeded(point) => odata::filterable_text(point.raw().get()),
+            Self::Seeded(point) => point.listed(),
         }
     }
 
@@ -315,7 +316,7 @@ impl PartnerCenterSim {
         if cached.is_none() {
             let positions = odata::ordered_positions(
                 &inner.referrals,
-                StoredReferral::filterable,
+                StoredReferral::listed,
                 filter.as_ref(),
                 &order,
             );
