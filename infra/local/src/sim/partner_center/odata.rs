@@ -550,12 +550,11 @@ fn compare_keys(a: &SortKey, b: &SortKey) -> Ordering {
 /// Listings at least this long read their referrals on every core.
 const READ_IN_PARALLEL_FROM: usize = 4096;
 
-/// A referral's place in a listing: its sort keys, id and storage position.
-type Keyed = (Vec<SortKey>, Option<String>, usize);
-
 /// The positions of the `referrals` that pass `filter`, in `order` (ties by id, then position).
-/// Each referral is read (`read`: its listing properties) once and dropped, so only the sort
-/// keys are held; a long listing is read on every core, in one slice each.
+/// Each referral is read (`read`: its listing properties) once and dropped, so only its sort
+/// keys and position are held, not its id: the referrals whose keys tie (few, in a listing
+/// ordered by time) are read once more for theirs. A long listing is read on every core, in one
+/// slice each.
 pub(super) fn ordered_positions<T: Sync>(
     referrals: &[T],
     read: impl Fn(&T) -> Value + Sync,
@@ -577,61 +576,91 @@ fn ordered_positions_on<T: Sync>(
     filter: Option<&Expr>,
     order: &[OrderKey],
 ) -> Vec<usize> {
-    let keyed_slice = |first: usize, slice: &[T]| -> Vec<Keyed> {
-        slice
-            .iter()
-            .enumerate()
-            .filter_map(|(n, stored)| {
-                let referral = read(stored);
-                if filter.is_some_and(|f| !f.matches(&referral)) {
-                    return None;
-                }
-                let keys = order.iter().map(|o| sort_key(&referral, o.field)).collect();
-                let id = referral
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                Some((keys, id, first + n))
-            })
-            .collect()
+    // The positions that match, and their keys: `order.len()` of them to a position.
+    let keyed_slice = |first: usize, slice: &[T]| -> (Vec<usize>, Vec<SortKey>) {
+        let mut positions = Vec::new();
+        let mut keys = Vec::new();
+        for (n, stored) in slice.iter().enumerate() {
+            let referral = read(stored);
+            if filter.is_some_and(|f| !f.matches(&referral)) {
+                continue;
+            }
+            positions.push(first + n);
+            keys.extend(order.iter().map(|o| sort_key(&referral, o.field)));
+        }
+        (positions, keys)
     };
     let slice_len = referrals.len().div_ceil(threads.max(1)).max(1);
-    let mut keyed: Vec<Keyed> = if threads > 1 {
+    let (positions, keys) = if threads > 1 {
         std::thread::scope(|scope| {
             let readers: Vec<_> = referrals
                 .chunks(slice_len)
                 .enumerate()
                 .map(|(n, slice)| scope.spawn(move || keyed_slice(n * slice_len, slice)))
                 .collect();
-            readers
-                .into_iter()
-                .flat_map(|reader| {
-                    reader
-                        .join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
+            let mut all = (Vec::new(), Vec::new());
+            for reader in readers {
+                let (positions, keys) = reader
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                all.0.extend(positions);
+                all.1.extend(keys);
+            }
+            all
         })
     } else {
         keyed_slice(0, referrals)
     };
-    if !order.is_empty() {
-        keyed.sort_by(|a, b| {
-            for (n, key) in order.iter().enumerate() {
-                let ordering = compare_keys(&a.0[n], &b.0[n]);
-                let ordering = if key.descending {
+    if order.is_empty() {
+        return positions;
+    }
+    // Entries index `positions`, which ascend: ordering entries orders positions.
+    let keys_of = |entry: usize| &keys[entry * order.len()..(entry + 1) * order.len()];
+    let compare = |a: usize, b: usize| {
+        order
+            .iter()
+            .zip(keys_of(a).iter().zip(keys_of(b)))
+            .map(|(key, (a, b))| {
+                let ordering = compare_keys(a, b);
+                if key.descending {
                     ordering.reverse()
                 } else {
                     ordering
-                };
-                if ordering != Ordering::Equal {
-                    return ordering;
                 }
+            })
+            .find(|ordering| ordering.is_ne())
+            .unwrap_or(Ordering::Equal)
+    };
+    let mut entries: Vec<usize> = (0..positions.len()).collect();
+    entries.sort_by(|&a, &b| compare(a, b));
+    let mut start = 0;
+    while start < entries.len() {
+        let first = entries[start];
+        let tied = entries[start..]
+            .iter()
+            .take_while(|&&entry| compare(first, entry).is_eq())
+            .count();
+        if tied > 1 {
+            let run = &mut entries[start..start + tied];
+            let mut by_id: Vec<(Option<String>, usize)> = run
+                .iter()
+                .map(|&entry| {
+                    let referral = read(&referrals[positions[entry]]);
+                    let id = referral
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                    (id, entry)
+                })
+                .collect();
+            by_id.sort_unstable();
+            for (slot, (_, entry)) in run.iter_mut().zip(by_id) {
+                *slot = entry;
             }
-            a.1.cmp(&b.1).then(a.2.cmp(&b.2))
-        });
+        }
+        start += tied;
     }
-    keyed.into_iter().map(|(_, _, position)| position).collect()
+    entries.into_iter().map(|entry| positions[entry]).collect()
 }
 
 /// Parses `$select` into top-level property names (`*` or none = everything).
@@ -776,20 +805,69 @@ mod tests {
         assert!(parse_orderby(Some("bogus asc")).is_err());
     }
 
-    #[test]
-    fn when_a_listing_is_read_on_several_threads_should_order_it_as_one_thread_does() {
+    /// Listing rows whose ids, times and statuses repeat, some without an id or a deal value.
+    fn rows_with_ties() -> Vec<Value> {
         let mut rng = fastrand::Rng::with_seed(5);
         let statuses = ["New", "Active", "Closed"];
-        let rows: Vec<Value> = (0..5_000)
+        (0..5_000)
             .map(|n| {
                 json!({
-                    "id": format!("r{}", rng.u32(0..700)),
+                    "id": if n % 13 == 0 { Value::Null } else { json!(format!("r{}", rng.u32(0..700))) },
                     "status": statuses[rng.usize(0..statuses.len())],
                     "updatedDateTime": format!("2026-11-{:02}T08:00:00Z", rng.u8(1..29)),
                     "details": {"dealValue": if n % 9 == 0 { Value::Null } else { json!(rng.u32(..)) }},
                 })
             })
-            .collect();
+            .collect()
+    }
+
+    /// Ties are broken by id, then position, as sorting whole rows by (keys, id, position) does.
+    #[test]
+    fn a_listing_orders_ties_by_id_then_position() {
+        let rows = rows_with_ties();
+        let filter = parse_filter("status ne 'Closed'").unwrap();
+        for orderby in [
+            "updatedDateTime asc",
+            "status desc",
+            "details/dealValue desc, updatedDateTime asc",
+        ] {
+            let order = parse_orderby(Some(orderby)).unwrap();
+            let mut whole: Vec<(Vec<SortKey>, Option<String>, usize)> = rows
+                .iter()
+                .enumerate()
+                .filter(|(_, row)| filter.matches(row))
+                .map(|(n, row)| {
+                    let keys = order.iter().map(|o| sort_key(row, o.field)).collect();
+                    (keys, row["id"].as_str().map(str::to_owned), n)
+                })
+                .collect();
+            whole.sort_by(|a, b| {
+                let keys = order.iter().enumerate().map(|(n, key)| {
+                    let ordering = compare_keys(&a.0[n], &b.0[n]);
+                    if key.descending {
+                        ordering.reverse()
+                    } else {
+                        ordering
+                    }
+                });
+                keys.fold(Ordering::Equal, Ordering::then)
+                    .then_with(|| a.1.cmp(&b.1))
+                    .then(a.2.cmp(&b.2))
+            });
+            let expected: Vec<usize> = whole.into_iter().map(|(_, _, n)| n).collect();
+            for threads in [1, 2] {
+                assert_eq!(
+                    ordered_positions_on(threads, &rows, Value::clone, Some(&filter), &order),
+                    expected,
+                    "{orderby} on {threads} threads"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn when_a_listing_is_read_on_several_threads_should_order_it_as_one_thread_does() {
+        let rows = rows_with_ties();
         let filter = parse_filter("status eq 'New' or status eq 'Active'").unwrap();
         for orderby in [
             "updatedDateTime asc",
