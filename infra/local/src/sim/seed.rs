@@ -562,7 +562,7 @@ fn uuid(rng: &mut fastrand::Rng) -> String {
     uuid::Uuid::from_u128(uuid_bits(rng)).to_string()
 }
 
-/// `2026-11-01T00:00:00`: what `%Y-%m-%dT%H:%M:%S` gives (for the years 0–9999 a seed spans),
+/// `2026-11-01T00:00:00`: what `%Y-%m-%dT%H:%M:%S` gives (for four-digit years, as a seed's are),
 /// written digit by digit: seeding and serving format several per referral, and `format!`'s
 /// padded fields cost several times as much.
 fn seconds(t: DateTime<Utc>) -> String {
