@@ -8,7 +8,7 @@ fn main() {
     let seed: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(7);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for seeded in hunter_local::sim::seed::seeded_referrals(count, seed) {
-        if writeln!(out, "{}", seeded.text).is_err() {
+        if writeln!(out, "{}", seeded.text()).is_err() {
             return;
         }
     }

@@ -508,7 +508,7 @@ mod tests {
     #[test]
     fn domains_gathered_beside_the_generator_should_be_those_read_in_turn_in_the_same_order() {
         let texts: Vec<String> = crate::sim::seed::seeded_referrals(1_500, 9)
-            .map(|seeded| seeded.text)
+            .map(|seeded| seeded.customer_text())
             .collect();
         let mut in_turn = SeededDomains::default();
         for text in &texts {
@@ -524,6 +524,24 @@ mod tests {
         let expected = in_turn.into_vec();
         assert!(expected.len() > 256, "{} domains", expected.len());
         assert_eq!(beside.into_vec(), expected);
+    }
+
+    /// Seeding reads domains from each referral's id and customer profile alone: ingest, which
+    /// reads the whole referral, finds the same domain in every one.
+    #[test]
+    fn a_referrals_customer_text_names_the_domain_its_whole_text_does() {
+        let mut named = 0;
+        for seeded in (1..=3).flat_map(|seed| crate::sim::seed::seeded_referrals(1_000, seed)) {
+            let domains = |text: String| {
+                let mut domains = SeededDomains::default();
+                domains.add_text(&text);
+                domains.into_vec()
+            };
+            let whole = domains(seeded.text());
+            assert_eq!(domains(seeded.customer_text()), whole, "{}", seeded.text());
+            named += whole.len();
+        }
+        assert!(named > 2_000, "{named} of 3,000 name a domain");
     }
 
     #[test]
