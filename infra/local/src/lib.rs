@@ -143,11 +143,10 @@ fn backup(args: &Args, file: &std::path::Path) -> anyhow::Result<ExitCode> {
 /// One sync, every queue drained, and its summary.
 pub async fn run_once(stack: &Arc<Stack>) -> anyhow::Result<OnceSummary> {
     let started = std::time::Instant::now();
-    // In memory, ingest runs beside the fetch on cores of its own; on SQLite both would take
-    // turns on its one connection (measured no faster), so ingest follows the fetch.
-    let fetch = match stack.ingest_threads {
-        worker::BatchThreads::Every => worker::run_sync_ingesting(stack).await?,
-        worker::BatchThreads::One => worker::run_sync(stack, None).await?,
+    let fetch = if stack.ingest_beside_fetch {
+        worker::run_sync_ingesting(stack).await?
+    } else {
+        worker::run_sync(stack, None).await?
     };
     let fetched_at = started.elapsed();
     worker::drain_referrals(stack).await?;

@@ -102,6 +102,9 @@ pub struct Stack {
     pub ingest_batches_at_once: usize,
     /// Where they compute: on every core in memory, in one task on SQLite and AWS.
     pub ingest_threads: crate::worker::BatchThreads,
+    /// Whether `--once` ingests while the fetch is still enqueueing, as Lambda's event source
+    /// does (not with `--aws`: moto would lose the run's counters that both update).
+    pub ingest_beside_fetch: bool,
 }
 
 impl Stack {
@@ -347,6 +350,7 @@ impl Stack {
                 Backend::Memory => crate::worker::BatchThreads::Every,
                 Backend::Sqlite(_) | Backend::Aws => crate::worker::BatchThreads::One,
             },
+            ingest_beside_fetch: !matches!(backend, Backend::Aws),
         })
     }
 

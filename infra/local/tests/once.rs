@@ -520,27 +520,32 @@ async fn when_a_mapping_file_renames_a_column_should_push_to_that_column() {
     );
 }
 
-/// In memory, `--once` ingests while the fetch is still enqueueing (as Lambda's event source
-/// does), then drains what is left: referrals were stored before the run finished fetching, and
-/// every one is stored and counted once.
+/// In memory and on SQLite, `--once` ingests while the fetch is still enqueueing (as Lambda's
+/// event source does), then drains what is left: referrals were stored before the run finished
+/// fetching, and every one is stored and counted once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn once_in_memory_ingests_while_the_fetch_runs() {
+async fn once_ingests_while_the_fetch_runs_in_memory_and_on_sqlite() {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap();
+    for backend in [&["--in-memory"][..], &["--data-dir", data_dir]] {
+        once_ingests_while_the_fetch_runs(backend).await;
+    }
+}
+
+async fn once_ingests_while_the_fetch_runs(backend: &[&str]) {
     use clap::Parser as _;
     use hunter_core::ports::ReferralQuery;
-    let stack = std::sync::Arc::new(
-        hunter_local::stack::Stack::build(&hunter_local::cli::Args::parse_from([
-            "hunter-local",
-            "--in-memory",
-            "--once",
-            "--no-dynamics",
-            "--seed",
-            "2000",
-            "--sim-page-size",
-            "20",
-        ]))
-        .await
-        .unwrap(),
-    );
+    let args = [
+        "hunter-local",
+        "--once",
+        "--no-dynamics",
+        "--seed",
+        "2000",
+        "--sim-page-size",
+        "20",
+    ];
+    let args = hunter_local::cli::Args::parse_from(args.iter().chain(backend));
+    let stack = std::sync::Arc::new(hunter_local::stack::Stack::build(&args).await.unwrap());
 
     let summary = hunter_local::run_once(&stack).await.unwrap();
 
@@ -550,7 +555,11 @@ async fn once_in_memory_ingests_while_the_fetch_runs() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((run.fetched, run.stored), (2000, 2000), "{run:?}");
+    assert_eq!(
+        (run.fetched, run.stored),
+        (2000, 2000),
+        "{backend:?}: {run:?}"
+    );
     let fetched_at = run.finished_at.unwrap();
     let (mut stored, mut before_fetch_ended) = (0, 0);
     let mut query = ReferralQuery {
@@ -570,9 +579,9 @@ async fn once_in_memory_ingests_while_the_fetch_runs() {
             None => break,
         }
     }
-    assert_eq!(stored, 2000);
+    assert_eq!(stored, 2000, "{backend:?}");
     assert!(
         before_fetch_ended > 0,
-        "no referral was ingested before the fetch ended"
+        "{backend:?}: no referral was ingested before the fetch ended"
     );
 }
