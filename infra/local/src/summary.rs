@@ -48,8 +48,8 @@ pub struct OnceSummary {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StageTimes {
-    /// Fetching every page and sending its referrals to the referrals queue (in memory, ingest
-    /// runs beside it).
+    /// Fetching every page and sending its referrals to the referrals queue (ingest runs beside
+    /// it, except with `--aws`).
     pub fetch_ms: u128,
     /// Draining the referrals queue through ingest-referral (scans included) once the fetch
     /// has ended.

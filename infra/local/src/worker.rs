@@ -71,9 +71,6 @@ pub struct DrainReport {
     pub redelivered: usize,
 }
 
-/// Hands referral messages to ingest-referral in batches of 10 until none is visible or in
-/// flight. Failed ones become visible again after a short backoff; after the queue's
-/// maxReceiveCount they move to its dead-letter queue.
 /// [`run_sync`] with the referrals queue drained beside it, as Lambda's event source ingests
 /// while fetch-referrals is still enqueueing: the queue holds less, and ingest computes on the
 /// cores the fetch leaves idle while it waits for pages. What is still queued when the sync
@@ -102,6 +99,9 @@ pub async fn run_sync_ingesting(stack: &Arc<Stack>) -> anyhow::Result<FetchSumma
 /// How long ingest beside a sync waits when it has drained what was sent so far.
 const INGEST_POLL: Duration = Duration::from_millis(1);
 
+/// Hands referral messages to ingest-referral in batches of 10 until none is visible or in
+/// flight. Failed ones become visible again after a short backoff; after the queue's
+/// maxReceiveCount they move to its dead-letter queue.
 pub async fn drain_referrals(stack: &Arc<Stack>) -> Result<DrainReport, QueueError> {
     drain_referrals_up_to(stack, None).await
 }
