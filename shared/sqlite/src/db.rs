@@ -11,7 +11,10 @@ use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, TransactionBehavior};
 
 /// The schema this build reads and writes (`PRAGMA user_version`; 0 is a new, empty file).
-pub const SCHEMA_VERSION: i64 = 1;
+/// Version 2 writes records and message bodies packed (`crate::packed`); the tables are those of
+/// version 1, whose text values read as they are, so a build of version 1 refuses such a file
+/// instead of failing on its values.
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// SQLite's page cache per connection, in KiB.
 const PAGE_CACHE_KIB: i64 = 16 * 1024;
@@ -455,6 +458,7 @@ fn migrate(conn: &mut Connection) -> Result<(), SqliteError> {
     if found < 1 {
         tx.execute_batch(SCHEMA_V1)?;
     }
+    // Version 2 changed what new values look like, not the tables: nothing to migrate.
     // Later versions migrate here, one step at a time, in this same transaction.
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;

@@ -17,6 +17,7 @@
 //! ```
 
 mod db;
+mod packed;
 mod payloads;
 mod queue;
 mod store;

@@ -12,6 +12,7 @@ use hunter_core::ports::{
 };
 
 use crate::db::{DbError, SqliteDb, Tx};
+use crate::packed::{StoredText, pack};
 
 /// How often a waiting `receive` looks again (without holding the connection in between).
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
@@ -117,7 +118,7 @@ impl SqliteQueue {
                                 Ok((
                                     row.get::<_, i64>(0)?,
                                     row.get::<_, String>(1)?,
-                                    row.get::<_, String>(2)?,
+                                    row.get::<_, StoredText>(2)?.0,
                                     row.get::<_, i64>(3)?,
                                 ))
                             },
@@ -137,7 +138,7 @@ impl SqliteQueue {
                             .execute(params![
                                 name,
                                 id,
-                                body,
+                                pack(&body),
                                 receive_count
                             ])?;
                             tx.prepare_cached("DELETE FROM queue_messages WHERE seq = ?1")?
@@ -195,7 +196,7 @@ fn dead_letters(rows: rusqlite::Rows<'_>) -> Result<Vec<(i64, ReceivedMessage)>,
             ReceivedMessage {
                 message_id: row.get(1)?,
                 receipt: String::new(),
-                body: row.get(2)?,
+                body: row.get::<_, StoredText>(2)?.0,
                 receive_count: row.get(3)?,
             },
         ));
@@ -214,7 +215,7 @@ impl Queue for SqliteQueue {
             .into_iter()
             .map(|m| {
                 let id = uuid::Uuid::new_v4().to_string();
-                (id, m.body.clone(), m.delay.unwrap_or_default())
+                (id, pack(&m.body), m.delay.unwrap_or_default())
             })
             .collect();
         if !accepted.is_empty() {

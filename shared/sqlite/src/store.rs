@@ -23,6 +23,7 @@ use hunter_domain::rules::{Domain, SkipReason, Version};
 use hunter_domain::stats::{LeadStats, LeadTally};
 
 use crate::db::{DbError, SqliteDb, Tx};
+use crate::packed::{StoredText, pack};
 
 /// Every store port ([`hunter_core::ports::Store`]) on a [`SqliteDb`]. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -59,16 +60,17 @@ impl SqliteStore {
             .with(move |conn| {
                 Ok(conn
                     .prepare_cached(sql)?
-                    .query_row(params, |row| row.get::<_, String>(0))
+                    .query_row(params, |row| row.get::<_, StoredText>(0))
                     .optional()?)
             })
             .await?;
-        Ok(data.map(|data| from_json(&data)).transpose()?)
+        Ok(data.map(|data| from_json(&data.0)).transpose()?)
     }
 }
 
-fn to_json<T: Serialize>(value: &T) -> Result<String, DbError> {
-    Ok(serde_json::to_string(value)?)
+/// A record as its `data` column holds it: JSON, packed.
+fn to_record<T: Serialize>(value: &T) -> Result<Vec<u8>, DbError> {
+    Ok(pack(&serde_json::to_string(value)?))
 }
 
 fn from_json<T: DeserializeOwned>(data: &str) -> Result<T, DbError> {
@@ -119,8 +121,8 @@ fn collect_page<T>(
     let mut more = false;
     while let Some(row) = rows.next()? {
         let key: String = row.get(0)?;
-        let data: String = row.get(1)?;
-        if let Some(item) = keep(&data)? {
+        let data: StoredText = row.get(1)?;
+        if let Some(item) = keep(&data.0)? {
             if items.len() == size {
                 more = true;
                 break;
@@ -148,7 +150,7 @@ struct ReferralRow {
     eligible: bool,
     skip_reason: Option<String>,
     search: String,
-    data: String,
+    data: Vec<u8>,
 }
 
 impl ReferralRow {
@@ -161,7 +163,7 @@ impl ReferralRow {
             eligible: r.eligible,
             skip_reason: r.skip_reason.as_ref().map(tag).transpose()?,
             search: r.search_text(),
-            data: to_json(r)?,
+            data: to_record(r)?,
         })
     }
 }
@@ -200,7 +202,7 @@ struct LeadRow {
     sync_status: String,
     scan_state: String,
     search: String,
-    data: String,
+    data: Vec<u8>,
 }
 
 impl LeadRow {
@@ -219,7 +221,7 @@ impl LeadRow {
             sync_status: tag(&l.sync_status)?,
             scan_state: tag(&l.scan_state)?,
             search: l.search_text(),
-            data: to_json(l)?,
+            data: to_record(l)?,
         })
     }
 }
@@ -244,9 +246,9 @@ fn upsert_row(
 ) -> Result<UpsertOutcome, DbError> {
     let stored = conn
         .prepare_cached("SELECT data FROM referrals WHERE id = ?1")?
-        .query_row([&row.id], |r| r.get::<_, String>(0))
+        .query_row([&row.id], |r| r.get::<_, StoredText>(0))
         .optional()?
-        .map(|data| from_json::<StoredVersion>(&data))
+        .map(|data| from_json::<StoredVersion>(&data.0))
         .transpose()?
         .map(Version::from);
     let outcome = UpsertOutcome::of(version, stored.as_ref());
@@ -277,9 +279,9 @@ fn upsert_row(
 
 fn get_run(conn: &Connection, id: &str) -> Result<Option<SyncRun>, DbError> {
     conn.prepare_cached(SELECT_RUN)?
-        .query_row([id], |row| row.get::<_, String>(0))
+        .query_row([id], |row| row.get::<_, StoredText>(0))
         .optional()?
-        .map(|data| from_json(&data))
+        .map(|data| from_json(&data.0))
         .transpose()
 }
 
@@ -288,7 +290,7 @@ fn put_run(conn: &Connection, run: &SyncRun) -> Result<(), DbError> {
         "INSERT INTO sync_runs (id, sort_key, data) VALUES (?1, ?2, ?3)
          ON CONFLICT (id) DO UPDATE SET sort_key = excluded.sort_key, data = excluded.data",
     )?
-    .execute(params![run.id, run_sort_key(run), to_json(run)?])?;
+    .execute(params![run.id, run_sort_key(run), to_record(run)?])?;
     Ok(())
 }
 
@@ -401,7 +403,7 @@ impl LeadStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let row = LeadRow::of(lead)?;
         let contribution = contribution
-            .map(|c| Ok::<_, DbError>((c.id.clone(), to_json(c)?)))
+            .map(|c| Ok::<_, DbError>((c.id.clone(), to_record(c)?)))
             .transpose()?;
         self.with(move |conn| {
             let tx = Tx::write(conn)?;
@@ -507,7 +509,7 @@ impl LeadStore for SqliteStore {
                     .iter()
                     .map(tag)
                     .collect::<Result<Vec<_>, _>>()?;
-                Some(to_json(&tags)?)
+                Some(serde_json::to_string(&tags)?)
             };
             let text = query
                 .q
@@ -577,7 +579,7 @@ impl LeadStore for SqliteStore {
         let domain = entry.domain.as_str().to_owned();
         let id = entry.id.clone();
         let sort_key = audit_sort_key(entry);
-        let data = to_json(entry)?;
+        let data = to_record(entry)?;
         self.with(move |conn| {
             let added = conn
                 .prepare_cached(
@@ -610,7 +612,7 @@ impl LeadStore for SqliteStore {
             let mut rows = statement.query(params![domain, limit])?;
             let mut entries = Vec::new();
             while let Some(row) = rows.next()? {
-                entries.push(from_json(&row.get::<_, String>(0)?)?);
+                entries.push(from_json(&row.get::<_, StoredText>(0)?.0)?);
             }
             Ok(entries)
         })
@@ -742,7 +744,7 @@ impl SyncStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let key = state.key.clone();
         let version = to_i64(state.version, "state version")?;
-        let data = to_json(state)?;
+        let data = to_record(state)?;
         self.with(move |conn| {
             let tx = Tx::write(conn)?;
             let stored = tx
@@ -769,7 +771,7 @@ impl FailureStore for SqliteStore {
     async fn record_failure(&self, failure: &MessageFailure) -> Result<(), StoreError> {
         let queue = failure.queue.clone();
         let message_id = failure.message_id.clone();
-        let data = to_json(failure)?;
+        let data = to_record(failure)?;
         self.with(move |conn| {
             conn.prepare_cached(
                 "INSERT OR REPLACE INTO message_failures (queue, message_id, data)

@@ -476,3 +476,112 @@ async fn a_crash_loses_the_open_group_as_a_whole() {
     let depth = other_queue.depth().await.unwrap();
     assert_eq!((depth.visible, depth.in_flight), (2, 0));
 }
+
+/// How `path` holds `column` of the row of `table` where `condition` holds: `text` or `blob`.
+fn stored_as(path: &Path, table: &str, column: &str, condition: &str) -> String {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row(
+            &format!("SELECT typeof({column}) FROM {table} WHERE {condition}"),
+            [],
+            |row| row.get(0),
+        )
+        .unwrap()
+}
+
+/// A file the build of schema version 1 wrote (records and message bodies as plain JSON text)
+/// opens as version 2 and reads as it was; what is written since is packed, and both read after
+/// reopening.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_of_schema_version_1_reads_as_it_was_beside_what_is_written_since() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hunter.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(include_str!("fixtures/schema-v1.sql"))
+        .unwrap();
+    let old_referral = "fd3330eb-c23a-490e-bc64-35ccdaaa82d9";
+    assert_eq!(
+        stored_as(
+            &path,
+            "referrals",
+            "data",
+            &format!("id = '{old_referral}'")
+        ),
+        "text"
+    );
+
+    let db = SqliteDb::open(&path).unwrap();
+    assert_eq!(db.schema_version().unwrap(), 2);
+    let store = SqliteStore::new(db.clone());
+    let push = SqliteQueue::new(db, "hunter-dynamics-push", Duration::from_secs(30), 5);
+    let referrals = store
+        .list_referrals(&ReferralQuery::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(referrals.len(), 6);
+    assert_eq!(referrals.iter().filter(|r| r.eligible).count(), 4);
+    let contoso = domain("contoso.com");
+    let mut lead = store.get_lead(&contoso).await.unwrap().unwrap();
+    assert_eq!((lead.score, lead.version), (Some(85), 3));
+    let fabrikam = domain("fabrikam.com");
+    let contribution = store.get_contribution(&fabrikam, old_referral).await;
+    assert_eq!(contribution.unwrap().unwrap().id, old_referral);
+    let runs = store.list_sync_runs(None, None).await.unwrap().items;
+    assert_eq!(runs.len(), 1);
+    assert!(store.get_state("partner_center_watermark").await.is_ok());
+    let bodies = push.receive(10, None, Duration::ZERO).await.unwrap();
+    assert_eq!(bodies.len(), 4);
+    assert!(
+        bodies
+            .iter()
+            .any(|m| m.body == r#"{"domain":"fabrikam.com","leadVersion":2}"#)
+    );
+
+    store.upsert_referral(&referral("r-new", 1)).await.unwrap();
+    lead.score = Some(60);
+    lead.version = 4;
+    store.put_lead(&lead, Some(3), None).await.unwrap();
+    assert!(push.send_batch(&messages(0, 1)).await.unwrap().is_empty());
+    drop((store, push));
+    assert_eq!(
+        stored_as(&path, "referrals", "data", "id = 'r-new'"),
+        "blob"
+    );
+    assert_eq!(
+        stored_as(&path, "leads", "data", "domain = 'contoso.com'"),
+        "blob"
+    );
+    assert_eq!(
+        stored_as(&path, "queue_messages", "body", "receipt IS NULL"),
+        "blob"
+    );
+    assert_eq!(
+        stored_as(
+            &path,
+            "referrals",
+            "data",
+            &format!("id = '{old_referral}'")
+        ),
+        "text"
+    );
+
+    let db = SqliteDb::open(&path).unwrap();
+    let store = SqliteStore::new(db.clone());
+    let push = SqliteQueue::new(db, "hunter-dynamics-push", Duration::from_secs(30), 5);
+    assert_eq!(
+        store.get_referral("r-new").await.unwrap(),
+        Some(referral("r-new", 1))
+    );
+    assert_eq!(
+        store.get_referral(old_referral).await.unwrap(),
+        referrals.into_iter().find(|r| r.id == old_referral)
+    );
+    assert_eq!(store.get_lead(&contoso).await.unwrap(), Some(lead));
+    let sent = push.receive(10, None, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        sent.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+        [r#"{"n":0}"#]
+    );
+}
