@@ -585,3 +585,141 @@ async fn once_ingests_while_the_fetch_runs(backend: &[&str]) {
         "{backend:?}: no referral was ingested before the fetch ended"
     );
 }
+
+/// A queue whose receives fail, once `after` of them have passed, until `broken` is cleared;
+/// everything else passes through to `inner`.
+struct BrokenReceives {
+    inner: std::sync::Arc<dyn hunter_core::ports::Queue>,
+    after: usize,
+    receives: std::sync::atomic::AtomicUsize,
+    broken: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl hunter_core::ports::Queue for BrokenReceives {
+    async fn send_batch(
+        &self,
+        messages: &[hunter_core::ports::OutgoingMessage],
+    ) -> Result<Vec<hunter_core::ports::SendFailure>, hunter_core::ports::QueueError> {
+        self.inner.send_batch(messages).await
+    }
+
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Option<std::time::Duration>,
+        wait: std::time::Duration,
+    ) -> Result<Vec<hunter_core::ports::ReceivedMessage>, hunter_core::ports::QueueError> {
+        use std::sync::atomic::Ordering;
+        let received = self.receives.fetch_add(1, Ordering::Relaxed);
+        if received >= self.after && self.broken.load(Ordering::Relaxed) {
+            return Err(hunter_core::ports::QueueError::Unavailable(
+                "receive refused by the test".to_owned(),
+            ));
+        }
+        self.inner.receive(max, visibility, wait).await
+    }
+
+    async fn delete(&self, receipt: &str) -> Result<(), hunter_core::ports::QueueError> {
+        self.inner.delete(receipt).await
+    }
+
+    async fn delete_batch(
+        &self,
+        receipts: &[String],
+    ) -> Result<(), hunter_core::ports::QueueError> {
+        self.inner.delete_batch(receipts).await
+    }
+
+    async fn change_visibility(
+        &self,
+        receipt: &str,
+        timeout: std::time::Duration,
+    ) -> Result<(), hunter_core::ports::QueueError> {
+        self.inner.change_visibility(receipt, timeout).await
+    }
+
+    async fn depth(
+        &self,
+    ) -> Result<hunter_core::ports::QueueDepth, hunter_core::ports::QueueError> {
+        self.inner.depth().await
+    }
+
+    async fn peek_dead_letters(
+        &self,
+        max: usize,
+    ) -> Result<Vec<hunter_core::ports::ReceivedMessage>, hunter_core::ports::QueueError> {
+        self.inner.peek_dead_letters(max).await
+    }
+
+    async fn take_dead_letters(
+        &self,
+        max: usize,
+    ) -> Result<Vec<hunter_core::ports::ReceivedMessage>, hunter_core::ports::QueueError> {
+        self.inner.take_dead_letters(max).await
+    }
+
+    async fn redrive_dead_letters(&self) -> Result<usize, hunter_core::ports::QueueError> {
+        self.inner.redrive_dead_letters().await
+    }
+}
+
+/// When the referrals queue fails outright while ingest runs beside the fetch (SQLite), the
+/// fetch still enqueues every referral, the run fails with the queue's error, and nothing is
+/// lost: once the queue answers again, draining it stores and counts them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_failing_beside_the_fetch_fails_the_run_and_loses_nothing() {
+    use clap::Parser as _;
+    use hunter_core::ports::ReferralQuery;
+    use std::sync::atomic::Ordering;
+    let data = tempfile::tempdir().unwrap();
+    let args = hunter_local::cli::Args::parse_from([
+        "hunter-local",
+        "--once",
+        "--no-dynamics",
+        "--seed",
+        "600",
+        "--sim-page-size",
+        "20",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ]);
+    let mut stack = hunter_local::stack::Stack::build(&args).await.unwrap();
+    assert!(stack.ingest_beside_fetch);
+    let queue = std::sync::Arc::new(BrokenReceives {
+        inner: stack.referrals_queue.clone(),
+        after: 3,
+        receives: std::sync::atomic::AtomicUsize::new(0),
+        broken: std::sync::atomic::AtomicBool::new(true),
+    });
+    stack.referrals_queue = queue.clone();
+    let stack = std::sync::Arc::new(stack);
+
+    let error = hunter_local::run_once(&stack).await.unwrap_err();
+
+    assert!(
+        error.to_string().contains("receive refused by the test"),
+        "{error:#}"
+    );
+    let runs = stack.store.list_sync_runs(Some(1), None).await.unwrap();
+    let run = &runs.items[0];
+    assert_eq!(run.fetched, 600, "the fetch went on to the end: {run:?}");
+    assert!(run.stored < 600, "{run:?}");
+    assert_eq!(stack.referrals_queue.depth().await.unwrap().dead_letters, 0);
+
+    queue.broken.store(false, Ordering::Relaxed);
+    hunter_local::worker::drain_referrals(&stack).await.unwrap();
+
+    let run = stack.store.get_sync_run(&run.id).await.unwrap().unwrap();
+    assert_eq!((run.fetched, run.stored), (600, 600), "{run:?}");
+    let (mut stored, mut query) = (0, ReferralQuery::default());
+    loop {
+        let page = stack.store.list_referrals(&query).await.unwrap();
+        stored += page.items.len();
+        match page.next_cursor {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    assert_eq!(stored, 600);
+}
