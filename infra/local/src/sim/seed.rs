@@ -9,6 +9,7 @@
 //! random with realistic weights.
 
 use std::borrow::Cow;
+use std::num::NonZeroU128;
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -1204,7 +1205,7 @@ fn points(count: usize, seed: u64) -> impl Iterator<Item = (SeedPoint, Generated
         .filter_map(|i| u8::try_from(i).ok())
         .collect();
     rng.shuffle(&mut coverage);
-    let mut previous_engagement: Option<u128> = None;
+    let mut previous_engagement: Option<NonZeroU128> = None;
     (0..count).map(move |n| {
         let point = SeedPoint {
             rng: rng.get_seed(),
@@ -1212,7 +1213,7 @@ fn points(count: usize, seed: u64) -> impl Iterator<Item = (SeedPoint, Generated
             previous_engagement,
         };
         let (referral, engagement) = point.generate(&mut rng);
-        previous_engagement = Some(engagement);
+        previous_engagement = NonZeroU128::new(engagement);
         (point, referral)
     })
 }
@@ -1233,8 +1234,9 @@ pub struct SeedPoint {
     rng: u64,
     /// Index into [`COVERAGE`] for the first referrals of a seed; else the scenario is drawn.
     coverage: Option<u8>,
-    /// The engagement id of the referral before it (some referrals share their predecessor's).
-    previous_engagement: Option<u128>,
+    /// The engagement id of the referral before it (some referrals share their predecessor's);
+    /// never zero (a UUID's version bits are set), so the option takes no room of its own.
+    previous_engagement: Option<NonZeroU128>,
 }
 
 impl SeedPoint {
@@ -1298,7 +1300,16 @@ impl SeedPoint {
             Some(index) => COVERAGE[usize::from(index) % COVERAGE.len()],
             None => random_scenario(rng),
         };
-        referral(rng, scenario, self.previous_engagement)
+        referral(
+            rng,
+            scenario,
+            self.previous_engagement.map(NonZeroU128::get),
+        )
+    }
+
+    /// The `id` of the referral generated at this point (none for one generated without).
+    pub fn id(&self) -> Option<String> {
+        self.generated().id
     }
 }
 

@@ -29,8 +29,8 @@ use crate::sim::seed::SeedPoint;
 pub(super) struct Inner {
     page_size: usize,
     pub referrals: Vec<StoredReferral>,
-    /// Referral id -> position in `referrals`.
-    index: HashMap<String, usize>,
+    /// Referral id -> position in `referrals`, once something asked by id ([`Inner::index`]).
+    index: Option<HashMap<String, usize>>,
     pub controls: Controls<Faults>,
     pub pages_since_faults: u32,
     pub fault_rng: fastrand::Rng,
@@ -47,36 +47,41 @@ pub(super) struct Inner {
     page_order: Option<PageOrder>,
 }
 
-/// A referral as the simulator keeps it: its compact JSON text with, apart, the properties a
-/// listing filters and orders on ([`odata::filterable`]), so a listing of N referrals neither
-/// holds N parsed documents nor parses one; or, for a seeded referral nobody has changed, only
-/// where in the seed's sequence it is generated again from (40 bytes: its listing properties
-/// are read from it when a listing is ordered, so the simulator's memory hardly grows with N).
+/// A referral as the simulator keeps it: for a seeded referral nobody has changed, only where
+/// in the seed's sequence it is generated again from (32 bytes: its listing properties are
+/// generated again when a listing is ordered, so the simulator's memory hardly grows with N);
+/// else its compact JSON text with, apart, the properties a listing filters and orders on
+/// ([`odata::filterable`]), so a listing of N referrals neither holds N parsed documents nor
+/// parses one.
 #[derive(Debug)]
 pub(crate) enum StoredReferral {
-    /// As it was given (or last changed).
-    Text {
-        text: Box<RawValue>,
-        filterable: Box<RawValue>,
-    },
+    /// As it was given (or last changed); boxed, so that a seeded one takes no more room.
+    Text(Box<TextReferral>),
     /// Generated again whenever it is read.
     Seeded(SeedPoint),
 }
 
+/// A referral's text and its listing properties.
+#[derive(Debug)]
+pub(crate) struct TextReferral {
+    text: Box<RawValue>,
+    filterable: Box<RawValue>,
+}
+
 impl StoredReferral {
     fn new(referral: &Value) -> Self {
-        Self::Text {
+        Self::Text(Box::new(TextReferral {
             text: to_raw(referral),
             filterable: to_raw(&odata::filterable(referral)),
-        }
+        }))
     }
 
     /// The properties a listing filters and orders on (a seeded referral's may name some as
     /// `null`, which listings read as absent).
     fn listed(&self) -> Value {
         match self {
-            Self::Text { filterable, .. } => {
-                serde_json::from_str(filterable.get()).unwrap_or(Value::Null)
+            Self::Text(stored) => {
+                serde_json::from_str(stored.filterable.get()).unwrap_or(Value::Null)
             }
             Self::Seeded(point) => point.listed(),
         }
@@ -85,15 +90,23 @@ impl StoredReferral {
     /// The referral as compact JSON text.
     fn text(&self) -> Box<RawValue> {
         match self {
-            Self::Text { text, .. } => text.clone(),
+            Self::Text(stored) => stored.text.clone(),
             Self::Seeded(point) => point.raw(),
+        }
+    }
+
+    /// Its `id`, if it has one.
+    fn id(&self) -> Option<String> {
+        match self {
+            Self::Text(_) => referral_id(&self.listed()),
+            Self::Seeded(point) => point.id(),
         }
     }
 
     /// The referral as a document.
     pub(crate) fn value(&self) -> Value {
         match self {
-            Self::Text { text, .. } => serde_json::from_str(text.get()).unwrap_or(Value::Null),
+            Self::Text(stored) => serde_json::from_str(stored.text.get()).unwrap_or(Value::Null),
             Self::Seeded(point) => point.referral(),
         }
     }
@@ -118,7 +131,7 @@ impl Inner {
         Self {
             page_size: config.page_size.max(1),
             referrals: Vec::with_capacity(capacity),
-            index: HashMap::new(),
+            index: Some(HashMap::new()),
             controls: Controls::new(
                 config.faults,
                 AccessTokens::new("sim-at-", config.access_token_ttl),
@@ -140,7 +153,7 @@ impl Inner {
     pub(super) fn upsert(&mut self, referrals: impl IntoIterator<Item = Value>) {
         for referral in referrals {
             let id = referral_id(&referral);
-            let known = id.as_ref().is_some_and(|id| self.index.contains_key(id));
+            let known = id.as_ref().is_some_and(|id| self.index().contains_key(id));
             self.upsert_stored(id.clone(), StoredReferral::new(&referral));
             if let Some(id) = id {
                 self.referral_changed(&id, !known);
@@ -152,16 +165,40 @@ impl Inner {
     /// by position.
     pub(super) fn upsert_stored(&mut self, id: Option<String>, stored: StoredReferral) {
         self.generation += 1;
-        match id {
-            Some(id) => match self.index.get(&id) {
-                Some(&position) => self.referrals[position] = stored,
-                None => {
-                    self.index.insert(id, self.referrals.len());
-                    self.referrals.push(stored);
-                }
-            },
-            None => self.referrals.push(stored),
+        let Some(id) = id else {
+            self.referrals.push(stored);
+            return;
+        };
+        let next = self.referrals.len();
+        match *self.index().entry(id).or_insert(next) {
+            position if position == next => self.referrals.push(stored),
+            position => self.referrals[position] = stored,
         }
+    }
+
+    /// Adds a seeded referral to a simulator being seeded, whose referrals' ids are all
+    /// different (random UUIDs), without indexing it: a simulator that is only listed, as a
+    /// sync lists it, never holds its N ids.
+    pub(super) fn push_seeded(&mut self, point: SeedPoint) {
+        self.generation += 1;
+        self.index = None;
+        self.referrals.push(StoredReferral::Seeded(point));
+    }
+
+    /// Referral id -> position in `referrals`. Built on first use after seeding, by generating
+    /// each seeded referral's id again (~10 µs each, once); kept up to date from then on.
+    fn index(&mut self) -> &mut HashMap<String, usize> {
+        let referrals = &self.referrals;
+        self.index.get_or_insert_with(|| {
+            let mut index = HashMap::with_capacity(referrals.len());
+            for (position, stored) in referrals.iter().enumerate() {
+                if let Some(id) = stored.id() {
+                    // The first of equal ids wins, as when each was upserted in turn.
+                    index.entry(id).or_insert(position);
+                }
+            }
+            index
+        })
     }
 
     /// `prefix` and 32 random hex digits.
@@ -386,11 +423,10 @@ impl PartnerCenterSim {
     }
 
     pub(super) fn get_one(&self, id: &str) -> Result<Response, ApiError> {
-        let inner = self.lock();
-        let referral = inner
-            .index
-            .get(id)
-            .and_then(|&position| inner.referrals.get(position))
+        let mut inner = self.lock();
+        let position = inner.index().get(id).copied();
+        let referral = position
+            .and_then(|position| inner.referrals.get(position))
             .map(StoredReferral::value)
             .ok_or_else(|| ApiError::not_found(id))?;
         Ok(with_etag(Json(&referral).into_response(), &referral))
@@ -416,7 +452,10 @@ impl PartnerCenterSim {
             ));
         };
         let mut inner = self.lock();
-        let position = *inner.index.get(id).ok_or_else(|| ApiError::not_found(id))?;
+        let position = *inner
+            .index()
+            .get(id)
+            .ok_or_else(|| ApiError::not_found(id))?;
         let current = inner.referrals[position].value();
         check_if_match(headers, &current, false)?;
         let mut updated = current;
@@ -477,7 +516,10 @@ impl PartnerCenterSim {
             }
         }
         let mut inner = self.lock();
-        let position = *inner.index.get(id).ok_or_else(|| ApiError::not_found(id))?;
+        let position = *inner
+            .index()
+            .get(id)
+            .ok_or_else(|| ApiError::not_found(id))?;
         let current = inner.referrals[position].value();
         check_if_match(headers, &current, true)?;
         object.insert("id".into(), json!(id));
@@ -744,6 +786,25 @@ mod tests {
         let pages = listing(&seeded, uri).await;
         assert!(pages.len() > 1, "{} pages", pages.len());
         assert_eq!(pages, listing(&given, uri).await);
+
+        // The first read by id indexes the seeded referrals (seeding did not).
+        for referral in given.referrals() {
+            let Some(id) = referral["id"].as_str() else {
+                continue;
+            };
+            assert_eq!(body(seeded.get_one(id).unwrap()).await, referral);
+        }
+        let mut renamed = given.referrals()[7].clone();
+        renamed["name"] = json!("Renamed");
+        let renamed_id = renamed["id"].as_str().unwrap().to_owned();
+        for sim in [&seeded, &given] {
+            sim.upsert_referrals(vec![renamed.clone()]);
+        }
+        assert_eq!(seeded.referrals().len(), 300, "an upsert by id replaces");
+        assert_eq!(
+            body(seeded.get_one(&renamed_id).unwrap()).await["name"],
+            "Renamed"
+        );
 
         let id = given.referrals()[20]["id"].as_str().unwrap().to_owned();
         for sim in [&seeded, &given] {
