@@ -19,6 +19,8 @@ test:
 	cargo fmt --all -- --check
 	@echo "==> clippy"
 	cargo clippy --workspace --all-targets -- -D warnings
+	@echo "==> doc (broken and private links fail it)"
+	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
 	@echo "==> layers"
 	scripts/check-layers.sh
 	@echo "==> cfn-lint"

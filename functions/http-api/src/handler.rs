@@ -135,7 +135,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         .into_openapi()
 }
 
-/// The API as Lambda serves it: [`routes`], and the JSON 404 for every other path.
+/// The API as Lambda serves it: [`routes()`], and the JSON 404 for every other path.
 pub fn router(state: ApiState) -> Router {
     routes(state).fallback(unknown_route)
 }

@@ -542,7 +542,7 @@ async fn audit(
 }
 
 /// The Lambda entry: an SQS event from the dynamics-push queue, pushed under the invocation's
-/// deadline (less [`DEADLINE_MARGIN`] to record what happened).
+/// deadline (less `DEADLINE_MARGIN` (10 s) to record what happened).
 pub async fn handle(
     deps: &PushDeps<'_>,
     event: lambda_runtime::LambdaEvent<SqsEvent>,

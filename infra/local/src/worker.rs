@@ -342,7 +342,7 @@ pub fn count_status(leads: &[Lead], status: SyncStatus) -> usize {
 const PULL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// One pull of what sellers changed in Dynamics (pull-dynamics), given up after
-/// [`PULL_TIMEOUT`] (its cursor stays: the next pull reads the same changes); `None` with
+/// `PULL_TIMEOUT` (120 s) (its cursor stays: the next pull reads the same changes); `None` with
 /// `--no-dynamics`.
 pub async fn pull_crm(stack: &Stack) -> Option<Result<PullSummary, PullError>> {
     let source = stack.crm_changes.as_ref()?;

@@ -1,4 +1,4 @@
-//! Dataverse's errors: the shared [`ServiceError`], its codes, and what they mean to the lead
+//! Dataverse's errors: the shared [`ServiceError`](crate::http::ServiceError), its codes, and what they mean to the lead
 //! sink port.
 
 pub use crate::http::ServiceError as DataverseError;

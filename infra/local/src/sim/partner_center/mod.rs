@@ -65,7 +65,7 @@ pub struct Faults {
     /// that comes once, then normal service).
     pub slow_next_ms: Vec<u64>,
     /// Every time this many list/continuation pages have been served, all issued access tokens
-    /// expire (the next API call answers 401). Counted from the last [`PartnerCenterSim::set_faults`].
+    /// expire (the next API call answers 401). Counted from the last [`set_faults`](crate::sim::control::SimControl::set_faults).
     pub expire_token_after_pages: Option<u32>,
     /// Statuses answered, in order, to the next list/continuation page requests (after the auth
     /// check) before normal service resumes; a 2xx entry means "serve this one normally".

@@ -77,7 +77,7 @@ pub struct WebhookStats {
     pub dropped: u64,
     /// Events the receiver answered 2xx.
     pub delivered: u64,
-    /// Events given up on: no 2xx in [`MAX_ATTEMPTS`] attempts, or not sendable at all.
+    /// Events given up on: no 2xx in `MAX_ATTEMPTS` (10) attempts, or not sendable at all.
     pub failed: u64,
     /// POSTs made, first attempts and retries.
     pub attempts: u64,
