@@ -501,15 +501,8 @@ async fn a_file_of_schema_version_1_reads_as_it_was_beside_what_is_written_since
         .execute_batch(include_str!("fixtures/schema-v1.sql"))
         .unwrap();
     let old_referral = "fd3330eb-c23a-490e-bc64-35ccdaaa82d9";
-    assert_eq!(
-        stored_as(
-            &path,
-            "referrals",
-            "data",
-            &format!("id = '{old_referral}'")
-        ),
-        "text"
-    );
+    let old_row = format!("id = '{old_referral}'");
+    assert_eq!(stored_as(&path, "referrals", "data", &old_row), "text");
 
     let db = SqliteDb::open(&path).unwrap();
     assert_eq!(db.schema_version().unwrap(), 2);
@@ -557,15 +550,7 @@ async fn a_file_of_schema_version_1_reads_as_it_was_beside_what_is_written_since
         stored_as(&path, "queue_messages", "body", "receipt IS NULL"),
         "blob"
     );
-    assert_eq!(
-        stored_as(
-            &path,
-            "referrals",
-            "data",
-            &format!("id = '{old_referral}'")
-        ),
-        "text"
-    );
+    assert_eq!(stored_as(&path, "referrals", "data", &old_row), "text");
 
     let db = SqliteDb::open(&path).unwrap();
     let store = SqliteStore::new(db.clone());
