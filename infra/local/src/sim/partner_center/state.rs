@@ -193,7 +193,7 @@ impl Inner {
             let mut index = HashMap::with_capacity(referrals.len());
             for (position, stored) in referrals.iter().enumerate() {
                 if let Some(id) = stored.id() {
-                    // The first of equal ids wins, as when each was upserted in turn.
+                    // Seeded ids are random UUIDs; should two ever be equal, the first answers.
                     index.entry(id).or_insert(position);
                 }
             }
