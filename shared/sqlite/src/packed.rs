@@ -128,6 +128,18 @@ mod tests {
         assert_eq!(text, include_str!("../tests/fixtures/packed-v1.json"));
     }
 
+    /// Values of format 1 refer back into the dictionary: an edited file would misread them
+    /// (a value's matches may reach only part of it, so the fixture above cannot see every edit).
+    #[test]
+    fn the_dictionary_of_format_1_is_the_one_it_was_written_with() {
+        let fnv1a = DICTIONARY
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, &byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+            });
+        assert_eq!((DICTIONARY.len(), fnv1a), (7610, 0x3f34_451e_007a_1dff));
+    }
+
     #[test]
     fn a_damaged_value_is_an_error_not_a_panic_or_a_huge_allocation() {
         let good = pack(std::str::from_utf8(DICTIONARY).unwrap());
