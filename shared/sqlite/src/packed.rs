@@ -4,31 +4,21 @@
 //! third, and SQLite writes (and checkpoints, and journals) a third of the pages. Since schema
 //! version 2; a text column value (written before) reads as it is.
 
+use hunter_core::adapters::lz4_text;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
 
-/// The first byte of a packed value: LZ4 block format, the text's length as four bytes
-/// little-endian, compressed against [`DICTIONARY`]. Values once written must stay readable, so
-/// a new dictionary needs a new tag, never a changed file.
+/// The first byte of a packed value, then [`lz4_text`]'s layout (the text's length, the LZ4
+/// block) against [`DICTIONARY`]. Values once written must stay readable, so a new dictionary
+/// needs a new tag, never a changed file.
 const LZ4_WITH_DICTIONARY_V1: u8 = 1;
 
 /// Typical records, one JSON document a line.
 const DICTIONARY: &[u8] = include_bytes!("record_dictionary.jsonl");
 
-/// The most an LZ4 block can expand: each byte of input stands for at most 255 of output.
-const MAX_EXPANSION: usize = 255;
-
 /// `text` packed for a record or message column.
 pub(crate) fn pack(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    // Texts larger than 4 GiB are not stored anywhere (SQLite's limit is 1 GB).
-    let length = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-    let mut packed = vec![0; 5 + lz4_flex::block::get_maximum_output_size(bytes.len())];
-    packed[0] = LZ4_WITH_DICTIONARY_V1;
-    packed[1..5].copy_from_slice(&length.to_le_bytes());
-    // The output holds the maximum LZ4 can need, so compressing into it cannot fail.
-    let written =
-        lz4_flex::block::compress_into_with_dict(bytes, &mut packed[5..], DICTIONARY).unwrap_or(0);
-    packed.truncate(5 + written);
+    let mut packed = vec![LZ4_WITH_DICTIONARY_V1];
+    lz4_text::pack_into(&mut packed, text, DICTIONARY);
     packed
 }
 
@@ -37,31 +27,17 @@ pub(crate) fn pack(text: &str) -> Vec<u8> {
 pub(crate) enum UnpackError {
     #[error("a packed value of unknown format {0} (written by a newer build?)")]
     UnknownFormat(u8),
-    #[error("a packed value is cut short or corrupt")]
-    Corrupt,
-    #[error("a packed value is not UTF-8 text")]
-    NotText,
+    #[error(transparent)]
+    Damaged(#[from] lz4_text::UnpackError),
 }
 
 /// The text of a packed value.
 pub(crate) fn unpack(packed: &[u8]) -> Result<String, UnpackError> {
-    let (&format, rest) = packed.split_first().ok_or(UnpackError::Corrupt)?;
-    if format != LZ4_WITH_DICTIONARY_V1 {
-        return Err(UnpackError::UnknownFormat(format));
+    match packed.split_first() {
+        Some((&LZ4_WITH_DICTIONARY_V1, rest)) => Ok(lz4_text::unpack(rest, DICTIONARY)?),
+        Some((&format, _)) => Err(UnpackError::UnknownFormat(format)),
+        None => Err(lz4_text::UnpackError::Corrupt.into()),
     }
-    let (length, block) = rest.split_first_chunk::<4>().ok_or(UnpackError::Corrupt)?;
-    let length = usize::try_from(u32::from_le_bytes(*length)).map_err(|_| UnpackError::Corrupt)?;
-    // A corrupt length must not allocate more than the block could ever expand to.
-    if length > block.len().saturating_mul(MAX_EXPANSION) {
-        return Err(UnpackError::Corrupt);
-    }
-    let mut text = vec![0; length];
-    let written = lz4_flex::block::decompress_into_with_dict(block, &mut text, DICTIONARY)
-        .map_err(|_| UnpackError::Corrupt)?;
-    if written != length {
-        return Err(UnpackError::Corrupt);
-    }
-    String::from_utf8(text).map_err(|_| UnpackError::NotText)
 }
 
 /// A record or message column's text, packed ([`pack`]) or, as written before schema
@@ -143,17 +119,23 @@ mod tests {
     #[test]
     fn a_damaged_value_is_an_error_not_a_panic_or_a_huge_allocation() {
         let good = pack(std::str::from_utf8(DICTIONARY).unwrap());
-        assert_eq!(unpack(&[]), Err(UnpackError::Corrupt));
+        assert_eq!(unpack(&[]), Err(lz4_text::UnpackError::Corrupt.into()));
         assert_eq!(unpack(&[7, 0, 0, 0, 0]), Err(UnpackError::UnknownFormat(7)));
-        assert_eq!(unpack(&good[..3]), Err(UnpackError::Corrupt));
-        assert_eq!(unpack(&good[..good.len() / 2]), Err(UnpackError::Corrupt));
+        assert_eq!(
+            unpack(&good[..3]),
+            Err(lz4_text::UnpackError::Corrupt.into())
+        );
+        assert_eq!(
+            unpack(&good[..good.len() / 2]),
+            Err(lz4_text::UnpackError::Corrupt.into())
+        );
         let mut huge = good.clone();
         huge[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(unpack(&huge), Err(UnpackError::Corrupt));
+        assert_eq!(unpack(&huge), Err(lz4_text::UnpackError::Corrupt.into()));
         let mut longer = good.clone();
         let length = u32::from_le_bytes(good[1..5].try_into().unwrap());
         longer[1..5].copy_from_slice(&(length + 1).to_le_bytes());
-        assert_eq!(unpack(&longer), Err(UnpackError::Corrupt));
+        assert_eq!(unpack(&longer), Err(lz4_text::UnpackError::Corrupt.into()));
         let mut flipped = good;
         for byte in flipped.iter_mut().skip(5).step_by(7) {
             *byte ^= 0x5a;

@@ -10,6 +10,7 @@ use super::keys::{
     audit_sort_key, decode_cursor, encode_cursor, lead_order_key, page_by_key, referral_sort_key,
     run_sort_key,
 };
+use super::lz4_text;
 use crate::ports::{FailureStore, MessageFailure, PayloadStore, RunCount, StoreError};
 use crate::ports::{
     LeadQuery, LeadStore, Page, ReferralQuery, ReferralStore, SyncStore, UpsertOutcome, page_size,
@@ -60,8 +61,9 @@ const DICTIONARY_BYTES: usize = 16 * 1024;
 
 impl PackedRecord {
     fn pack(mut record: ReferralRecord, dictionary: &[u8]) -> Self {
-        let raw = std::mem::take(&mut record.raw);
-        let raw = lz4_flex::block::compress_prepend_size_with_dict(raw.as_bytes(), dictionary);
+        let text = std::mem::take(&mut record.raw);
+        let mut raw = Vec::new();
+        lz4_text::pack_into(&mut raw, &text, dictionary);
         Self {
             record,
             raw: raw.into_boxed_slice(),
@@ -69,15 +71,12 @@ impl PackedRecord {
     }
 
     fn unpack(&self, dictionary: &[u8]) -> Result<ReferralRecord, StoreError> {
-        let raw = lz4_flex::block::decompress_size_prepended_with_dict(&self.raw, dictionary)
-            .ok()
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .ok_or_else(|| {
-                StoreError::InvalidItem(format!(
-                    "referral {}: the stored payload cannot be unpacked",
-                    self.record.id
-                ))
-            })?;
+        let raw = lz4_text::unpack(&self.raw, dictionary).map_err(|e| {
+            StoreError::InvalidItem(format!(
+                "referral {}: the stored payload cannot be unpacked: {e}",
+                self.record.id
+            ))
+        })?;
         Ok(ReferralRecord {
             raw,
             ..self.record.clone()

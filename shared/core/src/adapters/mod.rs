@@ -9,6 +9,7 @@ pub mod entra_tokens;
 pub mod file_refresh_token;
 pub mod http_certificates;
 pub mod lambda_trigger;
+pub mod lz4_text;
 pub mod memory_queue;
 pub mod memory_store;
 pub mod secret_refresh_token;
