@@ -131,16 +131,13 @@ impl SqliteQueue {
                     for (seq, id, body, receive_count) in batch {
                         after = seq;
                         if receive_count >= max_receive_count {
+                            // Moved as stored, its body not packed a second time.
                             tx.prepare_cached(
                                 "INSERT INTO queue_dead_letters (queue, id, body, receive_count)
-                                 VALUES (?1, ?2, ?3, ?4)",
+                                 SELECT queue, id, body, receive_count FROM queue_messages
+                                 WHERE seq = ?1",
                             )?
-                            .execute(params![
-                                name,
-                                id,
-                                pack(&body),
-                                receive_count
-                            ])?;
+                            .execute([seq])?;
                             tx.prepare_cached("DELETE FROM queue_messages WHERE seq = ?1")?
                                 .execute([seq])?;
                             dead.push(DeadLettered {
