@@ -1,5 +1,5 @@
-//! Dataverse's errors: the shared [`ServiceError`](crate::http::ServiceError), its codes, and what they mean to the lead
-//! sink port.
+//! Dataverse's errors: the shared [`ServiceError`](crate::http::ServiceError), its codes, and
+//! what they mean to the lead sink port.
 
 pub use crate::http::ServiceError as DataverseError;
 use crate::ports::SinkError;

@@ -65,7 +65,8 @@ pub struct Faults {
     /// that comes once, then normal service).
     pub slow_next_ms: Vec<u64>,
     /// Every time this many list/continuation pages have been served, all issued access tokens
-    /// expire (the next API call answers 401). Counted from the last [`set_faults`](crate::sim::control::SimControl::set_faults).
+    /// expire (the next API call answers 401). Counted from the last
+    /// [`set_faults`](crate::sim::control::SimControl::set_faults).
     pub expire_token_after_pages: Option<u32>,
     /// Statuses answered, in order, to the next list/continuation page requests (after the auth
     /// check) before normal service resumes; a 2xx entry means "serve this one normally".
@@ -176,8 +177,8 @@ impl PartnerCenterSim {
     /// A simulator serving the `count` referrals [`seeded_referrals`] generates from `seed`.
     /// Of each it keeps where in the sequence it begins, and generates its text again whenever
     /// it is read or a listing is ordered, until a change stores it as text: N referrals take
-    /// 32 bytes each instead of ~3 KB (and their ids once a GET or change asks by id). `visit` sees each one's id and
-    /// customer profile as JSON text once, as it is generated
+    /// 32 bytes each instead of ~3 KB (and their ids once a GET or change asks by id). `visit`
+    /// sees each one's id and customer profile as JSON text once, as it is generated
     /// ([`SeededReferral::customer_text`](crate::sim::seed::SeededReferral::customer_text):
     /// what the DNS simulator reads the domains to serve from).
     pub fn seeded(

@@ -131,7 +131,7 @@ impl Inner {
         Self {
             page_size: config.page_size.max(1),
             referrals: Vec::with_capacity(capacity),
-            index: Some(HashMap::new()),
+            index: None,
             controls: Controls::new(
                 config.faults,
                 AccessTokens::new("sim-at-", config.access_token_ttl),
@@ -181,12 +181,13 @@ impl Inner {
     /// sync lists it, never holds its N ids.
     pub(super) fn push_seeded(&mut self, point: SeedPoint) {
         self.generation += 1;
+        // Built again from all referrals when next asked for.
         self.index = None;
         self.referrals.push(StoredReferral::Seeded(point));
     }
 
-    /// Referral id -> position in `referrals`. Built on first use after seeding, by generating
-    /// each seeded referral's id again (~10 µs each, once); kept up to date from then on.
+    /// Referral id -> position in `referrals`. Built on first use (after seeding, by generating
+    /// each seeded referral's id again, ~10 µs each, once); kept up to date from then on.
     fn index(&mut self) -> &mut HashMap<String, usize> {
         let referrals = &self.referrals;
         self.index.get_or_insert_with(|| {
@@ -199,6 +200,14 @@ impl Inner {
             }
             index
         })
+    }
+
+    /// The position in `referrals` of the referral with `id`.
+    fn position(&mut self, id: &str) -> Result<usize, ApiError> {
+        self.index()
+            .get(id)
+            .copied()
+            .ok_or_else(|| ApiError::not_found(id))
     }
 
     /// `prefix` and 32 random hex digits.
@@ -424,11 +433,8 @@ impl PartnerCenterSim {
 
     pub(super) fn get_one(&self, id: &str) -> Result<Response, ApiError> {
         let mut inner = self.lock();
-        let position = inner.index().get(id).copied();
-        let referral = position
-            .and_then(|position| inner.referrals.get(position))
-            .map(StoredReferral::value)
-            .ok_or_else(|| ApiError::not_found(id))?;
+        let position = inner.position(id)?;
+        let referral = inner.referrals[position].value();
         Ok(with_etag(Json(&referral).into_response(), &referral))
     }
 
@@ -452,10 +458,7 @@ impl PartnerCenterSim {
             ));
         };
         let mut inner = self.lock();
-        let position = *inner
-            .index()
-            .get(id)
-            .ok_or_else(|| ApiError::not_found(id))?;
+        let position = inner.position(id)?;
         let current = inner.referrals[position].value();
         check_if_match(headers, &current, false)?;
         let mut updated = current;
@@ -516,10 +519,7 @@ impl PartnerCenterSim {
             }
         }
         let mut inner = self.lock();
-        let position = *inner
-            .index()
-            .get(id)
-            .ok_or_else(|| ApiError::not_found(id))?;
+        let position = inner.position(id)?;
         let current = inner.referrals[position].value();
         check_if_match(headers, &current, true)?;
         object.insert("id".into(), json!(id));
